@@ -1,0 +1,90 @@
+# ember build: plain GNU make, no configure step.
+#   make                 library, CLI and test binaries (build/)
+#   make test            run every test binary (closing line "N passed, N failed, N skipped")
+#   make fuzz CC=clang   libFuzzer targets (build/fuzz_*)
+#   make install PREFIX=/usr/local
+# Variables: CC, O (build dir), DEBUG=1, SANITIZE=address,undefined, RUN (wrapper, e.g. qemu), WERROR=1
+CC      ?= cc
+O       ?= build
+PREFIX  ?= /usr/local
+RUN     ?=
+
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Iinclude -Isrc
+ifeq ($(DEBUG),1)
+  OPT = -O0 -g
+else
+  OPT = -O2 -g
+endif
+ifneq ($(SANITIZE),)
+  OPT += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+  LDSAN = -fsanitize=$(SANITIZE)
+endif
+ifeq ($(WERROR),1)
+  CFLAGS_BASE += -Werror
+endif
+CFLAGS  += $(CFLAGS_BASE) $(OPT)
+LDLIBS  += -lm -lpthread
+
+ARCH := $(shell $(CC) -dumpmachine)
+
+# Library sources: everything in src/. ISA kernel files get their own flags and are
+# only compiled for the architecture they target.
+LIB_SRC   := $(filter-out src/kern_avx2.c src/kern_avx512.c src/kern_neon.c,$(wildcard src/*.c))
+ifneq ($(findstring x86_64,$(ARCH)),)
+  LIB_SRC += $(wildcard src/kern_avx2.c src/kern_avx512.c)
+endif
+ifneq ($(findstring aarch64,$(ARCH)),)
+  LIB_SRC += $(wildcard src/kern_neon.c)
+endif
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(O)/src/%.o)
+TOOL_SRC  := $(wildcard tools/*.c)
+TOOL_OBJ  := $(TOOL_SRC:tools/%.c=$(O)/tools/%.o)
+TEST_SRC  := $(wildcard tests/test_*.c)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(O)/%)
+FUZZ_SRC  := $(wildcard fuzz/fuzz_*.c)
+REPLAY_BIN:= $(FUZZ_SRC:fuzz/fuzz_%.c=$(O)/replay_%)
+
+all: $(O)/libember.a $(O)/ember $(TEST_BIN) $(REPLAY_BIN)
+
+$(O)/src/kern_avx2.o:   XFLAGS = -mavx2 -mfma -mf16c
+$(O)/src/kern_avx512.o: XFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
+
+$(O)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h) | $(O)/src $(O)/tools $(O)/tests $(O)/fuzz
+	$(CC) $(CFLAGS) $(XFLAGS) -c $< -o $@
+
+$(O)/src $(O)/tools $(O)/tests $(O)/fuzz:
+	mkdir -p $@
+
+$(O)/libember.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(O)/ember: $(TOOL_OBJ) $(O)/libember.a
+	$(CC) $(OPT) $(LDSAN) -o $@ $(TOOL_OBJ) $(O)/libember.a $(LDLIBS)
+
+$(O)/test_%: $(O)/tests/test_%.o $(O)/libember.a
+	$(CC) $(OPT) $(LDSAN) -o $@ $< $(O)/libember.a $(LDLIBS)
+
+# Fuzz targets replayed over their committed corpus with a plain main (gcc or clang).
+$(O)/replay_%: $(O)/fuzz/fuzz_%.o $(O)/tests/fuzz_replay_main.o $(O)/libember.a
+	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+# libFuzzer builds (clang only): make fuzz CC=clang
+fuzz: $(FUZZ_SRC:fuzz/fuzz_%.c=$(O)/fuzz_%)
+$(O)/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC) | $(O)/src
+	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -mavx2 -mfma -mf16c -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+test: all
+	@RUN="$(RUN)" O="$(O)" sh tests/run.sh
+
+install: $(O)/libember.a $(O)/ember
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(O)/ember $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(O)/libember.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/ember.h $(DESTDIR)$(PREFIX)/include/
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ember\nDescription: small-machine LLM inference\nVersion: 0.1.0\nLibs: -L$${libdir} -lember -lm -lpthread\nCflags: -I$${includedir}\n' "$(PREFIX)" > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ember.pc
+
+clean:
+	rm -rf $(O)
+
+.PHONY: all test fuzz install clean
+.SECONDARY:

@@ -1,0 +1,79 @@
+/* fuzz/fuzz_tokenizer.c: libFuzzer target for the tokenizer. Builds two vocabularies once
+ * (byte-level BPE gpt-2 and SPM llama) from the fixture vocab files, then tokenizes the
+ * input with and without special parsing, renders every id, and checks the round trip
+ * where it must hold: BPE on valid UTF-8, SPM on input without spaces (byte fallback
+ * keeps every byte). Fixture root: $EMBER_FIXTURES or ../shared/fixtures (run from the
+ * repository root); without the fixtures every input is a no-op. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "gguf.h"
+#include "tokenizer.h"
+#include "unicode.h"
+
+static em_vocab *load(const char *name) {
+    const char *root = getenv("EMBER_FIXTURES");
+    char path[1024], err[256];
+    if (!root || !*root) root = "../shared/fixtures";
+    snprintf(path, sizeof path, "%s/vocab/%s", root, name);
+    gguf_ctx *g = gguf_open(path, err, sizeof err);
+    if (!g) return NULL;
+    em_vocab *v = NULL;
+    if (em_vocab_load_gguf(g, &v, err, sizeof err) != 0) v = NULL;
+    gguf_close(g);
+    return v;
+}
+
+/* Concatenates the pieces of ids into out (cap bytes); returns the length. */
+static size_t render(const em_vocab *v, const int32_t *ids, int n, int special, char *out, size_t cap) {
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        char piece[512];
+        int k = em_token_to_piece(v, ids[i], piece, sizeof piece, special);
+        if (k < 0) abort();  /* no fixture token is longer than 512 bytes */
+        if (len + (size_t)k <= cap) memcpy(out + len, piece, (size_t)k);
+        len += (size_t)k;
+    }
+    return len;
+}
+
+static void check(const em_vocab *v, const uint8_t *data, size_t size, int spm) {
+    const char *text = (const char *)data;
+    int n = em_tokenize(v, text, size, 0, 0, NULL, 0);
+    int need = n < 0 ? -n : n;
+    int32_t *ids = malloc((size_t)(need ? need : 1) * sizeof *ids);
+    char *out = malloc(4 * size + 16);
+    if (!ids || !out) abort();
+    if (em_tokenize(v, text, size, 0, 0, ids, need) != need) abort();
+    for (int i = 0; i < need; i++)
+        if (ids[i] < 0 || ids[i] >= em_vocab_n(v)) abort();
+    size_t len = render(v, ids, need, 0, out, 4 * size + 16);
+    if (!spm && em_utf8_valid(text, size) && (len != size || memcmp(out, text, size))) abort();
+    if (spm && size && !memchr(text, ' ', size) && !memmem(text, size, "\xE2\x96\x81", 3) &&
+        (len != size + 1 || out[0] != ' ' || memcmp(out + 1, text, size)))
+        abort();
+    free(ids);
+    /* Special parsing and BOS/EOS: only must not crash, and the sizing contract holds. */
+    n = em_tokenize(v, text, size, 1, 1, NULL, 0);
+    need = n < 0 ? -n : n;
+    ids = malloc((size_t)(need ? need : 1) * sizeof *ids);
+    if (!ids || em_tokenize(v, text, size, 1, 1, ids, need) != need) abort();
+    render(v, ids, need, 1, out, 4 * size + 16);
+    free(ids);
+    free(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static em_vocab *bpe, *spm;
+    static int loaded;
+    if (!loaded) {
+        loaded = 1;
+        bpe = load("ggml-vocab-gpt-2.gguf");
+        spm = load("ggml-vocab-llama-spm.gguf");
+    }
+    if (size > 4096) return 0;  /* long inputs only slow the search down */
+    if (bpe) check(bpe, data, size, 0);
+    if (spm) check(spm, data, size, 1);
+    return 0;
+}

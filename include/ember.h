@@ -1,0 +1,160 @@
+/* ember.h: the public C API of ember, a small C11 engine that runs language models
+ * (GGUF files and llama.cpp/llama2.c checkpoints) on CPUs.
+ *
+ * Contracts that hold for every function here:
+ *  - Functions that can fail return ember_status (EMBER_OK = 0, errors < 0) and write
+ *    results through out-parameters; ember_last_error() then describes the failure in the
+ *    calling thread ("tensor 'blk.3.attn_q.weight': data ends at 901 MiB, file is 880 MiB").
+ *  - The library never prints, exits or aborts because of its input.
+ *  - Objects come in pairs: _load/_new with _free; _free(NULL) is a no-op.
+ *  - Caller buffers follow snprintf: the return value is the length needed; a negative
+ *    return from the tokenizer means "buffer too small, need -n".
+ *  - Thread safety: a model is read-only after load and may back many contexts; use each
+ *    context and sampler from one thread at a time. Tokenization is thread-safe.
+ *  - Same binary, model, inputs, seed and batch give the same tokens for any thread count.
+ */
+#ifndef EMBER_H
+#define EMBER_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define EMBER_API __attribute__((visibility("default")))
+#else
+#define EMBER_API
+#endif
+
+#define EMBER_VERSION "0.1.0"
+#define EMBER_ABI_VERSION 0
+
+typedef enum ember_status {
+    EMBER_OK = 0,
+    EMBER_E_INVALID = -1,      /* bad argument from the caller */
+    EMBER_E_IO = -2,           /* file cannot be opened or read */
+    EMBER_E_FORMAT = -3,       /* file is corrupt or not a model */
+    EMBER_E_UNSUPPORTED = -4,  /* valid file, but an architecture/type ember does not run */
+    EMBER_E_NOMEM = -5,        /* allocation failed */
+    EMBER_E_CONTEXT_FULL = -6, /* the batch does not fit in the remaining context */
+} ember_status;
+
+typedef int32_t ember_token;
+typedef struct ember_model ember_model;
+typedef struct ember_context ember_context;
+typedef struct ember_sampler ember_sampler;
+
+/* Description of the last failure in this thread ("" if none). */
+EMBER_API const char *ember_last_error(void);
+EMBER_API const char *ember_strerror(ember_status s);
+EMBER_API const char *ember_version(void);
+
+/* ---- models ------------------------------------------------------------------------ */
+typedef struct ember_model_params {
+    int vocab_only;              /* load the tokenizer only (vocab-only GGUF files) */
+    const char *tokenizer_path;  /* llama2.c checkpoints: the tokenizer.bin (NULL: none) */
+} ember_model_params;
+
+EMBER_API ember_model_params ember_model_default_params(void);
+/* Loads a GGUF file (v2/v3) or a llama2.c legacy checkpoint (.bin). */
+EMBER_API ember_status ember_model_load(const char *path, const ember_model_params *params,
+                                        ember_model **out);
+EMBER_API void ember_model_free(ember_model *model);
+
+EMBER_API int ember_model_n_vocab(const ember_model *m);
+EMBER_API int ember_model_n_ctx_train(const ember_model *m);
+EMBER_API int ember_model_n_embd(const ember_model *m);
+EMBER_API int ember_model_n_layer(const ember_model *m);
+EMBER_API int64_t ember_model_n_params(const ember_model *m);
+EMBER_API uint64_t ember_model_size(const ember_model *m);  /* bytes of weights */
+/* "llama 135M Q4_1" style description; snprintf contract. */
+EMBER_API int ember_model_desc(const ember_model *m, char *buf, size_t len);
+/* Metadata value as text (integers, floats, bools, strings; arrays as "[n items]");
+ * returns the length needed, or -1 if the key is absent. snprintf contract. */
+EMBER_API int ember_model_meta_str(const ember_model *m, const char *key, char *buf, size_t len);
+/* Multi-line "key: value" report of hyper-parameters, tensor types and memory (what
+ * `ember info` prints); snprintf contract. */
+EMBER_API int ember_model_info(const ember_model *m, char *buf, size_t len);
+/* tokenizer.chat_template, or NULL. */
+EMBER_API const char *ember_model_chat_template(const ember_model *m);
+
+/* ---- tokens ------------------------------------------------------------------------ */
+EMBER_API ember_token ember_token_bos(const ember_model *m);  /* -1 if none */
+EMBER_API ember_token ember_token_eos(const ember_model *m);
+EMBER_API int ember_token_is_eog(const ember_model *m, ember_token t);
+EMBER_API int ember_add_bos(const ember_model *m);
+/* Text to ids. add_special: BOS/EOS as the model asks; parse_special: control-token text
+ * like "<|im_start|>" becomes its id. Returns the count, or -(needed) if n_max is short. */
+EMBER_API int ember_tokenize(const ember_model *m, const char *text, size_t len,
+                             ember_token *out, int n_max, int add_special, int parse_special);
+/* Bytes of one token (may be part of a UTF-8 character). special: render control tokens.
+ * Returns the length, or -(needed) if len is short. */
+EMBER_API int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len,
+                                   int special);
+
+/* ---- chat templates ------------------------------------------------------------------ */
+typedef struct ember_chat_message { const char *role; const char *content; } ember_chat_message;
+/* Renders a conversation with the model's tokenizer.chat_template, or with the family
+ * `name` ("chatml", "llama2", "llama3", "zephyr", "mistral", "phi3", "gemma") when not
+ * NULL. add_assistant appends the assistant turn opener. Returns the rendered length
+ * (snprintf contract), or -1 if the template is not recognised (see ember_last_error). */
+EMBER_API int ember_chat_apply_template(const ember_model *m, const char *name,
+                                        const ember_chat_message *msgs, size_t n,
+                                        int add_assistant, char *buf, size_t len);
+
+/* ---- contexts and decoding --------------------------------------------------------- */
+typedef struct ember_context_params {
+    int n_ctx;         /* 0: the model's training context (capped at 4096) */
+    int n_threads;     /* 0: number of physical cores */
+    int n_batch;       /* max tokens per forward chunk; 0: 64 */
+    const char *isa;   /* NULL: best for this CPU (or $EMBER_ISA); "ref", "avx2", ... */
+    const char *kv_type; /* KV cache storage: NULL or "f16" (as llama.cpp), "f32" */
+} ember_context_params;
+
+EMBER_API ember_context_params ember_context_default_params(void);
+EMBER_API ember_status ember_context_new(ember_model *m, const ember_context_params *p,
+                                         ember_context **out);
+EMBER_API void ember_context_free(ember_context *ctx);
+EMBER_API int ember_context_n_ctx(const ember_context *ctx);
+EMBER_API int ember_context_n_past(const ember_context *ctx);  /* tokens in the KV cache */
+EMBER_API const char *ember_context_isa(const ember_context *ctx);
+/* Drops cached positions >= n_past (rewind for chat edits, prompt reuse). */
+EMBER_API ember_status ember_context_truncate(ember_context *ctx, int n_past);
+
+/* Feeds n tokens at positions n_past..n_past+n-1. Logits are kept for the last token, or
+ * for every token when all_logits is set. EMBER_E_CONTEXT_FULL if they do not fit. */
+EMBER_API ember_status ember_decode(ember_context *ctx, const ember_token *tokens, int n,
+                                    int all_logits);
+/* Logits (n_vocab floats) of the i-th token of the last decode (i = -1: last), or NULL. */
+EMBER_API const float *ember_get_logits(ember_context *ctx, int i);
+
+/* ---- sampling ---------------------------------------------------------------------- */
+typedef struct ember_sampler_params {
+    float temp;              /* 0.8; <= 0 means greedy */
+    int top_k;               /* 40; <= 0 off */
+    float top_p;             /* 0.95; >= 1 off */
+    float min_p;             /* 0.05; <= 0 off */
+    float repeat_penalty;    /* 1.0 = off */
+    int repeat_last_n;       /* 64 */
+    float presence_penalty;  /* 0 */
+    float frequency_penalty; /* 0 */
+    uint64_t seed;           /* 0xFFFFFFFF: random */
+} ember_sampler_params;
+
+EMBER_API ember_sampler_params ember_sampler_default_params(void);
+EMBER_API ember_status ember_sampler_new(const ember_model *m, const ember_sampler_params *p,
+                                         ember_sampler **out);
+EMBER_API void ember_sampler_free(ember_sampler *s);
+/* Samples from the logits of token i of the last decode (-1: last) and records the token
+ * for the repetition penalties. Returns the token, or -1 with ember_last_error() set. */
+EMBER_API ember_token ember_sampler_sample(ember_sampler *s, ember_context *ctx, int i);
+EMBER_API void ember_sampler_accept(ember_sampler *s, ember_token t); /* e.g. prompt tokens */
+EMBER_API void ember_sampler_reset(ember_sampler *s);
+EMBER_API uint64_t ember_sampler_seed(const ember_sampler *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

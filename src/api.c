@@ -1,0 +1,281 @@
+/* api.c: the ember_* entry points. Argument checks, object lifecycles and the mapping
+ * from public structs to the internal modules; no computation lives here. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+#include "sampler.h"
+
+#define CHECK_ARG(c, ...) do { if (!(c)) return em_fail(EMBER_E_INVALID, __VA_ARGS__); } while (0)
+
+/* ---- models ---- */
+ember_model_params ember_model_default_params(void) {
+    ember_model_params p = { 0, NULL };
+    return p;
+}
+
+ember_status ember_model_load(const char *path, const ember_model_params *params, ember_model **out) {
+    CHECK_ARG(out, "ember_model_load: out is NULL");
+    *out = NULL;
+    CHECK_ARG(path && *path, "ember_model_load: no path");
+    ember_model_params p = params ? *params : ember_model_default_params();
+    em_clear_error();
+    struct ember_model *m = calloc(1, sizeof *m);
+    if (!m) return em_fail(EMBER_E_NOMEM, "out of memory");
+    ember_status st = em_is_l2c_checkpoint(path) ? em_model_load_l2c(m, path, p.tokenizer_path)
+                                                 : em_model_load_gguf(m, path, p.vocab_only);
+    if (st) { ember_model_free(m); return st; }
+    *out = m;
+    return EMBER_OK;
+}
+
+void ember_model_free(ember_model *m) {
+    if (!m) return;
+    free(m->layers);
+    gguf_close(m->gguf);
+    em_free_aligned(m->owned);
+    em_vocab_free(m->vocab);
+    free(m->chat_template);
+    free(m);
+}
+
+int ember_model_n_vocab(const ember_model *m) { return m ? (m->vocab_only ? em_vocab_n(m->vocab) : m->hp.n_vocab) : 0; }
+int ember_model_n_ctx_train(const ember_model *m) { return m ? m->hp.n_ctx_train : 0; }
+int ember_model_n_embd(const ember_model *m) { return m ? m->hp.n_embd : 0; }
+int ember_model_n_layer(const ember_model *m) { return m ? m->hp.n_layer : 0; }
+int64_t ember_model_n_params(const ember_model *m) { return m ? m->n_params : 0; }
+uint64_t ember_model_size(const ember_model *m) { return m ? m->weight_bytes : 0; }
+const char *ember_model_chat_template(const ember_model *m) { return m ? m->chat_template : NULL; }
+
+static const char *arch_name(int arch) {
+    return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : "llama";
+}
+
+int ember_model_desc(const ember_model *m, char *buf, size_t len) {
+    if (!m) return snprintf(buf, len, "(null)");
+    if (m->vocab_only) return snprintf(buf, len, "vocab-only (%d tokens)", em_vocab_n(m->vocab));
+    double n = (double)m->n_params;
+    const em_type_info *ti = em_type_get(m->ftype_main);
+    char size[32];
+    if (n >= 1e9) snprintf(size, sizeof size, "%.1fB", n / 1e9);
+    else if (n >= 1e6) snprintf(size, sizeof size, "%.0fM", n / 1e6);
+    else snprintf(size, sizeof size, "%.0fK", n / 1e3);
+    char tn[16];
+    snprintf(tn, sizeof tn, "%s", ti ? ti->name : "?");
+    for (char *c = tn; *c; c++) if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    return snprintf(buf, len, "%s %s %s", arch_name(m->hp.arch), size, tn);
+}
+
+int ember_model_meta_str(const ember_model *m, const char *key, char *buf, size_t len) {
+    if (!m || !m->gguf || !key) return -1;
+    int64_t i = gguf_find_key(m->gguf, key);
+    if (i < 0) return -1;
+    int64_t iv; double fv; const char *s; size_t sl; int et; uint64_t n; const void *d;
+    switch (gguf_kv_type(m->gguf, i)) {
+    case GGUF_STRING: gguf_get_str(m->gguf, key, &s, &sl); return snprintf(buf, len, "%.*s", (int)(sl > 1 << 20 ? 1 << 20 : sl), s);
+    case GGUF_F32: case GGUF_F64: gguf_get_float(m->gguf, key, &fv); return snprintf(buf, len, "%g", fv);
+    case GGUF_BOOL: gguf_get_int(m->gguf, key, &iv); return snprintf(buf, len, "%s", iv ? "true" : "false");
+    case GGUF_ARRAY: gguf_get_arr(m->gguf, key, &et, &n, &d); return snprintf(buf, len, "[%llu items]", (unsigned long long)n);
+    default:
+        if (gguf_get_int(m->gguf, key, &iv) == 0) return snprintf(buf, len, "%lld", (long long)iv);
+        return snprintf(buf, len, "?");
+    }
+}
+
+/* Appends printf output to buf at *used, keeping the snprintf contract over the whole. */
+static void appendf(char *buf, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t len, size_t *used, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(*used < len ? buf + *used : NULL, *used < len ? len - *used : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) *used += (size_t)n;
+}
+
+int ember_model_info(const ember_model *m, char *buf, size_t len) {
+    size_t u = 0;
+    if (buf && len) buf[0] = 0;
+    if (!m || m->vocab_only) return 0;
+    const em_hparams *hp = &m->hp;
+    appendf(buf, len, &u, "%-22s %d (kv %d, head_dim %d)\n", "n_head", hp->n_head, hp->n_head_kv, hp->head_dim);
+    appendf(buf, len, &u, "%-22s %d\n", "n_ff", hp->n_ff);
+    appendf(buf, len, &u, "%-22s %s, %d dims, base %g\n", "rope", hp->rope_neox ? "neox" : "norm", hp->n_rot, hp->rope_base);
+    appendf(buf, len, &u, "%-22s %g\n", "rms_eps", hp->rms_eps);
+    appendf(buf, len, &u, "%-22s %s\n", "output", m->tied_output ? "tied to token_embd" : "separate");
+    if (m->gguf) {
+        int64_t count[EM_TYPE_COUNT + 1] = { 0 };
+        for (int64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+            uint32_t t = gguf_tensor_at(m->gguf, i)->type;
+            count[t < EM_TYPE_COUNT ? t : EM_TYPE_COUNT]++;
+        }
+        appendf(buf, len, &u, "%-22s", "tensor types");
+        for (int t = 0; t <= EM_TYPE_COUNT; t++)
+            if (count[t]) appendf(buf, len, &u, " %s:%lld", t < EM_TYPE_COUNT && gguf_type_name((uint32_t)t) ? gguf_type_name((uint32_t)t) : "other", (long long)count[t]);
+        appendf(buf, len, &u, "\n");
+    }
+    appendf(buf, len, &u, "%-22s %.2f MiB (%s)\n", "file", m->file_bytes / 1048576.0,
+            m->gguf ? "memory-mapped, read-only" : "read into memory");
+    const double kv_tok = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float);
+    appendf(buf, len, &u, "%-22s %.1f KiB per token (f32)\n", "kv cache", kv_tok / 1024.0);
+    appendf(buf, len, &u, "%-22s %s\n", "kernels", em_kernels_best()->name);
+    return (int)(u > 0x7fffffff ? 0x7fffffff : u);
+}
+
+/* ---- tokens ---- */
+ember_token ember_token_bos(const ember_model *m) { return m && m->vocab ? em_vocab_bos(m->vocab) : 1; }
+ember_token ember_token_eos(const ember_model *m) { return m && m->vocab ? em_vocab_eos(m->vocab) : 2; }
+int ember_token_is_eog(const ember_model *m, ember_token t) {
+    return m && m->vocab ? em_vocab_is_eog(m->vocab, t) : t == 2;
+}
+int ember_add_bos(const ember_model *m) { return m && m->vocab ? em_vocab_add_bos(m->vocab) : 1; }
+
+int ember_tokenize(const ember_model *m, const char *text, size_t len, ember_token *out, int n_max,
+                   int add_special, int parse_special) {
+    if (!m || !m->vocab) { em_fail(EMBER_E_INVALID, "model has no tokenizer"); return 0; }
+    if (!text) len = 0;
+    return em_tokenize(m->vocab, text ? text : "", len, add_special, parse_special, out, n_max);
+}
+
+int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len, int special) {
+    if (!m || !m->vocab) return 0;
+    return em_token_to_piece(m->vocab, t, buf, len, special);
+}
+
+/* ---- contexts ---- */
+ember_context_params ember_context_default_params(void) {
+    ember_context_params p = { 0, 0, 0, NULL, NULL };
+    return p;
+}
+
+ember_status ember_context_new(ember_model *m, const ember_context_params *params, ember_context **out) {
+    CHECK_ARG(out, "ember_context_new: out is NULL");
+    *out = NULL;
+    CHECK_ARG(m, "ember_context_new: model is NULL");
+    if (m->vocab_only) return em_fail(EMBER_E_INVALID, "model was loaded vocab-only; it cannot decode");
+    ember_context_params p = params ? *params : ember_context_default_params();
+    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0, "ember_context_new: negative parameter");
+    const em_hparams *hp = &m->hp;
+    struct ember_context *c = calloc(1, sizeof *c);
+    if (!c) return em_fail(EMBER_E_NOMEM, "out of memory");
+    c->m = m;
+    c->kern = p.isa ? em_kernels_by_name(p.isa) : em_kernels_best();
+    if (!c->kern) { free(c); return em_fail(EMBER_E_UNSUPPORTED, "ISA '%s' is not available on this CPU", p.isa); }
+    c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    c->n_batch = p.n_batch ? p.n_batch : 64;
+    if (!p.kv_type || !strcmp(p.kv_type, "f16")) c->kv_type = EM_F16;
+    else if (!strcmp(p.kv_type, "f32")) c->kv_type = EM_F32;
+    else { free(c); return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (f16, f32)", p.kv_type); }
+    int nt = p.n_threads ? p.n_threads : em_physical_cores();
+    if (nt > 256) nt = 256;
+    c->pool = em_pool_new(nt);
+    const size_t kvdim = (size_t)hp->n_head_kv * hp->head_dim, qdim = (size_t)hp->n_head * hp->head_dim;
+    const size_t B = (size_t)c->n_batch, d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
+    size_t maxw = d > qdim ? d : qdim;
+    if (ff > maxw) maxw = ff;
+    c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
+    c->xq_type = -1;
+    size_t cache = (size_t)hp->n_layer * (size_t)c->n_ctx * kvdim;  /* bounded by load checks */
+    /* calloc: large zeroed blocks come from fresh pages, so unused context costs no RAM. */
+    c->k_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
+    c->v_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
+    c->x = em_alloc_aligned(B * d * sizeof(float));
+    c->xb = em_alloc_aligned(B * (d > qdim ? d : qdim) * sizeof(float));
+    c->xb2 = em_alloc_aligned(B * d * sizeof(float));
+    c->q = em_alloc_aligned(B * qdim * sizeof(float));
+    c->k = em_alloc_aligned(B * kvdim * sizeof(float));
+    c->v = em_alloc_aligned(B * kvdim * sizeof(float));
+    c->hg = em_alloc_aligned(B * ff * sizeof(float));
+    c->hu = em_alloc_aligned(B * ff * sizeof(float));
+    c->xq = em_alloc_aligned(B * c->xq_col);
+    c->rope_cs = em_alloc_aligned((size_t)hp->n_rot * sizeof(float));
+    c->logits = malloc((size_t)hp->n_vocab * sizeof(float));
+    c->n_logits_cap = 1;
+    if (!c->pool || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->xb2 || !c->q || !c->k ||
+        !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits) {
+        ember_context_free(c);
+        return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", c->n_ctx);
+    }
+    *out = c;
+    return EMBER_OK;
+}
+
+void ember_context_free(ember_context *c) {
+    if (!c) return;
+    em_pool_free(c->pool);
+    free(c->k_cache); free(c->v_cache);
+    em_free_aligned(c->x); em_free_aligned(c->xb); em_free_aligned(c->xb2);
+    em_free_aligned(c->q); em_free_aligned(c->k); em_free_aligned(c->v);
+    em_free_aligned(c->hg); em_free_aligned(c->hu);
+    em_free_aligned(c->xq); em_free_aligned(c->rope_cs);
+    free(c->logits);
+    free(c);
+}
+
+int ember_context_n_ctx(const ember_context *c) { return c ? c->n_ctx : 0; }
+int ember_context_n_past(const ember_context *c) { return c ? c->n_past : 0; }
+const char *ember_context_isa(const ember_context *c) { return c ? c->kern->name : ""; }
+
+ember_status ember_context_truncate(ember_context *c, int n_past) {
+    CHECK_ARG(c && n_past >= 0 && n_past <= c->n_past, "ember_context_truncate: bad position %d", n_past);
+    c->n_past = n_past;
+    return EMBER_OK;
+}
+
+ember_status ember_decode(ember_context *c, const ember_token *tokens, int n, int all_logits) {
+    CHECK_ARG(c && (tokens || n == 0), "ember_decode: NULL argument");
+    return em_forward(c, tokens, n, all_logits);
+}
+
+const float *ember_get_logits(ember_context *c, int i) {
+    if (!c || c->n_logits == 0) return NULL;
+    if (i < 0) i = c->last_n + i;
+    int row = i - c->logits_first;
+    if (row < 0 || row >= c->n_logits) return NULL;
+    return c->logits + (size_t)row * c->m->hp.n_vocab;
+}
+
+/* ---- sampling ---- */
+struct ember_sampler { em_sampler *s; int n_vocab; };
+
+ember_sampler_params ember_sampler_default_params(void) {
+    em_sampler_params e;
+    em_sampler_default_params(&e);
+    ember_sampler_params p = { e.temp, e.top_k, e.top_p, e.min_p, e.repeat_penalty, e.repeat_last_n,
+                               e.presence_penalty, e.frequency_penalty, e.seed };
+    return p;
+}
+
+ember_status ember_sampler_new(const ember_model *m, const ember_sampler_params *p, ember_sampler **out) {
+    CHECK_ARG(out && m, "ember_sampler_new: NULL argument");
+    *out = NULL;
+    ember_sampler_params q = p ? *p : ember_sampler_default_params();
+    em_sampler_params e = { q.temp, q.top_k, q.top_p, q.min_p, q.repeat_penalty, q.repeat_last_n,
+                            q.presence_penalty, q.frequency_penalty, q.seed };
+    ember_sampler *s = calloc(1, sizeof *s);
+    if (!s) return em_fail(EMBER_E_NOMEM, "out of memory");
+    s->n_vocab = m->hp.n_vocab;
+    s->s = em_sampler_new(&e, s->n_vocab);
+    if (!s->s) { free(s); return em_fail(EMBER_E_INVALID, "bad sampler parameters"); }
+    *out = s;
+    return EMBER_OK;
+}
+
+void ember_sampler_free(ember_sampler *s) {
+    if (!s) return;
+    em_sampler_free(s->s);
+    free(s);
+}
+
+ember_token ember_sampler_sample(ember_sampler *s, ember_context *c, int i) {
+    const float *logits = ember_get_logits(c, i);
+    if (!s || !logits) { em_fail(EMBER_E_INVALID, "no logits for token %d", i); return -1; }
+    ember_token t = em_sampler_sample(s->s, logits);
+    em_sampler_accept(s->s, t);
+    return t;
+}
+
+void ember_sampler_accept(ember_sampler *s, ember_token t) { if (s) em_sampler_accept(s->s, t); }
+void ember_sampler_reset(ember_sampler *s) { if (s) em_sampler_reset(s->s); }
+uint64_t ember_sampler_seed(const ember_sampler *s) { return s ? em_sampler_seed(s->s) : 0; }

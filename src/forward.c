@@ -1,0 +1,214 @@
+/* forward.c: the transformer forward pass, written out like llama2.c, calling only
+ * kernels from the context's table. One call processes a chunk of up to n_batch tokens;
+ * activations are token-major (T, width) so a matmul sees T activation columns and reads
+ * each weight row once per chunk.
+ *
+ * Per layer (llama / qwen2 / qwen3):
+ *   h   = x + Wo . attn(rope(norm_q(Wq . rms(x)) + bq), rope(norm_k(Wk . rms(x)) + bk), Wv . rms(x) + bv)
+ *   x'  = h + Wdown . (silu(Wgate . rms(h)) * (Wup . rms(h)))
+ * then logits = Wout . rms(x). Biases only for qwen2, q/k norms only for qwen3.
+ * Threads split matmul output rows and attention heads statically, so every output value
+ * is computed by the same code in the same order whatever the thread count. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+/* ---- matmul over the thread pool ---------------------------------------------------- */
+typedef struct {
+    const em_kernels *k;
+    const em_weight *w;
+    const char *xq;
+    size_t xq_col;
+    int T;
+    float *y;
+    int ldy;
+} mm_task;
+
+static void mm_worker(void *arg, int ith, int nth) {
+    const mm_task *t = arg;
+    const int rows = (int)t->w->rows;
+    const int r0 = (int)((int64_t)rows * ith / nth), r1 = (int)((int64_t)rows * (ith + 1) / nth);
+    if (r0 >= r1) return;
+    for (int c = 0; c < t->T; c += 8) {
+        int nc = t->T - c < 8 ? t->T - c : 8;
+        t->k->matmul[t->w->type](t->w->cols, t->w->data, t->w->row_bytes, r0, r1,
+                                 t->xq + (size_t)c * t->xq_col, t->xq_col, nc,
+                                 t->y + (size_t)c * t->ldy, t->ldy);
+    }
+}
+
+/* y[t] = W . x[t] for t < T. x rows are ldx floats apart, y rows ldy. The activations are
+ * quantized to W's vec_dot type first; `reuse` skips that when the previous call quantized
+ * the same x to the same type (q, k and v share their input). */
+static void matmul(struct ember_context *ctx, const em_weight *w, const float *x, int ldx,
+                   int T, float *y, int ldy, int reuse) {
+    const int vt = em_type_get(w->type)->vec_dot_type;
+    if (!reuse || vt != ctx->xq_type) {
+        for (int t = 0; t < T; t++)
+            ctx->kern->quantize_act[vt](x + (size_t)t * ldx, (char *)ctx->xq + (size_t)t * ctx->xq_col, w->cols);
+        ctx->xq_type = vt;
+    }
+    mm_task task = { ctx->kern, w, ctx->xq, ctx->xq_col, T, y, ldy };
+    em_pool_run(ctx->pool, mm_worker, &task);
+}
+
+static void add_bias(float *y, int ldy, int T, const em_weight *b) {
+    if (!b->data) return;
+    const float *bv = b->data;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < b->cols; i++) y[(size_t)t * ldy + i] += bv[i];
+}
+
+/* ---- rope ---------------------------------------------------------------------------- */
+/* cos/sin for one position: theta_i = pos * base^(-2i/n_rot), computed by repeated
+ * multiplication as llama.cpp does so the angles agree to the last bit. */
+static void rope_cache(float *cs, int pos, int n_rot, float base) {
+    const float scale = powf(base, -2.0f / n_rot);
+    float theta = (float)pos;
+    for (int i = 0; i < n_rot / 2; i++) {
+        cs[2 * i] = cosf(theta);
+        cs[2 * i + 1] = sinf(theta);
+        theta *= scale;
+    }
+}
+
+static void rope_apply(float *v, const float *cs, int n_rot, int neox) {
+    const int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        const float c = cs[2 * i], s = cs[2 * i + 1], x0 = v[i0], x1 = v[i1];
+        v[i0] = x0 * c - x1 * s;
+        v[i1] = x0 * s + x1 * c;
+    }
+}
+
+/* ---- attention over the KV cache ---------------------------------------------------- */
+typedef struct {
+    struct ember_context *ctx;
+    int layer, T;
+} attn_task;
+
+static void attn_worker(void *arg, int ith, int nth) {
+    const attn_task *a = arg;
+    struct ember_context *ctx = a->ctx;
+    const em_hparams *hp = &ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
+    const size_t kvdim = (size_t)hp->n_head_kv * hd;
+    const size_t esz = ctx->kv_type == EM_F16 ? 2 : 4, layer = (size_t)a->layer * ctx->n_ctx * kvdim;
+    const char *kc = (const char *)ctx->k_cache + layer * esz, *vc = (const char *)ctx->v_cache + layer * esz;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int items = a->T * nh;
+    for (int it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
+        const int t = it / nh, h = it % nh, kvh = h / group;
+        const int n_kv = ctx->n_past + t + 1;  /* causal: positions 0..pos */
+        ctx->kern->attn[ctx->kv_type](ctx->xb + (size_t)t * nh * hd + (size_t)h * hd,
+                                      ctx->q + (size_t)t * nh * hd + (size_t)h * hd,
+                                      kc + (size_t)kvh * hd * esz, vc + (size_t)kvh * hd * esz, n_kv, hd,
+                                      kvdim, scale);
+    }
+}
+
+/* Writes one position's K and V rows into the cache, converting to the cache type. */
+static void kv_store(struct ember_context *ctx, int l, int pos, const float *k, const float *v) {
+    const int kvdim = ctx->m->hp.n_head_kv * ctx->m->hp.head_dim;
+    const size_t off = ((size_t)l * ctx->n_ctx + (size_t)pos) * kvdim;
+    if (ctx->kv_type == EM_F16) {
+        uint16_t *kc = (uint16_t *)ctx->k_cache + off, *vc = (uint16_t *)ctx->v_cache + off;
+        for (int i = 0; i < kvdim; i++) { kc[i] = em_f32_to_f16(k[i]); vc[i] = em_f32_to_f16(v[i]); }
+    } else {
+        memcpy((float *)ctx->k_cache + off, k, (size_t)kvdim * sizeof(float));
+        memcpy((float *)ctx->v_cache + off, v, (size_t)kvdim * sizeof(float));
+    }
+}
+
+/* ---- one chunk of tokens --------------------------------------------------------------- */
+static void embed(struct ember_context *ctx, const ember_token *tokens, int T) {
+    const em_weight *e = &ctx->m->tok_embd;
+    for (int t = 0; t < T; t++)
+        em_dequantize_row(e->type, (const char *)e->data + (size_t)tokens[t] * e->row_bytes,
+                          ctx->x + (size_t)t * ctx->m->hp.n_embd, e->cols);
+}
+
+static void layer_forward(struct ember_context *ctx, int l, int T) {
+    const struct ember_model *m = ctx->m;
+    const em_hparams *hp = &m->hp;
+    const em_layer *L = &m->layers[l];
+    const em_kernels *k = ctx->kern;
+    const int d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
+    const int qdim = nh * hd, kvdim = nkv * hd;
+
+    for (int t = 0; t < T; t++)
+        k->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)t * d, L->attn_norm.data, d, hp->rms_eps);
+    matmul(ctx, &L->wq, ctx->xb, d, T, ctx->q, qdim, 0);
+    matmul(ctx, &L->wk, ctx->xb, d, T, ctx->k, kvdim, 1);
+    matmul(ctx, &L->wv, ctx->xb, d, T, ctx->v, kvdim, 1);
+    add_bias(ctx->q, qdim, T, &L->bq);
+    add_bias(ctx->k, kvdim, T, &L->bk);
+    add_bias(ctx->v, kvdim, T, &L->bv);
+
+    for (int t = 0; t < T; t++) {
+        float *q = ctx->q + (size_t)t * qdim, *kk = ctx->k + (size_t)t * kvdim;
+        if (L->q_norm.data) {
+            for (int h = 0; h < nh; h++) k->rmsnorm(q + h * hd, q + h * hd, L->q_norm.data, hd, hp->rms_eps);
+            for (int h = 0; h < nkv; h++) k->rmsnorm(kk + h * hd, kk + h * hd, L->k_norm.data, hd, hp->rms_eps);
+        }
+        rope_cache(ctx->rope_cs, ctx->n_past + t, hp->n_rot, hp->rope_base);
+        for (int h = 0; h < nh; h++) rope_apply(q + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
+        for (int h = 0; h < nkv; h++) rope_apply(kk + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
+        kv_store(ctx, l, ctx->n_past + t, kk, ctx->v + (size_t)t * kvdim);
+    }
+    attn_task at = { ctx, l, T };
+    em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
+
+    matmul(ctx, &L->wo, ctx->xb, qdim, T, ctx->xb2, d, 0);
+    for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
+
+    for (int t = 0; t < T; t++)
+        k->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)t * d, L->ffn_norm.data, d, hp->rms_eps);
+    matmul(ctx, &L->w_gate, ctx->xb, d, T, ctx->hg, hp->n_ff, 0);
+    matmul(ctx, &L->w_up, ctx->xb, d, T, ctx->hu, hp->n_ff, 1);
+    for (int t = 0; t < T; t++)
+        k->swiglu(ctx->hg + (size_t)t * hp->n_ff, ctx->hg + (size_t)t * hp->n_ff, ctx->hu + (size_t)t * hp->n_ff, hp->n_ff);
+    matmul(ctx, &L->w_down, ctx->hg, hp->n_ff, T, ctx->xb2, d, 0);
+    for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
+}
+
+/* Final norm and output projection for tokens [t0, T) of the chunk into logits rows. */
+static void output_forward(struct ember_context *ctx, int t0, int T, float *logits) {
+    const struct ember_model *m = ctx->m;
+    const int d = m->hp.n_embd, n = T - t0;
+    for (int t = 0; t < n; t++)
+        ctx->kern->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)(t0 + t) * d, m->output_norm.data, d, m->hp.rms_eps);
+    matmul(ctx, &m->output, ctx->xb, d, n, logits, m->hp.n_vocab, 0);
+}
+
+ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, int n, int all_logits) {
+    const struct ember_model *m = ctx->m;
+    if (n <= 0) return em_fail(EMBER_E_INVALID, "decode: empty batch");
+    if (n > ctx->n_ctx - ctx->n_past)
+        return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used",
+                       n, ctx->n_past, ctx->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
+            return em_fail(EMBER_E_INVALID, "decode: token %d is out of range [0, %d)", tokens[i], m->hp.n_vocab);
+    const int rows = all_logits ? n : 1;
+    if (rows > ctx->n_logits_cap) {
+        float *p = realloc(ctx->logits, (size_t)rows * m->hp.n_vocab * sizeof(float));
+        if (!p) return em_fail(EMBER_E_NOMEM, "decode: out of memory for %d logit rows", rows);
+        ctx->logits = p;
+        ctx->n_logits_cap = rows;
+    }
+    for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
+        const int T = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;
+        embed(ctx, tokens + c0, T);
+        for (int l = 0; l < m->hp.n_layer; l++) layer_forward(ctx, l, T);
+        if (all_logits) output_forward(ctx, 0, T, ctx->logits + (size_t)c0 * m->hp.n_vocab);
+        else if (c0 + T == n) output_forward(ctx, T - 1, T, ctx->logits);
+        ctx->n_past += T;
+    }
+    ctx->n_logits = rows;
+    ctx->logits_first = all_logits ? 0 : n - 1;
+    ctx->last_n = n;
+    return EMBER_OK;
+}

@@ -1,0 +1,130 @@
+/* internal.h: types shared across src/ (model, context, hyper-parameters) and the small
+ * utilities of util.c. Nothing here is public; include/ember.h is the only public header. */
+#ifndef EMBER_INTERNAL_H
+#define EMBER_INTERNAL_H
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "ember.h"
+#include "gguf.h"
+#include "kernels.h"
+#include "quant.h"
+#include "tokenizer.h"
+
+/* ---- util.c ---- */
+/* Records a printf-style message for ember_last_error() and returns status. */
+ember_status em_fail(ember_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void em_clear_error(void);
+/* Checked size arithmetic: return 0 on success, -1 on overflow. */
+int em_mul_size(size_t a, size_t b, size_t *out);
+int em_add_size(size_t a, size_t b, size_t *out);
+void *em_alloc_aligned(size_t size);  /* 64-byte aligned, zeroed; NULL on failure */
+void em_free_aligned(void *p);
+double em_time_ms(void);              /* monotonic clock */
+int em_physical_cores(void);
+
+/* ---- architectures ---- */
+enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3 };
+
+typedef struct em_hparams {
+    int arch;           /* enum em_arch */
+    int n_vocab;
+    int n_embd;         /* model width */
+    int n_layer;
+    int n_head;         /* query heads */
+    int n_head_kv;      /* key/value heads (GQA: n_head % n_head_kv == 0) */
+    int head_dim;       /* per-head width of q and k (qwen3: attention.key_length) */
+    int head_dim_v;     /* per-head width of v */
+    int n_ff;           /* feed-forward width */
+    int n_ctx_train;
+    int n_rot;          /* rotated dims per head (rope.dimension_count) */
+    int rope_neox;      /* 0: rotate (x[2i], x[2i+1]); 1: rotate (x[i], x[i + n_rot/2]) */
+    float rope_base;    /* rope.freq_base */
+    float rms_eps;
+} em_hparams;
+
+/* A weight matrix (or vector) view into the mapped file: rows of `cols` elements. */
+typedef struct em_weight {
+    const void *data;   /* NULL when the tensor is absent */
+    int type;           /* enum em_type */
+    int64_t rows;       /* output features (ne[1]); 1 for vectors */
+    int64_t cols;       /* input features (ne[0]) */
+    size_t row_bytes;
+} em_weight;
+
+typedef struct em_layer {
+    em_weight attn_norm;            /* (n_embd) f32 */
+    em_weight wq, wk, wv, wo;       /* (n_head*hd, n_embd) (n_kv*hd, n_embd) x2, (n_embd, n_head*hd_v) */
+    em_weight bq, bk, bv;           /* qwen2 biases, f32; absent elsewhere */
+    em_weight q_norm, k_norm;       /* qwen3 per-head RMSNorm (head_dim) f32 */
+    em_weight ffn_norm;             /* (n_embd) f32 */
+    em_weight w_gate, w_up;         /* (n_ff, n_embd) */
+    em_weight w_down;               /* (n_embd, n_ff) */
+} em_layer;
+
+struct ember_model {
+    em_hparams hp;
+    em_layer *layers;               /* n_layer */
+    em_weight tok_embd;             /* (n_vocab, n_embd) */
+    em_weight output_norm;          /* (n_embd) f32 */
+    em_weight output;               /* (n_vocab, n_embd); tok_embd when tied */
+    int tied_output;
+    gguf_ctx *gguf;                 /* GGUF files: the mapping the weights point into */
+    float *owned;                   /* llama2.c checkpoints: weights read into memory */
+    size_t owned_bytes;
+    em_vocab *vocab;                /* NULL if the file has no tokenizer */
+    char *chat_template;            /* NUL-terminated copy, or NULL */
+    int vocab_only;
+    int ftype_main;                 /* most common matrix type (for descriptions) */
+    uint64_t weight_bytes;
+    int64_t n_params;
+    uint64_t file_bytes;
+};
+
+/* model.c: hyper-parameters and weights from a GGUF file. */
+ember_status em_model_load_gguf(struct ember_model *m, const char *path, int vocab_only);
+/* l2c.c: llama2.c legacy checkpoint (+ optional tokenizer.bin). */
+ember_status em_model_load_l2c(struct ember_model *m, const char *path, const char *tok_path);
+int em_is_l2c_checkpoint(const char *path);  /* not GGUF magic and a plausible header */
+
+/* ---- threads.c ---- */
+typedef struct em_pool em_pool;
+typedef void (*em_task_fn)(void *arg, int ith, int nth);
+em_pool *em_pool_new(int n_threads);     /* n_threads-1 workers; the caller is thread 0 */
+void em_pool_free(em_pool *p);
+int em_pool_size(const em_pool *p);
+/* Runs fn(arg, i, n) for i in 0..n-1 on the pool (caller included) and waits. */
+void em_pool_run(em_pool *p, em_task_fn fn, void *arg);
+
+/* ---- the context (forward.c) ---- */
+struct ember_context {
+    const struct ember_model *m;
+    const em_kernels *kern;
+    em_pool *pool;
+    int n_ctx;
+    int n_batch;                    /* tokens per forward chunk */
+    int n_past;                     /* positions filled in the KV cache */
+    int kv_type;                    /* EM_F16 (default, as llama.cpp) or EM_F32 */
+    void *k_cache, *v_cache;        /* (n_layer, n_ctx, n_head_kv*head_dim) of kv_type */
+    /* activations for a chunk of up to n_batch tokens, token-major */
+    float *x;                       /* (n_batch, n_embd) residual stream */
+    float *xb;                      /* (n_batch, max(n_embd, n_head*hd_v)) normed input / attn out */
+    float *q;                       /* (n_batch, n_head*hd) */
+    float *k, *v;                   /* (n_batch, n_kv*hd) */
+    float *xb2;                     /* (n_batch, n_embd) */
+    float *hg, *hu;                 /* (n_batch, n_ff) */
+    void *xq;                       /* quantized activations (n_batch columns, widest row) */
+    size_t xq_col;                  /* bytes per quantized column */
+    int xq_type;                    /* type xq holds (reused by matmuls sharing an input) */
+    float *rope_cs;                 /* (n_rot) cos/sin pairs for one position */
+    float *logits;                  /* (n_logits_cap, n_vocab) */
+    int n_logits_cap;
+    int n_logits;                   /* rows valid after the last decode */
+    int logits_first;               /* batch index of logits row 0 */
+    int last_n;                     /* tokens in the last decode */
+};
+
+ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, int n,
+                        int all_logits);
+#endif

@@ -1,0 +1,130 @@
+/* kern_ref.c: the scalar kernel table, the specification every SIMD kernel is tested
+ * against, and the fallback for any slot an ISA file leaves empty. Numerics follow
+ * llama.cpp's CPU backend where it matters for agreement of logits: activations are
+ * quantized to the weight type's vec_dot type, RMSNorm sums squares in double, softmax
+ * sums in double. */
+#include <math.h>
+#include "kernels.h"
+
+static void quant_f32(const float *x, void *y, int64_t n) { em_quantize_row(EM_F32, x, y, n); }
+static void quant_f16(const float *x, void *y, int64_t n) { em_quantize_row(EM_F16, x, y, n); }
+static void quant_bf16(const float *x, void *y, int64_t n) { em_quantize_row(EM_BF16, x, y, n); }
+static void quant_q8_0(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_0, x, y, n); }
+static void quant_q8_1(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_1, x, y, n); }
+static void quant_q8_K(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_K, x, y, n); }
+
+/* One generic matmul per weight type: the row loop is outside so each weight row is read
+ * once for all ncols activation columns. */
+#define REF_MATMUL(NAME, TYPE)                                                            \
+    static void NAME(int64_t n, const void *w, size_t wrow, int r0, int r1,                \
+                     const void *x, size_t xcol, int ncols, float *y, int ldy) {           \
+        for (int r = r0; r < r1; r++) {                                                    \
+            const char *wr = (const char *)w + (size_t)r * wrow;                           \
+            for (int c = 0; c < ncols; c++)                                                \
+                y[(size_t)c * ldy + r] =                                                   \
+                    em_vec_dot(TYPE, n, wr, (const char *)x + (size_t)c * xcol);           \
+        }                                                                                  \
+    }
+REF_MATMUL(mm_f32, EM_F32)
+REF_MATMUL(mm_f16, EM_F16)
+REF_MATMUL(mm_bf16, EM_BF16)
+REF_MATMUL(mm_q8_0, EM_Q8_0)
+REF_MATMUL(mm_q4_0, EM_Q4_0)
+REF_MATMUL(mm_q4_1, EM_Q4_1)
+REF_MATMUL(mm_q4_K, EM_Q4_K)
+REF_MATMUL(mm_q5_K, EM_Q5_K)
+REF_MATMUL(mm_q6_K, EM_Q6_K)
+
+static void rmsnorm_ref(float *o, const float *x, const float *w, int n, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    for (int i = 0; i < n; i++) o[i] = (x[i] * scale) * w[i];
+}
+
+static void softmax_ref(float *x, int n) {
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+static void swiglu_ref(float *h, const float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+#define ATTN_MAX_HD 512  /* head widths above this are refused at model load */
+
+static void attn_f32_ref(float *out, const float *q, const void *kp, const void *vp, int n_kv,
+                         int hd, size_t kstride, float scale) {
+    const float *k = kp, *v = vp;
+    float M = -INFINITY, S = 0.0f;
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int t = 0; t < n_kv; t++) {
+        const float *kt = k + (size_t)t * kstride, *vt = v + (size_t)t * kstride;
+        double dot = 0.0;
+        for (int i = 0; i < hd; i++) dot += (double)q[i] * kt[i];
+        const float s = (float)dot * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {  /* new maximum: rescale what was accumulated so far */
+            ms = expf(M - s);
+            M = s;
+            for (int i = 0; i < hd; i++) out[i] *= ms;
+        } else {
+            vs = expf(s - M);
+        }
+        for (int i = 0; i < hd; i++) out[i] += vt[i] * vs;
+        S = S * ms + vs;
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int i = 0; i < hd; i++) out[i] *= inv;
+}
+
+static void attn_f16_ref(float *out, const float *q, const void *kp, const void *vp, int n_kv,
+                         int hd, size_t kstride, float scale) {
+    const uint16_t *k = kp, *v = vp;
+    uint16_t qh[ATTN_MAX_HD], acc[ATTN_MAX_HD];
+    for (int i = 0; i < hd; i++) { qh[i] = em_f32_to_f16(q[i]); acc[i] = 0; }
+    float M = -INFINITY, S = 0.0f;
+    for (int t = 0; t < n_kv; t++) {
+        const uint16_t *kt = k + (size_t)t * kstride, *vt = v + (size_t)t * kstride;
+        double dot = 0.0;
+        for (int i = 0; i < hd; i++) dot += (double)em_f16_to_f32(qh[i]) * em_f16_to_f32(kt[i]);
+        const float s = (float)dot * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            ms = expf(M - s);
+            M = s;
+            for (int i = 0; i < hd; i++) acc[i] = em_f32_to_f16(em_f16_to_f32(acc[i]) * ms);
+        } else {
+            vs = expf(s - M);
+        }
+        for (int i = 0; i < hd; i++)
+            acc[i] = em_f32_to_f16(em_f16_to_f32(acc[i]) + em_f16_to_f32(vt[i]) * vs);
+        S = S * ms + vs;
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int i = 0; i < hd; i++) out[i] = em_f16_to_f32(acc[i]) * inv;
+}
+
+const em_kernels em_kernels_ref = {
+    .name = "ref",
+    .quantize_act = {
+        [EM_F32] = quant_f32, [EM_F16] = quant_f16, [EM_BF16] = quant_bf16,
+        [EM_Q8_0] = quant_q8_0, [EM_Q8_1] = quant_q8_1, [EM_Q8_K] = quant_q8_K,
+    },
+    .matmul = {
+        [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
+        [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
+        [EM_Q6_K] = mm_q6_K,
+    },
+    .rmsnorm = rmsnorm_ref,
+    .softmax = softmax_ref,
+    .swiglu = swiglu_ref,
+    .attn = { [EM_F32] = attn_f32_ref, [EM_F16] = attn_f16_ref },
+};

@@ -1,0 +1,51 @@
+/* kernels.h: the kernel table. Every compute kernel the forward pass uses is a pointer
+ * in struct em_kernels; kern_ref.c fills the table with the scalar specification and each
+ * ISA file (kern_avx2.c, kern_avx512.c, kern_neon.c) overrides the slots it speeds up.
+ * Empty slots fall back to ref. The table is chosen per context (cpu.c), so one process
+ * can test every ISA the CPU has.
+ *
+ * Contract shared by all kernels: no allocation, no printing, no global state; results
+ * for a given output element never depend on how rows are split across threads. */
+#ifndef EMBER_KERNELS_H
+#define EMBER_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "quant.h"
+
+typedef struct em_kernels {
+    const char *name;  /* "ref", "avx2", "avx512", "neon" */
+
+    /* Activations -> the weight type's vec_dot type: quantize_act[t](x, y, n) for
+     * t in {F32, F16, BF16, Q8_0, Q8_1, Q8_K}; n a multiple of the block size. */
+    void (*quantize_act[EM_TYPE_COUNT])(const float *x, void *y, int64_t n);
+
+    /* Matrix times up to 8 activation columns, rows [r0, r1):
+     *   y[c*ldy + r] = dot(W row r, x column c),  c < ncols <= 8.
+     * W rows are wrow bytes apart, in weight type t; x columns are xcol bytes apart, already
+     * in t's vec_dot type; n is the inner dimension. */
+    void (*matmul[EM_TYPE_COUNT])(int64_t n, const void *w, size_t wrow, int r0, int r1,
+                                  const void *x, size_t xcol, int ncols, float *y, int ldy);
+
+    /* o = x * w / sqrt(mean(x^2) + eps)  (RMSNorm; o may alias x). */
+    void (*rmsnorm)(float *o, const float *x, const float *w, int n, float eps);
+    /* In place softmax over n values. */
+    void (*softmax)(float *x, int n);
+    /* h[i] = silu(g[i]) * u[i]. */
+    void (*swiglu)(float *h, const float *g, const float *u, int n);
+    /* Attention for one query head over cached positions 0..n_kv-1, one pass with an
+     * online softmax (running max M, sum S and output rescaled whenever M grows), so K
+     * and V are each read once and the scratch does not grow with the context:
+     *   out = softmax(scale * q.K^T) V
+     * attn[t] reads K/V rows of cache type t (F32 or F16), kstride elements apart, head
+     * width hd. For F16 the numerics are llama.cpp's CPU flash attention: q rounded to
+     * F16, dot products summed in double, and the V accumulator held in F16. */
+    void (*attn[EM_TYPE_COUNT])(float *out, const float *q, const void *k, const void *v,
+                                int n_kv, int hd, size_t kstride, float scale);
+} em_kernels;
+
+extern const em_kernels em_kernels_ref;
+/* The best table for this CPU, or the one EMBER_ISA names ("ref", "avx2", "avx512",
+ * "neon"); unknown or unsupported names fall back to the best with a warning flag set. */
+const em_kernels *em_kernels_best(void);
+const em_kernels *em_kernels_by_name(const char *name);  /* NULL if absent/unsupported */
+#endif

@@ -1,0 +1,213 @@
+/* model.c: GGUF metadata -> hyper-parameters, and tensor binding per architecture.
+ * Supported: llama (Llama 2/3, TinyLlama, SmolLM2, Mistral-style), qwen2 (q/k/v biases,
+ * NEOX rope) and qwen3 (per-head q/k RMSNorm, head_dim from attention.key_length, NEOX
+ * rope). Every tensor is checked for presence, type and shape before the forward pass
+ * ever sees it; weights stay in the read-only mapping. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+static const struct { const char *name; int arch; } arch_names[] = {
+    { "llama", EM_ARCH_LLAMA }, { "qwen2", EM_ARCH_QWEN2 }, { "qwen3", EM_ARCH_QWEN3 },
+};
+
+/* Reads "{arch}.{key}" as an integer; def when absent. Fails on wrong type or range. */
+static ember_status get_int(const gguf_ctx *g, const char *arch, const char *key, int def,
+                            int required, int *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    int64_t v;
+    int r = gguf_get_int(g, full, &v);
+    if (r == -1) {
+        if (required) return em_fail(EMBER_E_FORMAT, "missing key '%s'", full);
+        *out = def;
+        return EMBER_OK;
+    }
+    if (r != 0) return em_fail(EMBER_E_FORMAT, "key '%s' is not an integer", full);
+    if (v < 0 || v > (1 << 30)) return em_fail(EMBER_E_FORMAT, "key '%s' = %lld is out of range", full, (long long)v);
+    *out = (int)v;
+    return EMBER_OK;
+}
+
+static ember_status get_float(const gguf_ctx *g, const char *arch, const char *key, float def,
+                              float *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    double v;
+    int r = gguf_get_float(g, full, &v);
+    if (r == -1) { *out = def; return EMBER_OK; }
+    if (r != 0 || !(v > 0) || v > 1e30) return em_fail(EMBER_E_FORMAT, "key '%s' is not a positive number", full);
+    *out = (float)v;
+    return EMBER_OK;
+}
+
+static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
+    const char *s;
+    size_t len;
+    if (gguf_get_str(g, "general.architecture", &s, &len) != 0)
+        return em_fail(EMBER_E_FORMAT, "missing key 'general.architecture'");
+    char arch[64];
+    snprintf(arch, sizeof arch, "%.*s", (int)(len < 63 ? len : 63), s);
+    em_hparams *hp = &m->hp;
+    hp->arch = -1;
+    for (size_t i = 0; i < sizeof arch_names / sizeof arch_names[0]; i++)
+        if (!strcmp(arch, arch_names[i].name) && strlen(arch) == len) hp->arch = arch_names[i].arch;
+    if (hp->arch < 0) return em_fail(EMBER_E_UNSUPPORTED, "unsupported architecture %s", arch);
+
+    ember_status st;
+    if ((st = get_int(g, arch, "embedding_length", 0, 1, &hp->n_embd)) ||
+        (st = get_int(g, arch, "block_count", 0, 1, &hp->n_layer)) ||
+        (st = get_int(g, arch, "feed_forward_length", 0, 1, &hp->n_ff)) ||
+        (st = get_int(g, arch, "attention.head_count", 0, 1, &hp->n_head)) ||
+        (st = get_int(g, arch, "attention.head_count_kv", hp->n_head, 0, &hp->n_head_kv)) ||
+        (st = get_int(g, arch, "context_length", 2048, 0, &hp->n_ctx_train)) ||
+        (st = get_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps)) ||
+        (st = get_float(g, arch, "rope.freq_base", hp->arch == EM_ARCH_LLAMA ? 10000.0f : 1e6f, &hp->rope_base)))
+        return st;
+    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 ||
+        hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
+        return em_fail(EMBER_E_FORMAT, "bad hyper-parameters: n_embd %d, n_layer %d, n_ff %d, n_head %d, n_head_kv %d",
+                       hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head, hp->n_head_kv);
+    if (hp->n_layer > 4096) return em_fail(EMBER_E_FORMAT, "block_count %d is implausible", hp->n_layer);
+    int hd_def = hp->n_embd / hp->n_head;
+    if ((st = get_int(g, arch, "attention.key_length", hd_def, 0, &hp->head_dim)) ||
+        (st = get_int(g, arch, "attention.value_length", hp->head_dim, 0, &hp->head_dim_v)) ||
+        (st = get_int(g, arch, "rope.dimension_count", hp->head_dim, 0, &hp->n_rot)))
+        return st;
+    if (hp->head_dim <= 0 || hp->head_dim_v <= 0 || hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+        return em_fail(EMBER_E_FORMAT, "bad head sizes: head_dim %d, value_length %d, rope dims %d",
+                       hp->head_dim, hp->head_dim_v, hp->n_rot);
+    if (hp->head_dim > 512)
+        return em_fail(EMBER_E_UNSUPPORTED, "head_dim %d is larger than 512", hp->head_dim);
+    if (hp->head_dim_v != hp->head_dim)
+        return em_fail(EMBER_E_UNSUPPORTED, "value_length %d != key_length %d is not supported yet",
+                       hp->head_dim_v, hp->head_dim);
+    if (hp->n_ctx_train <= 0) hp->n_ctx_train = 2048;
+    hp->rope_neox = hp->arch != EM_ARCH_LLAMA;
+    return EMBER_OK;
+}
+
+/* Binds tensor `name`, checking its shape (ne0, ne1); ne1 = 0 means a vector. Vectors must
+ * be F32; matrices need a matmul kernel (or, for the embedding table, a dequantizer). */
+static ember_status bind(struct ember_model *m, const char *name, int64_t ne0, int64_t ne1,
+                         int required, em_weight *w) {
+    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    memset(w, 0, sizeof *w);
+    if (!t) return required ? em_fail(EMBER_E_FORMAT, "missing tensor '%s'", name) : EMBER_OK;
+    int64_t want1 = ne1 ? ne1 : 1;
+    if (t->ne[0] != ne0 || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1)
+        return em_fail(EMBER_E_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                       name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                       (long long)t->ne[3], (long long)ne0, (long long)want1);
+    const em_type_info *ti = em_type_get((int)t->type);
+    const char *tn = gguf_type_name(t->type);
+    if (!ti || ti->vec_dot_type < 0)
+        return em_fail(EMBER_E_UNSUPPORTED, "tensor '%s' has type %s, which ember does not run yet",
+                       name, tn ? tn : "unknown");
+    if (!ne1 && t->type != EM_F32)
+        return em_fail(EMBER_E_UNSUPPORTED, "tensor '%s' is %s; norm and bias vectors must be f32", name, tn);
+    w->data = t->data;
+    w->type = (int)t->type;
+    w->rows = want1;
+    w->cols = ne0;
+    w->row_bytes = em_row_size(w->type, ne0);
+    return EMBER_OK;
+}
+
+static ember_status bind_layers(struct ember_model *m) {
+    const em_hparams *hp = &m->hp;
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) return em_fail(EMBER_E_NOMEM, "out of memory for %d layers", hp->n_layer);
+    const int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim, vv = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    const int64_t o = (int64_t)hp->n_head * hp->head_dim_v;
+    const int bias = hp->arch == EM_ARCH_QWEN2, qknorm = hp->arch == EM_ARCH_QWEN3;
+    for (int i = 0; i < hp->n_layer; i++) {
+        em_layer *L = &m->layers[i];
+        char n[15][96];
+        const char *suffix[15] = { "attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
+            "attn_output.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_q_norm.weight",
+            "attn_k_norm.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight", "" };
+        for (int j = 0; j < 14; j++) snprintf(n[j], sizeof n[j], "blk.%d.%s", i, suffix[j]);
+        ember_status st;
+        if ((st = bind(m, n[0], d, 0, 1, &L->attn_norm)) || (st = bind(m, n[1], d, q, 1, &L->wq)) ||
+            (st = bind(m, n[2], d, kv, 1, &L->wk)) || (st = bind(m, n[3], d, vv, 1, &L->wv)) ||
+            (st = bind(m, n[4], o, d, 1, &L->wo)) || (st = bind(m, n[5], q, 0, bias, &L->bq)) ||
+            (st = bind(m, n[6], kv, 0, bias, &L->bk)) || (st = bind(m, n[7], vv, 0, bias, &L->bv)) ||
+            (st = bind(m, n[8], hp->head_dim, 0, qknorm, &L->q_norm)) ||
+            (st = bind(m, n[9], hp->head_dim, 0, qknorm, &L->k_norm)) ||
+            (st = bind(m, n[10], d, 0, 1, &L->ffn_norm)) || (st = bind(m, n[11], d, hp->n_ff, 1, &L->w_gate)) ||
+            (st = bind(m, n[12], d, hp->n_ff, 1, &L->w_up)) || (st = bind(m, n[13], hp->n_ff, d, 1, &L->w_down)))
+            return st;
+    }
+    return EMBER_OK;
+}
+
+static ember_status load_vocab(struct ember_model *m) {
+    if (gguf_find_key(m->gguf, "tokenizer.ggml.model") < 0) return EMBER_OK;  /* no tokenizer */
+    char err[256] = "";
+    if (em_vocab_load_gguf(m->gguf, &m->vocab, err, sizeof err) != 0)
+        return em_fail(EMBER_E_UNSUPPORTED, "tokenizer: %s", err);
+    const char *s;
+    size_t len;
+    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &s, &len) == 0) {
+        m->chat_template = malloc(len + 1);
+        if (!m->chat_template) return em_fail(EMBER_E_NOMEM, "out of memory");
+        memcpy(m->chat_template, s, len);
+        m->chat_template[len] = 0;
+    }
+    return EMBER_OK;
+}
+
+/* Totals for info/bench, and the most common matrix type for the description. */
+static void count_params(struct ember_model *m) {
+    int64_t by_type[EM_TYPE_COUNT] = { 0 };
+    for (int64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+        const gguf_tensor *t = gguf_tensor_at(m->gguf, i);
+        int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        m->n_params += n;
+        m->weight_bytes += t->size;
+        if (t->n_dims >= 2 && t->type < EM_TYPE_COUNT) by_type[t->type] += n;
+    }
+    m->ftype_main = EM_F32;
+    for (int t = 0; t < EM_TYPE_COUNT; t++)
+        if (by_type[t] > by_type[m->ftype_main]) m->ftype_main = t;
+}
+
+ember_status em_model_load_gguf(struct ember_model *m, const char *path, int vocab_only) {
+    char err[512] = "";
+    m->gguf = gguf_open(path, err, sizeof err);
+    if (!m->gguf) {
+        /* gguf.c cannot tell us whether it was I/O or format; probe the file ourselves. */
+        FILE *f = fopen(path, "rb");
+        if (!f) return em_fail(EMBER_E_IO, "%s: cannot open: %s", path, err);
+        fclose(f);
+        return em_fail(EMBER_E_FORMAT, "%s: %s", path, err);
+    }
+    m->file_bytes = gguf_file_size(m->gguf);
+    ember_status st = load_vocab(m);
+    if (st) return st;
+    count_params(m);
+    m->vocab_only = vocab_only || gguf_n_tensors(m->gguf) == 0;
+    if (m->vocab_only) {
+        if (!m->vocab) return em_fail(EMBER_E_FORMAT, "%s: no tensors and no tokenizer", path);
+        return EMBER_OK;
+    }
+    if ((st = read_hparams(m, m->gguf))) return st;
+    const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!te) return em_fail(EMBER_E_FORMAT, "missing tensor 'token_embd.weight'");
+    if (te->ne[1] <= 0 || te->ne[1] > (1 << 24))
+        return em_fail(EMBER_E_FORMAT, "token_embd.weight has %lld rows", (long long)te->ne[1]);
+    m->hp.n_vocab = (int)te->ne[1];
+    const int64_t d = m->hp.n_embd, nv = m->hp.n_vocab;
+    if ((st = bind(m, "token_embd.weight", d, nv, 1, &m->tok_embd)) ||
+        (st = bind(m, "output_norm.weight", d, 0, 1, &m->output_norm)) ||
+        (st = bind(m, "output.weight", d, nv, 0, &m->output)))
+        return st;
+    if (!m->output.data) { m->output = m->tok_embd; m->tied_output = 1; }
+    if (m->vocab && em_vocab_n(m->vocab) > m->hp.n_vocab)
+        return em_fail(EMBER_E_FORMAT, "tokenizer has %d tokens but the model only %d",
+                       em_vocab_n(m->vocab), m->hp.n_vocab);
+    return bind_layers(m);
+}

@@ -1,0 +1,75 @@
+/* quant.h: ggml tensor types that ember computes with: block layouts, fp16/bf16
+ * conversion, reference (de)quantizers and scalar dot products. These are the numerical
+ * specification: SIMD kernels are tested against them. Layouts follow ggml's
+ * ggml-common.h exactly so GGUF files are used in place.
+ *
+ * Dot products take the activation already quantized to the weight type's "vec_dot type",
+ * as llama.cpp does, so logits agree with it:
+ *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0 -> Q8_0, Q4_0 -> Q8_0, Q4_1 -> Q8_1,
+ *   Q4_K / Q5_K / Q6_K -> Q8_K. */
+#ifndef EMBER_QUANT_H
+#define EMBER_QUANT_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum em_type {
+    EM_F32 = 0, EM_F16 = 1, EM_Q4_0 = 2, EM_Q4_1 = 3, EM_Q8_0 = 8, EM_Q8_1 = 9,
+    EM_Q4_K = 12, EM_Q5_K = 13, EM_Q6_K = 14, EM_Q8_K = 15, EM_BF16 = 30,
+    EM_TYPE_COUNT = 31,
+};
+
+#define QK4_0 32
+#define QK4_1 32
+#define QK8_0 32
+#define QK8_1 32
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
+typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;
+typedef struct { uint16_t d, s; int8_t qs[QK8_1]; } block_q8_1;   /* s = d * sum(qs) */
+typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
+typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
+typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+
+_Static_assert(sizeof(block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(block_q8_1) == 36, "q8_1 block");
+_Static_assert(sizeof(block_q4_K) == 144, "q4_K block");
+_Static_assert(sizeof(block_q5_K) == 176, "q5_K block");
+_Static_assert(sizeof(block_q6_K) == 210, "q6_K block");
+_Static_assert(sizeof(block_q8_K) == 292, "q8_K block");
+
+typedef struct em_type_info {
+    const char *name;     /* "q4_K" */
+    int blck;             /* elements per block */
+    size_t bytes;         /* bytes per block */
+    int vec_dot_type;     /* activation type for dot products; -1 if not a weight type */
+} em_type_info;
+
+/* NULL when ember cannot compute with the type. */
+const em_type_info *em_type_get(int type);
+/* Bytes of a row of n elements (n a multiple of the block size), 0 if unsupported. */
+size_t em_row_size(int type, int64_t n);
+
+/* IEEE half and bfloat16, round to nearest even (as F16C and ggml do). */
+float em_f16_to_f32(uint16_t h);
+uint16_t em_f32_to_f16(float f);
+float em_bf16_to_f32(uint16_t h);
+uint16_t em_f32_to_bf16(float f);
+
+/* Row conversions; n is a multiple of the type's block size.
+ * em_quantize_row supports F32, F16, BF16, Q8_0, Q8_1, Q8_K (activations) and the
+ * reference weight quantizers Q4_0, Q4_1 (as ggml's *_ref). Returns 0, or -1 if the type
+ * has no quantizer. em_dequantize_row supports every type above. */
+int em_quantize_row(int type, const float *x, void *y, int64_t n);
+int em_dequantize_row(int type, const void *x, float *y, int64_t n);
+
+/* Scalar dot product of one weight row (type wtype) with one activation row already in
+ * em_type_get(wtype)->vec_dot_type, n elements. The summation order is ggml's generic
+ * one (per-block integer sums, then float accumulation in block order). */
+float em_vec_dot(int wtype, int64_t n, const void *w, const void *a);
+#endif

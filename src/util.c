@@ -1,0 +1,91 @@
+/* util.c: error reporting (thread-local message + status), checked size arithmetic,
+ * aligned allocation, clocks, and CPU counting. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "internal.h"
+
+static _Thread_local char em_errbuf[512];
+
+ember_status em_fail(ember_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(em_errbuf, sizeof em_errbuf, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void em_clear_error(void) { em_errbuf[0] = 0; }
+
+const char *ember_last_error(void) { return em_errbuf; }
+
+const char *ember_strerror(ember_status s) {
+    switch (s) {
+    case EMBER_OK: return "ok";
+    case EMBER_E_INVALID: return "invalid argument";
+    case EMBER_E_IO: return "i/o error";
+    case EMBER_E_FORMAT: return "bad file format";
+    case EMBER_E_UNSUPPORTED: return "unsupported";
+    case EMBER_E_NOMEM: return "out of memory";
+    case EMBER_E_CONTEXT_FULL: return "context full";
+    }
+    return "unknown status";
+}
+
+const char *ember_version(void) { return EMBER_VERSION; }
+
+int em_mul_size(size_t a, size_t b, size_t *out) {
+    if (b && a > SIZE_MAX / b) return -1;
+    *out = a * b;
+    return 0;
+}
+
+int em_add_size(size_t a, size_t b, size_t *out) {
+    if (a > SIZE_MAX - b) return -1;
+    *out = a + b;
+    return 0;
+}
+
+void *em_alloc_aligned(size_t size) {
+    void *p = NULL;
+    size_t rounded;
+    if (em_add_size(size, 63, &rounded)) return NULL;
+    rounded &= ~(size_t)63;
+    if (posix_memalign(&p, 64, rounded ? rounded : 64)) return NULL;
+    memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+void em_free_aligned(void *p) { free(p); }
+
+double em_time_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Physical cores: distinct (physical id, core id) pairs in /proc/cpuinfo; falls back to
+ * the online CPU count. Decode is bandwidth-bound, so hyper-threads only add contention. */
+int em_physical_cores(void) {
+    int logical = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (logical < 1) logical = 1;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return logical;
+    char line[256];
+    int phys = -1, n = 0;
+    int seen[256][2];
+    while (fgets(line, sizeof line, f)) {
+        int v;
+        if (sscanf(line, "physical id : %d", &v) == 1) phys = v;
+        else if (sscanf(line, "core id : %d", &v) == 1) {
+            int dup = 0;
+            for (int i = 0; i < n; i++) dup |= seen[i][0] == phys && seen[i][1] == v;
+            if (!dup && n < 256) { seen[n][0] = phys; seen[n][1] = v; n++; }
+        }
+    }
+    fclose(f);
+    return n > 0 && n <= logical ? n : logical;
+}

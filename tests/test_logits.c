@@ -1,0 +1,230 @@
+/* test_logits.c: logits against independent references, per architecture and weight type.
+ *  - llama.cpp: the synthetic random-weight models in every weight type (llama) and in
+ *    F32/Q8_0/Q4_K_M (qwen2, qwen3), stories260K and TinyStories-656K Q8_0; all positions
+ *    of one 32/64-token batch.
+ *  - numpy: tiny generated models (scripts/make_tiny_models.py, scripts/ref_forward.py),
+ *    float64 forward pass over dequantized weights.
+ *  - invariants: identical logits for 1, 2, 3 and 7 threads, and for one batch versus
+ *    token-by-token decoding.
+ * Tolerances are max |diff| over all logits, stated per type in `tol_for` with the reason. */
+#include <stdint.h>
+#include "ember.h"
+#include "test.h"
+
+static ember_model *load(const char *path) {
+    ember_model *m = NULL;
+    if (ember_model_load(path, NULL, &m)) printf("  load %s: %s\n", path, ember_last_error());
+    return m;
+}
+
+/* All-position logits of tokens through a fresh context (n_threads, n_batch as given;
+ * batch 0 = one token per decode call). Returns malloc'ed (n x n_vocab) or NULL. */
+static float *run_logits(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
+                         const char *kv_type) {
+    ember_context_params cp = ember_context_default_params();
+    cp.n_ctx = 256;
+    cp.kv_type = kv_type;
+    cp.n_threads = n_threads;
+    ember_context *c = NULL;
+    if (ember_context_new(m, &cp, &c)) { printf("  context: %s\n", ember_last_error()); return NULL; }
+    const int nv = ember_model_n_vocab(m);
+    float *out = malloc((size_t)n * nv * sizeof(float));
+    int ok = out != NULL;
+    if (ok && !one_by_one) {
+        ok = ember_decode(c, toks, n, 1) == EMBER_OK;
+        for (int i = 0; ok && i < n; i++) memcpy(out + (size_t)i * nv, ember_get_logits(c, i), (size_t)nv * sizeof(float));
+    }
+    for (int i = 0; ok && one_by_one && i < n; i++) {
+        ok = ember_decode(c, &toks[i], 1, 0) == EMBER_OK;
+        if (ok) memcpy(out + (size_t)i * nv, ember_get_logits(c, -1), (size_t)nv * sizeof(float));
+    }
+    if (!ok) { printf("  decode: %s\n", ember_last_error()); free(out); out = NULL; }
+    ember_context_free(c);
+    return out;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n, double *rms) {
+    double m = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > m || d != d) m = d;
+        s += (double)b[i] * b[i];
+    }
+    if (rms) *rms = sqrt(s / n);
+    return m;
+}
+
+/* Tolerance for max |logit diff| against llama.cpp, relative to the rms of llama.cpp's
+ * logits. Both engines use the same numerics where it matters (activations quantized to
+ * the weight type's Q8 blocks, F16 KV cache, flash-attention-style online softmax with an
+ * F16 V accumulator); what remains is summation order (llama.cpp's SIMD and tinyBLAS
+ * paths sum blocks in another order than the scalar reference). For float weights that
+ * moves logits by well under 1% of their rms. For quantized weights a last-bit difference
+ * can push an activation across a Q8 rounding boundary, changing it by 1/127 of its block
+ * maximum; on these random 2-layer models that reaches about 6% of the logit rms, so 10%
+ * is allowed. A real error (wrong block layout, scale, rope or head mapping) gives
+ * differences of the order of the rms itself. */
+static double tol_for(const char *name, double rms) {
+    if (strstr(name, "bf16")) return 0.02 * rms;  /* bf16 activations keep 8 mantissa bits */
+    if (strstr(name, "f32") || strstr(name, "f16") || strstr(name, "stories260K")) return 0.01 * rms;
+    return 0.10 * rms;
+}
+
+static void check_llamacpp(const char *model_rel, const char *gold_rel, int n, int t0) {
+    const char *model = fixture_path(model_rel), *gold = fixture_path(gold_rel);
+    if (!file_exists(model) || !file_exists(gold)) SKIP("fixture missing: %s", model_rel);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    ember_token toks[64];
+    toks[0] = 1;
+    for (int i = 1; i < n; i++) toks[i] = t0 + i - 1;
+    size_t sz;
+    float *want = (float *)read_file(gold, &sz);
+    const int nv = ember_model_n_vocab(m);
+    CHECK(want && sz == (size_t)n * nv * sizeof(float));
+    float *got = run_logits(m, toks, n, 0, 0, NULL);
+    CHECK(got);
+    if (got && want && sz == (size_t)n * nv * sizeof(float)) {
+        double rms, d = max_abs_diff(got, want, (size_t)n * nv, &rms);
+        double tol = tol_for(model_rel, rms);
+        printf("  %-48s max|diff| %.3g (logit rms %.3g, tol %.1g)\n", model_rel, d, rms, tol);
+        CHECK(d <= tol);
+    }
+    free(got);
+    free(want);
+    ember_model_free(m);
+}
+
+
+static void syn(const char *name) {
+    char m[128], g[160];
+    snprintf(m, sizeof m, "synthetic/%s.gguf", name);
+    snprintf(g, sizeof g, "golden/synthetic/%s.llamacpp_logits_32x512.f32", name);
+    check_llamacpp(m, g, 32, 300);
+}
+
+static const char *syn_names[] = {
+    "llama-f32", "llama-f16", "llama-bf16", "llama-q8_0", "llama-q4_0", "llama-q4_1",
+    "llama-q4_k_m", "llama-q5_k_m", "llama-q6_k", "qwen2-f32", "qwen2-q8_0", "qwen2-q4_k_m",
+    "qwen3-f32", "qwen3-q8_0", "qwen3-q4_k_m",
+};
+static int syn_i;
+TEST(synthetic_vs_llamacpp) { syn(syn_names[syn_i]); }
+
+TEST(stories260K_vs_llamacpp) {
+    /* BOS then the first 63 golden ids */
+    const char *model = fixture_path("models/stories260K.gguf");
+    const char *gold = fixture_path("golden/stories260K_llamacpp_logits_64x512.f32");
+    const char *ids = fixture_path("golden/stories260K_greedy_bos_256.ids");
+    if (!file_exists(model) || !file_exists(gold) || !file_exists(ids)) SKIP("fixture missing: stories260K");
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    ember_token toks[64];
+    toks[0] = 1;
+    FILE *f = fopen(ids, "r");
+    for (int i = 1; i < 64; i++) CHECK(fscanf(f, "%d", &toks[i]) == 1);
+    fclose(f);
+    size_t sz;
+    float *want = (float *)read_file(gold, &sz), *got = run_logits(m, toks, 64, 0, 0, NULL);
+    CHECK(want && got && sz == 64 * 512 * sizeof(float));
+    if (want && got) {
+        double rms, d = max_abs_diff(got, want, 64 * 512, &rms);
+        printf("  stories260K.gguf max|diff| %.3g (logit rms %.3g)\n", d, rms);
+        CHECK(d <= tol_for("stories260K", rms));
+    }
+    free(want); free(got);
+    ember_model_free(m);
+}
+
+TEST(tinystories656k_vs_llamacpp) {
+    check_llamacpp("models/tinystories656k/TinyStories-656K-Q8_0.gguf",
+                   "golden/tinystories656k_q8_0_llamacpp_logits_32x2048.f32", 32, 300);
+}
+
+/* Tiny generated models vs the numpy reference: tests/golden/tiny/<name>.{tokens,logits.f32} */
+static void tiny(const char *name, double rel_tol) {
+    char mp[256], tp[256], lp[256];
+    snprintf(mp, sizeof mp, "tests/models/%s.gguf", name);
+    snprintf(tp, sizeof tp, "tests/golden/tiny/%s.tokens", name);
+    snprintf(lp, sizeof lp, "tests/golden/tiny/%s.logits.f32", name);
+    if (!file_exists(mp) || !file_exists(tp) || !file_exists(lp)) SKIP("tiny model missing: %s", mp);
+    ember_model *m = load(mp);
+    CHECK(m);
+    if (!m) return;
+    ember_token toks[256];
+    FILE *f = fopen(tp, "r");
+    int n = 0;
+    while (n < 256 && fscanf(f, "%d", &toks[n]) == 1) n++;
+    fclose(f);
+    size_t sz;
+    float *want = (float *)read_file(lp, &sz), *got = run_logits(m, toks, n, 0, 0, "f32");
+    const int nv = ember_model_n_vocab(m);
+    CHECK(want && got && sz == (size_t)n * nv * sizeof(float));
+    if (want && got && sz == (size_t)n * nv * sizeof(float)) {
+        double rms, d = max_abs_diff(got, want, (size_t)n * nv, &rms), tol = rel_tol * rms;
+        printf("  %-32s max|diff| %.3g (logit rms %.3g, tol %.2g)\n", name, d, rms, tol);
+        CHECK(d <= tol);
+    }
+    free(want); free(got);
+    ember_model_free(m);
+}
+
+static char tiny_names[64][256];
+static int n_tiny, tiny_i;
+TEST(tiny_vs_numpy) {
+    const char *n = tiny_names[tiny_i];
+    /* numpy computes in float64 on dequantized weights with exact activations; ember
+     * keeps the float types' products in float (f32: only rounding, 1e-4 of the rms) but
+     * rounds activations to f16 / bf16 / Q8 blocks as llama.cpp does (2^-11, 2^-9 and up
+     * to 1/254 of a block maximum). On these random models that error grows to about
+     * 0.3%, 1.5% and 10% of the logit rms; a layout or rope error is of the order of the
+     * rms itself. */
+    double tol = strstr(n, "f32") ? 1e-4 : strstr(n, "bf16") ? 0.03 : strstr(n, "f16") ? 0.01 : 0.15;
+    tiny(n, tol);
+}
+
+/* Same logits for any thread count, and for batched vs token-by-token decoding. */
+TEST(thread_and_batch_invariance) {
+    const char *model = fixture_path("synthetic/llama-q4_k_m.gguf");
+    if (!file_exists(model)) SKIP("fixture missing: %s", model);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    ember_token toks[40];
+    for (int i = 0; i < 40; i++) toks[i] = i ? 260 + (i * 37) % 250 : 1;
+    const size_t n = 40 * (size_t)ember_model_n_vocab(m);
+    float *base = run_logits(m, toks, 40, 1, 0, NULL);
+    CHECK(base);
+    const int threads[] = { 2, 3, 7 };
+    for (int i = 0; base && i < 3; i++) {
+        float *l = run_logits(m, toks, 40, threads[i], 0, NULL);
+        CHECKF(l && !memcmp(l, base, n * sizeof(float)), "%d threads differ from 1", threads[i]);
+        free(l);
+    }
+    float *seq = base ? run_logits(m, toks, 40, 2, 1, NULL) : NULL;
+    CHECKF(seq && !memcmp(seq, base, n * sizeof(float)), "token-by-token differs from one batch");
+    free(seq);
+    free(base);
+    ember_model_free(m);
+}
+
+int main(void) {
+    for (syn_i = 0; syn_i < (int)(sizeof syn_names / sizeof syn_names[0]); syn_i++) RUN(synthetic_vs_llamacpp);
+    RUN(stories260K_vs_llamacpp);
+    RUN(tinystories656k_vs_llamacpp);
+    FILE *p = popen("ls tests/models/*.gguf 2>/dev/null", "r");
+    char line[256];
+    while (p && n_tiny < 64 && fgets(line, sizeof line, p)) {
+        char *b = strrchr(line, '/');
+        b = b ? b + 1 : line;
+        char *e = strstr(b, ".gguf");
+        if (e) *e = 0;
+        snprintf(tiny_names[n_tiny++], sizeof tiny_names[0], "%s", b);
+    }
+    if (p) pclose(p);
+    for (tiny_i = 0; tiny_i < n_tiny; tiny_i++) RUN(tiny_vs_numpy);
+    RUN(thread_and_batch_invariance);
+    return test_done();
+}

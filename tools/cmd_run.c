@@ -1,0 +1,256 @@
+/* cmd_run.c: `ember run` (prompt -> streamed continuation) and `ember chat` (interactive
+ * multi-turn chat through the model's chat template). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "common.h"
+
+typedef struct gen {
+    ember_model *m;
+    ember_context *ctx;
+    ember_sampler *smp;
+    double t_prompt_ms, t_gen_ms;
+    int n_prompt, n_gen;
+} gen;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int gen_init(gen *g, const opts *o) {
+    memset(g, 0, sizeof *g);
+    double t0 = now_ms();
+    if (!(g->m = load_model(o, 0))) return 1;
+    ember_context_params cp = ember_context_default_params();
+    cp.n_ctx = o->n_ctx;
+    cp.n_threads = o->n_threads;
+    cp.n_batch = o->n_batch;
+    cp.isa = o->isa;
+    if (ember_context_new(g->m, &cp, &g->ctx) || ember_sampler_new(g->m, &o->sp, &g->smp)) {
+        fprintf(stderr, "error: %s\n", ember_last_error());
+        return 1;
+    }
+    if (o->verbose) {
+        char desc[128];
+        ember_model_desc(g->m, desc, sizeof desc);
+        fprintf(stderr, "model: %s | ctx %d | isa %s | seed %llu | load %.0f ms\n", desc,
+                ember_context_n_ctx(g->ctx), ember_context_isa(g->ctx),
+                (unsigned long long)ember_sampler_seed(g->smp), now_ms() - t0);
+    }
+    return 0;
+}
+
+static void gen_free(gen *g) {
+    ember_sampler_free(g->smp);
+    ember_context_free(g->ctx);
+    ember_model_free(g->m);
+}
+
+/* Tokenizes text (BOS when the model asks and bos is set). Returns a malloc'ed array. */
+static ember_token *tokenize(const ember_model *m, const char *text, int bos, int special, int *n) {
+    size_t len = strlen(text);
+    int cap = (int)(len < 1 << 28 ? len : 1 << 28) + 8;
+    ember_token *t = malloc((size_t)cap * sizeof *t);
+    if (!t) return NULL;
+    *n = ember_tokenize(m, text, len, t, cap, bos, special);
+    if (*n < 0) { free(t); return NULL; }
+    return t;
+}
+
+/* Feeds the prompt, then samples up to n_predict tokens, streaming them. Returns 0 or 1. */
+typedef struct capture { char *s; size_t n, cap; } capture;
+
+static void capture_put(capture *c, const char *s, int n) {
+    if (!c || n <= 0) return;
+    if (c->n + (size_t)n + 1 > c->cap) {
+        size_t cap = (c->n + (size_t)n + 1) * 2;
+        char *ns = realloc(c->s, cap);
+        if (!ns) return;
+        c->s = ns;
+        c->cap = cap;
+    }
+    memcpy(c->s + c->n, s, (size_t)n);
+    c->n += (size_t)n;
+    c->s[c->n] = 0;
+}
+
+/* SentencePiece vocabularies mark word starts with a space; after a bare BOS that space is
+ * dropped from the first piece, as llama2.c and llama.cpp's detokenizer do. */
+static int strips_first_space(const ember_model *m) {
+    char type[16];
+    return ember_model_meta_str(m, "tokenizer.ggml.model", type, sizeof type) < 0 || !strcmp(type, "llama");
+}
+
+static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prompt, utf8_out *out,
+                    int stream_ids, int *eog_seen, capture *cap) {
+    int lstrip = n_prompt == 1 && prompt[0] == ember_token_bos(g->m) && strips_first_space(g->m);
+    double t0 = now_ms();
+    for (int i = 0; i < n_prompt; i++) ember_sampler_accept(g->smp, prompt[i]);
+    if (ember_decode(g->ctx, prompt, n_prompt, 0)) {
+        fprintf(stderr, "\nerror: %s\n", ember_last_error());
+        return 1;
+    }
+    g->t_prompt_ms += now_ms() - t0;
+    g->n_prompt += n_prompt;
+    t0 = now_ms();
+    int limit = o->n_predict < 0 ? ember_context_n_ctx(g->ctx) : o->n_predict;
+    *eog_seen = 0;
+    for (int i = 0; i < limit; i++) {
+        ember_token t = ember_sampler_sample(g->smp, g->ctx, -1);
+        if (t < 0) { fprintf(stderr, "\nerror: %s\n", ember_last_error()); return 1; }
+        g->n_gen++;
+        if (!o->ignore_eos && ember_token_is_eog(g->m, t)) { *eog_seen = 1; break; }
+        if (stream_ids) { printf(i ? " %d" : "%d", t); fflush(stdout); }
+        else {
+            char piece[256];
+            int n = ember_token_to_piece(g->m, t, piece, sizeof piece, o->special);
+            char *p = piece;
+            if (lstrip && n > 0 && piece[0] == ' ') { p++; n--; }
+            lstrip = 0;
+            if (n > 0) { utf8_put(out, p, n); capture_put(cap, p, n); }
+        }
+        if (i + 1 == limit && !cap) break;  /* chat keeps the cache equal to the text */
+        if (ember_context_n_past(g->ctx) >= ember_context_n_ctx(g->ctx)) {
+            fprintf(stderr, "\n[context full: %d tokens]\n", ember_context_n_ctx(g->ctx));
+            break;
+        }
+        if (ember_decode(g->ctx, &t, 1, 0)) { fprintf(stderr, "\nerror: %s\n", ember_last_error()); return 1; }
+    }
+    g->t_gen_ms += now_ms() - t0;
+    return 0;
+}
+
+static void print_timings(const gen *g) {
+    fprintf(stderr, "\nprompt eval: %8.2f ms / %4d tokens (%8.2f tokens/s)\n", g->t_prompt_ms, g->n_prompt,
+            g->n_prompt ? g->n_prompt * 1e3 / g->t_prompt_ms : 0.0);
+    fprintf(stderr, "       eval: %8.2f ms / %4d tokens (%8.2f tokens/s)\n", g->t_gen_ms, g->n_gen,
+            g->n_gen ? g->n_gen * 1e3 / g->t_gen_ms : 0.0);
+}
+
+int cmd_run(int argc, char **argv) {
+    opts o;
+    if (opts_parse(&o, argc, argv)) return 1;
+    char *text = read_prompt(&o);
+    if (!text) {
+        if (o.prompt_file) return 1;
+        text = strdup("");
+    }
+    gen g;
+    int rc = 1;
+    if (gen_init(&g, &o)) goto done;
+    int n = 0;
+    ember_token *prompt = NULL;
+    const int bos = !o.no_bos && (ember_add_bos(g.m) || !*text);
+    if (*text) {
+        /* No tokenizer (a llama2.c checkpoint without -z): only "" can be run. */
+        prompt = tokenize(g.m, text, bos, o.special, &n);
+        if (!prompt) { fprintf(stderr, "error: cannot tokenize the prompt: %s\n", ember_last_error()); goto done; }
+    } else {
+        prompt = malloc(sizeof *prompt);
+        if (!prompt) goto done;
+        prompt[0] = ember_token_bos(g.m);
+        n = 1;
+    }
+    if (n == 0) { fprintf(stderr, "error: the prompt is empty after tokenization\n"); free(prompt); goto done; }
+    utf8_out out = { stdout, { 0 }, 0 };
+    if (!o.ids) { fputs(text, stdout); fflush(stdout); }
+    int eog;
+    rc = generate(&g, &o, prompt, n, &out, o.ids, &eog, NULL);
+    utf8_flush(&out);
+    printf("\n");
+    if (o.verbose) print_timings(&g);
+    free(prompt);
+done:
+    gen_free(&g);
+    free(text);
+    free(o.rest);
+    return rc;
+}
+
+/* Reads one line from stdin into a growing buffer; NULL at EOF. */
+static char *read_line(void) {
+    size_t cap = 256, n = 0;
+    char *s = malloc(cap);
+    int c;
+    while (s && (c = getchar()) != EOF && c != '\n') {
+        if (n + 1 >= cap) { char *ns = realloc(s, cap *= 2); if (!ns) { free(s); return NULL; } s = ns; }
+        s[n++] = (char)c;
+    }
+    if (!s || (n == 0 && c == EOF)) { free(s); return NULL; }
+    s[n] = 0;
+    return s;
+}
+
+/* Interactive chat: each turn renders the whole conversation with the chat template and
+ * feeds only the text after what the KV cache already holds (the previous prompt plus the
+ * reply as generated); if the rendering no longer starts with it, the cache restarts. */
+int cmd_chat(int argc, char **argv) {
+    opts o;
+    if (opts_parse(&o, argc, argv)) return 1;
+    gen g;
+    int rc = 1;
+    ember_chat_message *msgs = NULL;
+    size_t n_msgs = 0, max_msgs = 0;
+    capture kv = { 0 };  /* text the KV cache holds */
+    if (gen_init(&g, &o)) goto done;
+    if (ember_chat_apply_template(g.m, o.chat_template, NULL, 0, 1, NULL, 0) < 0) {
+        fprintf(stderr, "error: %s\n", ember_last_error());
+        goto done;
+    }
+    max_msgs = 2 * (size_t)ember_context_n_ctx(g.ctx) + 2;
+    msgs = calloc(max_msgs, sizeof *msgs);
+    if (!msgs) goto done;
+    if (o.system) { msgs[n_msgs].role = "system"; msgs[n_msgs++].content = strdup(o.system); }
+    fprintf(stderr, "ember chat: type a message; an empty line or Ctrl-D ends the chat.\n");
+    rc = 0;
+    while (n_msgs + 2 < max_msgs) {
+        fprintf(stderr, "> ");
+        char *line = read_line();
+        if (!line || !*line) { free(line); break; }
+        msgs[n_msgs].role = "user";
+        msgs[n_msgs++].content = line;
+        int len = ember_chat_apply_template(g.m, o.chat_template, msgs, n_msgs, 1, NULL, 0);
+        char *full = len >= 0 ? malloc((size_t)len + 1) : NULL;
+        if (!full) { fprintf(stderr, "error: %s\n", ember_last_error()); rc = 1; break; }
+        ember_chat_apply_template(g.m, o.chat_template, msgs, n_msgs, 1, full, (size_t)len + 1);
+        const char *delta = full;
+        if (kv.n && !strncmp(full, kv.s, kv.n)) delta = full + kv.n;
+        else { ember_context_truncate(g.ctx, 0); ember_sampler_reset(g.smp); kv.n = 0; }
+        capture_put(&kv, delta, (int)strlen(delta));
+        int n;
+        int bos = ember_context_n_past(g.ctx) == 0 && ember_add_bos(g.m);
+        ember_token *toks = tokenize(g.m, delta, bos, 1, &n);
+        free(full);
+        if (!toks) { fprintf(stderr, "error: cannot tokenize\n"); rc = 1; break; }
+        if (n > ember_context_n_ctx(g.ctx) - ember_context_n_past(g.ctx)) {
+            fprintf(stderr, "error: the conversation no longer fits in the context (%d tokens)\n",
+                    ember_context_n_ctx(g.ctx));
+            free(toks);
+            rc = 1;
+            break;
+        }
+        capture reply = { 0 };
+        utf8_out out = { stdout, { 0 }, 0 };
+        int eog;
+        opts turn = o;
+        turn.ignore_eos = 0;
+        rc = generate(&g, &turn, toks, n, &out, 0, &eog, &reply);
+        utf8_flush(&out);
+        printf("\n");
+        fflush(stdout);
+        free(toks);
+        if (rc) { free(reply.s); break; }
+        capture_put(&kv, reply.s ? reply.s : "", (int)reply.n);
+        msgs[n_msgs].role = "assistant";
+        msgs[n_msgs++].content = reply.s ? reply.s : strdup("");
+    }
+done:
+    for (size_t i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
+    free(msgs);
+    free(kv.s);
+    gen_free(&g);
+    free(o.rest);
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* common.h: what the ember subcommands share: the llama.cpp-style flags, the default
+ * model path, model/context set-up, and a streaming printer that never emits a broken
+ * UTF-8 sequence when a character spans several tokens. */
+#ifndef EMBER_TOOLS_COMMON_H
+#define EMBER_TOOLS_COMMON_H
+#include <stdio.h>
+#include "ember.h"
+
+#define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+typedef struct opts {
+    const char *model;        /* -m */
+    const char *prompt;       /* -p */
+    const char *prompt_file;  /* -f */
+    const char *tokenizer;    /* -z (llama2.c checkpoints) */
+    const char *system;       /* -sys (chat) */
+    const char *chat_template;/* --chat-template NAME */
+    const char *isa;          /* --isa */
+    int n_predict;            /* -n; -1 = until end of generation or context */
+    int n_ctx, n_threads, n_batch;
+    int ids;                  /* --ids: print generated ids instead of text */
+    int ignore_eos;           /* --ignore-eos */
+    int no_bos;               /* --no-bos */
+    int special;              /* --special: parse/print control tokens */
+    int pieces;               /* --pieces (tokenize) */
+    int verbose;              /* -v */
+    ember_sampler_params sp;
+    char **rest;              /* positional arguments */
+    int n_rest;
+} opts;
+
+/* Parses argv into o (after the subcommand). Returns 0, or 1 after printing an error. */
+int opts_parse(opts *o, int argc, char **argv);
+/* -m, or the default model (models/... relative to the working directory, then to the
+ * binary's directory). NULL with a message if the default model is missing. */
+const char *opts_model_path(const opts *o);
+/* Loads the model named by the options; prints the error and returns NULL on failure. */
+ember_model *load_model(const opts *o, int vocab_only);
+/* The prompt: -p, or -f's file contents (malloc'ed; caller frees). NULL if neither. */
+char *read_prompt(const opts *o);
+
+/* Streams token pieces to a FILE, holding back an incomplete UTF-8 tail. */
+typedef struct utf8_out { FILE *f; char buf[8]; int n; } utf8_out;
+void utf8_put(utf8_out *u, const char *s, int n);
+void utf8_flush(utf8_out *u);
+
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+#endif

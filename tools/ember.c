@@ -1,0 +1,48 @@
+/* ember.c: the `ember` command: dispatch to one subcommand per file (cmd_*.c). */
+#include <stdio.h>
+#include <string.h>
+#include "common.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "ember %s: run language models on CPUs\n\n"
+        "usage: ember <command> [options]\n\n"
+        "commands:\n"
+        "  run         generate a continuation of a prompt\n"
+        "  chat        interactive chat with the model's chat template\n"
+        "  info        model architecture, hyper-parameters, tensor types, sizes\n"
+        "  tokenize    print the token ids (or --pieces) of -p TEXT / -f FILE\n"
+        "  detokenize  print the text of token ids\n\n"
+        "common options:\n"
+        "  -m FILE             model (.gguf, or llama2.c .bin with -z TOKENIZER);\n"
+        "                      default %s\n"
+        "  -p TEXT | -f FILE   prompt (run, tokenize)\n"
+        "  -n N                tokens to generate (-1: until end of text or context)\n"
+        "  -c N                context size (0: model's, at most 4096)\n"
+        "  -t N                threads (default: physical cores)\n"
+        "  -s SEED             sampling seed (-1: random)\n"
+        "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R --repeat-last-n N\n"
+        "                      sampling (llama.cpp defaults 0.8 40 0.95 0.05 1.0 64; --temp 0 is greedy)\n"
+        "  --ids               print generated token ids instead of text\n"
+        "  --ignore-eos        keep generating past end-of-generation tokens\n"
+        "  --no-bos            do not add BOS   --special  parse/print control tokens\n"
+        "  -sys TEXT           chat system prompt   --chat-template NAME  chatml, llama2, llama3, ...\n"
+        "  -z FILE             llama2.c tokenizer.bin   --isa NAME  kernel set (ref, ...)\n"
+        "  -v                  print model, seed and timings to stderr\n",
+        ember_version(), DEFAULT_MODEL);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 1; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 2, argv + 2);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) { usage(stdout); return 0; }
+    if (!strcmp(cmd, "--version")) { printf("ember %s\n", ember_version()); return 0; }
+    fprintf(stderr, "error: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 1;
+}
