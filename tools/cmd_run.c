@@ -28,7 +28,10 @@ static int gen_init(gen *g, const opts *o) {
     cp.n_threads = o->n_threads;
     cp.n_batch = o->n_batch;
     cp.isa = o->isa;
-    if (ember_context_new(g->m, &cp, &g->ctx) || ember_sampler_new(g->m, &o->sp, &g->smp)) {
+    ember_sampler_params sp = o->sp;
+    ember_status st = ember_context_new(g->m, &cp, &g->ctx);
+    if (!st && sp.repeat_last_n < 0) sp.repeat_last_n = ember_context_n_ctx(g->ctx);  /* -1: whole context */
+    if (st || ember_sampler_new(g->m, &sp, &g->smp)) {
         fprintf(stderr, "error: %s\n", ember_last_error());
         return 1;
     }
