@@ -31,7 +31,14 @@ each line is "key: value".  Keys (readers should ignore keys they do not know):
   margins:       per generated step, top-1 minus top-2 logit (near 0 = near-tie; compare
                  those steps with a tolerance)
   min_margin:    the smallest of margins
-  logits_file:   present when the last-prompt-position logits were saved
+  stable_steps:  how many leading gen_ids llama.cpp itself reproduces under every variant in
+                 VARIANTS (f32 KV cache, flash attention, prompt fed 1 token per ubatch);
+                 64 = all.  Past that step the ids depend on rounding details (f16 KV etc.), so
+                 an engine with other numerics should match exactly only that far, and
+                 teacher-force (feed gen_ids) with a margin tolerance for the rest
+  gen_ids_kv_f32, min_margin_kv_f32: the same greedy run with an F32 KV cache
+  logits_file, logits_file_kv_f32: present when the last-prompt-position logits were saved
+                 (f16 KV cache / F32 KV cache)
 """
 import argparse
 import base64
@@ -75,6 +82,21 @@ def no_extra_bufts():
         p.use_extra_bufts = False
         return p
     llama_c.llama_model_default_params = params
+
+
+# settings under which llama.cpp is re-run to find how far each golden is robust to rounding
+VARIANTS = {
+    "kv_f32": dict(type_k=0, type_v=0),          # GGML_TYPE_F32 K and V cache
+    "flash_attn": dict(flash_attn=True),
+    "ubatch1": dict(n_batch=1, n_ubatch=1),      # prompt decoded one token at a time
+}
+
+
+def load(model, **overrides):
+    kw = dict(n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX, n_threads=1, n_threads_batch=1,
+              logits_all=False, flash_attn=False, seed=0, verbose=False)
+    kw.update(overrides)
+    return llama_cpp.Llama(model_path=model, **kw)
 
 
 def chat_template(model_path):
@@ -122,24 +144,48 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     template = chat_template(a.model)
     no_extra_bufts()
-    llm = llama_cpp.Llama(model_path=a.model, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX,
-                          n_threads=1, n_threads_batch=1, logits_all=False, flash_attn=False,
-                          seed=0, verbose=False)
-    sysinfo = llama_cpp.llama_print_system_info().decode().strip()
-    lines = [
-        f"# SmolLM2-135M-Instruct.Q4_1.gguf greedy goldens made by scripts/make_smollm2_goldens.py",
-        f"# llama-cpp-python {llama_cpp.__version__} (bundled llama.cpp), n_ctx {N_CTX}, 1 thread, "
-        f"flash_attn off, KV cache f16, use_extra_bufts off, prompt as one batch then 1 token per step, pure argmax, {N_GEN} tokens, no EOS stop",
-        f"# system_info: {sysinfo}",
-        "",
-    ]
+
+    # the reference run: tokenize, then greedy-decode every prompt
+    llm = load(a.model)
+    runs = []  # (name, text, special, save, prompt_ids, ids, margins, prompt logits, gen text)
     for name, prompt, save in PROMPTS:
         special = not isinstance(prompt, str)
         text = render_chat(template, prompt) if special else prompt
         prompt_ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=special)
         ids, margins, plogits = greedy(llm, prompt_ids)
         gen_text = llm.detokenize(ids, special=True)
-        block = [
+        runs.append((name, text, special, save, prompt_ids, ids, margins, plogits, gen_text))
+        print(f"{name}: {len(prompt_ids)} prompt ids, min margin {min(margins):.4f} "
+              f"at step {int(np.argmin(margins))}: {gen_text.decode('utf-8', 'replace')!r}")
+    del llm
+
+    # the same prompts under other numerics: how far is each golden robust?
+    stable = {r[0]: N_GEN for r in runs}
+    kv_f32 = {}
+    for vname, overrides in VARIANTS.items():
+        vllm = load(a.model, **overrides)
+        for name, _, _, _, prompt_ids, ids, *_ in runs:
+            vids, vmargins, vplogits = greedy(vllm, prompt_ids)
+            if vname == "kv_f32":
+                kv_f32[name] = (vids, vmargins, vplogits)
+            first = next((i for i in range(N_GEN) if vids[i] != ids[i]), N_GEN)
+            stable[name] = min(stable[name], first)
+            print(f"  {vname:10s} {name}: {'same' if first == N_GEN else f'diverges at step {first}'}")
+        del vllm
+
+    lines = [
+        "# SmolLM2-135M-Instruct.Q4_1.gguf greedy goldens made by scripts/make_smollm2_goldens.py",
+        f"# llama-cpp-python {llama_cpp.__version__} (bundled llama.cpp), n_ctx {N_CTX}, 1 thread, "
+        "flash_attn off, KV cache f16, use_extra_bufts off, prompt as one batch then 1 token per step, "
+        f"pure argmax, {N_GEN} tokens, no EOS stop",
+        f"# system_info: {llama_cpp.llama_print_system_info().decode().strip()}",
+        f"# stable_steps variants: {', '.join(f'{k} {v}' for k, v in VARIANTS.items())}",
+        "# *_kv_f32 keys: the same run with an F32 KV cache (attention without f16 rounding)",
+        "",
+    ]
+    for name, text, special, save, prompt_ids, ids, margins, plogits, gen_text in runs:
+        vids, vmargins, vplogits = kv_f32[name]
+        lines += [
             f"name: {name}",
             f"prompt_b64: {base64.b64encode(text.encode('utf-8')).decode()}",
             f"parse_special: {int(special)}",
@@ -148,14 +194,15 @@ def main():
             f"gen_text_b64: {base64.b64encode(gen_text).decode()}",
             f"margins: {' '.join(f'{m:.4f}' for m in margins)}",
             f"min_margin: {min(margins):.6f}",
+            f"stable_steps: {stable[name]}",
+            f"gen_ids_kv_f32: {' '.join(map(str, vids))}",
+            f"min_margin_kv_f32: {min(vmargins):.6f}",
         ]
         if save:
-            fn = f"{name}.logits.f32"
-            plogits.astype("<f4").tofile(os.path.join(OUT, fn))
-            block.append(f"logits_file: {fn}")
-        lines += block + [""]
-        print(f"{name}: {len(prompt_ids)} prompt ids, min margin {min(margins):.4f} "
-              f"at step {int(np.argmin(margins))}: {gen_text.decode('utf-8', 'replace')!r}")
+            plogits.astype("<f4").tofile(os.path.join(OUT, f"{name}.logits.f32"))
+            vplogits.astype("<f4").tofile(os.path.join(OUT, f"{name}.kv_f32.logits.f32"))
+            lines += [f"logits_file: {name}.logits.f32", f"logits_file_kv_f32: {name}.kv_f32.logits.f32"]
+        lines.append("")
     with open(os.path.join(OUT, "greedy.txt"), "w") as f:
         f.write("\n".join(lines))
 

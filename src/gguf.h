@@ -35,7 +35,10 @@ typedef struct gguf_tensor {
 
 typedef struct gguf_ctx gguf_ctx;
 
-/* Opens and validates a file (mmap, read-only). NULL on failure, with a message in err. */
+/* Opens and validates a file (mmap, read-only). NULL on failure, with a message in err.
+ * Reader policy (details in gguf.c): general.alignment must be an integer power of two in
+ * [8, 2^30]; key names 1..65535 bytes, tensor names 1..64 bytes, no duplicates; arrays nest
+ * at most 8 deep; at most 2^20 keys and 2^20 tensors; overlapping tensor data is rejected. */
 gguf_ctx *gguf_open(const char *path, char *err, size_t errsz);
 /* Same over a caller-owned buffer that must outlive the context (fuzzing, tests). */
 gguf_ctx *gguf_open_mem(const void *data, size_t size, char *err, size_t errsz);

@@ -6,16 +6,24 @@
 
 static char out[1 << 16], err[1 << 14];
 
-/* Runs `ember ARGS`, capturing stdout/stderr; returns the exit status (-1 if killed). */
-static int ember(const char *args) {
+/* Runs `ember ARGS` with `input` on stdin (NULL: none), capturing stdout/stderr; returns
+ * the exit status (-1 if killed). */
+static int ember_in(const char *args, const char *input) {
     const char *bin = getenv("EMBER_BIN");
     if (!bin) bin = "build/ember";
     const char *run = getenv("RUN");  /* e.g. qemu wrapper */
     char cmd[4096], o[64], e[64];
     snprintf(o, sizeof o, "/tmp/ember_cli_%d.out", (int)getpid());
     snprintf(e, sizeof e, "/tmp/ember_cli_%d.err", (int)getpid());
-    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s </dev/null", run ? run : "", bin, args, o, e);
+    char in[64] = "/dev/null";
+    if (input) {
+        snprintf(in, sizeof in, "/tmp/ember_cli_%d.in", (int)getpid());
+        FILE *f = fopen(in, "wb");
+        if (f) { fputs(input, f); fclose(f); }
+    }
+    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s <%s", run ? run : "", bin, args, o, e, in);
     int st = system(cmd);
+    if (input) unlink(in);
     size_t n;
     unsigned char *b = read_file(o, &n);
     snprintf(out, sizeof out, "%s", b ? (char *)b : "");
@@ -28,6 +36,8 @@ static int ember(const char *args) {
     if (WIFSIGNALED(st)) return -1;
     return WEXITSTATUS(st);
 }
+
+static int ember(const char *args) { return ember_in(args, NULL); }
 
 TEST(run_stories_text_and_ids) {
     const char *m = fixture_path("models/stories260K.bin"), *z = fixture_path("models/tok512.bin");
@@ -130,11 +140,41 @@ TEST(default_model_run) {
     CHECKF(!strncmp(out, "The capital of France is", 24) && strlen(out) > 30, "%s", out);
 }
 
+/* Chat renders SmolLM2's ChatML template (with its default system prompt) and streams
+ * the reply: the first reply must equal `run` on the same rendered prompt, and a second
+ * turn must answer too (it reuses the cache of the first). */
+TEST(chat_default_model) {
+    if (!file_exists("models/SmolLM2-135M-Instruct.Q4_1.gguf")) SKIP("default model missing: run scripts/fetch-model.sh");
+    const char *p1 = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                     "<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n";
+    FILE *f = fopen("/tmp/ember_cli_chat.txt", "wb");
+    CHECK(f);
+    if (!f) return;
+    fputs(p1, f);
+    fclose(f);
+    CHECK(ember("run -f /tmp/ember_cli_chat.txt --special --temp 0 -n 24") == 0);
+    unlink("/tmp/ember_cli_chat.txt");
+    static char want[sizeof out];
+    snprintf(want, sizeof want, "%s", out + (strncmp(out, p1, strlen(p1)) ? 0 : strlen(p1)));
+    CHECK(strlen(want) > 2);
+    CHECK(ember_in("chat --temp 0 -n 24", "What is 2+2?\nAnd 3+3?\n") == 0);
+    CHECKF(!strncmp(out, want, strlen(want)), "chat:\n%s\nrun:\n%s", out, want);
+    CHECKF(strlen(out) > strlen(want) + 2, "no second reply:\n%s", out);
+    CHECK(ember_in("chat --chat-template nosuch", "hi\n") == 1 && strstr(err, "unknown chat template"));
+    const char *m = fixture_path("models/stories260K.gguf");  /* no chat template */
+    if (file_exists(m)) {
+        char args[1024];
+        snprintf(args, sizeof args, "chat -m %s", m);
+        CHECK(ember_in(args, "hi\n") == 1 && strstr(err, "--chat-template"));
+    }
+}
+
 int main(void) {
     RUN(run_stories_text_and_ids);
     RUN(run_gguf_prompt);
     RUN(bad_inputs_exit_1);
     RUN(info_and_tokenize);
     RUN(default_model_run);
+    RUN(chat_default_model);
     return test_done();
 }

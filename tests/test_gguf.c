@@ -752,6 +752,8 @@ TEST(test_hostile_tensors) {
     expect_fail(&b, "size overflows");
     one_tensor(&b, "t", 2, (const uint64_t[]){(uint64_t)1 << 40, 1}, 0, 0, 256);
     expect_fail(&b, "tensor 't': data ends at ");
+    one_tensor(&b, "t", 1, (const uint64_t[]){((uint64_t)1 << 61) - 1}, 27, 0, 256);  /* i64: 2^64 - 8 bytes */
+    expect_fail(&b, "tensor 't': 18446744073709551608 bytes at byte 64 overflow the address range");
     one_tensor(&b, "t", 2, ne4, 0, 4, 256);
     expect_fail(&b, "offset 4 is not a multiple of the alignment 32");
     one_tensor(&b, "t", 2, ne4, 0, 160, 128);  /* data section starts at 96 */
