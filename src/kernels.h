@@ -48,4 +48,6 @@ extern const em_kernels em_kernels_ref;
  * "neon"); unknown or unsupported names fall back to the best with a warning flag set. */
 const em_kernels *em_kernels_best(void);
 const em_kernels *em_kernels_by_name(const char *name);  /* NULL if absent/unsupported */
+/* Names of the ISAs usable on this CPU, best first ("avx512", "avx2", "ref"). */
+int em_kernels_list(const char **names, int max);
 #endif
