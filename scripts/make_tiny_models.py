@@ -2,8 +2,9 @@
 """Writes tiny random-weight GGUF v3 models (tests/models/) and their reference logits
 (tests/golden/tiny/), one file per architecture x weight type that ember must support.
 
-Rerun (from the repository root; needs `pip install gguf numpy`):
-    python3 scripts/make_tiny_models.py
+Rerun (from the repository root; needs `pip install gguf numpy`, and llama-cpp-python for
+--llamacpp):
+    python3 scripts/make_tiny_models.py --llamacpp
 The output is deterministic (fixed seeds), so rerunning reproduces the same bytes for the
 same gguf/numpy versions.
 
@@ -29,7 +30,15 @@ Reference: for each model, scripts/ref_forward.py (float64, weights dequantized 
 gguf.quants.dequantize, exact softmax, no KV rounding) computes the logits of all positions of
 a fixed 16-token sequence -> tests/golden/tiny/<model>.logits.f32 (16 x 275 float32 LE,
 row-major) and <model>.tokens (space-separated ids, BOS first).
+
+With --llamacpp, llama.cpp (llama-cpp-python) also evaluates each model on the same tokens
+(one batch, F32 KV cache, 1 thread, no extra buffer types) -> <model>.llamacpp_logits.f32.
+Those include llama.cpp's activation rounding (Q8_0/Q8_1/Q8_K activations for quantized
+weights, BF16/F16 activations for BF16/F16 weights), so an engine that quantizes activations
+the same way should be much closer to them than to the float64 reference.  The script prints
+both differences.
 """
+import argparse
 import os
 import sys
 
@@ -220,7 +229,32 @@ def check_readback(path, arch, s, tname, tied):
     assert all(x.data_offset % 32 == 0 for x in r.tensors)
 
 
+def llamacpp_logits(path, toks):
+    """llama.cpp's logits for all positions (F32 KV cache, no repacking), or None if unavailable."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as llama_c
+    default_params = llama_c.llama_model_default_params
+
+    def params():  # plain ggml-cpu kernels: no AMX / repacked weight layouts
+        p = default_params()
+        p.use_extra_bufts = False
+        return p
+    llama_c.llama_model_default_params = params
+    try:
+        llm = llama_cpp.Llama(model_path=path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX,
+                              n_threads=1, n_threads_batch=1, logits_all=True,
+                              type_k=0, type_v=0, verbose=False)  # 0 = GGML_TYPE_F32
+        llm.eval(toks)
+        return np.array(llm.scores[:len(toks)], dtype=np.float64)
+    finally:
+        llama_c.llama_model_default_params = default_params
+
+
 def main():
+    ap = argparse.ArgumentParser(description="tiny GGUF models and reference logits")
+    ap.add_argument("--llamacpp", action="store_true",
+                    help="also write llama.cpp's logits (needs llama-cpp-python)")
+    a = ap.parse_args()
     os.makedirs(MODELS, exist_ok=True)
     os.makedirs(GOLDEN, exist_ok=True)
     toks = eval_tokens()
@@ -239,6 +273,12 @@ def main():
         top2 = np.sort(logits, axis=1)[:, -2:]
         print(f"{name:16s} {size:8d} B  logit rms {np.sqrt((logits ** 2).mean()):.2f}  "
               f"min top1-top2 {np.min(top2[:, 1] - top2[:, 0]):.3f}  | {m.describe()}")
+        if a.llamacpp:
+            lc = llamacpp_logits(path, toks)
+            lc.astype("<f4").tofile(os.path.join(GOLDEN, name + ".llamacpp_logits.f32"))
+            d = np.abs(lc - logits)
+            print(f"{'':16s} llama.cpp vs float64 reference: max|diff| {d.max():.2e}, mean {d.mean():.1e}, "
+                  f"argmax agree {int((lc.argmax(1) == logits.argmax(1)).sum())}/{len(toks)}")
     print(f"total {total} bytes in {MODELS}")
 
 
