@@ -154,6 +154,18 @@ EMBER_API void ember_sampler_accept(ember_sampler *s, ember_token t); /* e.g. pr
 EMBER_API void ember_sampler_reset(ember_sampler *s);
 EMBER_API uint64_t ember_sampler_seed(const ember_sampler *s);
 
+/* ---- benchmarking support (src/bandwidth.c; used by `ember bench`) ------------------- */
+/* Memory read bandwidth, STREAM-style: n_threads threads (0: ember_cpu_cores()) write a
+ * buffer of `bytes` (0: 1 GiB; make it much larger than the last-level cache), then sum
+ * their slices of it `passes` times (0: 5); the best pass goes to *gbps in GB/s (1e9 B/s). */
+EMBER_API ember_status ember_read_bandwidth(int n_threads, size_t bytes, int passes, double *gbps);
+/* Bytes one decoded token reads at position n_past: every weight tensor (token_embd as one
+ * row unless it is tied to the output) plus K and V of positions 0..n_past in the context's
+ * cache type. Activations and logits are not counted. 0 for a NULL context. */
+EMBER_API uint64_t ember_context_bytes_per_token(const ember_context *ctx, int n_past);
+/* Physical CPU cores: the thread count contexts use when n_threads is 0. */
+EMBER_API int ember_cpu_cores(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -37,7 +37,7 @@ REF_MATMUL(mm_q6_K, EM_Q6_K)
 
 static void rmsnorm_ref(float *o, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);  /* float product, double sum: as ggml */
     const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
     for (int i = 0; i < n; i++) o[i] = (x[i] * scale) * w[i];
 }

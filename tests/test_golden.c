@@ -197,6 +197,34 @@ static int parse_ids(const char *s, ember_token *ids, int max) {
     return n;
 }
 
+static int parse_floats(const char *s, float *v, int max) {
+    int n = 0;
+    char *end;
+    while (n < max) {
+        float x = strtof(s, &end);
+        if (end == s) break;
+        v[n++] = x;
+        s = end;
+    }
+    return n;
+}
+
+/* SmolLM2 against llama.cpp (tests/golden/smollm2/greedy.txt, flash attention on, F16 KV).
+ * Two checks per prompt:
+ *  - teacher-forced: feed llama.cpp's tokens; at every step ember's argmax must be
+ *    llama.cpp's token, except where llama.cpp's own top-1/top-2 margin is below
+ *    NEAR_TIE. This Q4_1 model is chaotic under Q8 activation rounding: a 1-ulp change of
+ *    the input embedding moves its logits by up to ~0.8 (so a top-1/top-2 gap by up to
+ *    about twice that is possible, 1.0 is what we allow), and llama.cpp itself changes
+ *    tokens on 8 of the 15 prompts when flash attention is switched off. No engine that
+ *    does not repeat llama.cpp's float operations bit for bit (its SIMD exp
+ *    approximation, lane order of every dot product) can hold near-ties.
+ *  - free-running: ember's own 64 greedy tokens; the prompts where they are identical
+ *    to llama.cpp's are counted, and at least MIN_IDENTICAL (with a chat prompt among
+ *    them) are required. */
+#define NEAR_TIE 1.0f
+#define MIN_IDENTICAL 5
+
 TEST(smollm2_greedy_vs_llamacpp) {
     const char *model = getenv("EMBER_SMOLLM2");
     if (!model) model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -206,29 +234,58 @@ TEST(smollm2_greedy_vs_llamacpp) {
     if (!file_exists(model)) { free(g); SKIP("default model missing: run scripts/fetch-model.sh"); }
     ember_model *m = load(model, NULL);
     CHECK(m);
-    int blocks = 0;
-    static char prompt[65536];
-    ember_token pids[4096], want_p[4096], want_g[256], got[256];
-    int special = 0, nwp = 0, nwg = 0;
+    int blocks = 0, identical = 0, identical_chat = 0, forced_steps = 0, forced_diff = 0;
+    static char prompt[65536], name[128];
+    static ember_token pids[4096], want_p[4096], seq[4096 + 256];
+    ember_token want_g[256], got[256];
+    float margins[256];
+    int special = 0, nwp = 0, nwg = 0, nm = 0;
     for (char *line = g; m && line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-        if (!strncmp(line, "prompt_b64:", 11)) b64(line + 11, prompt, sizeof prompt);
+        if (!strncmp(line, "name:", 5)) sscanf(line + 5, "%127s", name);
+        else if (!strncmp(line, "prompt_b64:", 11)) b64(line + 11, prompt, sizeof prompt);
         else if (!strncmp(line, "parse_special:", 14)) special = atoi(line + 14);
         else if (!strncmp(line, "prompt_ids:", 11)) nwp = parse_ids(line + 11, want_p, 4096);
-        else if (!strncmp(line, "gen_ids:", 8)) {
-            nwg = parse_ids(line + 8, want_g, 256);
+        else if (!strncmp(line, "gen_ids:", 8)) nwg = parse_ids(line + 8, want_g, 256);
+        else if (!strncmp(line, "margins:", 8)) nm = parse_floats(line + 8, margins, 256);
+        else if (!strncmp(line, "min_margin:", 11)) {  /* last key of a block we need */
             int np = ember_tokenize(m, prompt, strlen(prompt), pids, 4096, 1, special);
-            int same_p = np == nwp && !memcmp(pids, want_p, (size_t)np * sizeof *pids);
-            CHECKF(same_p, "prompt %d tokenizes differently (%d vs %d tokens)", blocks, np, nwp);
+            CHECKF(np == nwp && !memcmp(pids, want_p, (size_t)np * sizeof *pids),
+                   "%s: prompt tokenizes differently (%d vs %d tokens)", name, np, nwp);
+            CHECK(nm == nwg && nwg > 0);
+            /* free-running */
             ember_context *c = new_ctx(m, 0);
             CHECK(greedy(c, m, want_p, nwp, nwg, got) == 0);
             int same = 0;
             while (same < nwg && got[same] == want_g[same]) same++;
-            CHECKF(same == nwg, "prompt %d: first mismatch at generated token %d of %d", blocks, same, nwg);
+            if (same == nwg) { identical++; identical_chat += special; }
+            /* teacher-forced: all logits of prompt + llama.cpp's tokens in one batch */
+            memcpy(seq, want_p, (size_t)nwp * sizeof *seq);
+            memcpy(seq + nwp, want_g, (size_t)nwg * sizeof *seq);
+            ember_context_truncate(c, 0);
+            CHECK(ember_decode(c, seq, nwp + nwg - 1, 1) == EMBER_OK);
+            int bad = 0, diff = 0;
+            for (int i = 0; i < nwg; i++) {
+                const float *l = ember_get_logits(c, nwp - 1 + i);
+                if (!l) { bad++; continue; }
+                int am = argmax(l, ember_model_n_vocab(m));
+                if (am != want_g[i]) {
+                    diff++;
+                    if (margins[i] >= NEAR_TIE) { bad++; printf("  %s step %d: ember %d, llama.cpp %d (margin %.3f)\n", name, i, am, want_g[i], margins[i]); }
+                }
+            }
+            forced_steps += nwg;
+            forced_diff += diff;
+            printf("  %-15s free-running: %s (first difference at %d); teacher-forced: %d/%d steps differ, all near-ties: %s\n",
+                   name, same == nwg ? "identical" : "differs", same, diff, nwg, bad ? "NO" : "yes");
+            CHECK(bad == 0);
             ember_context_free(c);
             blocks++;
         }
     }
+    printf("  %d prompts: %d identical over %d tokens (%d chat); teacher-forced %d/%d steps differ\n",
+           blocks, identical, nwg, identical_chat, forced_diff, forced_steps);
     CHECKF(blocks >= 5, "only %d golden prompts", blocks);
+    CHECK(identical >= MIN_IDENTICAL && identical_chat >= 1);
     ember_model_free(m);
     free(g);
 }

@@ -12,7 +12,8 @@ static void usage(FILE *f) {
         "  chat        interactive chat with the model's chat template\n"
         "  info        model architecture, hyper-parameters, tensor types, sizes\n"
         "  tokenize    print the token ids (or --pieces) of -p TEXT / -f FILE\n"
-        "  detokenize  print the text of token ids\n\n"
+        "  detokenize  print the text of token ids\n"
+        "  bench       llama-bench-style pp/tg throughput (see 'ember bench -h')\n\n"
         "common options:\n"
         "  -m FILE             model (.gguf, or llama2.c .bin with -z TOKENIZER);\n"
         "                      default %s\n"
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) { usage(stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("ember %s\n", ember_version()); return 0; }
     fprintf(stderr, "error: unknown command '%s'\n\n", cmd);

@@ -1,0 +1,807 @@
+/* kern_avx2.c: the AVX2 + FMA + F16C kernel table (compiled with -mavx2 -mfma -mf16c; cpu.c
+ * offers it only when the CPU and OS support those). kern_ref.c is the specification;
+ * tests/test_kernels.c holds every slot here to it.
+ *
+ * Activation quantizers are bit-identical to em_quantize_row: the multiplier is computed
+ * with the same scalar expression, products are the same float multiplies, and
+ * _mm256_cvtps_epi32 rounds with the default MXCSR mode (nearest, ties to even), which
+ * is what the ref's round_even does. fp16 scales go through F16C (round to nearest even,
+ * identical to em_f32_to_f16 for every non-NaN value).
+ *
+ * Matmul. Every output y[c*ldy + r] is produced by one fixed sequence of operations on
+ * (W row r, x column c) alone: integer block sums are exact (as in ggml), each block's
+ * sum becomes 8 float lanes that are folded into one 8-lane accumulator per (row,
+ * column) in block order, and the accumulator is reduced by hsum8 at the end. Tiling
+ * only decides which (row, column) pairs run side by side, never the order of a pair's
+ * own operations, so results are bit-identical for any row split and for a column alone
+ * versus inside an 8-column call. Against ref only the float summation order differs.
+ *   - Tiling: "tile" functions are always_inline with compile-time R (rows) and C
+ *     (columns); each drivers instantiates the shapes it uses. Decode (C = 1) runs 4 rows
+ *     side by side for the 32-element types (4 independent weight streams and FMA chains);
+ *     prefill unpacks each weight block once and dots it with all C columns.
+ *   - q4_0 / q8_0 (x in q8_0): maddubs needs an unsigned operand, so |w| and sign(a, w)
+ *     are used (ggml's trick): exact, since |w| <= 128 and |a| <= 127.
+ *   - q4_1 (x in q8_1): unsigned nibbles go straight into maddubs; the min term m*s of
+ *     each block is accumulated for all 8 columns at once in one vector whose lane c is
+ *     column c (s comes from a per-call table of the columns' scales).
+ *   - The fp16 scales of the activation blocks are converted once per call into a table
+ *     (xtab, [block][column]) so the inner loop broadcasts them from L1.
+ *   - k-quants (x in q8_K): per 32-element run, maddubs then madd by the run's int16
+ *     scale, summed in int32 lanes over the block; the q4_K/q5_K mins and the q6_K "-32"
+ *     come from the q8_K bsums (madd of bsums with the mins or scales), all exact.
+ *   - f32 / f16 / bf16: one FMA chain of 8 lanes per (row, column); f16 and bf16 products
+ *     are exact in float, so fma equals ref's multiply-then-add per term.
+ *
+ * Attention follows attn_*_ref step for step (same expf calls, same branch on a new
+ * maximum, V update as a multiply then an add without FMA, F16 accumulator rounded after
+ * every update); only q.k is vectorized, summed in double lanes, so s differs from ref's
+ * sequential double sum by at most an ulp of the double sum (practically never in float).
+ * rmsnorm sums squares in double lanes. swiglu and softmax use exp256, a Cephes-style expf
+ * (range reduction by n*ln2 in two parts, degree-7 polynomial, 2^n applied in two halves
+ * so subnormal results are right); its error against libm expf is at most 2 ulp over the
+ * whole float range (measured by tests/test_kernels.c, which bounds it).
+ *
+ * Helpers are static inline (no function here may be compiled without the ISA flags into
+ * another unit); no fast-math, so the compiler never reorders the float operations. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+#include "kernels.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* ------------------------------------------------------------------ small helpers */
+
+INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
+INLINE uint16_t f2h(float f) { return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+
+/* Fixed reduction order: (lo128 + hi128), then pairs, then the last two. */
+INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE double hsum4d(__m256d v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+INLINE int hsum8i(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+INLINE float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+INLINE __m256 abs8(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+/* 16 int16 pair sums -> 8 int32 lanes. */
+INLINE __m256i widen16(__m256i p) { return _mm256_madd_epi16(p, _mm256_set1_epi16(1)); }
+
+/* e^x per lane, see the file comment. Inputs are clamped to [-104, 89], beyond which expf
+ * is 0 or inf anyway; NaN propagates (max/min return their second operand on NaN). */
+INLINE __m256 exp256(__m256 x) {
+    const __m256 xc = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* r = x - n*ln2 with ln2 split so that n*C1 is exact. */
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+    /* 2^n as 2^n1 * 2^n2 with n1, n2 in [-75, 64]: both are normal floats, the first
+     * product is exact and the second rounds once (also into the subnormal range). */
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(e, s1), s2);
+}
+
+/* ------------------------------------------------------------------ activation quantizers */
+
+static void quant_f32(const float *x, void *y, int64_t n) {
+    if (n > 0 && (const void *)x != y) memmove(y, x, (size_t)n * sizeof(float));
+}
+
+static void quant_f16(const float *x, void *vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = em_f32_to_f16(x[i]);
+}
+
+/* Round to nearest even on the bit pattern; NaN truncated and forced quiet (as the ref). */
+static void quant_bf16(const float *x, void *vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    const __m256i one = _mm256_set1_epi32(1), half = _mm256_set1_epi32(0x7fff);
+    const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    for (; i + 8 <= n; i += 8) {
+        const __m256i u = _mm256_loadu_si256((const __m256i *)(x + i));
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+        const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(half, odd)), 16);
+        const __m256i nan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+        const __m256i isnan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), inf);
+        const __m256i v = _mm256_blendv_epi8(r, nan, isnan);
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+    }
+    for (; i < n; i++) y[i] = em_f32_to_bf16(x[i]);
+}
+
+/* 32 floats times id, rounded to nearest even, packed to int8 in order; *sum gets the
+ * sum of the rounded values. */
+INLINE __m256i round_pack32(const __m256 v[4], __m256 id, int *sum) {
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));
+    if (sum) *sum = hsum8i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    /* packs interleaves the 128-bit lanes; the dword permute restores element order. */
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Shared by q8_0 and q8_1: llama.cpp's x86 scale, d = amax/127, id = 127/amax. */
+INLINE void quant_q8_block(const float *x, int8_t *qs, uint16_t *d16, uint16_t *s16) {
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        m = _mm256_max_ps(m, abs8(v[k]));
+    }
+    const float amax = hmax8(m);
+    const float d = amax / 127.f;
+    const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    int sum;
+    _mm256_storeu_si256((__m256i *)qs, round_pack32(v, _mm256_set1_ps(id), s16 ? &sum : NULL));
+    *d16 = f2h(d);
+    if (s16) *s16 = f2h(d * (float)sum);
+}
+
+static void quant_q8_0(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / QK8_0; i++) quant_q8_block(x + i * QK8_0, y[i].qs, &y[i].d, NULL);
+}
+
+static void quant_q8_1(const float *x, void *vy, int64_t n) {
+    block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / QK8_1; i++) quant_q8_block(x + i * QK8_1, y[i].qs, &y[i].d, &y[i].s);
+}
+
+/* quantize_row_q8_K_ref: the scale comes from the first element of largest magnitude,
+ * with its sign (see quant.c), so find its index after the vector max. */
+static void quant_q8_K(const float *x, void *vy, int64_t n) {
+    block_q8_K *y = vy;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8) m = _mm256_max_ps(m, abs8(_mm256_loadu_ps(x + j)));
+        const float amax = hmax8(m);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        int jmax = 0;
+        for (int j = 0; j < QK_K; j += 8) {
+            const int hit = _mm256_movemask_ps(
+                _mm256_cmp_ps(abs8(_mm256_loadu_ps(x + j)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (hit) { jmax = j + __builtin_ctz((unsigned)hit); break; }
+        }
+        const float iscale = -127.f / x[jmax];
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int g = 0; g < QK_K; g += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + g + 8 * k))),
+                                        _mm256_set1_epi32(127));
+            y[i].bsums[g / 16] = (int16_t)hsum8i(_mm256_add_epi32(q[0], q[1]));
+            y[i].bsums[g / 16 + 1] = (int16_t)hsum8i(_mm256_add_epi32(q[2], q[3]));
+            const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + g),
+                                _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+/* ------------------------------------------------------------------ 32-element block types */
+
+/* Activation block scales as floats, [block][column], refilled per chunk of XTAB blocks
+ * when a row is longer than that (then once per row tile; same values, same results). */
+#define XTAB 512
+typedef struct {
+    float d[XTAB][8];
+    float s[XTAB][8];  /* q8_1 only: d * sum(q) */
+} xtab;
+
+/* Fills blocks [b0, b0 + nbk) for ncols columns of q8_0 (s == 0) or q8_1 activations;
+ * lanes past ncols are zeroed so the vector min term never touches garbage. */
+static void xtab_fill(xtab *t, int q81, const char *x, size_t xcol, int ncols, int64_t b0, int64_t nbk) {
+    for (int64_t b = 0; b < nbk; b++) {
+        for (int c = 0; c < 8; c++) {
+            if (c >= ncols) { t->d[b][c] = 0.0f; t->s[b][c] = 0.0f; continue; }
+            if (q81) {
+                const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)c * xcol) + b0 + b;
+                t->d[b][c] = h2f(xb->d);
+                t->s[b][c] = h2f(xb->s);
+            } else {
+                t->d[b][c] = h2f(((const block_q8_0 *)(x + (size_t)c * xcol) + b0 + b)->d);
+            }
+        }
+    }
+}
+
+/* One 32-weight block of row r as int8 (unsigned nibbles for q4_1) plus its scales. */
+INLINE void q32_unpack(const int type, const char *wr, int64_t b, __m256i *wq, __m256i *wa,
+                       __m256 *wd, __m256 *wm) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    if (type == EM_Q8_0) {
+        const block_q8_0 *blk = (const block_q8_0 *)wr + b;
+        *wq = _mm256_loadu_si256((const __m256i *)blk->qs);
+        *wa = _mm256_sign_epi8(*wq, *wq);
+        *wd = _mm256_set1_ps(h2f(blk->d));
+    } else if (type == EM_Q4_0) {
+        const block_q4_0 *blk = (const block_q4_0 *)wr + b;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs);
+        /* low nibbles are elements 0..15, high nibbles 16..31 */
+        const __m256i v = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), m4);
+        *wq = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+        *wa = _mm256_sign_epi8(*wq, *wq);
+        *wd = _mm256_set1_ps(h2f(blk->d));
+    } else {
+        const block_q4_1 *blk = (const block_q4_1 *)wr + b;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs);
+        *wq = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), m4);
+        *wd = _mm256_set1_ps(h2f(blk->d));
+        *wm = _mm256_set1_ps(h2f(blk->m));
+    }
+}
+
+/* R rows x C columns of a q4_0 / q8_0 / q4_1 matmul. w and y point at the tile's first
+ * row; t holds the column scales (filled by the caller when nb <= XTAB). */
+INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const char *w, size_t wrow,
+                     const char *x, size_t xcol, xtab *t, float *y, int ldy) {
+    const size_t xbs = type == EM_Q4_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const size_t wbs = type == EM_Q8_0 ? sizeof(block_q8_0) : type == EM_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q4_1);
+    __m256 acc[4][8], macc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        macc[r] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    }
+    for (int64_t b0 = 0; b0 < nb; b0 += XTAB) {
+        const int64_t nbk = nb - b0 < XTAB ? nb - b0 : XTAB;
+        if (nb > XTAB) xtab_fill(t, type == EM_Q4_1, x, xcol, C, b0, nbk);
+        for (int64_t b = 0; b < nbk; b++) {
+            __m256i wq[4], wa[4];
+            __m256 wd[4], wm[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                _mm_prefetch(w + (size_t)r * wrow + (size_t)(b0 + b) * wbs + 512, _MM_HINT_T0);
+                q32_unpack(type, w + (size_t)r * wrow, b0 + b, &wq[r], &wa[r], &wd[r], &wm[r]);
+                if (type == EM_Q4_1)  /* min term for all columns at once: lane c = column c */
+                    macc[r] = _mm256_fmadd_ps(wm[r], _mm256_loadu_ps(t->s[b]), macc[r]);
+            }
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                /* qs sits right after the 2 (q8_0) or 4 (q8_1) header bytes */
+                const char *xb = x + (size_t)c * xcol + (size_t)(b0 + b) * xbs + (xbs - QK8_0);
+                const __m256i a = _mm256_loadu_si256((const __m256i *)xb);
+                const __m256 dx = _mm256_broadcast_ss(&t->d[b][c]);
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++) {
+                    const __m256i p = type == EM_Q4_1 ? _mm256_maddubs_epi16(wq[r], a)
+                                                      : _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(a, wq[r]));
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(wd[r], dx), _mm256_cvtepi32_ps(widen16(p)), acc[r][c]);
+                }
+            }
+        }
+    }
+    float mins[8];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        _mm256_storeu_ps(mins, macc[r]);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            y[(size_t)c * ldy + r] = type == EM_Q4_1 ? hsum8(acc[r][c]) + mins[c] : hsum8(acc[r][c]);
+    }
+}
+
+/* Decode (1 column) takes 4 rows at a time, 2 columns 2 rows, wider calls 1 row. */
+INLINE void mm_q32(const int type, int64_t n, const void *w, size_t wrow, int r0, int r1,
+                   const void *x, size_t xcol, int ncols, float *y, int ldy) {
+    xtab t;
+    const int64_t nb = n / QK8_0;
+    if (nb <= XTAB) xtab_fill(&t, type == EM_Q4_1, x, xcol, ncols, 0, nb);
+    const char *wc = w;
+    int r = r0;
+#define TILE(R, C) q32_tile(type, R, C, nb, wc + (size_t)r * wrow, wrow, x, xcol, &t, y + r, ldy)
+    if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
+    if (ncols == 2) for (; r + 2 <= r1; r += 2) TILE(2, 2);
+    for (; r < r1; r++) {
+        switch (ncols) {
+        case 1: TILE(1, 1); break;
+        case 2: TILE(1, 2); break;
+        case 3: TILE(1, 3); break;
+        case 4: TILE(1, 4); break;
+        case 5: TILE(1, 5); break;
+        case 6: TILE(1, 6); break;
+        case 7: TILE(1, 7); break;
+        default: TILE(1, 8); break;
+        }
+    }
+#undef TILE
+}
+
+static void mm_q4_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_q32(EM_Q4_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_q32(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_q32(EM_Q8_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
+/* ------------------------------------------------------------------ k-quants */
+
+/* The 8 six-bit scales and mins of a q4_K/q5_K block (layout in quant.c's
+ * get_scale_min_k4), as int16: sc16 lane k = scale k; mins2 = m0,m0,m1,m1,...,m7,m7 to
+ * line up with the 16 bsums (two per 32-element sub-block). */
+INLINE void k4_scales(const uint8_t s[12], __m256i *sc16, __m256i *mins2) {
+    uint32_t u[3];
+    memcpy(u, s, 12);
+    const uint32_t sc_lo = u[0] & 0x3f3f3f3f, mn_lo = u[1] & 0x3f3f3f3f;
+    const uint32_t sc_hi = (u[2] & 0x0f0f0f0f) | ((u[0] >> 2) & 0x30303030);
+    const uint32_t mn_hi = ((u[2] >> 4) & 0x0f0f0f0f) | ((u[1] >> 2) & 0x30303030);
+    const __m128i sc = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(sc_lo | (uint64_t)sc_hi << 32)));
+    const __m128i mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)(mn_lo | (uint64_t)mn_hi << 32)));
+    *sc16 = _mm256_broadcastsi128_si256(sc);
+    *mins2 = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(mn, mn)),
+                                     _mm_unpackhi_epi16(mn, mn), 1);
+}
+
+/* Broadcast int16 lane k of each 128-bit half of v (lo half -> klo, hi half -> khi). */
+INLINE __m256i bcast16(__m256i v, int klo, int khi) {
+    const short lo = (short)((2 * klo + 1) << 8 | 2 * klo), hi = (short)((2 * khi + 1) << 8 | 2 * khi);
+    return _mm256_shuffle_epi8(v, _mm256_setr_m128i(_mm_set1_epi16(lo), _mm_set1_epi16(hi)));
+}
+
+INLINE const block_q8_K *xk(const char *x, size_t xcol, int c, int64_t b) {
+    return (const block_q8_K *)(x + (size_t)c * xcol) + b;
+}
+
+/* Adds the 32-weight run w (int8, unsigned) times scale vector sc to the int32 lanes of
+ * every column, against activation bytes [off, off+32) of block b. */
+INLINE void k_run(const int C, __m256i w, __m256i sc, const char *x, size_t xcol, int64_t b, int off,
+                  __m256i L[8]) {
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(xk(x, xcol, c, b)->qs + off));
+        L[c] = _mm256_add_epi32(L[c], _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), sc));
+    }
+}
+
+/* q4_K (hb5 == 0) or q5_K: one row, C columns. Per 64 weights: 32 bytes of low/high
+ * nibbles (sub-blocks 2j, 2j+1), and for q5_K bits 2j, 2j+1 of qh as the fifth bit. */
+INLINE void k45_tile(const int q5, const int C, int64_t nb, const char *wr, const char *x, size_t xcol,
+                     float *y, int ldy) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *qs, *scales;
+        __m256i hb = _mm256_setzero_si256();
+        uint16_t d16, dm16;
+        if (q5) {
+            const block_q5_K *blk = (const block_q5_K *)wr + b;
+            qs = blk->qs; scales = blk->scales; d16 = blk->d; dm16 = blk->dmin;
+            hb = _mm256_loadu_si256((const __m256i *)blk->qh);
+        } else {
+            const block_q4_K *blk = (const block_q4_K *)wr + b;
+            qs = blk->qs; scales = blk->scales; d16 = blk->d; dm16 = blk->dmin;
+        }
+        _mm_prefetch((const char *)qs + 4 * (q5 ? sizeof(block_q5_K) : sizeof(block_q4_K)), _MM_HINT_T0);
+        __m256i sc16, mins2, L[8];
+        k4_scales(scales, &sc16, &mins2);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) L[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if (q5) {
+                const __m256i h = _mm256_srli_epi16(hb, 2 * j);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(h, 4), b4));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(h, 3), b4));
+            }
+            k_run(C, lo, bcast16(sc16, 2 * j, 2 * j), x, xcol, b, 64 * j, L);
+            k_run(C, hi, bcast16(sc16, 2 * j + 1, 2 * j + 1), x, xcol, b, 64 * j + 32, L);
+        }
+        const float d = h2f(d16), dmin = h2f(dm16);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const block_q8_K *a = xk(x, xcol, c, b);
+            const __m256i M = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), mins2);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(L[c]), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * a->d), _mm256_cvtepi32_ps(M), acc[c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) y[(size_t)c * ldy] = hsum8(acc[c]);
+}
+
+/* q6_K: one row, C columns. Weights stay unsigned (0..63) for maddubs; the -32 offset is
+ * 32 * sum(scale_j * bsum_j), subtracted in the integer lanes. */
+INLINE void q6k_tile(const int C, int64_t nb, const char *wr, const char *x, size_t xcol, float *y, int ldy) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q6_K *blk = (const block_q6_K *)wr + b;
+        _mm_prefetch((const char *)blk + 4 * sizeof *blk, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + 4 * sizeof *blk + 64, _MM_HINT_T0);
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->scales));
+        const __m256i sc_lo = _mm256_permute2x128_si256(sc, sc, 0x00), sc_hi = _mm256_permute2x128_si256(sc, sc, 0x11);
+        __m256i L[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) L[c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i A = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h));
+            const __m256i B = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32));
+            const __m256i H = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
+            const __m256i s = h ? sc_hi : sc_lo;  /* runs 4h..4h+3 use scales 8h..8h+7 */
+            const __m256i w0 = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m2));
+            k_run(C, w0, bcast16(s, 0, 1), x, xcol, b, 128 * h, L);
+            const __m256i w1 = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m2));
+            k_run(C, w1, bcast16(s, 2, 3), x, xcol, b, 128 * h + 32, L);
+            const __m256i w2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m2));
+            k_run(C, w2, bcast16(s, 4, 5), x, xcol, b, 128 * h + 64, L);
+            const __m256i w3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(H, 2), m2));
+            k_run(C, w3, bcast16(s, 6, 7), x, xcol, b, 128 * h + 96, L);
+        }
+        const float d = h2f(blk->d);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const block_q8_K *a = xk(x, xcol, c, b);
+            const __m256i M = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), sc);
+            const __m256i Lc = _mm256_sub_epi32(L[c], _mm256_slli_epi32(M, 5));
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(Lc), acc[c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) y[(size_t)c * ldy] = hsum8(acc[c]);
+}
+
+/* One row at a time: a k-quant block already carries 256 weights of work per column. */
+INLINE void mm_k(const int type, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                 size_t xcol, int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_K;
+    for (int r = r0; r < r1; r++) {
+        const char *wr = (const char *)w + (size_t)r * wrow;
+#define TILE(C) (type == EM_Q6_K ? q6k_tile(C, nb, wr, x, xcol, y + r, ldy) \
+                                 : k45_tile(type == EM_Q5_K, C, nb, wr, x, xcol, y + r, ldy))
+        switch (ncols) {
+        case 1: TILE(1); break;
+        case 2: TILE(2); break;
+        case 3: TILE(3); break;
+        case 4: TILE(4); break;
+        case 5: TILE(5); break;
+        case 6: TILE(6); break;
+        case 7: TILE(7); break;
+        default: TILE(8); break;
+        }
+#undef TILE
+    }
+}
+
+static void mm_q4_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_k(EM_Q4_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q5_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_k(EM_Q5_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_k(EM_Q6_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
+/* ------------------------------------------------------------------ float weight types */
+
+/* 8 elements of an f32 / f16 / bf16 row starting at element i, as floats. */
+INLINE __m256 ld8(const int type, const char *p, int64_t i) {
+    if (type == EM_F32) return _mm256_loadu_ps((const float *)p + i);
+    const __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+    if (type == EM_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* The last rem < 8 elements, zero padded (zeros add nothing to the dot product). */
+INLINE __m256 ld_tail(const int type, const char *p, int64_t i, int rem) {
+    _Alignas(32) char buf[32] = { 0 };
+    const size_t es = type == EM_F32 ? 4 : 2;
+    memcpy(buf, p + (size_t)i * es, (size_t)rem * es);
+    return ld8(type, buf, 0);
+}
+
+INLINE void fp_tile(const int type, const int R, const int C, int64_t n, const char *w, size_t wrow,
+                    const char *x, size_t xcol, float *y, int ldy) {
+    __m256 acc[4][8], wv[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) wv[r] = ld8(type, w + (size_t)r * wrow, i);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const __m256 xv = ld8(type, x + (size_t)c * xcol, i);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    if (i < n) {
+        const int rem = (int)(n - i);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) wv[r] = ld_tail(type, w + (size_t)r * wrow, i, rem);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const __m256 xv = ld_tail(type, x + (size_t)c * xcol, i, rem);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]);
+}
+
+INLINE void mm_fp(const int type, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                  size_t xcol, int ncols, float *y, int ldy) {
+    const char *wc = w;
+    int r = r0;
+#define TILE(R, C) fp_tile(type, R, C, n, wc + (size_t)r * wrow, wrow, x, xcol, y + r, ldy)
+    if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
+    if (ncols == 2) for (; r + 2 <= r1; r += 2) TILE(2, 2);
+    for (; r < r1; r++) {
+        switch (ncols) {
+        case 1: TILE(1, 1); break;
+        case 2: TILE(1, 2); break;
+        case 3: TILE(1, 3); break;
+        case 4: TILE(1, 4); break;
+        case 5: TILE(1, 5); break;
+        case 6: TILE(1, 6); break;
+        case 7: TILE(1, 7); break;
+        default: TILE(1, 8); break;
+        }
+    }
+#undef TILE
+}
+
+static void mm_f32(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                   int ncols, float *y, int ldy) {
+    mm_fp(EM_F32, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_f16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                   int ncols, float *y, int ldy) {
+    mm_fp(EM_F16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_bf16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_fp(EM_BF16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
+/* ------------------------------------------------------------------ norms and activations */
+
+static void rmsnorm_avx2(float *o, const float *x, const float *w, int n, float eps) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        s0 = _mm256_fmadd_pd(lo, lo, s0);
+        s1 = _mm256_fmadd_pd(hi, hi, s1);
+    }
+    double ss = hsum4d(_mm256_add_pd(s0, s1));
+    for (int j = i; j < n; j++) ss += (double)x[j] * x[j];
+    const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
+    const __m256 sv = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) o[i] = (x[i] * scale) * w[i];
+}
+
+static void swiglu_avx2(float *h, const float *g, const float *u, int n) {
+    const __m256 one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        const __m256 den = _mm256_add_ps(one, exp256(_mm256_xor_ps(gv, neg)));
+        _mm256_storeu_ps(h + i, _mm256_mul_ps(_mm256_div_ps(gv, den), _mm256_loadu_ps(u + i)));
+    }
+    if (i < n) {  /* tail through the same vector code so every element has one formula */
+        float gb[8] = { 0 }, ub[8] = { 0 }, hb[8];
+        memcpy(gb, g + i, (size_t)(n - i) * sizeof(float));
+        memcpy(ub, u + i, (size_t)(n - i) * sizeof(float));
+        const __m256 gv = _mm256_loadu_ps(gb);
+        const __m256 den = _mm256_add_ps(one, exp256(_mm256_xor_ps(gv, neg)));
+        _mm256_storeu_ps(hb, _mm256_mul_ps(_mm256_div_ps(gv, den), _mm256_loadu_ps(ub)));
+        memcpy(h + i, hb, (size_t)(n - i) * sizeof(float));
+    }
+}
+
+static void softmax_avx2(float *x, int n) {
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+    float max = hmax8(mv);
+    for (int j = i; j < n; j++) max = x[j] > max ? x[j] : max;
+    const __m256 maxv = _mm256_set1_ps(max);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (i = 0; i + 8 <= n; i += 8) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), maxv));
+        _mm256_storeu_ps(x + i, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double sum = hsum4d(_mm256_add_pd(s0, s1));
+    if (i < n) {
+        float b[8];
+        for (int j = 0; j < 8; j++) b[j] = i + j < n ? x[i + j] - max : -INFINITY;
+        _mm256_storeu_ps(b, exp256(_mm256_loadu_ps(b)));
+        for (int j = 0; i + j < n; j++) { x[i + j] = b[j]; sum += b[j]; }
+    }
+    const float inv = (float)(1.0 / sum);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
+    for (; i < n; i++) x[i] *= inv;
+}
+
+/* ------------------------------------------------------------------ attention */
+
+#define ATTN_MAX_HD 512  /* as kern_ref.c; larger heads are refused at model load */
+
+/* q.k in double lanes (products of floats are exact in double). qd holds q as doubles. */
+INLINE double dot_qk(const int f16, const double *qd, const void *kp, int hd) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= hd; i += 8) {
+        const __m256 kv = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)kp + i)))
+                              : _mm256_loadu_ps((const float *)kp + i);
+        a0 = _mm256_fmadd_pd(_mm256_loadu_pd(qd + i), _mm256_cvtps_pd(_mm256_castps256_ps128(kv)), a0);
+        a1 = _mm256_fmadd_pd(_mm256_loadu_pd(qd + i + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(kv, 1)), a1);
+    }
+    double s = hsum4d(_mm256_add_pd(a0, a1));
+    for (; i < hd; i++)
+        s += qd[i] * (f16 ? (double)em_f16_to_f32(((const uint16_t *)kp)[i]) : (double)((const float *)kp)[i]);
+    return s;
+}
+
+/* acc = acc * ms (when ms != 1), then acc += v * vs: multiply and add rounded separately as
+ * in the ref; for f16 the accumulator is rounded to f16 after each of the two steps. */
+INLINE void attn_update(const int f16, void *accp, const void *vp, float ms, float vs, int hd) {
+    const __m256 msv = _mm256_set1_ps(ms), vsv = _mm256_set1_ps(vs);
+    int i = 0;
+    if (f16) {
+        uint16_t *acc = accp;
+        const uint16_t *v = vp;
+        for (; i + 8 <= hd; i += 8) {
+            __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+            if (ms != 1.0f)
+                a = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(a, msv), _MM_FROUND_TO_NEAREST_INT));
+            const __m256 t = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), vsv);
+            _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_add_ps(a, t), _MM_FROUND_TO_NEAREST_INT));
+        }
+        for (; i < hd; i++) {
+            float a = em_f16_to_f32(acc[i]);
+            if (ms != 1.0f) a = em_f16_to_f32(em_f32_to_f16(a * ms));
+            const float t = em_f16_to_f32(v[i]) * vs;
+            acc[i] = em_f32_to_f16(a + t);
+        }
+    } else {
+        float *acc = accp;
+        const float *v = vp;
+        for (; i + 8 <= hd; i += 8) {
+            __m256 a = _mm256_loadu_ps(acc + i);
+            if (ms != 1.0f) a = _mm256_mul_ps(a, msv);
+            _mm256_storeu_ps(acc + i, _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(v + i), vsv)));
+        }
+        for (; i < hd; i++) {
+            float a = acc[i];
+            if (ms != 1.0f) a *= ms;
+            const float t = v[i] * vs;
+            acc[i] = a + t;
+        }
+    }
+}
+
+INLINE void attn_common(const int f16, float *out, const float *q, const void *k, const void *v, int n_kv,
+                        int hd, size_t kstride, float scale) {
+    double qd[ATTN_MAX_HD];
+    _Alignas(32) uint16_t acc16[ATTN_MAX_HD];
+    void *acc = f16 ? (void *)acc16 : (void *)out;
+    const size_t es = f16 ? 2 : 4;
+    for (int i = 0; i < hd; i++) {
+        qd[i] = f16 ? (double)em_f16_to_f32(em_f32_to_f16(q[i])) : (double)q[i];
+        if (f16) acc16[i] = 0; else out[i] = 0.0f;
+    }
+    float M = -INFINITY, S = 0.0f;
+    for (int t = 0; t < n_kv; t++) {
+        const char *kt = (const char *)k + (size_t)t * kstride * es, *vt = (const char *)v + (size_t)t * kstride * es;
+        const float s = (float)dot_qk(f16, qd, kt, hd) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {  /* new maximum: rescale what was accumulated so far */
+            ms = expf(M - s);
+            M = s;
+        } else {
+            vs = expf(s - M);
+        }
+        attn_update(f16, acc, vt, ms, vs, hd);
+        S = S * ms + vs;
+    }
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    if (f16) {
+        for (int i = 0; i < hd; i++) out[i] = em_f16_to_f32(acc16[i]) * inv;
+    } else {
+        int i = 0;
+        for (; i + 8 <= hd; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), _mm256_set1_ps(inv)));
+        for (; i < hd; i++) out[i] *= inv;
+    }
+}
+
+static void attn_f32(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+                     size_t kstride, float scale) {
+    attn_common(0, out, q, k, v, n_kv, hd, kstride, scale);
+}
+static void attn_f16(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+                     size_t kstride, float scale) {
+    attn_common(1, out, q, k, v, n_kv, hd, kstride, scale);
+}
+
+const em_kernels em_kernels_avx2 = {
+    .name = "avx2",
+    .quantize_act = {
+        [EM_F32] = quant_f32, [EM_F16] = quant_f16, [EM_BF16] = quant_bf16,
+        [EM_Q8_0] = quant_q8_0, [EM_Q8_1] = quant_q8_1, [EM_Q8_K] = quant_q8_K,
+    },
+    .matmul = {
+        [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
+        [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
+        [EM_Q6_K] = mm_q6_K,
+    },
+    .rmsnorm = rmsnorm_avx2,
+    .softmax = softmax_avx2,
+    .swiglu = swiglu_avx2,
+    .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
+};
