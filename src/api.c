@@ -117,8 +117,12 @@ int ember_model_info(const ember_model *m, char *buf, size_t len) {
     }
     appendf(buf, len, &u, "%-22s %.2f MiB (%s)\n", "file", m->file_bytes / 1048576.0,
             m->gguf ? "memory-mapped, read-only" : "read into memory");
-    const double kv_tok = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float);
-    appendf(buf, len, &u, "%-22s %.1f KiB per token (f32)\n", "kv cache", kv_tok / 1024.0);
+    const double kv_tok = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    const int n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    appendf(buf, len, &u, "%-22s %.1f KiB per token (f16); %.1f MiB at the default context of %d\n",
+            "kv cache", kv_tok / 1024.0, kv_tok * n_ctx / 1048576.0, n_ctx);
+    appendf(buf, len, &u, "%-22s %.1f MiB weights + %.1f MiB kv cache\n", "memory",
+            m->weight_bytes / 1048576.0, kv_tok * n_ctx / 1048576.0);
     appendf(buf, len, &u, "%-22s %s\n", "kernels", em_kernels_best()->name);
     return (int)(u > 0x7fffffff ? 0x7fffffff : u);
 }

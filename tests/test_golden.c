@@ -172,12 +172,13 @@ TEST(tinystories656k_q8_0) {
 
 /* Base64 decoding for the golden prompts. */
 static int b64(const char *s, char *out, int cap) {
-    int n = 0, bits = 0, acc = 0;
+    int n = 0, bits = 0;
+    unsigned acc = 0;
     for (; *s && *s != '\n'; s++) {
         const char *tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         const char *q = strchr(tbl, *s);
         if (*s == '=' || !q) continue;
-        acc = (acc << 6) | (int)(q - tbl);
+        acc = ((acc << 6) | (unsigned)(q - tbl)) & 0xFFFFFFu;
         bits += 6;
         if (bits >= 8) { bits -= 8; if (n + 1 < cap) out[n++] = (char)((acc >> bits) & 0xFF); }
     }
