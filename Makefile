@@ -10,7 +10,7 @@ O       ?= build
 PREFIX  ?= /usr/local
 RUN     ?=
 
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Iinclude -Isrc
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -ffp-contract=off -Wall -Wextra -Wshadow -Iinclude -Isrc
 ifeq ($(DEBUG),1)
   OPT = -O0 -g
 else

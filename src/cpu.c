@@ -3,17 +3,19 @@
  * slot is filled from the reference table, so callers never see a NULL kernel. A table is
  * offered only when the CPU and the OS support its instructions (cpuid + XGETBV on x86,
  * HWCAP on arm). EMBER_ISA=ref|avx2|avx512|neon forces one (tests, benchmarks, bug
- * reports). ISA tables are weak symbols: a build without a file simply lacks that ISA. */
+ * reports). The Makefile compiles the x86 files on x86-64 and the NEON file on aarch64, so
+ * the references below match what is built (strong references, so a static library
+ * pulls the ISA objects in for any program that links it). */
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
 
-extern const em_kernels em_kernels_avx2 __attribute__((weak));
-extern const em_kernels em_kernels_avx512 __attribute__((weak));
-extern const em_kernels em_kernels_neon __attribute__((weak));
-
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
 #include <cpuid.h>
+extern const em_kernels em_kernels_avx2, em_kernels_avx512;
+#define AVX2_TABLE (&em_kernels_avx2)
+#define AVX512_TABLE (&em_kernels_avx512)
+#define NEON_TABLE NULL
 
 static unsigned long long xgetbv0(void) {
     unsigned int lo, hi;
@@ -42,10 +44,17 @@ static int has_avx512(void) {
 static int has_neon(void) { return 0; }
 #elif defined(__aarch64__)
 #include <sys/auxv.h>
+extern const em_kernels em_kernels_neon;
+#define AVX2_TABLE NULL
+#define AVX512_TABLE NULL
+#define NEON_TABLE (&em_kernels_neon)
 static int has_avx2(void) { return 0; }
 static int has_avx512(void) { return 0; }
 static int has_neon(void) { return (getauxval(AT_HWCAP) & (1UL << 1)) != 0; } /* HWCAP_ASIMD */
 #else
+#define AVX2_TABLE NULL
+#define AVX512_TABLE NULL
+#define NEON_TABLE NULL
 static int has_avx2(void) { return 0; }
 static int has_avx512(void) { return 0; }
 static int has_neon(void) { return 0; }
@@ -57,9 +66,9 @@ typedef struct { const em_kernels *table; int (*supported)(void); em_kernels mer
 
 /* Best first. */
 static isa_entry isas[] = {
-    { &em_kernels_avx512, has_avx512, { 0 }, 0 },
-    { &em_kernels_avx2, has_avx2, { 0 }, 0 },
-    { &em_kernels_neon, has_neon, { 0 }, 0 },
+    { AVX512_TABLE, has_avx512, { 0 }, 0 },
+    { AVX2_TABLE, has_avx2, { 0 }, 0 },
+    { NEON_TABLE, has_neon, { 0 }, 0 },
     { &em_kernels_ref, always, { 0 }, 0 },
 };
 #define N_ISAS (sizeof isas / sizeof isas[0])
@@ -86,7 +95,7 @@ static const em_kernels *merged(isa_entry *e) {
 
 const em_kernels *em_kernels_by_name(const char *name) {
     for (size_t i = 0; i < N_ISAS; i++)
-        if (&*isas[i].table && !strcmp(isas[i].table->name, name) && isas[i].supported())
+        if (isas[i].table && !strcmp(isas[i].table->name, name) && isas[i].supported())
             return merged(&isas[i]);
     return NULL;
 }
@@ -98,7 +107,7 @@ const em_kernels *em_kernels_best(void) {
         if (k) return k;
     }
     for (size_t i = 0; i < N_ISAS; i++)
-        if (&*isas[i].table && isas[i].supported()) return merged(&isas[i]);
+        if (isas[i].table && isas[i].supported()) return merged(&isas[i]);
     return &em_kernels_ref;
 }
 
@@ -106,6 +115,6 @@ const em_kernels *em_kernels_best(void) {
 int em_kernels_list(const char **names, int max) {
     int n = 0;
     for (size_t i = 0; i < N_ISAS && n < max; i++)
-        if (&*isas[i].table && isas[i].supported()) names[n++] = isas[i].table->name;
+        if (isas[i].table && isas[i].supported()) names[n++] = isas[i].table->name;
     return n;
 }

@@ -16,7 +16,7 @@
  * own operations, so results are bit-identical for any row split and for a column alone
  * versus inside an 8-column call. Against ref only the float summation order differs.
  *   - Tiling: "tile" functions are always_inline with compile-time R (rows) and C
- *     (columns); each drivers instantiates the shapes it uses. Decode (C = 1) runs 4 rows
+ *     (columns); each driver instantiates the shapes it uses. Decode (C = 1) runs 4 rows
  *     side by side for the 32-element types (4 independent weight streams and FMA chains);
  *     prefill unpacks each weight block once and dots it with all C columns.
  *   - q4_0 / q8_0 (x in q8_0): maddubs needs an unsigned operand, so |w| and sign(a, w)
@@ -36,10 +36,11 @@
  * maximum, V update as a multiply then an add without FMA, F16 accumulator rounded after
  * every update); only q.k is vectorized, summed in double lanes, so s differs from ref's
  * sequential double sum by at most an ulp of the double sum (practically never in float).
- * rmsnorm sums squares in double lanes. swiglu and softmax use exp256, a Cephes-style expf
- * (range reduction by n*ln2 in two parts, degree-7 polynomial, 2^n applied in two halves
- * so subnormal results are right); its error against libm expf is at most 2 ulp over the
- * whole float range (measured by tests/test_kernels.c, which bounds it).
+ * rmsnorm sums float squares in double lanes (as the ref). swiglu and softmax use exp256,
+ * a Cephes-style expf (reduction by n*ln2 in two parts, degree-7 polynomial, 2^n in two halves
+ * so subnormal results are right): at most 1.01 ulp from the exact e^x (measured on every
+ * 37th float in [-104, 89]); with the divide and multiply, swiglu stays within 4 ulp of the
+ * ref's libm-based result and softmax within 3 (tests/test_kernels.c bounds both at 8).
  *
  * Helpers are static inline (no function here may be compiled without the ISA flags into
  * another unit); no fast-math, so the compiler never reorders the float operations. */
@@ -292,26 +293,25 @@ INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const
         const int64_t nbk = nb - b0 < XTAB ? nb - b0 : XTAB;
         if (nb > XTAB) xtab_fill(t, type == EM_Q4_1, x, xcol, C, b0, nbk);
         for (int64_t b = 0; b < nbk; b++) {
-            __m256i wq[4], wa[4];
-            __m256 wd[4], wm[4];
+            /* row by row, so only one row's unpacked block is live (no spills at R = 4);
+             * the activation loads repeat per row but hit L1. */
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
+                __m256i wq, wa = _mm256_setzero_si256();
+                __m256 wd, wm = _mm256_setzero_ps();
                 _mm_prefetch(w + (size_t)r * wrow + (size_t)(b0 + b) * wbs + 512, _MM_HINT_T0);
-                q32_unpack(type, w + (size_t)r * wrow, b0 + b, &wq[r], &wa[r], &wd[r], &wm[r]);
+                q32_unpack(type, w + (size_t)r * wrow, b0 + b, &wq, &wa, &wd, &wm);
                 if (type == EM_Q4_1)  /* min term for all columns at once: lane c = column c */
-                    macc[r] = _mm256_fmadd_ps(wm[r], _mm256_loadu_ps(t->s[b]), macc[r]);
-            }
+                    macc[r] = _mm256_fmadd_ps(wm, _mm256_loadu_ps(t->s[b]), macc[r]);
 #pragma GCC unroll 8
-            for (int c = 0; c < C; c++) {
-                /* qs sits right after the 2 (q8_0) or 4 (q8_1) header bytes */
-                const char *xb = x + (size_t)c * xcol + (size_t)(b0 + b) * xbs + (xbs - QK8_0);
-                const __m256i a = _mm256_loadu_si256((const __m256i *)xb);
-                const __m256 dx = _mm256_broadcast_ss(&t->d[b][c]);
-#pragma GCC unroll 4
-                for (int r = 0; r < R; r++) {
-                    const __m256i p = type == EM_Q4_1 ? _mm256_maddubs_epi16(wq[r], a)
-                                                      : _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(a, wq[r]));
-                    acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(wd[r], dx), _mm256_cvtepi32_ps(widen16(p)), acc[r][c]);
+                for (int c = 0; c < C; c++) {
+                    /* qs sits right after the 2 (q8_0) or 4 (q8_1) header bytes */
+                    const char *xb = x + (size_t)c * xcol + (size_t)(b0 + b) * xbs + (xbs - QK8_0);
+                    const __m256i a = _mm256_loadu_si256((const __m256i *)xb);
+                    const __m256 dx = _mm256_broadcast_ss(&t->d[b][c]);
+                    const __m256i p = type == EM_Q4_1 ? _mm256_maddubs_epi16(wq, a)
+                                                      : _mm256_maddubs_epi16(wa, _mm256_sign_epi8(a, wq));
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, dx), _mm256_cvtepi32_ps(widen16(p)), acc[r][c]);
                 }
             }
         }
@@ -587,26 +587,42 @@ INLINE void fp_tile(const int type, const int R, const int C, int64_t n, const c
         for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]);
 }
 
+/* Decode: 4 rows side by side. Wider calls: groups of up to 4 columns times 2 rows, so the
+ * group's activation columns stay in L1 while the rows stream past (8 columns of a long
+ * f32 row would not fit). */
 INLINE void mm_fp(const int type, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
                   size_t xcol, int ncols, float *y, int ldy) {
-    const char *wc = w;
-    int r = r0;
-#define TILE(R, C) fp_tile(type, R, C, n, wc + (size_t)r * wrow, wrow, x, xcol, y + r, ldy)
-    if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
-    if (ncols == 2) for (; r + 2 <= r1; r += 2) TILE(2, 2);
-    for (; r < r1; r++) {
-        switch (ncols) {
-        case 1: TILE(1, 1); break;
-        case 2: TILE(1, 2); break;
-        case 3: TILE(1, 3); break;
-        case 4: TILE(1, 4); break;
-        case 5: TILE(1, 5); break;
-        case 6: TILE(1, 6); break;
-        case 7: TILE(1, 7); break;
-        default: TILE(1, 8); break;
-        }
+    const char *wc = w, *xc = x;
+    if (ncols == 1) {
+        int r = r0;
+        for (; r + 4 <= r1; r += 4) fp_tile(type, 4, 1, n, wc + (size_t)r * wrow, wrow, xc, xcol, y + r, ldy);
+        for (; r < r1; r++) fp_tile(type, 1, 1, n, wc + (size_t)r * wrow, wrow, xc, xcol, y + r, ldy);
+        return;
     }
+    for (int c0 = 0; c0 < ncols; c0 += 4) {
+        const int g = ncols - c0 < 4 ? ncols - c0 : 4;
+        const char *xg = xc + (size_t)c0 * xcol;
+        float *yg = y + (size_t)c0 * ldy;
+        int r = r0;
+#define TILE(R, C) fp_tile(type, R, C, n, wc + (size_t)r * wrow, wrow, xg, xcol, yg + r, ldy)
+        for (; r + 2 <= r1; r += 2) {
+            switch (g) {
+            case 1: TILE(2, 1); break;
+            case 2: TILE(2, 2); break;
+            case 3: TILE(2, 3); break;
+            default: TILE(2, 4); break;
+            }
+        }
+        for (; r < r1; r++) {
+            switch (g) {
+            case 1: TILE(1, 1); break;
+            case 2: TILE(1, 2); break;
+            case 3: TILE(1, 3); break;
+            default: TILE(1, 4); break;
+            }
+        }
 #undef TILE
+    }
 }
 
 static void mm_f32(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
@@ -625,16 +641,16 @@ static void mm_bf16(int64_t n, const void *w, size_t wrow, int r0, int r1, const
 /* ------------------------------------------------------------------ norms and activations */
 
 static void rmsnorm_avx2(float *o, const float *x, const float *w, int n, float eps) {
+    /* float squares summed in double lanes, as the ref (and ggml) */
     __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-        s0 = _mm256_fmadd_pd(lo, lo, s0);
-        s1 = _mm256_fmadd_pd(hi, hi, s1);
+        const __m256 v = _mm256_loadu_ps(x + i), sq = _mm256_mul_ps(v, v);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
     }
     double ss = hsum4d(_mm256_add_pd(s0, s1));
-    for (int j = i; j < n; j++) ss += (double)x[j] * x[j];
+    for (int j = i; j < n; j++) ss += (double)(x[j] * x[j]);
     const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
     const __m256 sv = _mm256_set1_ps(scale);
     for (i = 0; i + 8 <= n; i += 8)
@@ -703,8 +719,10 @@ INLINE double dot_qk(const int f16, const double *qd, const void *kp, int hd) {
         a1 = _mm256_fmadd_pd(_mm256_loadu_pd(qd + i + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(kv, 1)), a1);
     }
     double s = hsum4d(_mm256_add_pd(a0, a1));
-    for (; i < hd; i++)
-        s += qd[i] * (f16 ? (double)em_f16_to_f32(((const uint16_t *)kp)[i]) : (double)((const float *)kp)[i]);
+    for (; i < hd; i++) {
+        const double p = qd[i] * (f16 ? (double)em_f16_to_f32(((const uint16_t *)kp)[i]) : (double)((const float *)kp)[i]);
+        s += p;
+    }
     return s;
 }
 
@@ -768,7 +786,8 @@ INLINE void attn_common(const int f16, float *out, const float *q, const void *k
             vs = expf(s - M);
         }
         attn_update(f16, acc, vt, ms, vs, hd);
-        S = S * ms + vs;
+        const float Sm = S * ms;  /* two statements: no FMA contraction (clang), as ref */
+        S = Sm + vs;
     }
     const float inv = S == 0.0f ? 0.0f : 1.0f / S;
     if (f16) {

@@ -20,8 +20,9 @@
  *                 rounding of the accumulator); since the kernels repeat ref's steps, at
  *                 least 99% of outputs must also be bit-identical (the count is printed).
  *   rmsnorm       relative 4 * 2^-24 (double sums of squares in a different order).
- *   swiglu/softmax relative 8 * 2^-24 + 1e-37 absolute (vector expf is within 2 ulp); the
- *                 largest error seen is printed in ulps. */
+ *   swiglu/softmax relative 8 * 2^-24 + 1e-37 absolute (the AVX2 expf is within ~1 ulp of
+ *                 exact, libm's within 1, plus the divide/multiply roundings); the largest
+ *                 error seen is printed in ulps. */
 #include <stdint.h>
 #include "kernels.h"
 #include "test.h"
@@ -207,7 +208,7 @@ TEST(matmul_sizes) {
         const int64_t *ns = blck == 1 ? nf : blck == 32 ? n32 : nk;
         const int nn = blck == 1 ? 8 : blck == 32 ? 6 : 4;
         int fails = 0;
-        for (int seed = 0; seed < 2; seed++)
+        for (int seed = 0; seed < 3; seed++)
             for (int in = 0; in < nn; in++)
                 for (int nc = 1; nc <= 8; nc++) {
                     const int rows = rowsv[rnd() % (sizeof rowsv / sizeof rowsv[0])];
