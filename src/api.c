@@ -179,7 +179,6 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     size_t maxw = d > qdim ? d : qdim;
     if (ff > maxw) maxw = ff;
     c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
-    c->xq_type = -1;
     size_t cache = (size_t)hp->n_layer * (size_t)c->n_ctx * kvdim;  /* bounded by load checks */
     /* calloc: large zeroed blocks come from fresh pages, so unused context costs no RAM. */
     c->k_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
@@ -192,7 +191,7 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->v = em_alloc_aligned(B * kvdim * sizeof(float));
     c->hg = em_alloc_aligned(B * ff * sizeof(float));
     c->hu = em_alloc_aligned(B * ff * sizeof(float));
-    c->xq = em_alloc_aligned(B * c->xq_col);
+    c->xq = em_alloc_aligned(3 * B * c->xq_col);  /* one slot per vec_dot type in a matmul group */
     c->rope_cs = em_alloc_aligned((size_t)hp->n_rot * sizeof(float));
     c->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     c->n_logits_cap = 1;

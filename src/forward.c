@@ -14,43 +14,65 @@
 #include <string.h>
 #include "internal.h"
 
-/* ---- matmul over the thread pool ---------------------------------------------------- */
+/* ---- matmuls over the thread pool ------------------------------------------------- */
+#define MAX_GROUP 3  /* matrices sharing one input: q/k/v, gate/up */
+
 typedef struct {
-    const em_kernels *k;
     const em_weight *w;
-    const char *xq;
-    size_t xq_col;
-    int T;
+    const char *xq;      /* the input, quantized to w's vec_dot type */
     float *y;
     int ldy;
+} mm_job;
+
+typedef struct {
+    const em_kernels *k;
+    mm_job job[MAX_GROUP];
+    int n_jobs, T;
+    size_t xq_col;
 } mm_task;
 
+/* Each thread takes the same share of rows of every matrix in the group, so one hand-over
+ * serves them all; each output's arithmetic does not depend on the split. */
 static void mm_worker(void *arg, int ith, int nth) {
     const mm_task *t = arg;
-    const int rows = (int)t->w->rows;
-    const int r0 = (int)((int64_t)rows * ith / nth), r1 = (int)((int64_t)rows * (ith + 1) / nth);
-    if (r0 >= r1) return;
-    for (int c = 0; c < t->T; c += 8) {
-        int nc = t->T - c < 8 ? t->T - c : 8;
-        t->k->matmul[t->w->type](t->w->cols, t->w->data, t->w->row_bytes, r0, r1,
-                                 t->xq + (size_t)c * t->xq_col, t->xq_col, nc,
-                                 t->y + (size_t)c * t->ldy, t->ldy);
+    for (int j = 0; j < t->n_jobs; j++) {
+        const mm_job *jb = &t->job[j];
+        const int rows = (int)jb->w->rows;
+        const int r0 = (int)((int64_t)rows * ith / nth), r1 = (int)((int64_t)rows * (ith + 1) / nth);
+        if (r0 >= r1) continue;
+        for (int c = 0; c < t->T; c += 8) {
+            int nc = t->T - c < 8 ? t->T - c : 8;
+            t->k->matmul[jb->w->type](jb->w->cols, jb->w->data, jb->w->row_bytes, r0, r1,
+                                      jb->xq + (size_t)c * t->xq_col, t->xq_col, nc,
+                                      jb->y + (size_t)c * jb->ldy, jb->ldy);
+        }
     }
 }
 
-/* y[t] = W . x[t] for t < T. x rows are ldx floats apart, y rows ldy. The activations are
- * quantized to W's vec_dot type first; `reuse` skips that when the previous call quantized
- * the same x to the same type (q, k and v share their input). */
-static void matmul(struct ember_context *ctx, const em_weight *w, const float *x, int ldx,
-                   int T, float *y, int ldy, int reuse) {
-    const int vt = em_type_get(w->type)->vec_dot_type;
-    if (!reuse || vt != ctx->xq_type) {
-        for (int t = 0; t < T; t++)
-            ctx->kern->quantize_act[vt](x + (size_t)t * ldx, (char *)ctx->xq + (size_t)t * ctx->xq_col, w->cols);
-        ctx->xq_type = vt;
+/* y_j[t] = W_j . x[t] for t < T and each of the n matrices (all with x's width as input).
+ * x rows are ldx floats apart. The input is quantized once per distinct vec_dot type. */
+static void matmuls(struct ember_context *ctx, const float *x, int ldx, int T, int n,
+                    const em_weight *const w[], float *const y[], const int ldy[]) {
+    mm_task task = { .k = ctx->kern, .n_jobs = n, .T = T, .xq_col = ctx->xq_col };
+    int types[MAX_GROUP], n_types = 0;
+    for (int j = 0; j < n; j++) {
+        const int vt = em_type_get(w[j]->type)->vec_dot_type;
+        int slot = 0;
+        while (slot < n_types && types[slot] != vt) slot++;
+        char *buf = (char *)ctx->xq + (size_t)slot * ctx->n_batch * ctx->xq_col;
+        if (slot == n_types) {
+            types[n_types++] = vt;
+            for (int t = 0; t < T; t++)
+                ctx->kern->quantize_act[vt](x + (size_t)t * ldx, buf + (size_t)t * ctx->xq_col, w[j]->cols);
+        }
+        task.job[j] = (mm_job){ w[j], buf, y[j], ldy[j] };
     }
-    mm_task task = { ctx->kern, w, ctx->xq, ctx->xq_col, T, y, ldy };
     em_pool_run(ctx->pool, mm_worker, &task);
+}
+
+static void matmul(struct ember_context *ctx, const em_weight *w, const float *x, int ldx,
+                   int T, float *y, int ldy) {
+    matmuls(ctx, x, ldx, T, 1, &w, &y, &ldy);
 }
 
 static void add_bias(float *y, int ldy, int T, const em_weight *b) {
@@ -140,9 +162,10 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
 
     for (int t = 0; t < T; t++)
         k->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)t * d, L->attn_norm.data, d, hp->rms_eps);
-    matmul(ctx, &L->wq, ctx->xb, d, T, ctx->q, qdim, 0);
-    matmul(ctx, &L->wk, ctx->xb, d, T, ctx->k, kvdim, 1);
-    matmul(ctx, &L->wv, ctx->xb, d, T, ctx->v, kvdim, 1);
+    const em_weight *qkv[3] = { &L->wq, &L->wk, &L->wv };
+    float *const qkv_out[3] = { ctx->q, ctx->k, ctx->v };
+    const int qkv_ld[3] = { qdim, kvdim, kvdim };
+    matmuls(ctx, ctx->xb, d, T, 3, qkv, qkv_out, qkv_ld);
     add_bias(ctx->q, qdim, T, &L->bq);
     add_bias(ctx->k, kvdim, T, &L->bk);
     add_bias(ctx->v, kvdim, T, &L->bv);
@@ -161,16 +184,18 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
     attn_task at = { ctx, l, T };
     em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
 
-    matmul(ctx, &L->wo, ctx->xb, qdim, T, ctx->xb2, d, 0);
+    matmul(ctx, &L->wo, ctx->xb, qdim, T, ctx->xb2, d);
     for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
 
     for (int t = 0; t < T; t++)
         k->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)t * d, L->ffn_norm.data, d, hp->rms_eps);
-    matmul(ctx, &L->w_gate, ctx->xb, d, T, ctx->hg, hp->n_ff, 0);
-    matmul(ctx, &L->w_up, ctx->xb, d, T, ctx->hu, hp->n_ff, 1);
+    const em_weight *gu[2] = { &L->w_gate, &L->w_up };
+    float *const gu_out[2] = { ctx->hg, ctx->hu };
+    const int gu_ld[2] = { hp->n_ff, hp->n_ff };
+    matmuls(ctx, ctx->xb, d, T, 2, gu, gu_out, gu_ld);
     for (int t = 0; t < T; t++)
         k->swiglu(ctx->hg + (size_t)t * hp->n_ff, ctx->hg + (size_t)t * hp->n_ff, ctx->hu + (size_t)t * hp->n_ff, hp->n_ff);
-    matmul(ctx, &L->w_down, ctx->hg, hp->n_ff, T, ctx->xb2, d, 0);
+    matmul(ctx, &L->w_down, ctx->hg, hp->n_ff, T, ctx->xb2, d);
     for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
 }
 
@@ -180,7 +205,7 @@ static void output_forward(struct ember_context *ctx, int t0, int T, float *logi
     const int d = m->hp.n_embd, n = T - t0;
     for (int t = 0; t < n; t++)
         ctx->kern->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)(t0 + t) * d, m->output_norm.data, d, m->hp.rms_eps);
-    matmul(ctx, &m->output, ctx->xb, d, n, logits, m->hp.n_vocab, 0);
+    matmul(ctx, &m->output, ctx->xb, d, n, logits, m->hp.n_vocab);
 }
 
 ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, int n, int all_logits) {

@@ -114,9 +114,8 @@ struct ember_context {
     float *k, *v;                   /* (n_batch, n_kv*hd) */
     float *xb2;                     /* (n_batch, n_embd) */
     float *hg, *hu;                 /* (n_batch, n_ff) */
-    void *xq;                       /* quantized activations (n_batch columns, widest row) */
-    size_t xq_col;                  /* bytes per quantized column */
-    int xq_type;                    /* type xq holds (reused by matmuls sharing an input) */
+    void *xq;                       /* quantized activations: 3 slots of n_batch columns */
+    size_t xq_col;                  /* bytes per quantized column (widest row, f32) */
     float *rope_cs;                 /* (n_rot) cos/sin pairs for one position */
     float *logits;                  /* (n_logits_cap, n_vocab) */
     int n_logits_cap;
