@@ -1,8 +1,9 @@
-/* fuzz/fuzz_tokenizer.c: libFuzzer target for the tokenizer. Builds two vocabularies once
- * (byte-level BPE gpt-2 and SPM llama) from the fixture vocab files, then tokenizes the
- * input with and without special parsing, renders every id, and checks the round trip
- * where it must hold: BPE on valid UTF-8, SPM on input without spaces (byte fallback
- * keeps every byte). Fixture root: $EMBER_FIXTURES or ../shared/fixtures (run from the
+/* fuzz/fuzz_tokenizer.c: libFuzzer target for the tokenizer. Builds three vocabularies
+ * once (byte-level BPE gpt-2, SPM llama, WordPiece bert-bge) from the fixture vocab files,
+ * then tokenizes the input with and without special parsing, renders every id, and checks
+ * the round trip where it must hold: BPE on valid UTF-8, SPM on input without spaces (byte
+ * fallback keeps every byte); WordPiece (lowercasing, accent-stripping) only must not
+ * crash and must give in-range ids. Fixture root: $EMBER_FIXTURES or ../shared/fixtures (run from the
  * repository root); without the fixtures every input is a no-op. */
 #include <stdint.h>
 #include <stdio.h>
@@ -38,7 +39,9 @@ static size_t render(const em_vocab *v, const int32_t *ids, int n, int special, 
     return len;
 }
 
-static void check(const em_vocab *v, const uint8_t *data, size_t size, int spm) {
+enum { K_BPE, K_SPM, K_WPM };
+
+static void check(const em_vocab *v, const uint8_t *data, size_t size, int kind) {
     const char *text = (const char *)data;
     int n = em_tokenize(v, text, size, 0, 0, NULL, 0);
     int need = n < 0 ? -n : n;
@@ -49,8 +52,8 @@ static void check(const em_vocab *v, const uint8_t *data, size_t size, int spm) 
     for (int i = 0; i < need; i++)
         if (ids[i] < 0 || ids[i] >= em_vocab_n(v)) abort();
     size_t len = render(v, ids, need, 0, out, 4 * size + 16);
-    if (!spm && em_utf8_valid(text, size) && (len != size || memcmp(out, text, size))) abort();
-    if (spm && size && !memchr(text, ' ', size) && !memmem(text, size, "\xE2\x96\x81", 3) &&
+    if (kind == K_BPE && em_utf8_valid(text, size) && (len != size || memcmp(out, text, size))) abort();
+    if (kind == K_SPM && size && !memchr(text, ' ', size) && !memmem(text, size, "\xE2\x96\x81", 3) &&
         (len != size + 1 || out[0] != ' ' || memcmp(out + 1, text, size)))
         abort();
     free(ids);
@@ -65,15 +68,17 @@ static void check(const em_vocab *v, const uint8_t *data, size_t size, int spm) 
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static em_vocab *bpe, *spm;
+    static em_vocab *bpe, *spm, *wpm;
     static int loaded;
     if (!loaded) {
         loaded = 1;
         bpe = load("ggml-vocab-gpt-2.gguf");
         spm = load("ggml-vocab-llama-spm.gguf");
+        wpm = load("ggml-vocab-bert-bge.gguf");
     }
     if (size > 4096) return 0;  /* long inputs only slow the search down */
-    if (bpe) check(bpe, data, size, 0);
-    if (spm) check(spm, data, size, 1);
+    if (bpe) check(bpe, data, size, K_BPE);
+    if (spm) check(spm, data, size, K_SPM);
+    if (wpm) check(wpm, data, size, K_WPM);
     return 0;
 }

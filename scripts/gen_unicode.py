@@ -4,7 +4,11 @@
 The tokenizer's pre-tokenizers need, per codepoint, the general-category class that
 llama.cpp's unicode-data.cpp records (\\p{N} L Z M P S C) and the White_Space property.
 The table is written between the BEGIN/END GENERATED markers of src/unicode.c as
-(first codepoint, class) runs, so the C side can binary-search it.
+(first codepoint, class) runs, so the C side can binary-search it. WordPiece (BERT)
+tokenization also needs llama.cpp's two maps: simple lowercase (codepoint -> the first
+codepoint of its lowercase) and "NFD" (codepoint -> the first codepoint of its canonical
+decomposition, which is how llama.cpp strips accents), written as sorted pairs and
+(first, last, value) runs.
 
 Uses only the standard library (unicodedata); run it with the newest Python at hand
 (3.13 gives Unicode 15.1, which matches llama.cpp's table exactly). The Unicode version of the running Python
@@ -12,7 +16,7 @@ is written into the generated block; llama.cpp's own table may come from a newer
 version, so a few recently assigned codepoints can differ (they are unassigned, class C,
 here).
 
-Usage: python3 scripts/gen_unicode.py   (from the repository root)
+Usage: python3.13 scripts/gen_unicode.py   (from the repository root)
 """
 import os
 import sys
@@ -37,6 +41,33 @@ def whitespace():
     # `regex` module's \s, which llama.cpp's generator used, follows the Unicode
     # White_Space property and does not.
     return [cp for cp in range(MAX_CP) if chr(cp).isspace() and not 0x1C <= cp <= 0x1F]
+
+
+def lowercase():
+    # UnicodeData's simple lowercase mapping; Python's full mapping differs only where it
+    # expands to several codepoints (U+0130), whose first codepoint is the simple one.
+    out = []
+    for cp in range(MAX_CP):
+        lo = ord(chr(cp).lower()[0])
+        if lo != cp:
+            out.append((cp, lo))
+    return out
+
+
+def nfd_runs():
+    # As llama.cpp's gen-unicode-data.py: runs of consecutive codepoints with the same
+    # first NFD codepoint (the run (0, 0, 0) first, which maps U+0000 to itself).
+    runs = [(0, 0, 0)]
+    for cp in range(MAX_CP):
+        norm = ord(unicodedata.normalize("NFD", chr(cp))[0])
+        if norm == cp:
+            continue
+        start = runs[-1][0]
+        if runs[-1] != (start, cp - 1, norm):
+            runs.append((cp, cp, norm))
+        else:
+            runs[-1] = (start, cp, norm)
+    return runs
 
 
 def build():
@@ -65,6 +96,18 @@ def build():
     lines.append("static const uint32_t uws_list[%d] = {" % len(ws))
     for i in range(0, len(ws), 8):
         lines.append("    " + ", ".join("0x%04X" % c for c in ws[i:i + 8]) + ",")
+    lines.append("};")
+    lw = lowercase()
+    lines.append("/* Simple lowercase mapping: (codepoint, lowercase) sorted by codepoint. */")
+    lines.append("static const uint32_t ulower_map[%d][2] = {" % len(lw))
+    for i in range(0, len(lw), 4):
+        lines.append("    " + " ".join("{0x%05X, 0x%05X}," % p for p in lw[i:i + 4]))
+    lines.append("};")
+    nfd = nfd_runs()
+    lines.append("/* First codepoint of the canonical decomposition: (first, last, value) runs. */")
+    lines.append("static const uint32_t unfd_runs[%d][3] = {" % len(nfd))
+    for i in range(0, len(nfd), 3):
+        lines.append("    " + " ".join("{0x%05X, 0x%05X, 0x%05X}," % r for r in nfd[i:i + 3]))
     lines.append("};")
     return "\n".join(lines) + "\n"
 

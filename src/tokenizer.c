@@ -1,12 +1,13 @@
 /* tokenizer.c: vocabularies (GGUF tokenizer.ggml.* and llama2.c tokenizer.bin), special
  * token partitioning, the SentencePiece-style tokenizer, and token -> piece.
+ * Byte-level BPE lives in tokenizer_bpe.c and WordPiece in tokenizer_wpm.c.
  *
  * Everything follows llama.cpp's llama-vocab.cpp so ids match it exactly: the same
  * defaults per model type, the same special-token partition (longest token text first,
  * user-defined tokens split out even without parse_special), the same SPM bigram queue
- * (highest score first, leftmost on ties) and the same byte fallback. Byte-level BPE
- * lives in tokenizer_bpe.c. Nothing here prints or exits; a vocab is read-only after
- * load, so tokenizing from many threads at once is safe. */
+ * (highest score first, leftmost on ties) and the same byte fallback. Nothing here
+ * prints or exits; a vocab is read-only after load, so tokenizing from many threads at
+ * once is safe. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static em_vocab *vocab_new(int n) {
     v->n = n;
     v->tok = calloc((size_t)(n ? n : 1), sizeof *v->tok);
     if (!v->tok) { free(v); return NULL; }
-    v->bos = v->eos = v->eot = v->eom = v->unk = v->pad = -1;
+    v->bos = v->eos = v->eot = v->eom = v->unk = v->pad = v->sep = -1;
     return v;
 }
 
@@ -85,6 +86,7 @@ static int build_texts(em_vocab *v, const char *const *s, const size_t *len, cha
         t[n] = 0;
         v->tok[i].text = t;
         v->tok[i].len = (uint32_t)n;
+        if (n > v->max_tok_len) v->max_tok_len = n;
         off += n + 1;
         if (em_vocab_lookup(v, t, n) >= 0) {
             set_err(err, errsz, "duplicate token in vocabulary: '%.64s'", t);
@@ -213,13 +215,19 @@ static void read_special_ids(em_vocab *v, const gguf_ctx *g) {
     static const char *const keys[] = {
         "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
         "tokenizer.ggml.eom_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id",
+        "tokenizer.ggml.seperator_token_id",  /* sic: llama.cpp's key */
     };
-    int32_t *dst[] = {&v->bos, &v->eos, &v->eot, &v->eom, &v->unk, &v->pad};
-    for (int i = 0; i < 6; i++) {
+    int32_t *dst[] = {&v->bos, &v->eos, &v->eot, &v->eom, &v->unk, &v->pad, &v->sep};
+    for (int i = 0; i < 7; i++) {
         int64_t id;
         if (*dst[i] >= v->n) *dst[i] = -1;
         if (gguf_get_int(g, keys[i], &id) == 0 && id >= 0 && id < v->n) *dst[i] = (int32_t)id;
     }
+    /* WordPiece prepends [CLS]: BERT conversions store it as cls_token_id, not bos. */
+    int64_t bos, cls;
+    if (v->type == VT_WPM && gguf_get_int(g, keys[0], &bos) != 0 &&
+        gguf_get_int(g, "tokenizer.ggml.cls_token_id", &cls) == 0 && cls >= 0 && cls < v->n)
+        v->bos = (int32_t)cls;
 }
 
 static int is_phi3(const gguf_ctx *g) {
@@ -268,9 +276,15 @@ static int load_type(em_vocab *v, const gguf_ctx *g, char *err, size_t errsz) {
             return -1;
         }
         if (v->pre == PRE_CHATGLM4) v->bos = -1;
+    } else if (str_eq(s, n, "bert")) {
+        /* llama.cpp ignores tokenizer.ggml.pre for WordPiece ("bert-bge", "jina-v2-en"...). */
+        v->type = VT_WPM;
+        v->bos = 101; v->unk = 100; v->sep = 102; v->pad = 0;
+        v->add_bos = 1;
+        v->add_sep = 1;
     } else {
         /* Known to llama.cpp but not implemented here, or not known at all. */
-        static const char *const known[] = {"bert", "t5", "rwkv", "plamo2", "gemma4", "no_vocab", "none"};
+        static const char *const known[] = {"t5", "rwkv", "plamo2", "gemma4", "no_vocab", "none"};
         int is_known = 0;
         for (size_t i = 0; i < sizeof known / sizeof *known; i++) is_known |= str_eq(s, n, known[i]);
         snprintf(name, sizeof name, "%.*s", (int)(n < 100 ? n : 100), s);
@@ -278,7 +292,8 @@ static int load_type(em_vocab *v, const gguf_ctx *g, char *err, size_t errsz) {
         return -1;
     }
     int b;
-    if (gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) == 0) v->add_space_prefix = b;
+    if (gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) == 0 && v->type != VT_WPM)
+        v->add_space_prefix = b;
     return 0;
 }
 
@@ -647,11 +662,14 @@ int em_tokenize(const em_vocab *v, const char *text, size_t len, int add_special
         } else if (v->type == VT_SPM) {
             rc = spm_fragment(v, text + f->off, f->len, v->add_space_prefix && prev_special, &ids);
             prev_special = 0;
+        } else if (v->type == VT_WPM) {
+            rc = em_wpm_tokenize(v, text + f->off, f->len, &ids);
         } else {
             rc = em_bpe_tokenize(v, text + f->off, f->len, &ids);
         }
     }
     if (add_special && v->add_eos && v->eos >= 0) em_ids_push(&ids, v->eos);
+    if (add_special && v->add_sep && v->sep >= 0) em_ids_push(&ids, v->sep);
     free(fv.v);
     if (rc || ids.oom || ids.n > (size_t)INT32_MAX) {
         free(ids.v);
@@ -693,7 +711,7 @@ int em_token_to_piece(const em_vocab *v, int32_t id, char *buf, int len, int spe
     if (!(t->attr & TA_NORMAL)) return 0;
     char *tmp;
     size_t n = 0;
-    if (v->type == VT_SPM) {
+    if (v->type != VT_BPE) {  /* SPM and WPM: U+2581 stands for a space */
         tmp = malloc(t->len + 1);
         if (!tmp) return 0;
         for (size_t i = 0; i < t->len;) {

@@ -1,7 +1,8 @@
 /* tokenizer.h: vocabularies and text <-> token ids.
  * Models: "llama" (SentencePiece-style: score-ordered merges, byte fallback, dummy-prefix
  * space as U+2581), "gpt2" (byte-level BPE with a pre-tokenizer chosen by
- * tokenizer.ggml.pre), and llama2.c's tokenizer.bin (SPM-style). Behaviour follows
+ * tokenizer.ggml.pre), "bert" (WordPiece, for embedding models) and llama2.c's
+ * tokenizer.bin (SPM-style). Behaviour follows
  * llama.cpp's llama-vocab so ids match it exactly. Thread-safe after load (read-only). */
 #ifndef EMBER_TOKENIZER_H
 #define EMBER_TOKENIZER_H
@@ -36,7 +37,7 @@ int em_vocab_attr(const em_vocab *v, int32_t id);   /* enum em_tok_attr */
 int32_t em_vocab_find(const em_vocab *v, const char *text, size_t len); /* exact piece -> id, -1 */
 
 /* Tokenizes text (len bytes, need not be NUL-terminated or valid UTF-8). add_special:
- * prepend BOS (and append EOS) as the vocab says; parse_special: text such as
+ * prepend BOS (and append EOS) as the vocab says (WordPiece: [CLS] ... [SEP]); parse_special: text such as
  * "<|im_start|>" becomes its control token. Returns the number of ids written, or -(needed)
  * if n_max is too small; never writes past n_max. */
 int em_tokenize(const em_vocab *v, const char *text, size_t len, int add_special,

@@ -1,6 +1,6 @@
 /* tokenizer_impl.h: the vocabulary struct and helpers shared by tokenizer.c (loading,
- * special tokens, SPM, pieces) and tokenizer_bpe.c (pre-tokenizers, byte-level BPE).
- * Private to those two files. */
+ * special tokens, SPM, pieces), tokenizer_bpe.c (pre-tokenizers, byte-level BPE) and
+ * tokenizer_wpm.c (WordPiece). Private to those files. */
 #ifndef EMBER_TOKENIZER_IMPL_H
 #define EMBER_TOKENIZER_IMPL_H
 #include <stddef.h>
@@ -14,7 +14,7 @@ enum {
     TA_USER = 1 << 4, TA_BYTE = 1 << 5, TA_LSTRIP = 1 << 7, TA_RSTRIP = 1 << 8,
 };
 
-enum em_vocab_type { VT_SPM = 1, VT_BPE = 2 };
+enum em_vocab_type { VT_SPM = 1, VT_BPE = 2, VT_WPM = 3 };
 
 /* Pre-tokenizer families: each is one list of split stages in tokenizer_bpe.c. */
 enum em_pre {
@@ -46,8 +46,9 @@ struct em_vocab {
     char *merge_buf;
     int32_t *mslot;           /* open-addressing table (left, right) -> rank */
     uint32_t mmask;
-    int32_t bos, eos, eot, eom, unk, pad;
-    int add_bos, add_eos, add_space_prefix, ignore_merges;
+    int32_t bos, eos, eot, eom, unk, pad, sep;  /* WPM: bos is [CLS], sep is [SEP] */
+    int add_bos, add_eos, add_sep, add_space_prefix, ignore_merges;
+    size_t max_tok_len;       /* longest token text in bytes (WPM's match window) */
     int32_t *special;         /* control/user/unknown ids, longest text first */
     int n_special;
     int32_t *eog;             /* sorted */
@@ -74,6 +75,8 @@ int em_bpe_build_merges(em_vocab *v, const char *const *s, const size_t *len, in
 void em_bpe_init_bytes(em_vocab *v);
 /* Tokenizes one raw-text fragment, appending ids. 0 ok, -1 out of memory. */
 int em_bpe_tokenize(const em_vocab *v, const char *text, size_t len, em_ids *out);
+/* tokenizer_wpm.c: tokenizes one raw-text fragment with WordPiece, appending ids. */
+int em_wpm_tokenize(const em_vocab *v, const char *text, size_t len, em_ids *out);
 /* Byte-level piece decoding (llama.cpp's llama_decode_text) into a malloc'ed buffer. */
 char *em_bpe_decode_text(const em_vocab *v, const char *text, size_t len, size_t *out_len);
 #endif

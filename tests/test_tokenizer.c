@@ -3,8 +3,12 @@
  *    every string must give exactly the expected ids (no BOS, special parsing off);
  *  - tok512 (SentencePiece) vectors through llama2.c's tokenizer.bin and stories260K.gguf;
  *  - llama2.c's own prompt tokens for "Once upon a time";
- *  - SmolLM2 goldens (tests/golden/tokenizer/smollm2.txt, made by
- *    scripts/make_tokenizer_goldens.py with llama-cpp-python) when models/ has the file;
+ *  - goldens made by scripts/make_tokenizer_goldens.py (tests/golden/tokenizer/):
+ *    SmolLM2 and bert-bge hand-picked strings (llama.cpp), SmolLM2 on a ~290 KB varied
+ *    corpus (HF tokenizers, id for id) and on hostile inputs (1 MiB without spaces, NULs,
+ *    random bytes), when models/ has SmolLM2;
+ *  - decode(encode(corpus)) == corpus for every vocab that can represent it, also as a
+ *    stream of pieces with incomplete UTF-8 held back;
  *  - round trips, buffer contracts, odd bytes, error messages, speed. */
 #include <ctype.h>
 #include <stdint.h>
@@ -18,7 +22,9 @@
 #include "unicode.h"
 
 #define SMOLLM2_PATH "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-#define SMOLLM2_GOLDEN "tests/golden/tokenizer/smollm2.txt"
+#define GOLDEN_DIR "tests/golden/tokenizer/"
+#define SMOLLM2_GOLDEN GOLDEN_DIR "smollm2.txt"
+#define BERT_GOLDEN GOLDEN_DIR "bert-bge.txt"
 
 static em_vocab *load_vocab(const char *path, gguf_ctx **gout) {
     char err[256];
@@ -155,6 +161,7 @@ TEST(vocab_refact) { vocab_case("refact"); }
 TEST(vocab_starcoder) { vocab_case("starcoder"); }
 TEST(vocab_deepseek_coder) { vocab_case("deepseek-coder"); }
 TEST(vocab_deepseek_llm) { vocab_case("deepseek-llm"); }
+TEST(vocab_bert_bge) { vocab_case("bert-bge"); }
 
 /* tok512 vectors (SentencePiece with tok512.model). SentencePiece applies
  * remove_extra_whitespaces (collapse runs of ' ', strip both ends) before its BPE; llama.cpp
@@ -222,8 +229,9 @@ static size_t unhex(const char *h, char *out) {
     return k;
 }
 
-/* Round trip on the valid-UTF-8 goldens with specials rendered: decode(encode(s)) == s. */
-static void smollm2_line(const em_vocab *v, char *line, int *pass, int *total) {
+/* One golden line (T or P, see scripts/make_tokenizer_goldens.py). With round_trip, also
+ * decode(encode(s)) == s on the valid-UTF-8 inputs with specials rendered. */
+static void golden_line(const em_vocab *v, char *line, int round_trip, int *pass, int *total) {
     static char in[8192], piece[8192];
     if (line[0] == 'T') {
         int add, sp, off;
@@ -235,8 +243,8 @@ static void smollm2_line(const em_vocab *v, char *line, int *pass, int *total) {
         int nw = parse_ids(colon + 1, want, 2048), ng;
         int32_t *got = tok_all(v, in, n, add, sp, &ng);
         int ok = ng == nw && !memcmp(got, want, (size_t)nw * sizeof *got);
-        if (!ok) printf("  smollm2 mismatch (add %d special %d) '%.*s'\n", add, sp, (int)(n < 50 ? n : 50), in);
-        if (ok && sp && em_utf8_valid(in, n)) {
+        if (!ok) printf("  golden mismatch (add %d special %d) '%.*s'\n", add, sp, (int)(n < 50 ? n : 50), in);
+        if (ok && sp && round_trip && em_utf8_valid(in, n)) {
             size_t dl;
             char *d = detok(v, got, ng, 1, &dl);
             CHECKF(dl == n && !memcmp(d, in, n), "round trip '%.*s'", (int)(n < 50 ? n : 50), in);
@@ -251,7 +259,7 @@ static void smollm2_line(const em_vocab *v, char *line, int *pass, int *total) {
         size_t n = unhex(line + off, in);
         int k = em_token_to_piece(v, id, piece, sizeof piece, sp);
         int ok = k == (int)n && !memcmp(piece, in, n);
-        if (!ok) printf("  smollm2 piece mismatch id %d special %d\n", id, sp);
+        if (!ok) printf("  golden piece mismatch id %d special %d\n", id, sp);
         *pass += ok;
         (*total)++;
     }
@@ -271,11 +279,221 @@ TEST(smollm2_goldens) {
     CHECK(em_vocab_attr(v, 1) == EM_TOK_CONTROL);
     CHECK(em_vocab_find(v, "<|im_start|>", 12) == 1);
     int pass = 0, total = 0;
-    for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) smollm2_line(v, line, &pass, &total);
+    for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) golden_line(v, line, 1, &pass, &total);
     printf("  smollm2: %d/%d golden cases match\n", pass, total);
     CHECKF(pass == total && total > 0, "%d/%d", pass, total);
     em_vocab_free(v);
     free(txt);
+}
+
+/* llama.cpp's ids for hand-picked strings through the WordPiece (bert-bge) vocab, with
+ * [CLS]/[SEP] and special parsing; no round trip (WordPiece lowercases, drops accents). */
+TEST(bert_goldens) {
+    const char *path = fixture_path("vocab/ggml-vocab-bert-bge.gguf");
+    if (!file_exists(path)) SKIP("fixture missing: vocab/ggml-vocab-bert-bge.gguf");
+    char *txt = (char *)read_file(BERT_GOLDEN, NULL);
+    CHECKF(txt != NULL, "missing %s", BERT_GOLDEN);
+    em_vocab *v = txt ? load_vocab(path, NULL) : NULL;
+    CHECK(v != NULL);
+    if (!v) { free(txt); return; }
+    CHECK(em_vocab_add_bos(v) == 1 && em_vocab_bos(v) == 101);
+    int pass = 0, total = 0;
+    for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) golden_line(v, line, 0, &pass, &total);
+    printf("  bert-bge: %d/%d golden cases match\n", pass, total);
+    CHECKF(pass == total && total > 0, "%d/%d", pass, total);
+    em_vocab_free(v);
+    free(txt);
+}
+
+/* Feeds pieces one by one through a hold-back of incomplete UTF-8 (as a streaming
+ * front end does); every chunk let out must be valid UTF-8 and all of them together must
+ * be `want`. Returns 1 when that holds. */
+static int stream_ok(const em_vocab *v, const int32_t *ids, int n, const char *want, size_t want_len) {
+    char hold[600];
+    size_t nh = 0, done = 0;
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        int k = em_token_to_piece(v, ids[i], hold + nh, (int)(sizeof hold - nh), 1);
+        if (k < 0 || nh + (size_t)k > 512) return 0;
+        nh += (size_t)k;
+        /* Let out everything but an incomplete sequence at the end (at most 3 bytes). */
+        size_t cut = nh, back = 0;
+        while (back < 3 && back < nh && ((unsigned char)hold[nh - 1 - back] & 0xC0) == 0x80) back++;
+        if (back < nh) {
+            unsigned char lead = (unsigned char)hold[nh - 1 - back];
+            if (lead >= 0xC0 && em_utf8_len(lead) > back + 1) cut = nh - 1 - back;
+        }
+        ok = em_utf8_valid(hold, cut) && done + cut <= want_len && !memcmp(want + done, hold, cut);
+        done += cut;
+        memmove(hold, hold + cut, nh - cut);
+        nh -= cut;
+    }
+    return ok && nh == 0 && done == want_len;
+}
+
+/* SmolLM2 against HF tokenizers on the committed ~290 KB corpus (ids as uint16), then
+ * decode(encode(corpus)) == corpus, also as a stream of pieces. */
+TEST(smollm2_corpus) {
+    if (!file_exists(SMOLLM2_PATH)) SKIP("model missing: %s (scripts/fetch-model.sh)", SMOLLM2_PATH);
+    size_t tl, il;
+    char *text = (char *)read_file(GOLDEN_DIR "smollm2_corpus.txt", &tl);
+    unsigned char *raw = read_file(GOLDEN_DIR "smollm2_corpus.u16", &il);
+    CHECKF(text && raw && il % 2 == 0, "missing %ssmollm2_corpus.*", GOLDEN_DIR);
+    em_vocab *v = text && raw ? load_vocab(SMOLLM2_PATH, NULL) : NULL;
+    if (!v) { free(text); free(raw); return; }
+    int n, nw = (int)(il / 2), bad = -1;
+    int32_t *got = tok_all(v, text, tl, 0, 1, &n);
+    for (int i = 0; i < nw && i < n && bad < 0; i++)
+        if (got[i] != (raw[2 * i] | raw[2 * i + 1] << 8)) bad = i;
+    if (bad < 0 && n != nw) bad = n < nw ? n : nw;
+    printf("  corpus: %zu bytes, %d ids (HF %d)%s\n", tl, n, nw, bad < 0 ? ", all equal" : "");
+    if (bad >= 0) {
+        size_t dl;
+        char *d = detok(v, got, bad, 1, &dl);
+        printf("  first difference at id %d (byte %zu): got %d, HF %d; text there '%.40s'\n", bad, dl,
+               bad < n ? got[bad] : -1, bad < nw ? raw[2 * bad] | raw[2 * bad + 1] << 8 : -1, text + dl);
+        free(d);
+    }
+    CHECK(bad < 0);
+    size_t dl;
+    char *d = detok(v, got, n, 1, &dl);
+    CHECK(dl == tl && !memcmp(d, text, tl));
+    CHECK(stream_ok(v, got, n, text, tl));
+    free(d); free(got); free(text); free(raw);
+    em_vocab_free(v);
+}
+
+/* The hostile inputs of scripts/tokenizer_corpus.py, rebuilt with the same LCG. */
+static uint32_t lcg(uint32_t x) { return x * 1103515245u + 12345u; }
+
+static char *hostile(const char *name, size_t *len) {
+    static const char *const alpha[] = {  /* NOSPACE_ALPHABET, in order */
+        "a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q","r","s","t","u","v","w",
+        "x","y","z","A","B","C","D","E","F","G","H","I","J","K","L","M","N","O","P","Q","R","S","T",
+        "U","V","W","X","Y","Z","0","1","2","3","4","5","6","7","8","9","!","\"","#","$","%","&","'",
+        "(",")","*","+",",","-",".","/",":",";","<","=",">","?","@","[","\\","]","^","_","`","{","|",
+        "}","~","\xc3\xa9","\xc3\x9f","\xc3\xb1","\xc3\xb8","\xd1\x8f","\xd0\xb6","\xe4\xb8\xad",
+        "\xe6\x96\x87","\xe5\xad\x97","\xe3\x81\xae","\xed\x95\x9c","\xf0\x9f\x98\x80",
+        "\xf0\x9f\x9a\x80","\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd","\xe2\x82\xac","\xc2\xbd",
+    };
+    static const char *const words[] = {"alpha", "beta", "\0", "\0\0", " ", "\x01\x02", "gamma delta", "\n"};
+    static const size_t wlen[] = {5, 4, 1, 2, 1, 2, 11, 1};
+    const size_t cap = 1 << 20;
+    char *out = malloc(cap + 64);
+    size_t n = 0;
+    uint32_t x = 1;
+    if (!strcmp(name, "nospace_1m")) {
+        for (;;) {
+            x = lcg(x);
+            const char *c = alpha[(x >> 16) % (sizeof alpha / sizeof *alpha)];
+            size_t k = strlen(c);
+            if (n + k > cap) break;
+            memcpy(out + n, c, k);
+            n += k;
+        }
+    } else if (!strcmp(name, "letters_1m")) {
+        for (; n < cap; n++) { x = lcg(x); out[n] = (char)('a' + (x >> 16) % 26); }
+    } else if (!strcmp(name, "nul_text")) {
+        for (int i = 0; i < 20000; i++) {
+            x = lcg(x);
+            size_t w = (x >> 16) % 8;
+            memcpy(out + n, words[w], wlen[w]);
+            n += wlen[w];
+        }
+    } else {  /* bytes_64k: F4..F7 become FF (see the script) */
+        for (; n < 65536; n++) {
+            x = lcg(x);
+            unsigned b = (x >> 16) & 0xFF;
+            out[n] = (char)(b >= 0xF4 && b <= 0xF7 ? 0xFF : b);
+        }
+    }
+    *len = n;
+    return out;
+}
+
+static uint64_t fnv1a64_ids(const int32_t *ids, int n) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < 4; b++) h = (h ^ (((uint32_t)ids[i] >> (8 * b)) & 0xFF)) * 0x100000001B3ull;
+    return h;
+}
+
+TEST(smollm2_hostile) {
+    if (!file_exists(SMOLLM2_PATH)) SKIP("model missing: %s (scripts/fetch-model.sh)", SMOLLM2_PATH);
+    char *txt = (char *)read_file(GOLDEN_DIR "smollm2_hostile.txt", NULL);
+    CHECKF(txt != NULL, "missing %ssmollm2_hostile.txt", GOLDEN_DIR);
+    em_vocab *v = txt ? load_vocab(SMOLLM2_PATH, NULL) : NULL;
+    if (!v) { free(txt); return; }
+    int cases = 0;
+    for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[64];
+        int nw, off;
+        unsigned long long hash;
+        if (line[0] != 'H' || sscanf(line, "H %63s %d %llx : %n", name, &nw, &hash, &off) != 3) continue;
+        size_t len, dl;
+        char *in = hostile(name, &len);
+        int n;
+        int32_t *got = tok_all(v, in, len, 0, 1, &n), first[32];
+        int nf = parse_ids(line + off, first, 32);
+        int ok = n == nw && fnv1a64_ids(got, n) == hash && n >= nf && !memcmp(got, first, (size_t)nf * 4);
+        printf("  %s: %zu bytes -> %d ids (want %d)%s\n", name, len, n, nw, ok ? ", equal" : ", DIFFERENT");
+        CHECKF(ok, "%s", name);
+        if (em_utf8_valid(in, len)) {  /* what is valid UTF-8 must also decode back exactly */
+            char *d = detok(v, got, n, 1, &dl);
+            CHECKF(dl == len && !memcmp(d, in, len), "%s round trip", name);
+            free(d);
+        }
+        cases++;
+        free(got); free(in);
+    }
+    CHECK(cases == 4);
+    em_vocab_free(v);
+    free(txt);
+}
+
+/* decode(encode(corpus)) == corpus through every fixture vocab that can represent any
+ * UTF-8 (byte-level BPE; SPM with byte fallback, whose U+2581 reads back as a space and
+ * whose dummy prefix adds one leading space). Not WordPiece (it lowercases), and not
+ * falcon: its vocab has no token for bytes 03-05, 0B, 11, 13-17, 19, 1C-1E, F2, ... so the
+ * corpus's vertical tabs cannot be represented (llama.cpp throws there; ember drops them). */
+TEST(corpus_round_trip) {
+    const char *names[] = {"llama-spm", "phi-3", "gpt-2", "mpt", "refact", "starcoder",
+                           "deepseek-coder", "deepseek-llm"};
+    size_t tl;
+    char *text = (char *)read_file(GOLDEN_DIR "smollm2_corpus.txt", &tl);
+    CHECK(text != NULL);
+    if (!text) return;
+    char *spm_text = malloc(tl + 1);  /* the corpus with U+2581 written as ' ' */
+    size_t sl = 0;
+    for (size_t i = 0; i < tl;) {
+        if (tl - i >= 3 && !memcmp(text + i, "\xe2\x96\x81", 3)) { spm_text[sl++] = ' '; i += 3; }
+        else spm_text[sl++] = text[i++];
+    }
+    int any = 0;
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        char p[128];
+        snprintf(p, sizeof p, "vocab/ggml-vocab-%s.gguf", names[k]);
+        if (!file_exists(fixture_path(p))) continue;
+        em_vocab *v = load_vocab(fixture_path(p), NULL);
+        CHECK(v != NULL);
+        if (!v) continue;
+        any = 1;
+        const int spm = k < 2;
+        int n;
+        size_t dl;
+        int32_t *ids = tok_all(v, text, tl, 0, 0, &n);
+        char *d = detok(v, ids, n, 0, &dl);
+        const char *want = spm ? spm_text : text;
+        const size_t wl = spm ? sl : tl, skip = spm && dl > 0 && d[0] == ' ';
+        CHECKF(dl - skip == wl && !memcmp(d + skip, want, wl), "%s: round trip of the corpus", names[k]);
+        if (!spm) CHECKF(stream_ok(v, ids, n, text, tl), "%s: streamed pieces", names[k]);
+        free(d);
+        free(ids);
+        em_vocab_free(v);
+    }
+    free(spm_text);
+    free(text);
+    if (!any) SKIP("fixture missing: vocab/");
 }
 
 static const char *const k_roundtrip[] = {
@@ -456,10 +674,15 @@ int main(void) {
     RUN(vocab_starcoder);
     RUN(vocab_deepseek_coder);
     RUN(vocab_deepseek_llm);
+    RUN(vocab_bert_bge);
     RUN(tok512_l2c);
     RUN(tok512_gguf);
     RUN(l2c_once_upon);
     RUN(smollm2_goldens);
+    RUN(bert_goldens);
+    RUN(smollm2_corpus);
+    RUN(smollm2_hostile);
+    RUN(corpus_round_trip);
     RUN(round_trip);
     RUN(odd_bytes);
     RUN(contracts);
