@@ -27,7 +27,7 @@ static void usage(FILE *f) {
         "  --ids               print generated token ids instead of text\n"
         "  --ignore-eos        keep generating past end-of-generation tokens\n"
         "  --no-bos            do not add BOS   --special  parse/print control tokens\n"
-        "  -sys TEXT           chat system prompt   --chat-template NAME  chatml, llama2, llama3, ...\n"
+        "  -sys TEXT           chat system prompt   --chat-template NAME  chatml, qwen3, llama2, llama3, mistral, zephyr, phi3, gemma, ...\n"
         "  -z FILE             llama2.c tokenizer.bin   --isa NAME  kernel set (ref, ...)\n"
         "  -v                  print model, seed and timings to stderr\n",
         ember_version(), DEFAULT_MODEL);
