@@ -4,21 +4,24 @@
  *   - Quantized matmuls keep integer block sums exact (VNNI vpdpbusd for 32-element
  *     blocks, vpmaddubsw + vpdpwssd for k-quants, where the per-sub-block scale is applied
  *     in integer) and then accumulate in float vectors. The float order differs from ref
- *     (tests hold it to a tolerance) but every output is computed by the same instruction
- *     sequence whatever r0/r1/ncols are: one row at a time, each column with its own
- *     accumulator, columns only share the unpacked weights. Hence results are identical
- *     across thread splits and between batched (ncols 8) and single-column calls.
- *   - 32-element block types (Q4_0, Q4_1, Q8_0) work on groups of 4 blocks, one block per
+ *     (tests hold it to a tolerance) but every output is computed by the same sequence of
+ *     lane operations whatever r0/r1/ncols are: each (row, column) has its own
+ *     accumulator, tiles only decide which pairs run side by side and share the unpacked
+ *     weights across the columns. Hence results are identical across thread splits and
+ *     between batched (ncols 8) and single-column calls.
+ *   - 32-element block types (Q4_0, Q8_0) work on groups of 4 blocks, one block per
  *     128-bit lane. The weight blocks are 2-byte aligned with even sizes, so their fields
  *     are whole 16-bit words: one vpermt2w gathers the 4 blocks' quants into a zmm and
- *     another their fp16 scales. The activation column is repacked once per call (stack,
- *     up to KC elements per chunk) into the matching layout, with the per-block scale
- *     broadcast to the block's 4 lanes and the offset correction precomputed, so the
- *     per-row work is loads, two vpdpbusd, a convert and two float ops per column.
+ *     another their fp16 scales. The activation columns are repacked once per call (on
+ *     the stack: KC elements per chunk, 128 KiB for 8 columns) into the matching layout,
+ *     with the per-block scale broadcast to the block's 4 lanes and the offset correction
+ *     precomputed, so the per-row work is loads, two vpdpbusd, a convert and two float
+ *     ops per column.
  *       Q4_0: w in 0..15 (u8) times x (s8), minus 8*sum(x) (from the repack).
  *       Q8_0: w+128 (u8) times x (s8), minus 128*sum(x).
- *       Q4_1: w in 0..15 times x, plus m*s per block (s = d*sum(x) of the q8_1 block).
  *     n > KC is summed chunk by chunk into y; the chunking depends on n only.
+ *   - Q4_1 instead repeats llama.cpp's x86 float order exactly (see its section): Q4_1
+ *     models amplify last-bit differences, and tests hold them to llama.cpp's logits.
  *   - K-quants read the q8_K activation blocks directly (qs are contiguous). The weights
  *     are unpacked to u8 (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63), multiplied with vpmaddubsw
  *     (pairs cannot saturate: 2*63*128 < 32768) and the sub-block scales applied with
@@ -38,7 +41,9 @@
 #include "kernels.h"
 
 #define AI static inline __attribute__((always_inline))
+#define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)  /* F16C rounding: nearest even */
 #define KC 8192  /* elements of activation repacked per chunk (32-element block types) */
+#define PF_DIST 1024  /* weight prefetch distance in bytes: keeps more DRAM reads in flight */
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -54,6 +59,8 @@ AI __m512i load_part(const uint8_t *p, int off, int len) {
 }
 
 static inline float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
+/* Prefetching past the end of a row or the matrix is harmless (hints never fault). */
+AI void pf(const void *p, size_t ahead) { _mm_prefetch((const char *)p + ahead, _MM_HINT_T0); }
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 /* ---------------------------------------------------------------- activation quantizers */
@@ -137,7 +144,7 @@ static void quant_f16(const float *x, void *vy, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         const __m512 v = _mm512_maskz_loadu_ps(k, x + i);
-        __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256i h = _mm512_cvtps_ph(v, RNE);
         const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
         if (nan) {
             const __m512i u = _mm512_castps_si512(v);
@@ -187,6 +194,7 @@ AI void f_rows(int t, const int C, int64_t n, const char *w, size_t wrow, int r0
         for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
         for (int64_t i = 0; i < n; i += 16) {
             const __mmask16 k = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+            pf(wr + (size_t)i * (t == EM_F32 ? 4 : 2), PF_DIST);
             const __m512 wv = load_fx(t, wr, i, k);
 #pragma GCC unroll 8
             for (int c = 0; c < C; c++)
@@ -231,50 +239,35 @@ static void mm_bf16(int64_t n, const void *w, size_t wrow, int r0, int r1, const
 typedef struct {
     int8_t lo[64];          /* qs[0..15] of each block */
     int8_t hi[64];          /* qs[16..31] */
-    union {
-        int32_t corr[16];   /* q8_0: lane 4b = -off * sum(qs of block b), other lanes 0 */
-        float s[16];        /* q8_1: lane 4b = s of block b */
-    } u;
+    int32_t corr[16];       /* lane 4b = -off * sum(qs of block b), other lanes 0 */
     float d[16];            /* d of block b in lanes 4b..4b+3 */
 } xgrp;
 
-/* One column chunk of nb blocks (q8_0 if off > 0, else q8_1) into ceil(nb/4) groups;
- * missing blocks of the last group are zero, so they contribute exactly 0. */
-static void repack_x(const uint8_t *xb, int q81, int off, int nb, xgrp *g) {
-    const int bsz = q81 ? (int)sizeof(block_q8_1) : (int)sizeof(block_q8_0), qo = q81 ? 4 : 2;
+/* One column chunk of nb q8_0 blocks into ceil(nb/4) groups; missing blocks of the last
+ * group are zero, so they contribute exactly 0. */
+static void repack_x(const block_q8_0 *xb, int off, int nb, xgrp *g) {
     memset(g, 0, (size_t)(nb + 3) / 4 * sizeof *g);
-    for (int i = 0; i < nb; i++, xb += bsz) {
+    for (int i = 0; i < nb; i++) {
         xgrp *gg = g + i / 4;
         const int b = i % 4;
-        uint16_t d16, s16;
-        memcpy(&d16, xb, 2);
-        memcpy(&s16, xb + 2, 2);
-        memcpy(gg->lo + 16 * b, xb + qo, 16);
-        memcpy(gg->hi + 16 * b, xb + qo + 16, 16);
-        const float d = h2f(d16);
+        memcpy(gg->lo + 16 * b, xb[i].qs, 16);
+        memcpy(gg->hi + 16 * b, xb[i].qs + 16, 16);
+        const float d = h2f(xb[i].d);
         for (int l = 0; l < 4; l++) gg->d[4 * b + l] = d;
-        if (q81) {
-            gg->u.s[4 * b] = h2f(s16);
-        } else {
-            int sum = 0;
-            for (int l = 0; l < 32; l++) sum += (int8_t)xb[qo + l];
-            gg->u.corr[4 * b] = -off * sum;
-        }
+        int sum = 0;
+        for (int l = 0; l < 32; l++) sum += xb[i].qs[l];
+        gg->corr[4 * b] = -off * sum;
     }
 }
 
 /* 4 weight blocks unpacked: lo/hi = elements 0..15 / 16..31 of block b in lane b (u8),
- * d (and m for Q4_1) broadcast over the block's 4 lanes. */
-typedef struct { __m512i lo, hi; __m512 d, m; } wgrp;
+ * d broadcast over the block's 4 lanes. */
+typedef struct { __m512i lo, hi; __m512 d; } wgrp;
 
 /* Word indices for vpermt2w. Block b of 4 starts at word wb*b (wb = block bytes / 2). */
 static const uint16_t IDX_Q4_0_QS[32] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
                                          19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35};
 static const uint16_t IDX_Q4_0_D[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
-static const uint16_t IDX_Q4_1_QS[32] = {2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19,
-                                         22, 23, 24, 25, 26, 27, 28, 29, 32, 33, 34, 35, 36, 37, 38, 39};
-static const uint16_t IDX_Q4_1_DM[32] = {0, 0, 0, 0, 10, 10, 10, 10, 20, 20, 20, 20, 30, 30, 30, 30,
-                                         1, 1, 1, 1, 11, 11, 11, 11, 21, 21, 21, 21, 31, 31, 31, 31};
 static const uint16_t IDX_Q8_0_LO[32] = {1, 2, 3, 4, 5, 6, 7, 8, 18, 19, 20, 21, 22, 23, 24, 25,
                                          35, 36, 37, 38, 39, 40, 41, 42, 52, 53, 54, 55, 56, 57, 58, 59};
 /* hi halves relative to word 9 (the second load pair starts at byte 18). */
@@ -295,38 +288,29 @@ AI wgrp unpack_grp(int t, const uint8_t *p, int len) {
         g.lo = _mm512_xor_si512(_mm512_permutex2var_epi16(a, idx(IDX_Q8_0_LO), b), flip);
         g.hi = _mm512_xor_si512(_mm512_permutex2var_epi16(a2, idx(IDX_Q8_0_HI), b2), flip);
         g.d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idx(IDX_Q8_0_D), b)));
-        g.m = _mm512_setzero_ps();
         return g;
     }
-    const __m512i q = _mm512_permutex2var_epi16(a, idx(t == EM_Q4_0 ? IDX_Q4_0_QS : IDX_Q4_1_QS), b);
+    const __m512i q = _mm512_permutex2var_epi16(a, idx(IDX_Q4_0_QS), b);
     g.lo = _mm512_and_si512(q, m4);
     g.hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    if (t == EM_Q4_0) {
-        g.d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx(IDX_Q4_0_D), a)));
-        g.m = _mm512_setzero_ps();
-    } else {
-        const __m512i dm = _mm512_permutexvar_epi16(idx(IDX_Q4_1_DM), a);
-        g.d = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
-        g.m = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
-    }
+    g.d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx(IDX_Q4_0_D), a)));
     return g;
 }
 
 /* acc += this group's contribution for one column. */
 AI __m512 grp_dot(int t, const wgrp *g, const xgrp *x, __m512 acc) {
-    __m512i s = t == EM_Q4_1 ? _mm512_setzero_si512() : _mm512_load_si512(x->u.corr);
+    (void)t;
+    __m512i s = _mm512_load_si512(x->corr);
     s = _mm512_dpbusd_epi32(s, g->lo, _mm512_load_si512(x->lo));
     s = _mm512_dpbusd_epi32(s, g->hi, _mm512_load_si512(x->hi));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(g->d, _mm512_load_ps(x->d)), acc);
-    if (t == EM_Q4_1) acc = _mm512_fmadd_ps(g->m, _mm512_load_ps(x->u.s), acc);
-    return acc;
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(g->d, _mm512_load_ps(x->d)), acc);
 }
 
 /* Rows [r0, r1) of one chunk: nb blocks per row starting at w, x groups ng per column.
  * first: the chunk starts the row, so y is assigned rather than added to. */
 AI void q32_rows(int t, const int C, const char *w, size_t wrow, int r0, int r1,
                  const xgrp *xg, int nb, float *y, int ldy, int first) {
-    const int bsz = t == EM_Q4_0 ? 18 : t == EM_Q4_1 ? 20 : 34;
+    const int bsz = t == EM_Q4_0 ? 18 : 34;
     const int ng = (nb + 3) / 4, nfull = nb / 4;
     for (int r = r0; r < r1; r++) {
         const uint8_t *p = (const uint8_t *)w + (size_t)r * wrow;
@@ -334,6 +318,8 @@ AI void q32_rows(int t, const int C, const char *w, size_t wrow, int r0, int r1,
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
         for (int g = 0; g < nfull; g++) {
+            pf(p + (size_t)g * 4 * bsz, PF_DIST);
+            if (t == EM_Q8_0) pf(p + (size_t)g * 4 * bsz, PF_DIST + 64);
             const wgrp u = unpack_grp(t, p + (size_t)g * 4 * bsz, 4 * bsz);
 #pragma GCC unroll 8
             for (int c = 0; c < C; c++) acc[c] = grp_dot(t, &u, xg + (size_t)c * ng + g, acc[c]);
@@ -354,13 +340,12 @@ AI void q32_rows(int t, const int C, const char *w, size_t wrow, int r0, int r1,
 AI void mm_q32(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
                size_t xcol, int ncols, float *y, int ldy) {
     _Alignas(64) xgrp xg[8 * (KC / 128)];  /* 128 KiB */
-    const int bsz = t == EM_Q4_0 ? 18 : t == EM_Q4_1 ? 20 : 34;
-    const int xbsz = t == EM_Q4_1 ? (int)sizeof(block_q8_1) : (int)sizeof(block_q8_0);
+    const int bsz = t == EM_Q4_0 ? 18 : 34;
     if (ncols < 1 || ncols > 8 || r0 >= r1) return;
     for (int64_t k0 = 0; k0 < n; k0 += KC) {
         const int nb = (int)((n - k0 < KC ? n - k0 : KC) / 32), ng = (nb + 3) / 4;
         for (int c = 0; c < ncols; c++)
-            repack_x((const uint8_t *)x + (size_t)c * xcol + (size_t)(k0 / 32) * xbsz, t == EM_Q4_1,
+            repack_x((const block_q8_0 *)((const char *)x + (size_t)c * xcol) + k0 / 32,
                      t == EM_Q8_0 ? 128 : 8, nb, xg + (size_t)c * ng);
         const char *wk = (const char *)w + (size_t)(k0 / 32) * bsz;
         const int first = k0 == 0;
@@ -381,13 +366,191 @@ static void mm_q4_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const
                     size_t xcol, int ncols, float *y, int ldy) {
     mm_q32(EM_Q4_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
-static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q32(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
 static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
                     size_t xcol, int ncols, float *y, int ldy) {
     mm_q32(EM_Q8_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
+/* ---------------------------------------------------------------- Q4_1 matmul */
+
+/* Q4_1 repeats llama.cpp's x86 ggml_vec_dot_q4_1_q8_1 operation for operation, because
+ * logits of Q4_1 models are chaotic under a last-bit change (Q8 rounding of the next
+ * layer's input amplifies it): per block, 8 int32 lanes of 4-element sums (element 4l..4l+3
+ * in lane l), acc = fma(float(lanes), d_w*d_x, acc) in block order, then hsum8 (their
+ * hsum_float_8) plus the min term m_w*s_x summed by fma in block order. The min term runs
+ * for all columns at once in one vector (lane c = column c), from a table of the columns'
+ * d and s. Rows go in pairs, one per 256-bit half, and decode runs two pairs (independent
+ * chains) so it is not latency-bound. */
+#define XTAB 512
+typedef struct {
+    float d[XTAB][8];
+    float s[XTAB][8];
+} xtab;
+
+/* Blocks [b0, b0 + nbk) of ncols q8_1 columns; lanes past ncols are zero. */
+static void xtab_fill(xtab *t, const char *x, size_t xcol, int ncols, int64_t b0, int64_t nbk) {
+    for (int64_t b = 0; b < nbk; b++) {
+        for (int c = 0; c < 8; c++) {
+            const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)c * xcol) + b0 + b;
+            t->d[b][c] = c < ncols ? h2f(xb->d) : 0.0f;
+            t->s[b][c] = c < ncols ? h2f(xb->s) : 0.0f;
+        }
+    }
+}
+
+/* hsum_float_8 of ggml: (lo128 + hi128), then pairs, then the last two. */
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* R rows x C columns (ymm, one row per chain); used for a row without a partner.
+ * w and y point at the tile's first row. */
+AI void q41_tile(const int R, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
+                 size_t xcol, xtab *t, float *y, int ldy) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), shift = _mm256_set_epi64x(4, 4, 0, 0);
+    __m256 acc[4][8], macc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        macc[r] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    }
+    for (int64_t b0 = 0; b0 < nb; b0 += XTAB) {
+        const int64_t nbk = nb - b0 < XTAB ? nb - b0 : XTAB;
+        if (nb > XTAB) xtab_fill(t, x, xcol, C, b0, nbk);
+        for (int64_t b = 0; b < nbk; b++) {
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const block_q4_1 *blk = (const block_q4_1 *)(w + (size_t)r * wrow) + b0 + b;
+                pf(blk, PF_DIST);
+                /* elements 0..15 (low nibbles) in the low 128 bits, 16..31 in the high */
+                const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)blk->qs));
+                const __m256i wq = _mm256_and_si256(_mm256_srlv_epi64(raw, shift), m4);
+                const __m256 wd = _mm256_set1_ps(h2f(blk->d));
+                macc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(blk->m)), _mm256_loadu_ps(t->s[b]), macc[r]);
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)c * xcol) + b0 + b;
+                    const __m256i a = _mm256_loadu_si256((const __m256i *)xb->qs);
+                    const __m256 xy = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, a));
+                    acc[r][c] = _mm256_fmadd_ps(xy, _mm256_mul_ps(wd, _mm256_broadcast_ss(&t->d[b][c])), acc[r][c]);
+                }
+            }
+        }
+    }
+    float mins[8];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        _mm256_storeu_ps(mins, macc[r]);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]) + mins[c];
+    }
+}
+
+/* The same per row, with rows paired in the two 256-bit halves of each zmm: every lane
+ * sees exactly q41_tile's operations, so a row gives the same bits in either tile, and
+ * the pair shares each dpbusd / convert / fma (half the instructions per weight byte).
+ * P pairs x C columns; w and y point at the tile's first row. */
+AI void q41_tile2(const int P, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
+                  size_t xcol, xtab *t, float *y, int ldy) {
+    static const uint16_t idx_dm[32] = {0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2,
+                                        1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3};
+    const __m512i m4 = _mm512_set1_epi8(0x0F), shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    __m512 acc[2][8], macc[2];
+#pragma GCC unroll 2
+    for (int p = 0; p < P; p++) {
+        macc[p] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[p][c] = _mm512_setzero_ps();
+    }
+    for (int64_t b0 = 0; b0 < nb; b0 += XTAB) {
+        const int64_t nbk = nb - b0 < XTAB ? nb - b0 : XTAB;
+        if (nb > XTAB) xtab_fill(t, x, xcol, C, b0, nbk);
+        for (int64_t b = 0; b < nbk; b++) {
+#pragma GCC unroll 2
+            for (int p = 0; p < P; p++) {
+                const block_q4_1 *k0 = (const block_q4_1 *)(w + (size_t)(2 * p) * wrow) + b0 + b;
+                const block_q4_1 *k1 = (const block_q4_1 *)(w + (size_t)(2 * p + 1) * wrow) + b0 + b;
+                pf(k0, PF_DIST);
+                pf(k1, PF_DIST);
+                const __m512i raw = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k0->qs))),
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k1->qs)), 1);
+                const __m512i wq = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
+                uint32_t dm0, dm1;  /* (d, m) of each row's block as one 32-bit word */
+                memcpy(&dm0, k0, 4);
+                memcpy(&dm1, k1, 4);
+                const __m128i dm = _mm_insert_epi32(_mm_cvtsi32_si128((int)dm0), (int)dm1, 1);
+                const __m512i dmw = _mm512_permutexvar_epi16(idx(idx_dm), _mm512_castsi128_si512(dm));
+                const __m512 wd = _mm512_cvtph_ps(_mm512_castsi512_si256(dmw));
+                const __m512 wm = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dmw, 1));
+                macc[p] = _mm512_fmadd_ps(wm, _mm512_broadcast_f32x8(_mm256_loadu_ps(t->s[b])), macc[p]);
+#pragma GCC unroll 8
+                for (int c = 0; c < C; c++) {
+                    const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)c * xcol) + b0 + b;
+                    const __m512i a = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));
+                    const __m512 xy = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a));
+                    acc[p][c] = _mm512_fmadd_ps(xy, _mm512_mul_ps(wd, _mm512_set1_ps(t->d[b][c])), acc[p][c]);
+                }
+            }
+        }
+    }
+    float mins[16];
+#pragma GCC unroll 2
+    for (int p = 0; p < P; p++) {
+        _mm512_storeu_ps(mins, macc[p]);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            y[(size_t)c * ldy + 2 * p] = hsum8(_mm512_castps512_ps256(acc[p][c])) + mins[c];
+            y[(size_t)c * ldy + 2 * p + 1] = hsum8(_mm512_extractf32x8_ps(acc[p][c], 1)) + mins[8 + c];
+        }
+    }
+}
+
+/* Decode and 2 columns take 4 rows at a time, wider calls 2; an odd last row runs alone. */
+static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+    xtab t;
+    const int64_t nb = n / QK4_1;
+    if (ncols < 1 || ncols > 8) return;
+    if (nb <= XTAB) xtab_fill(&t, x, xcol, ncols, 0, nb);
+    int r = r0;
+    const char *wr;
+    float *yr;
+    for (; r + 4 <= r1 && ncols <= 2; r += 4) {
+        wr = (const char *)w + (size_t)r * wrow, yr = y + r;
+        if (ncols == 1) q41_tile2(2, 1, nb, wr, wrow, x, xcol, &t, yr, ldy);
+        else q41_tile2(2, 2, nb, wr, wrow, x, xcol, &t, yr, ldy);
+    }
+    for (; r + 2 <= r1; r += 2) {
+        wr = (const char *)w + (size_t)r * wrow, yr = y + r;
+        switch (ncols) {
+        case 1: q41_tile2(1, 1, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 2: q41_tile2(1, 2, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 3: q41_tile2(1, 3, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 4: q41_tile2(1, 4, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 5: q41_tile2(1, 5, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 6: q41_tile2(1, 6, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 7: q41_tile2(1, 7, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        default: q41_tile2(1, 8, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        }
+    }
+    if (r < r1) {
+        wr = (const char *)w + (size_t)r * wrow, yr = y + r;
+        switch (ncols) {
+        case 1: q41_tile(1, 1, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 2: q41_tile(1, 2, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 3: q41_tile(1, 3, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 4: q41_tile(1, 4, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 5: q41_tile(1, 5, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 6: q41_tile(1, 6, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 7: q41_tile(1, 7, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        default: q41_tile(1, 8, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- K-quant matmul */
@@ -518,6 +681,7 @@ AI void kq_rows(int t, const int C, int64_t nb, const char *w, size_t wrow, int 
         for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             kblk b;
+            for (size_t l = 0; l < bsz; l += 64) pf(wr + (size_t)i * bsz + l, PF_DIST);
             unpack_kblk(t, wr + (size_t)i * bsz, &b);
 #pragma GCC unroll 8
             for (int c = 0; c < C; c++)
@@ -561,14 +725,14 @@ static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const
 
 static inline __mmask16 tail_mask(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
 
+/* As rmsnorm_ref (and ggml): squares rounded to float, summed in double. */
 static void rmsnorm_avx512(float *o, const float *x, const float *w, int n, float eps) {
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-    for (int i = 0; i < n; i += 16) {  /* squares of floats are exact in double */
+    for (int i = 0; i < n; i += 16) {
         const __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
-        const __m512d a = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        const __m512d b = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-        s0 = _mm512_fmadd_pd(a, a, s0);
-        s1 = _mm512_fmadd_pd(b, b, s1);
+        const __m512 sq = _mm512_mul_ps(v, v);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sq), 1))));
     }
     const double ss = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
     const __m512 scale = _mm512_set1_ps(1.0f / sqrtf((float)(ss / n) + eps));
@@ -643,10 +807,9 @@ AI void attn_vupd(int t, void *accp, const void *vt, int hd, float ms, float vs,
             _mm512_mask_storeu_ps(a, k, _mm512_add_ps(o, v));
         } else {
             uint16_t *a = (uint16_t *)accp + i;
-            const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
             __m512 o = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, a));
-            if (rescale) o = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(o, vms), rn));
-            _mm256_mask_storeu_epi16(a, k, _mm512_cvtps_ph(_mm512_add_ps(o, v), rn));
+            if (rescale) o = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(o, vms), RNE));
+            _mm256_mask_storeu_epi16(a, k, _mm512_cvtps_ph(_mm512_add_ps(o, v), RNE));
         }
     }
 }
