@@ -94,6 +94,7 @@ TEST(bad_inputs_exit_1) {
     CHECK(ember("run --temp") == 1 && strstr(err, "needs a value"));
     CHECK(ember("run -n abc") == 1 && strstr(err, "integer"));
     CHECK(ember("run --no-such-flag") == 1 && strstr(err, "unknown option"));
+    CHECK(ember("run -ctk f32 -ctv f16") == 1 && strstr(err, "differ"));
     const char *m = fixture_path("models/stories260K.gguf");
     if (!file_exists(m)) SKIP("fixture missing: %s", m);
     size_t n;
@@ -138,6 +139,8 @@ TEST(default_model_run) {
     if (!file_exists("models/SmolLM2-135M-Instruct.Q4_1.gguf")) SKIP("default model missing: run scripts/fetch-model.sh");
     CHECK(ember("run -p 'The capital of France is' -n 8 --temp 0") == 0);
     CHECKF(!strncmp(out, "The capital of France is", 24) && strlen(out) > 30, "%s", out);
+    CHECK(ember("run -p 'The capital of France is' -n 8 --temp 0 -ctk f32") == 0 && strlen(out) > 30);
+    CHECK(ember("run -p hi -n 2 -ctk q3_x") == 1 && strstr(err, "not supported"));
 }
 
 /* Chat renders SmolLM2's ChatML template (with its default system prompt) and streams

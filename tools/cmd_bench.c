@@ -312,8 +312,9 @@ static void print_md_row(const result *r) {
            r->model, size, params, backend, r->threads, test, ts, bw);
 }
 
-static void print_samples(const double *x, int n, const char *sep) {
-    for (int i = 0; i < n; i++) printf("%s%.6g", i ? sep : "", x[i]);
+/* ns samples as integers, t/s samples with 4 decimals (as llama-bench prints them). */
+static void print_samples(const double *x, int n, const char *sep, int decimals) {
+    for (int i = 0; i < n; i++) printf("%s%.*f", i ? sep : "", decimals, x[i]);
 }
 
 static const char *CSV_FIELDS =
@@ -327,9 +328,9 @@ static void print_csv_row(const bench_cfg *c, const result *r) {
     printf("\"%s\",\"%s\",\"%s\",%llu,%lld,\"CPU\",\"%s\",%d,%d,%d,%d,\"%s\",%.0f,%.0f,%.6f,%.6f,\"",
            c->build, r->path, r->model, (unsigned long long)r->size, (long long)r->params, r->isa,
            r->threads, r->n_batch, r->n_prompt, r->n_gen, test, r->avg_ns, r->sd_ns, r->avg_ts, r->sd_ts);
-    print_samples(r->samples_ns, r->reps, " ");
+    print_samples(r->samples_ns, r->reps, " ", 0);
     printf("\",\"");
-    print_samples(r->samples_ts, r->reps, " ");
+    print_samples(r->samples_ts, r->reps, " ", 4);
     printf("\",%.3f,%.3f,%.0f,%.3f,%.0f,%.3f,%.4f\n", r->load_ms, r->ttft_ms, r->rss_bytes,
            r->bw_gbps, r->bytes_per_token, r->bound_ts, r->bw_frac);
 }
@@ -360,9 +361,9 @@ static void print_json_row(const bench_cfg *c, const result *r, int first) {
            "    \"avg_ts\": %.6f,\n    \"stddev_ts\": %.6f,\n    \"samples_ns\": [ ",
            (unsigned long long)r->size, (long long)r->params, r->isa, r->threads, r->n_batch,
            r->n_prompt, r->n_gen, test, r->avg_ns, r->sd_ns, r->avg_ts, r->sd_ts);
-    print_samples(r->samples_ns, r->reps, ", ");
+    print_samples(r->samples_ns, r->reps, ", ", 0);
     printf(" ],\n    \"samples_ts\": [ ");
-    print_samples(r->samples_ts, r->reps, ", ");
+    print_samples(r->samples_ts, r->reps, ", ", 4);
     printf(" ],\n    \"load_ms\": %.3f,\n    \"ttft_ms\": %.3f,\n    \"peak_rss_bytes\": %.0f,\n"
            "    \"read_bw_gbps\": %.3f,\n    \"bytes_per_token\": %.0f,\n    \"bound_ts\": %.3f,\n"
            "    \"bw_frac\": %.4f\n  }",

@@ -49,6 +49,8 @@ int opts_parse(opts *o, int argc, char **argv) {
         else if (IS("-sys") || IS("--system-prompt")) { NEED(); o->system = v; }
         else if (IS("--chat-template")) { NEED(); o->chat_template = v; }
         else if (IS("--isa")) { NEED(); o->isa = v; }
+        else if (IS("-ctk") || IS("--cache-type-k")) { NEED(); o->cache_k = v; }
+        else if (IS("-ctv") || IS("--cache-type-v")) { NEED(); o->cache_v = v; }
         else if (IS("-n") || IS("--n-predict") || IS("--predict")) { NEED(); bad = parse_int(a, v, &o->n_predict); }
         else if (IS("-c") || IS("--ctx-size")) { NEED(); bad = parse_int(a, v, &o->n_ctx); }
         else if (IS("-t") || IS("--threads")) { NEED(); bad = parse_int(a, v, &o->n_threads); }
@@ -82,6 +84,10 @@ int opts_parse(opts *o, int argc, char **argv) {
         if (bad) return 1;
 #undef IS
 #undef NEED
+    }
+    if (o->cache_k && o->cache_v && strcmp(o->cache_k, o->cache_v)) {
+        fprintf(stderr, "error: -ctk %s and -ctv %s differ; ember keeps K and V in one type\n", o->cache_k, o->cache_v);
+        return 1;
     }
     if (o->n_ctx < 0 || o->n_threads < 0 || o->n_batch < 0) {
         fprintf(stderr, "error: -c, -t and -b must not be negative\n");

@@ -16,6 +16,7 @@ typedef struct opts {
     const char *system;       /* -sys (chat) */
     const char *chat_template;/* --chat-template NAME */
     const char *isa;          /* --isa */
+    const char *cache_k, *cache_v; /* -ctk / -ctv: KV cache types (f16, f32) */
     int n_predict;            /* -n; -1 = until end of generation or context */
     int n_ctx, n_threads, n_batch;
     int ids;                  /* --ids: print generated ids instead of text */
@@ -50,4 +51,5 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);  /* cmd_serve.c: OpenAI-compatible HTTP server */
 #endif

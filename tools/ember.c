@@ -13,7 +13,9 @@ static void usage(FILE *f) {
         "  info        model architecture, hyper-parameters, tensor types, sizes\n"
         "  tokenize    print the token ids (or --pieces) of -p TEXT / -f FILE\n"
         "  detokenize  print the text of token ids\n"
-        "  bench       llama-bench-style pp/tg throughput (see 'ember bench -h')\n\n"
+        "  bench       llama-bench-style pp/tg throughput (see 'ember bench -h')\n"
+        "  serve       OpenAI-compatible HTTP server: --host 127.0.0.1 --port 8080 -np 4\n"
+        "              --api-key K -a ALIAS --body-limit BYTES --timeout S (chat page at /)\n\n"
         "common options:\n"
         "  -m FILE             model (.gguf, or llama2.c .bin with -z TOKENIZER);\n"
         "                      default %s\n"
@@ -21,6 +23,7 @@ static void usage(FILE *f) {
         "  -n N                tokens to generate (-1: until end of text or context)\n"
         "  -c N                context size (0: model's, at most 4096)\n"
         "  -t N                threads (default: physical cores)\n"
+        "  -ctk T / -ctv T     KV cache type: f16 (default, as llama.cpp) or f32\n"
         "  -s SEED             sampling seed (-1: random)\n"
         "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R --repeat-last-n N\n"
         "                      sampling (llama.cpp defaults 0.8 40 0.95 0.05 1.0 64; --temp 0 is greedy)\n"
@@ -42,6 +45,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) { usage(stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("ember %s\n", ember_version()); return 0; }
     fprintf(stderr, "error: unknown command '%s'\n\n", cmd);
