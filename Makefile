@@ -60,7 +60,18 @@ $(O)/libember.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(O)/ember: $(TOOL_OBJ) $(O)/libember.a
-	$(CC) $(OPT) $(LDSAN) -o $@ $(TOOL_OBJ) $(O)/libember.a $(LDLIBS)
+	$(CC) $(OPT) $(LDSAN) -o $@ $(TOOL_OBJ) $(O)/libember.a $(LDLIBS) $(SERVE_LIBS)
+
+# `ember serve` uses libmicrohttpd and cJSON (Debian: libmicrohttpd-dev libcjson-dev).
+# Only the ember binary and the openai test/replay/fuzz binaries link them; libember.a
+# never does. These explicit rules win over the generic test_%/replay_%/fuzz_% ones.
+SERVE_LIBS = -lmicrohttpd -lcjson
+$(O)/test_openai: $(O)/tests/test_openai.o $(O)/tools/openai.o $(O)/libember.a
+	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(LDLIBS) -lcjson
+$(O)/replay_openai: $(O)/fuzz/fuzz_openai.o $(O)/tools/openai.o $(O)/tests/fuzz_replay_main.o $(O)/libember.a
+	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(LDLIBS) -lcjson
+$(O)/fuzz_openai: fuzz/fuzz_openai.c tools/openai.c $(O)/libember.a
+	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< tools/openai.c $(O)/libember.a $(LDLIBS) -lcjson
 
 $(O)/test_%: $(O)/tests/test_%.o $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $< $(O)/libember.a $(LDLIBS)

@@ -768,6 +768,7 @@ static int slots_new(server *srv) {
     cp.n_threads = srv->o.n_threads;
     cp.n_batch = srv->o.n_batch;
     cp.isa = srv->o.isa;
+    cp.kv_type = srv->o.cache_k ? srv->o.cache_k : srv->o.cache_v;
     for (int i = 0; i < srv->n_slots; i++) {
         slot *s = &srv->slots[i];
         s->id = i;

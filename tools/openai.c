@@ -165,7 +165,8 @@ static int parse_sampling(const cJSON *o, oai_request *r, oai_error *err) {
     if (k) r->sp.top_k = (int)d;
     if ((k = get_num(o, "min_p", 0, 1, 0, &d, err)) < 0) return -1;
     if (k) r->sp.min_p = (float)d;
-    if ((k = get_num(o, "repeat_penalty", 0, 100, 0, &d, err)) < 0) return -1;
+    /* 0 would zero logits and the sampler refuses it: ask for a small positive value. */
+    if ((k = get_num(o, "repeat_penalty", 1e-6, 100, 0, &d, err)) < 0) return -1;
     if (k) r->sp.repeat_penalty = (float)d;
     if ((k = get_num(o, "repeat_last_n", -1, 1 << 30, 1, &d, err)) < 0) return -1;
     if (k) r->sp.repeat_last_n = (int)d;
