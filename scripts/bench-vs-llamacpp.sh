@@ -2,7 +2,8 @@
 # bench-vs-llamacpp.sh: side-by-side benchmark of `ember bench` against llama.cpp's
 # `llama-bench` on the same GGUF files, same machine, same run.
 #
-#   scripts/bench-vs-llamacpp.sh            full run (about 15-25 min on 2 cores)
+#   scripts/bench-vs-llamacpp.sh            full run (33 min on the 2-core dev box while it was
+#                                           loaded by other jobs; less on a quiet one)
 #   QUICK=1 scripts/bench-vs-llamacpp.sh    smoke run: 1 round, pp128/tg32, 135M models only
 #   scripts/bench-vs-llamacpp.sh build      only build (or find) llama-bench
 #
@@ -12,8 +13,8 @@
 #
 # Models: the default model models/SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model.sh)
 # and random-weight files with the shapes of SmolLM2-135M and Llama-3.2-1B in Q4_0 and
-# Q8_0 (scripts/make_bench_models.py -> models/bench/). Random weights run exactly as fast
-# as trained ones: no engine skips work based on values.
+# Q8_0 (scripts/make_bench_models.py -> models/bench/). Random weights should run as fast
+# as trained ones: neither engine skips work based on values.
 #
 # Method: ROUNDS rounds; in each round every model runs once in each engine, engines
 # alternating which goes first, so slow drift of the machine (thermal, neighbours) hits both
@@ -22,7 +23,7 @@
 # median of all samples per (model, threads, test) and the ratio ember/llama.cpp (> 1:
 # ember faster). Raw JSON of every invocation lands in $OUT_DIR.
 #
-# Environment: QUICK=1, ROUNDS (3), REPS (1), P (512), N (128), THREADS (1,2),
+# Environment: QUICK=1, ROUNDS (2), REPS (1), P (512), N (128), THREADS (1,2),
 # MODELS (space-separated paths), LLAMA_FA (llama-bench -fa value, default 1 = on: fastest
 # on this CPU, see BENCHMARKS.md), LLAMACPP_DIR, OUT_DIR, EMBER (build/ember).
 set -euo pipefail
@@ -32,7 +33,7 @@ QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   ROUNDS=${ROUNDS:-1}; P=${P:-128}; N=${N:-32}
 else
-  ROUNDS=${ROUNDS:-3}; P=${P:-512}; N=${N:-128}
+  ROUNDS=${ROUNDS:-2}; P=${P:-512}; N=${N:-128}
 fi
 REPS=${REPS:-1}
 THREADS=${THREADS:-1,2}
@@ -43,6 +44,33 @@ OUT_DIR=${OUT_DIR:-build/bench-results/$(date +%Y%m%d-%H%M%S)}
 LLAMA_BENCH="$LLAMACPP_DIR/bin/llama-bench"
 
 log() { echo "[bench] $*" >&2; }
+
+# True if this CPU and OS run an AMX tile instruction (x86 only; false elsewhere).
+amx_usable() {
+  local d; d=$(mktemp -d)
+  cat > "$d/amx.c" <<'C'
+#include <immintrin.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */)) return 1;
+    unsigned char cfg[64];
+    memset(cfg, 0, sizeof cfg);
+    cfg[0] = 1; cfg[16] = 64; cfg[48] = 16;   /* palette 1; tile 0: 16 rows of 64 bytes */
+    _tile_loadconfig(cfg);
+    _tile_zero(0);
+    _tile_release();
+    return 0;
+}
+C
+  local ok=1
+  # run it in a shell that is not the last command, so its "Illegal instruction" is muted
+  if cc -O1 -mamx-tile "$d/amx.c" -o "$d/amx" 2>/dev/null &&
+     sh -c '"$1"; r=$?; exit $r' _ "$d/amx" 2>/dev/null; then ok=0; fi
+  rm -rf "$d"
+  return $ok
+}
 
 # Builds llama-bench from the llama-cpp-python sdist's vendored llama.cpp (once).
 build_llamacpp() {
@@ -56,8 +84,13 @@ build_llamacpp() {
   local tarball; tarball=$(ls "$src"/llama_cpp_python-*.tar.gz | sort -V | tail -n 1)
   local tree="${tarball%.tar.gz}"
   [ -d "$tree" ] || tar -xzf "$tarball" -C "$src"
+  # -march=native turns AMX on where the CPU lists it, but some VMs (this one) trap AMX
+  # instructions, and llama-bench then dies with SIGILL. Keep AMX only if a tile op runs.
+  local noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  if amx_usable; then noamx=""; log "AMX usable: llama.cpp keeps it"; else log "AMX not usable here: building llama.cpp without AMX"; fi
   log "building llama-bench from $tree/vendor/llama.cpp (a few minutes)"
   cmake -S "$tree/vendor/llama.cpp" -B "$LLAMACPP_DIR/cmake" -G Ninja \
+    -DCMAKE_C_FLAGS="$noamx" -DCMAKE_CXX_FLAGS="$noamx" \
     -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF >&2
@@ -70,8 +103,7 @@ if [ "${1:-}" = build ]; then build_llamacpp; exit 0; fi
 
 # ---- inputs ------------------------------------------------------------------------------
 build_llamacpp
-log "building ember"
-make -s "$EMBER" >&2
+if [ "$EMBER" = build/ember ]; then log "building ember"; make -s build/ember >&2; fi
 ./scripts/fetch-model.sh
 if [ -z "${MODELS:-}" ]; then
   if [ "$QUICK" = 1 ]; then
@@ -112,33 +144,41 @@ done
 log "runs took $(( $(date +%s) - start )) s"
 
 # ---- summary ------------------------------------------------------------------------------
-"$LLAMA_BENCH" --help 2>/dev/null | head -0 || true
-python3 - "$OUT_DIR" "$ISA" "$LLAMA_FA" "$ROUNDS" "$REPS" <<'PY'
+python3 - "$OUT_DIR" "$ISA" "$LLAMA_FA" "$ROUNDS" "$REPS" <<'PY' | tee "$OUT_DIR/summary.md"
 import glob, json, os, statistics, sys
 out, isa, fa, rounds, reps = sys.argv[1:6]
-samples, meta = {}, {}
+ts, frac, bw, ttft, rss, build, mtype = {}, {}, {}, {}, {}, {}, {}
 for path in sorted(glob.glob(os.path.join(out, "*.json"))):
     eng = os.path.basename(path).split(".")[0]
     for r in json.load(open(path)):
         test = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
-        model = os.path.basename(r["model_filename"])
-        key = (model, r["n_threads"], test)
-        samples.setdefault((eng,) + key, []).extend(r["samples_ts"])
+        key = (os.path.basename(r["model_filename"]), r["n_threads"], test)
+        ts.setdefault((eng,) + key, []).extend(r["samples_ts"])
+        build[eng] = r.get("build_commit", "?")
         if eng == "ember":
-            meta[key] = r
-        meta.setdefault(("build", eng), r.get("build_commit", "?"))
-keys = sorted({k[1:] for k in samples}, key=lambda k: (k[0], k[2][:2] != "pp", k[1]))
-print(f"| model | threads | test | llama.cpp t/s | ember t/s | ember/llama.cpp | ember bw% |")
-print("|---|--:|---|--:|--:|--:|--:|")
+            mtype[key[0]] = r["model_type"]
+            bw.setdefault(r["n_threads"], []).append(r["read_bw_gbps"])
+            rss.setdefault(key[0], []).append(r["peak_rss_bytes"] / 2**20)
+            if r["bw_frac"] > 0:
+                frac.setdefault(key, []).append(r["bw_frac"])
+            if r["ttft_ms"] > 0:
+                ttft.setdefault(key, []).append(r["ttft_ms"])
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+keys = sorted({k[1:] for k in ts}, key=lambda k: (k[0], k[2][:2] != "pp", k[1]))
+print("| model | file | threads | test | llama.cpp t/s | ember t/s | ember/llama.cpp | ember bw% |")
+print("|---|---|--:|---|--:|--:|--:|--:|")
 for key in keys:
-    lt, et = samples.get(("llama",) + key), samples.get(("ember",) + key)
-    lm = statistics.median(lt) if lt else float("nan")
-    em = statistics.median(et) if et else float("nan")
-    bw = meta.get(key, {}).get("bw_frac")
-    bws = f"{100 * bw:.0f}%" if bw else "-"
-    print(f"| {key[0]} | {key[1]} | {key[2]} | {lm:.2f} | {em:.2f} | {em / lm:.2f} | {bws} |")
-n = len(next(iter(samples.values()))) if samples else 0
-print(f"\nmedians of {n} samples per cell ({rounds} interleaved rounds x {reps} reps); "
-      f"ember kernels {isa}; llama-bench -fa {fa}; "
-      f"builds: llama.cpp {meta.get(('build', 'llama'))}, ember {meta.get(('build', 'ember'))}")
+    lm, em = med(ts.get(("llama",) + key)), med(ts.get(("ember",) + key))
+    f = med(frac.get(key))
+    fs = f"{100 * f:.0f}%" if f == f else "-"
+    print(f"| {mtype.get(key[0], '?')} | {key[0]} | {key[1]} | {key[2]} | {lm:.2f} | {em:.2f} | {em / lm:.2f} | {fs} |")
+n = min(len(v) for v in ts.values()) if ts else 0
+print(f"\nt/s: medians of {n} samples per cell ({rounds} interleaved rounds x {reps} reps); "
+      f"ratio > 1 means ember is faster. ember kernels: {isa}; llama-bench -fa {fa}.")
+print("ember time to first token (pp + 1 token), median ms: " + "; ".join(
+    f"{mtype.get(k[0], k[0])} t{k[1]} {k[2]} {med(v):.0f}" for k, v in sorted(ttft.items())))
+print("ember peak RSS, MiB: " + "; ".join(f"{mtype.get(m, m)} {med(v):.0f}" for m, v in sorted(rss.items())))
+print("memory read bandwidth (ember's probe, median GB/s): " +
+      ", ".join(f"{t} thread{'s' if t > 1 else ''} {med(v):.1f}" for t, v in sorted(bw.items())))
+print(f"builds: llama.cpp {build.get('llama')}, ember {build.get('ember')}")
 PY

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes random-weight GGUF models with the exact shapes of real small models, for speed
-benchmarks (ember bench, scripts/bench-vs-llamacpp.sh). Random weights decode exactly as
-fast as trained ones; the text they produce is noise.
+benchmarks (ember bench, scripts/bench-vs-llamacpp.sh). Random weights should decode as
+fast as trained ones (neither engine skips work based on values); their text is noise.
 
 Run from anywhere (needs `pip install gguf numpy`; about 1 minute and 2 GB of disk):
     python3 scripts/make_bench_models.py                 # all models, skip existing files
@@ -35,7 +35,7 @@ import gguf
 from gguf import GGMLQuantizationType as T, LlamaFileType as FT
 from gguf.quants import quantize
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 OUT = os.path.join(ROOT, "models", "bench")
 
 SHAPES = {

@@ -38,12 +38,17 @@ static void bw_read(void *arg, int ith, int nth) {
     bw_job *j = arg;
     size_t w0, w1;
     bw_slice(j, ith, nth, &w0, &w1);
-    uint64_t acc[BW_ACC] = { 0 };
+    /* Written out so the accumulators stay in registers. */
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
     const uint64_t *p = j->buf;
-    for (size_t i = w0; i < w1; i += BW_ACC)
-        for (int k = 0; k < BW_ACC; k++) acc[k] += p[i + (size_t)k];
+    for (size_t i = w0; i < w1; i += BW_ACC) {
+        a0 += p[i]; a1 += p[i + 1]; a2 += p[i + 2]; a3 += p[i + 3];
+        a4 += p[i + 4]; a5 += p[i + 5]; a6 += p[i + 6]; a7 += p[i + 7];
+    }
     /* Stored so the compiler cannot drop the loads. */
-    for (int k = 0; k < BW_ACC; k++) j->sums[ith][k] = acc[k];
+    uint64_t *out = j->sums[ith];
+    out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
+    out[4] = a4; out[5] = a5; out[6] = a6; out[7] = a7;
 }
 
 ember_status ember_read_bandwidth(int n_threads, size_t bytes, int passes, double *gbps) {
