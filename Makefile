@@ -95,6 +95,10 @@ $(DEFAULT_MODEL):
 test: all $(DEFAULT_MODEL)
 	@RUN="$(RUN)" O="$(O)" sh tests/run.sh
 
+# The live-server suite (needs: pip install openai pytest; selenium + chromium for the page).
+test-server: $(O)/ember $(DEFAULT_MODEL)
+	EMBER_BIN=$(O)/ember sh tests/server/run.sh
+
 run: $(O)/ember $(DEFAULT_MODEL)
 	$(O)/ember run -m $(DEFAULT_MODEL) -p "$(PROMPT)" -n 128
 
@@ -108,5 +112,5 @@ install: $(O)/libember.a $(O)/ember
 clean:
 	rm -rf $(O)
 
-.PHONY: all test run fuzz install clean
+.PHONY: all test test-server run fuzz install clean
 .SECONDARY:

@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -508,7 +509,8 @@ static enum MHD_Result finish_blocking(conn *k) {
     for (int i = 0; i < k->n_tasks; i++) {
         task *t = k->tasks[i];
         if (t->failed)
-            return reply_error(k->c, atomic_load(&srv->stop) ? 503 : 500, "server_error", t->errmsg);
+            return atomic_load(&srv->stop) ? reply_error(k->c, 503, "unavailable_error", t->errmsg)
+                                           : reply_error(k->c, 500, "server_error", t->errmsg);
         texts[i] = t->out ? t->out : "";
         finish[i] = t->finish;
     }
@@ -531,7 +533,9 @@ static int next_event(conn *k) {
         pthread_mutex_lock(&srv->mu);
         while (!t->done && t->n_out == k->sent) {
             wait_task(srv, t);
-            if (!t->done && t->n_out == k->sent && (client_gone(k->c) || atomic_load(&srv->stop))) {
+            /* No shutdown check: the scheduler fails every task before the HTTP side
+             * stops, so the client still gets an error event and [DONE]. */
+            if (!t->done && t->n_out == k->sent && client_gone(k->c)) {
                 pthread_mutex_unlock(&srv->mu);
                 return -1;
             }
@@ -551,7 +555,8 @@ static int next_event(conn *k) {
         k->phase = k->req.include_usage ? 3 : 4;
         if (t->failed) {
             oai_error e;
-            oai_set_error(&e, 500, "server_error", "%s", t->errmsg);
+            int down = atomic_load(&srv->stop);
+            oai_set_error(&e, down ? 503 : 500, down ? "unavailable_error" : "server_error", "%s", t->errmsg);
             json = oai_error_json(&e);
         } else {
             json = oai_chunk_json(kind, k->id, k->created, k->model_name, NULL, NULL, 0, t->finish, NULL);
@@ -714,23 +719,32 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---- start-up and shutdown ---------------------------------------------------------------- */
 
-static int parse_serve_flag(server *srv, const char *a, const char *v, int *used) {
-    *used = 1;
-    char *end;
-    if (!strcmp(a, "--host")) srv->host = v;
-    else if (!strcmp(a, "--port")) srv->port = (int)strtol(v, &end, 10);
-    else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) srv->n_slots = (int)strtol(v, &end, 10);
-    else if (!strcmp(a, "--api-key")) srv->api_key = v;
-    else if (!strcmp(a, "-a") || !strcmp(a, "--alias")) srv->alias = v;
-    else if (!strcmp(a, "--body-limit")) srv->body_limit = (size_t)strtoull(v, &end, 10);
-    else if (!strcmp(a, "--timeout")) srv->timeout_s = (int)strtol(v, &end, 10);
-    else if (!strcmp(a, "--max-conns")) srv->max_conns = (int)strtol(v, &end, 10);
-    else { *used = 0; return 0; }
+static const char *const SERVE_FLAGS[] = { "--host", "--port", "-np", "--parallel", "--api-key", "-a",
+                                            "--alias", "--body-limit", "--timeout", "--max-conns", NULL };
+
+static int is_serve_flag(const char *a) {
+    for (int i = 0; SERVE_FLAGS[i]; i++) if (!strcmp(a, SERVE_FLAGS[i])) return 1;
+    return 0;
+}
+
+/* One serve-only flag `a` with value `v` (a is known to be in SERVE_FLAGS). */
+static int parse_serve_flag(server *srv, const char *a, const char *v) {
     if (!v) { fprintf(stderr, "error: %s needs a value\n", a); return 1; }
-    if (strcmp(a, "--host") && strcmp(a, "--api-key") && strcmp(a, "-a") && strcmp(a, "--alias") && (*end || end == v)) {
-        fprintf(stderr, "error: %s expects an integer, got '%s'\n", a, v);
+    if (!strcmp(a, "--host")) { srv->host = v; return 0; }
+    if (!strcmp(a, "--api-key")) { srv->api_key = v; return 0; }
+    if (!strcmp(a, "-a") || !strcmp(a, "--alias")) { srv->alias = v; return 0; }
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || end == v || x < 0 || x > (1LL << 40)) {
+        fprintf(stderr, "error: %s expects a non-negative integer, got '%s'\n", a, v);
         return 1;
     }
+    if (!strcmp(a, "--port")) srv->port = x > 65535 ? -1 : (int)x;
+    else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) srv->n_slots = x > 256 ? 0 : (int)x;
+    else if (!strcmp(a, "--body-limit")) srv->body_limit = (size_t)x;
+    else if (!strcmp(a, "--timeout")) srv->timeout_s = x > 86400 ? -1 : (int)x;
+    else srv->max_conns = x > 65536 ? 0 : (int)x;
     return 0;
 }
 
@@ -740,14 +754,12 @@ static int parse_args(server *srv, int argc, char **argv) {
     int n_rest = 0, rc = 0;
     if (!rest) return 1;
     for (int i = 0; i < argc && !rc; i++) {
-        int used;
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strncmp(argv[i], "--", 2) || argv[i][0] == '-') {
-            if (!v && (!strcmp(argv[i], "--host") || !strcmp(argv[i], "--port"))) { fprintf(stderr, "error: %s needs a value\n", argv[i]); rc = 1; break; }
-            /* serve flags all take a value */
-            if (v) { rc = parse_serve_flag(srv, argv[i], v, &used); if (used) { i++; continue; } }
+        if (is_serve_flag(argv[i])) {
+            rc = parse_serve_flag(srv, argv[i], i + 1 < argc ? argv[i + 1] : NULL);
+            i++;
+        } else {
+            rest[n_rest++] = argv[i];
         }
-        rest[n_rest++] = argv[i];
     }
     if (!rc) rc = opts_parse(&srv->o, n_rest, rest);
     free(rest);

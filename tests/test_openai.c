@@ -1,0 +1,210 @@
+/* test_openai.c: unit tests of the OpenAI JSON translation (tools/openai.c), no sockets
+ * and no model: request parsing (fields, defaults, type and range errors), response and
+ * chunk shapes (usage always present, choices [] in the usage chunk), error bodies, the
+ * UTF-8 and stop-string helpers the server streams with. */
+#include <cjson/cJSON.h>
+#include "../tools/openai.h"
+#include "test.h"
+
+static int parse(oai_kind kind, const char *body, oai_request *r, oai_error *e) {
+    return oai_parse_request(body, strlen(body), kind, NULL, r, e);
+}
+
+TEST(chat_fields) {
+    oai_request r;
+    oai_error e;
+    const char *body =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]}],"
+        "\"max_tokens\":7,\"temperature\":0,\"top_p\":0.5,\"top_k\":3,\"min_p\":0.1,\"seed\":42,"
+        "\"repeat_penalty\":1.2,\"stop\":[\"x\",\"\",\"yz\"],\"stream\":true,"
+        "\"stream_options\":{\"include_usage\":true},\"tools\":[],\"unknown\":{\"a\":[1]}}";
+    CHECK(parse(OAI_CHAT, body, &r, &e) == 0);
+    CHECK(r.n_messages == 2);
+    CHECK(!strcmp(r.messages[0].role, "system") && !strcmp(r.messages[0].content, "be brief"));
+    CHECK(!strcmp(r.messages[1].content, "ab"));
+    CHECK(r.max_tokens == 7 && r.sp.temp == 0 && r.sp.top_p == 0.5f && r.sp.top_k == 3);
+    CHECK_NEAR(r.sp.min_p, 0.1, 1e-6);
+    CHECK_NEAR(r.sp.repeat_penalty, 1.2, 1e-6);
+    CHECK(r.sp.seed == 42 && r.stream && r.include_usage);
+    CHECK(r.n_stop == 2 && !strcmp(r.stop[0], "x") && !strcmp(r.stop[1], "yz"));  /* "" dropped */
+    CHECK(r.model && !strcmp(r.model, "m"));
+    oai_request_free(&r);
+}
+
+TEST(defaults_from_server) {
+    ember_sampler_params d = ember_sampler_default_params();
+    d.temp = 0.25f;
+    oai_request r;
+    oai_error e;
+    CHECK(oai_parse_request("{\"prompt\":\"hi\"}", 15, OAI_COMPLETION, &d, &r, &e) == 0);
+    CHECK(r.sp.temp == 0.25f && r.max_tokens == -1 && !r.stream && r.n_stop == 0);
+    CHECK(r.n_prompts == 1 && !strcmp(r.prompts[0].text, "hi"));
+    oai_request_free(&r);
+}
+
+TEST(prompt_forms) {
+    oai_request r;
+    oai_error e;
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":[\"a\",\"b\"],\"stop\":\"\\n\"}", &r, &e) == 0);
+    CHECK(r.n_prompts == 2 && !strcmp(r.prompts[1].text, "b") && r.n_stop == 1);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":[1,2,3]}", &r, &e) == 0);
+    CHECK(r.n_prompts == 1 && r.prompts[0].n_tokens == 3 && r.prompts[0].tokens[2] == 3);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":[[1],[2,3],\"x\"]}", &r, &e) == 0);
+    CHECK(r.n_prompts == 3 && r.prompts[1].n_tokens == 2 && !strcmp(r.prompts[2].text, "x"));
+    oai_request_free(&r);
+}
+
+TEST(rejections) {
+    static const struct { oai_kind k; const char *body; const char *needle; } cases[] = {
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}", "JSON" },
+        { OAI_CHAT, "[]", "object" },
+        { OAI_CHAT, "{}", "'messages' is required" },
+        { OAI_CHAT, "{\"messages\":[]}", "empty" },
+        { OAI_CHAT, "{\"messages\":{}}", "array" },
+        { OAI_CHAT, "{\"messages\":[1]}", "object" },
+        { OAI_CHAT, "{\"messages\":[{\"content\":\"x\"}]}", "role" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", "content" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", "not supported" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":\"5\"}", "number" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1e300}", "range" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":2.5}", "integer" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", "at least 1" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"temperature\":-1}", "range" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_p\":2}", "range" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":1}", "boolean" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream_options\":1}", "object" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}", "stop" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":3}", "'n'" },
+        { OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"model\":1}", "model" },
+        { OAI_COMPLETION, "{}", "'prompt' is required" },
+        { OAI_COMPLETION, "{\"prompt\":[]}", "empty" },
+        { OAI_COMPLETION, "{\"prompt\":{}}", "prompt" },
+        { OAI_COMPLETION, "{\"prompt\":[1.5]}", "token" },
+        { OAI_COMPLETION, "{\"prompt\":[-3]}", "token" },
+        { OAI_COMPLETION, "{\"prompt\":[\"a\",{}]}", "prompt" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        oai_request r;
+        oai_error e;
+        int st = parse(cases[i].k, cases[i].body, &r, &e);
+        CHECKF(st == 400, "case %zu: status %d", i, st);
+        CHECKF(strstr(e.message, cases[i].needle) != NULL, "case %zu: message '%s'", i, e.message);
+        CHECK(!strcmp(e.type, "invalid_request_error"));
+        oai_request_free(&r);
+    }
+}
+
+TEST(invalid_utf8_and_nesting) {
+    oai_request r;
+    oai_error e;
+    const char bad[] = "{\"prompt\":\"\xC0\xAF\"}";
+    CHECK(oai_parse_request(bad, sizeof bad - 1, OAI_COMPLETION, NULL, &r, &e) == 400);
+    CHECK(strstr(e.message, "UTF-8") != NULL);
+    oai_request_free(&r);
+    size_t n = 100000;
+    char *deep = malloc(n + 1);
+    memset(deep, '[', n);
+    deep[n] = 0;
+    CHECK(oai_parse_request(deep, n, OAI_CHAT, NULL, &r, &e) == 400);
+    oai_request_free(&r);
+    free(deep);
+}
+
+/* Parses s (freed) and returns the tree; the test frees it. */
+static cJSON *json(char *s) {
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    return j;
+}
+
+TEST(response_shapes) {
+    const char *texts[] = { "Hello", "bad \xFF byte" }, *fin[] = { "stop", "length" };
+    oai_usage u = { 10, 5, 4 };
+    cJSON *j = json(oai_response_json(OAI_CHAT, "chatcmpl-1", 7, "m", texts, fin, 1, &u));
+    CHECK(j != NULL);
+    if (!j) return;
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "object")->valuestring, "chat.completion"));
+    cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
+    CHECK(!strcmp(cJSON_GetObjectItem(cJSON_GetObjectItem(c0, "message"), "content")->valuestring, "Hello"));
+    cJSON *us = cJSON_GetObjectItem(j, "usage");
+    CHECK(cJSON_GetObjectItem(us, "total_tokens")->valueint == 15);
+    CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(us, "prompt_tokens_details"), "cached_tokens")->valueint == 4);
+    cJSON_Delete(j);
+    j = json(oai_response_json(OAI_COMPLETION, "cmpl-1", 7, "m", texts, fin, 2, &u));
+    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "choices")) == 2);
+    cJSON *c1 = j ? cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 1) : NULL;
+    CHECK(c1 && !strcmp(cJSON_GetObjectItem(c1, "text")->valuestring, "bad \xEF\xBF\xBD byte"));
+    CHECK(c1 && !strcmp(cJSON_GetObjectItem(c1, "finish_reason")->valuestring, "length"));
+    cJSON_Delete(j);
+}
+
+TEST(chunk_shapes) {
+    char *s = oai_chunk_json(OAI_CHAT, "id", 1, "m", "assistant", "", 0, NULL, NULL);
+    CHECK(s && strstr(s, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null"));
+    free(s);
+    s = oai_chunk_json(OAI_CHAT, "id", 1, "m", NULL, "Hel", 3, NULL, NULL);
+    CHECK(s && strstr(s, "\"delta\":{\"content\":\"Hel\"}"));
+    free(s);
+    s = oai_chunk_json(OAI_CHAT, "id", 1, "m", NULL, NULL, 0, "stop", NULL);
+    CHECK(s && strstr(s, "\"delta\":{},\"finish_reason\":\"stop\""));
+    free(s);
+    oai_usage u = { 3, 4, 0 };
+    s = oai_chunk_json(OAI_CHAT, "id", 1, "m", NULL, NULL, 0, NULL, &u);
+    CHECK(s && strstr(s, "\"choices\":[]") && strstr(s, "\"total_tokens\":7"));
+    free(s);
+    s = oai_chunk_json(OAI_COMPLETION, "id", 1, "m", NULL, "ab", 1, NULL, NULL);
+    CHECK(s && strstr(s, "\"object\":\"text_completion\"") && strstr(s, "\"text\":\"a\""));
+    free(s);
+}
+
+TEST(error_body) {
+    oai_error e;
+    oai_set_error(&e, 400, "exceed_context_size_error", "request (%d tokens) exceeds", 9000);
+    e.n_prompt_tokens = 9000;
+    e.n_ctx = 4096;
+    cJSON *j = json(oai_error_json(&e));
+    cJSON *er = j ? cJSON_GetObjectItem(j, "error") : NULL;
+    CHECK(er && cJSON_GetObjectItem(er, "code")->valueint == 400);
+    CHECK(er && !strcmp(cJSON_GetObjectItem(er, "type")->valuestring, "exceed_context_size_error"));
+    CHECK(er && cJSON_GetObjectItem(er, "n_prompt_tokens")->valueint == 9000);
+    CHECK(er && cJSON_GetObjectItem(er, "n_ctx")->valueint == 4096);
+    cJSON_Delete(j);
+}
+
+TEST(utf8_helpers) {
+    CHECK(oai_utf8_valid("a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80", 10));
+    CHECK(!oai_utf8_valid("\xC0\x80", 2));          /* overlong */
+    CHECK(!oai_utf8_valid("\xED\xA0\x80", 3));      /* surrogate */
+    CHECK(!oai_utf8_valid("\xF4\x90\x80\x80", 4));  /* > U+10FFFF */
+    CHECK(oai_utf8_complete_len("ab\xE2\x82", 4) == 2);
+    CHECK(oai_utf8_complete_len("ab\xF0\x9F\x98", 5) == 2);
+    CHECK(oai_utf8_complete_len("ab\xE2\x82\xAC", 5) == 5);
+    CHECK(oai_utf8_complete_len("ab\xFF", 3) == 3);  /* invalid: sent (as U+FFFD), not held */
+}
+
+TEST(stop_scan) {
+    char *stops[] = { "END", "\n\n" };
+    size_t hold;
+    CHECK(oai_stop_scan("abc END x", 9, stops, 2, &hold) == 4 && hold == 0);
+    CHECK(oai_stop_scan("abc EN", 6, stops, 2, &hold) == 6 && hold == 2);
+    CHECK(oai_stop_scan("abc\n", 4, stops, 2, &hold) == 4 && hold == 1);
+    CHECK(oai_stop_scan("a\n\nEND", 6, stops, 2, &hold) == 1);
+    CHECK(oai_stop_scan("plain", 5, stops, 0, &hold) == 5 && hold == 0);
+}
+
+int main(void) {
+    RUN(chat_fields);
+    RUN(defaults_from_server);
+    RUN(prompt_forms);
+    RUN(rejections);
+    RUN(invalid_utf8_and_nesting);
+    RUN(response_shapes);
+    RUN(chunk_shapes);
+    RUN(error_body);
+    RUN(utf8_helpers);
+    RUN(stop_scan);
+    return test_done();
+}
