@@ -111,6 +111,7 @@ typedef struct ember_context_params {
     int n_batch;       /* max tokens per forward chunk; 0: 64 */
     const char *isa;   /* NULL: best for this CPU (or $EMBER_ISA); "ref", "avx2", ... */
     const char *kv_type; /* KV cache storage: NULL or "f16" (as llama.cpp), "f32" */
+    int n_seq;         /* independent sequences, each with n_ctx positions; 0: 1 */
 } ember_context_params;
 
 EMBER_API ember_context_params ember_context_default_params(void);
@@ -118,17 +119,36 @@ EMBER_API ember_status ember_context_new(ember_model *m, const ember_context_par
                                          ember_context **out);
 EMBER_API void ember_context_free(ember_context *ctx);
 EMBER_API int ember_context_n_ctx(const ember_context *ctx);
-EMBER_API int ember_context_n_past(const ember_context *ctx);  /* tokens in the KV cache */
+EMBER_API int ember_context_n_past(const ember_context *ctx);  /* tokens in the KV cache (sequence 0) */
+EMBER_API int ember_context_n_seq(const ember_context *ctx);
 EMBER_API const char *ember_context_isa(const ember_context *ctx);
-/* Drops cached positions >= n_past (rewind for chat edits, prompt reuse). */
+/* Drops cached positions >= n_past of sequence 0 (rewind for chat edits, prompt reuse). */
 EMBER_API ember_status ember_context_truncate(ember_context *ctx, int n_past);
 
 /* Feeds n tokens at positions n_past..n_past+n-1. Logits are kept for the last token, or
  * for every token when all_logits is set. EMBER_E_CONTEXT_FULL if they do not fit. */
 EMBER_API ember_status ember_decode(ember_context *ctx, const ember_token *tokens, int n,
                                     int all_logits);
-/* Logits (n_vocab floats) of the i-th token of the last decode (i = -1: last), or NULL. */
+/* Logits (n_vocab floats) of the i-th token of the last decode or decode_batch (i = -1:
+ * last), or NULL when that token kept none. Valid until the next decode. */
 EMBER_API const float *ember_get_logits(ember_context *ctx, int i);
+
+/* Several sequences in one forward pass (a context made with n_seq > 1): token i goes to
+ * sequence seq[i] at that sequence's next position, so one call can carry a prompt chunk
+ * of one sequence and the next token of others. The weights are read once for the whole
+ * batch, and each token's logits are bit-identical to decoding its sequence alone.
+ * Tokens of one sequence must appear in order. Nothing changes on error (bad token or
+ * sequence: EMBER_E_INVALID; a sequence out of room: EMBER_E_CONTEXT_FULL). */
+typedef struct ember_batch {
+    int n_tokens;
+    const ember_token *token;
+    const int *seq;          /* sequence of each token; NULL: all 0 */
+    const int8_t *logits;    /* nonzero: keep this token's logits; NULL: the last token only */
+} ember_batch;
+EMBER_API ember_status ember_decode_batch(ember_context *ctx, const ember_batch *batch);
+EMBER_API int ember_seq_n_past(const ember_context *ctx, int seq);
+/* Drops sequence seq's cached positions >= n_past; other sequences are untouched. */
+EMBER_API ember_status ember_seq_truncate(ember_context *ctx, int seq, int n_past);
 
 /* ---- sampling ---------------------------------------------------------------------- */
 typedef struct ember_sampler_params {

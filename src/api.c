@@ -149,7 +149,7 @@ int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len
 
 /* ---- contexts ---- */
 ember_context_params ember_context_default_params(void) {
-    ember_context_params p = { 0, 0, 0, NULL, NULL };
+    ember_context_params p = { 0, 0, 0, NULL, NULL, 0 };
     return p;
 }
 
@@ -159,7 +159,8 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     CHECK_ARG(m, "ember_context_new: model is NULL");
     if (m->vocab_only) return em_fail(EMBER_E_INVALID, "model was loaded vocab-only; it cannot decode");
     ember_context_params p = params ? *params : ember_context_default_params();
-    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0, "ember_context_new: negative parameter");
+    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0, "ember_context_new: negative parameter");
+    CHECK_ARG(p.n_seq <= 4096, "ember_context_new: %d sequences is too many (at most 4096)", p.n_seq);
     const em_hparams *hp = &m->hp;
     struct ember_context *c = calloc(1, sizeof *c);
     if (!c) return em_fail(EMBER_E_NOMEM, "out of memory");
@@ -168,6 +169,7 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     if (!c->kern) { free(c); return em_fail(EMBER_E_UNSUPPORTED, "ISA '%s' is not available on this CPU", p.isa); }
     c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     c->n_batch = p.n_batch ? p.n_batch : 64;
+    c->n_seq = p.n_seq ? p.n_seq : 1;
     if (!p.kv_type || !strcmp(p.kv_type, "f16")) c->kv_type = EM_F16;
     else if (!strcmp(p.kv_type, "f32")) c->kv_type = EM_F32;
     else { free(c); return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (f16, f32)", p.kv_type); }
@@ -180,6 +182,13 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     if (ff > maxw) maxw = ff;
     c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
     size_t cache = (size_t)hp->n_layer * (size_t)c->n_ctx * kvdim;  /* bounded by load checks */
+    if (cache > SIZE_MAX / 4 / (size_t)c->n_seq) {
+        const int ns = c->n_seq, nc = c->n_ctx;
+        em_pool_free(c->pool);
+        free(c);
+        return em_fail(EMBER_E_NOMEM, "a KV cache of %d sequences x %d positions is too large", ns, nc);
+    }
+    cache *= (size_t)c->n_seq;
     /* calloc: large zeroed blocks come from fresh pages, so unused context costs no RAM. */
     c->k_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
     c->v_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
@@ -193,10 +202,15 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->hu = em_alloc_aligned(B * ff * sizeof(float));
     c->xq = em_alloc_aligned(3 * B * c->xq_col);  /* one slot per vec_dot type in a matmul group */
     c->rope_cs = em_alloc_aligned((size_t)hp->n_rot * sizeof(float));
+    c->n_past = calloc((size_t)c->n_seq, sizeof *c->n_past);
+    c->tok_seq = malloc(B * sizeof *c->tok_seq);
+    c->tok_pos = malloc(B * sizeof *c->tok_pos);
+    c->out_tok = malloc(B * sizeof *c->out_tok);
     c->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     c->n_logits_cap = 1;
     if (!c->pool || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->xb2 || !c->q || !c->k ||
-        !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits) {
+        !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits || !c->n_past ||
+        !c->tok_seq || !c->tok_pos || !c->out_tok) {
         ember_context_free(c);
         return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", c->n_ctx);
     }
@@ -212,31 +226,50 @@ void ember_context_free(ember_context *c) {
     em_free_aligned(c->q); em_free_aligned(c->k); em_free_aligned(c->v);
     em_free_aligned(c->hg); em_free_aligned(c->hu);
     em_free_aligned(c->xq); em_free_aligned(c->rope_cs);
-    free(c->logits);
+    free(c->logits); free(c->logit_row);
+    free(c->n_past); free(c->tok_seq); free(c->tok_pos); free(c->out_tok);
     free(c);
 }
 
 int ember_context_n_ctx(const ember_context *c) { return c ? c->n_ctx : 0; }
-int ember_context_n_past(const ember_context *c) { return c ? c->n_past : 0; }
+int ember_context_n_past(const ember_context *c) { return c ? c->n_past[0] : 0; }
+int ember_context_n_seq(const ember_context *c) { return c ? c->n_seq : 0; }
 const char *ember_context_isa(const ember_context *c) { return c ? c->kern->name : ""; }
 
-ember_status ember_context_truncate(ember_context *c, int n_past) {
-    CHECK_ARG(c && n_past >= 0 && n_past <= c->n_past, "ember_context_truncate: bad position %d", n_past);
-    c->n_past = n_past;
+int ember_seq_n_past(const ember_context *c, int seq) {
+    return c && seq >= 0 && seq < c->n_seq ? c->n_past[seq] : 0;
+}
+
+ember_status ember_seq_truncate(ember_context *c, int seq, int n_past) {
+    CHECK_ARG(c && seq >= 0 && seq < c->n_seq, "ember_seq_truncate: bad sequence %d", seq);
+    CHECK_ARG(n_past >= 0 && n_past <= c->n_past[seq], "ember_seq_truncate: bad position %d", n_past);
+    c->n_past[seq] = n_past;
     return EMBER_OK;
 }
 
+ember_status ember_context_truncate(ember_context *c, int n_past) { return ember_seq_truncate(c, 0, n_past); }
+
 ember_status ember_decode(ember_context *c, const ember_token *tokens, int n, int all_logits) {
     CHECK_ARG(c && (tokens || n == 0), "ember_decode: NULL argument");
-    return em_forward(c, tokens, n, all_logits);
+    if (!all_logits) return em_forward(c, tokens, NULL, NULL, n);
+    int8_t *want = malloc(n > 0 ? (size_t)n : 1);
+    if (!want) return em_fail(EMBER_E_NOMEM, "out of memory");
+    memset(want, 1, n > 0 ? (size_t)n : 1);
+    ember_status st = em_forward(c, tokens, NULL, want, n);
+    free(want);
+    return st;
+}
+
+ember_status ember_decode_batch(ember_context *c, const ember_batch *b) {
+    CHECK_ARG(c && b && (b->token || b->n_tokens == 0), "ember_decode_batch: NULL argument");
+    return em_forward(c, b->token, b->seq, b->logits, b->n_tokens);
 }
 
 const float *ember_get_logits(ember_context *c, int i) {
-    if (!c || c->n_logits == 0) return NULL;
+    if (!c || c->last_n == 0) return NULL;
     if (i < 0) i = c->last_n + i;
-    int row = i - c->logits_first;
-    if (row < 0 || row >= c->n_logits) return NULL;
-    return c->logits + (size_t)row * c->m->hp.n_vocab;
+    if (i < 0 || i >= c->last_n || c->logit_row[i] < 0) return NULL;
+    return c->logits + (size_t)c->logit_row[i] * c->m->hp.n_vocab;
 }
 
 /* ---- sampling ---- */

@@ -106,6 +106,12 @@ static void rope_apply(float *v, const float *cs, int n_rot, int neox) {
 }
 
 /* ---- attention over the KV cache ---------------------------------------------------- */
+/* Element offset of (layer, sequence, position) in the K or V cache. */
+static size_t kv_offset(const struct ember_context *ctx, int l, int seq, int pos) {
+    const size_t kvdim = (size_t)ctx->m->hp.n_head_kv * ctx->m->hp.head_dim;
+    return (((size_t)l * ctx->n_seq + (size_t)seq) * ctx->n_ctx + (size_t)pos) * kvdim;
+}
+
 typedef struct {
     struct ember_context *ctx;
     int layer, T;
@@ -117,13 +123,14 @@ static void attn_worker(void *arg, int ith, int nth) {
     const em_hparams *hp = &ctx->m->hp;
     const int hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
     const size_t kvdim = (size_t)hp->n_head_kv * hd;
-    const size_t esz = ctx->kv_type == EM_F16 ? 2 : 4, layer = (size_t)a->layer * ctx->n_ctx * kvdim;
-    const char *kc = (const char *)ctx->k_cache + layer * esz, *vc = (const char *)ctx->v_cache + layer * esz;
+    const size_t esz = ctx->kv_type == EM_F16 ? 2 : 4;
     const float scale = 1.0f / sqrtf((float)hd);
     const int items = a->T * nh;
     for (int it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
         const int t = it / nh, h = it % nh, kvh = h / group;
-        const int n_kv = ctx->n_past + t + 1;  /* causal: positions 0..pos */
+        const size_t base = kv_offset(ctx, a->layer, ctx->tok_seq[t], 0) * esz;
+        const char *kc = (const char *)ctx->k_cache + base, *vc = (const char *)ctx->v_cache + base;
+        const int n_kv = ctx->tok_pos[t] + 1;  /* causal: the sequence's positions 0..pos */
         ctx->kern->attn[ctx->kv_type](ctx->xb + (size_t)t * nh * hd + (size_t)h * hd,
                                       ctx->q + (size_t)t * nh * hd + (size_t)h * hd,
                                       kc + (size_t)kvh * hd * esz, vc + (size_t)kvh * hd * esz, n_kv, hd,
@@ -132,9 +139,9 @@ static void attn_worker(void *arg, int ith, int nth) {
 }
 
 /* Writes one position's K and V rows into the cache, converting to the cache type. */
-static void kv_store(struct ember_context *ctx, int l, int pos, const float *k, const float *v) {
+static void kv_store(struct ember_context *ctx, int l, int seq, int pos, const float *k, const float *v) {
     const int kvdim = ctx->m->hp.n_head_kv * ctx->m->hp.head_dim;
-    const size_t off = ((size_t)l * ctx->n_ctx + (size_t)pos) * kvdim;
+    const size_t off = kv_offset(ctx, l, seq, pos);
     if (ctx->kv_type == EM_F16) {
         uint16_t *kc = (uint16_t *)ctx->k_cache + off, *vc = (uint16_t *)ctx->v_cache + off;
         for (int i = 0; i < kvdim; i++) { kc[i] = em_f32_to_f16(k[i]); vc[i] = em_f32_to_f16(v[i]); }
@@ -176,10 +183,10 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
             for (int h = 0; h < nh; h++) k->rmsnorm(q + h * hd, q + h * hd, L->q_norm.data, hd, hp->rms_eps);
             for (int h = 0; h < nkv; h++) k->rmsnorm(kk + h * hd, kk + h * hd, L->k_norm.data, hd, hp->rms_eps);
         }
-        rope_cache(ctx->rope_cs, ctx->n_past + t, hp->n_rot, hp->rope_base);
+        rope_cache(ctx->rope_cs, ctx->tok_pos[t], hp->n_rot, hp->rope_base);
         for (int h = 0; h < nh; h++) rope_apply(q + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         for (int h = 0; h < nkv; h++) rope_apply(kk + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
-        kv_store(ctx, l, ctx->n_past + t, kk, ctx->v + (size_t)t * kvdim);
+        kv_store(ctx, l, ctx->tok_seq[t], ctx->tok_pos[t], kk, ctx->v + (size_t)t * kvdim);
     }
     attn_task at = { ctx, l, T };
     em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
@@ -199,41 +206,66 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
     for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
 }
 
-/* Final norm and output projection for tokens [t0, T) of the chunk into logits rows. */
-static void output_forward(struct ember_context *ctx, int t0, int T, float *logits) {
+/* Final norm and output projection of the n chunk tokens listed in out_tok, into
+ * consecutive logits rows. */
+static void output_forward(struct ember_context *ctx, int n, float *logits) {
     const struct ember_model *m = ctx->m;
-    const int d = m->hp.n_embd, n = T - t0;
-    for (int t = 0; t < n; t++)
-        ctx->kern->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)(t0 + t) * d, m->output_norm.data, d, m->hp.rms_eps);
+    const int d = m->hp.n_embd;
+    for (int r = 0; r < n; r++)
+        ctx->kern->rmsnorm(ctx->xb + (size_t)r * d, ctx->x + (size_t)ctx->out_tok[r] * d, m->output_norm.data, d, m->hp.rms_eps);
     matmul(ctx, &m->output, ctx->xb, d, n, logits, m->hp.n_vocab);
 }
 
-ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, int n, int all_logits) {
+ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, const int *seq,
+                        const int8_t *want, int n) {
     const struct ember_model *m = ctx->m;
     if (n <= 0) return em_fail(EMBER_E_INVALID, "decode: empty batch");
-    if (n > ctx->n_ctx - ctx->n_past)
-        return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used",
-                       n, ctx->n_past, ctx->n_ctx);
-    for (int i = 0; i < n; i++)
+    /* Check every token, sequence and the room left in each sequence first. */
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
             return em_fail(EMBER_E_INVALID, "decode: token %d is out of range [0, %d)", tokens[i], m->hp.n_vocab);
-    const int rows = all_logits ? n : 1;
+        const int s = seq ? seq[i] : 0;
+        if (s < 0 || s >= ctx->n_seq)
+            return em_fail(EMBER_E_INVALID, "decode: sequence %d is out of range [0, %d)", s, ctx->n_seq);
+        rows += want ? want[i] != 0 : i == n - 1;
+    }
+    for (int s = 0; s < ctx->n_seq; s++) {
+        int k = 0;
+        for (int i = 0; i < n; i++) k += (seq ? seq[i] : 0) == s;
+        if (k > ctx->n_ctx - ctx->n_past[s])
+            return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used%s",
+                           k, ctx->n_past[s], ctx->n_ctx, ctx->n_seq > 1 ? " in that sequence" : "");
+    }
     if (rows > ctx->n_logits_cap) {
         float *p = realloc(ctx->logits, (size_t)rows * m->hp.n_vocab * sizeof(float));
         if (!p) return em_fail(EMBER_E_NOMEM, "decode: out of memory for %d logit rows", rows);
         ctx->logits = p;
         ctx->n_logits_cap = rows;
     }
+    if (n > ctx->row_cap) {
+        int *p = realloc(ctx->logit_row, (size_t)n * sizeof *p);
+        if (!p) return em_fail(EMBER_E_NOMEM, "decode: out of memory for a batch of %d", n);
+        ctx->logit_row = p;
+        ctx->row_cap = n;
+    }
+    int row = 0;
     for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
         const int T = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;
+        int n_out = 0;
+        for (int t = 0; t < T; t++) {
+            const int i = c0 + t, s = seq ? seq[i] : 0;
+            ctx->tok_seq[t] = s;
+            ctx->tok_pos[t] = ctx->n_past[s]++;
+            const int keep = want ? want[i] != 0 : i == n - 1;
+            ctx->logit_row[i] = keep ? row + n_out : -1;
+            if (keep) ctx->out_tok[n_out++] = t;
+        }
         embed(ctx, tokens + c0, T);
         for (int l = 0; l < m->hp.n_layer; l++) layer_forward(ctx, l, T);
-        if (all_logits) output_forward(ctx, 0, T, ctx->logits + (size_t)c0 * m->hp.n_vocab);
-        else if (c0 + T == n) output_forward(ctx, T - 1, T, ctx->logits);
-        ctx->n_past += T;
+        if (n_out) output_forward(ctx, n_out, ctx->logits + (size_t)row * m->hp.n_vocab);
+        row += n_out;
     }
-    ctx->n_logits = rows;
-    ctx->logits_first = all_logits ? 0 : n - 1;
     ctx->last_n = n;
     return EMBER_OK;
 }

@@ -102,11 +102,15 @@ struct ember_context {
     const struct ember_model *m;
     const em_kernels *kern;
     em_pool *pool;
-    int n_ctx;
+    int n_ctx;                      /* positions per sequence */
     int n_batch;                    /* tokens per forward chunk */
-    int n_past;                     /* positions filled in the KV cache */
+    int n_seq;                      /* independent sequences, each with its own KV cache */
+    int *n_past;                    /* (n_seq) positions filled in each sequence's cache */
     int kv_type;                    /* EM_F16 (default, as llama.cpp) or EM_F32 */
-    void *k_cache, *v_cache;        /* (n_layer, n_ctx, n_head_kv*head_dim) of kv_type */
+    void *k_cache, *v_cache;        /* (n_layer, n_seq, n_ctx, n_head_kv*head_dim) of kv_type */
+    /* the chunk being decoded: sequence and position of each token */
+    int *tok_seq, *tok_pos;         /* (n_batch) */
+    int *out_tok;                   /* (n_batch) chunk indices of the tokens that keep logits */
     /* activations for a chunk of up to n_batch tokens, token-major */
     float *x;                       /* (n_batch, n_embd) residual stream */
     float *xb;                      /* (n_batch, max(n_embd, n_head*hd_v)) normed input / attn out */
@@ -119,11 +123,14 @@ struct ember_context {
     float *rope_cs;                 /* (n_rot) cos/sin pairs for one position */
     float *logits;                  /* (n_logits_cap, n_vocab) */
     int n_logits_cap;
-    int n_logits;                   /* rows valid after the last decode */
-    int logits_first;               /* batch index of logits row 0 */
+    int *logit_row;                 /* (row_cap) logits row of each batch token, or -1 */
+    int row_cap;
     int last_n;                     /* tokens in the last decode */
 };
 
-ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, int n,
-                        int all_logits);
+/* Feeds n tokens; token i goes to sequence seq[i] (NULL: all 0) at that sequence's next
+ * position. Logits are kept for token i when want[i] is nonzero (want NULL: the last
+ * token only). Validates everything before any state changes. */
+ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, const int *seq,
+                        const int8_t *want, int n);
 #endif
