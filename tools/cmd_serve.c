@@ -5,17 +5,18 @@
  *  - libmicrohttpd runs one thread per connection (bounded by --max-conns). A request
  *    thread parses and tokenizes, checks the context size, then enqueues one `task` per
  *    prompt and blocks on the task's condition variable, streaming text as it appears.
- *  - One scheduler thread owns the N slots (each an ember_context with its own KV cache
- *    and token history). Each iteration it admits queued tasks into free slots (the slot
- *    whose cached tokens share the longest prefix with the prompt wins, so a follow-up
- *    request reuses its KV cache), then runs one step for every active slot: a prompt
- *    chunk or one sampled token. All forward calls of a step go through decode_step(),
- *    the one place a future multi-sequence batch API will batch them.
+ *  - One scheduler thread owns the N slots: one ember_context with N sequences, so each
+ *    slot has its own KV cache and token history. Each iteration it admits queued tasks
+ *    into free slots (the slot whose cached tokens share the longest prefix with the
+ *    prompt wins, so a follow-up request reuses its KV cache), then runs one step for
+ *    every active slot: a prompt chunk or one sampled token. decode_step() puts all of
+ *    them into one ember_decode_batch call (continuous batching): the weights are read
+ *    once per step however many slots are generating, and a slot joins or leaves the
+ *    batch between any two steps. Each token's logits are bit-identical to decoding its
+ *    slot alone, so greedy replies do not depend on what else is running.
  *  - srv.mu guards the queue, slot assignment and every task's output fields. A task is
  *    freed only by its request thread, after the scheduler has set `done`.
- * Threads per context: the scheduler runs contexts one after another, so each decode may
- * use every core (-t, default: physical cores); a context's idle pool spins for at most
- * ~2 ms before sleeping, which is what N contexts on one machine cost.
+ * Threads: the context's pool (-t, default: physical cores) runs every batched step.
  * Shutdown (SIGINT/SIGTERM): the scheduler fails every task, request threads return,
  * MHD_stop_daemon joins them, then contexts and the model are freed. */
 #include <arpa/inet.h>
@@ -58,13 +59,13 @@ typedef struct task {
 
 typedef struct slot {
     int id;
-    ember_context *ctx;
     ember_sampler *smp;
     ember_token *cache;         /* tokens the KV cache holds, n_ctx capacity */
     int n_cache;
     task *t;                    /* active task, or NULL */
     int n_fed;                  /* prompt tokens in the cache for t */
     int has_logits;             /* the last decode left logits to sample from */
+    int logit_idx;              /* ... at this index of the last batch */
     ember_token next;           /* token sampled this step, to be fed */
     long last_used;
 } slot;
@@ -77,7 +78,12 @@ typedef struct server {
     opts o;
     /* state */
     ember_model *model;
+    ember_context *ctx;         /* one sequence per slot */
     slot *slots;
+    ember_token *b_tok;         /* the batch of one step: tokens, sequences, logits flags */
+    int *b_seq;
+    int8_t *b_want;
+    int b_cap;
     pthread_mutex_t mu;
     pthread_cond_t cv;          /* wakes the scheduler */
     task *q_head, *q_tail;
@@ -185,14 +191,14 @@ static void slot_release(server *srv, slot *s, const char *finish, const char *e
 static void slot_start(server *srv, slot *s, task *t) {
     int keep = common_prefix(s->cache, s->n_cache, t->prompt, t->n_prompt);
     if (keep >= t->n_prompt) keep = t->n_prompt - 1;  /* the last token must run for logits */
-    ember_context_truncate(s->ctx, keep);
+    ember_seq_truncate(srv->ctx, s->id, keep);
     s->n_cache = keep;
     s->n_fed = keep;
     s->has_logits = 0;
     s->t = t;
     t->n_cached = keep;
     ember_sampler_params sp = t->sp;
-    if (sp.repeat_last_n < 0) sp.repeat_last_n = ember_context_n_ctx(s->ctx);
+    if (sp.repeat_last_n < 0) sp.repeat_last_n = srv->n_ctx;
     ember_sampler_free(s->smp);
     s->smp = NULL;
     if (ember_sampler_new(srv->model, &sp, &s->smp)) {
@@ -230,7 +236,7 @@ static void admit(server *srv) {
 /* One sampled token for s: records its text; returns 1 if the task ended. */
 static int slot_sample(server *srv, slot *s) {
     task *t = s->t;
-    ember_token tok = ember_sampler_sample(s->smp, s->ctx, -1);
+    ember_token tok = ember_sampler_sample(s->smp, srv->ctx, s->logit_idx);
     if (tok < 0) { slot_release(srv, s, NULL, ember_last_error()); return 1; }
     if (ember_token_is_eog(srv->model, tok)) { slot_release(srv, s, "stop", NULL); return 1; }
     pthread_mutex_lock(&srv->mu);
@@ -243,7 +249,7 @@ static int slot_sample(server *srv, slot *s) {
         return 1;
     }
     if (slot_emit(srv, s, 0)) { slot_release(srv, s, "stop", NULL); return 1; }
-    if ((t->max_tokens > 0 && t->n_gen >= t->max_tokens) || s->n_cache >= ember_context_n_ctx(s->ctx)) {
+    if ((t->max_tokens > 0 && t->n_gen >= t->max_tokens) || s->n_cache >= srv->n_ctx) {
         slot_release(srv, s, "length", NULL);
         return 1;
     }
@@ -251,20 +257,49 @@ static int slot_sample(server *srv, slot *s) {
     return 0;
 }
 
-/* Runs the forward passes of one scheduler step: n_work slots, each feeding `n` tokens.
- * Today one ember_decode per slot (contexts are single-sequence); this is the seam where
- * a multi-sequence batch call will put all decode-phase slots into one forward pass. */
+/* Runs one scheduler step as a single batch: n_work slots, each feeding `n` tokens
+ * (a prompt chunk or its last sampled token), logits kept for each slot's last token. */
 typedef struct work { slot *s; const ember_token *tok; int n; } work;
 
 static void decode_step(server *srv, work *w, int n_work) {
+    int n = 0;
+    for (int i = 0; i < n_work; i++) n += w[i].n;
+    if (n == 0) return;
+    if (n > srv->b_cap) {
+        ember_token *bt = realloc(srv->b_tok, (size_t)n * sizeof *bt);
+        if (bt) srv->b_tok = bt;
+        int *bs = realloc(srv->b_seq, (size_t)n * sizeof *bs);
+        if (bs) srv->b_seq = bs;
+        int8_t *bw = realloc(srv->b_want, (size_t)n);
+        if (bw) srv->b_want = bw;
+        if (!bt || !bs || !bw) {
+            for (int i = 0; i < n_work; i++) slot_release(srv, w[i].s, NULL, "out of memory");
+            return;
+        }
+        srv->b_cap = n;
+    }
+    n = 0;
+    for (int i = 0; i < n_work; i++) {
+        for (int j = 0; j < w[i].n; j++, n++) {
+            srv->b_tok[n] = w[i].tok[j];
+            srv->b_seq[n] = w[i].s->id;
+            srv->b_want[n] = j == w[i].n - 1;
+        }
+        w[i].s->logit_idx = n - 1;
+    }
+    ember_batch b = { n, srv->b_tok, srv->b_seq, srv->b_want };
+    if (ember_decode_batch(srv->ctx, &b)) {
+        /* Nothing was decoded (the batch is validated first): fail the step's tasks. */
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s", ember_last_error());
+        for (int i = 0; i < n_work; i++) {
+            w[i].s->has_logits = 0;
+            slot_release(srv, w[i].s, NULL, msg);
+        }
+        return;
+    }
     for (int i = 0; i < n_work; i++) {
         slot *s = w[i].s;
-        if (ember_decode(s->ctx, w[i].tok, w[i].n, 0)) {
-            s->has_logits = 0;
-            ember_context_truncate(s->ctx, s->n_cache);
-            slot_release(srv, s, NULL, ember_last_error());
-            continue;
-        }
         memcpy(s->cache + s->n_cache, w[i].tok, (size_t)w[i].n * sizeof *w[i].tok);
         s->n_cache += w[i].n;
         s->has_logits = 1;
@@ -781,11 +816,12 @@ static int slots_new(server *srv) {
     cp.n_batch = srv->o.n_batch;
     cp.isa = srv->o.isa;
     cp.kv_type = srv->o.cache_k ? srv->o.cache_k : srv->o.cache_v;
+    cp.n_seq = srv->n_slots;
+    if (ember_context_new(srv->model, &cp, &srv->ctx)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
+    srv->n_ctx = ember_context_n_ctx(srv->ctx);
     for (int i = 0; i < srv->n_slots; i++) {
         slot *s = &srv->slots[i];
         s->id = i;
-        if (ember_context_new(srv->model, &cp, &s->ctx)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
-        srv->n_ctx = ember_context_n_ctx(s->ctx);
         if (!(s->cache = malloc((size_t)srv->n_ctx * sizeof *s->cache))) return 1;
     }
     return 0;
@@ -794,30 +830,41 @@ static int slots_new(server *srv) {
 static void slots_free(server *srv) {
     for (int i = 0; srv->slots && i < srv->n_slots; i++) {
         ember_sampler_free(srv->slots[i].smp);
-        ember_context_free(srv->slots[i].ctx);
         free(srv->slots[i].cache);
     }
     free(srv->slots);
+    ember_context_free(srv->ctx);
+    free(srv->b_tok);
+    free(srv->b_seq);
+    free(srv->b_want);
 }
 
 static struct MHD_Daemon *http_start(server *srv) {
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)srv->port);
-    if (inet_pton(AF_INET, srv->host, &a.sin_addr) != 1) {
-        fprintf(stderr, "error: --host must be an IPv4 address, got '%s'\n", srv->host);
+    /* --host is a numeric IPv4 or IPv6 address (no name lookup: a server binds what it is told). */
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (inet_pton(AF_INET, srv->host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)srv->port);
+    } else if (inet_pton(AF_INET6, srv->host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)srv->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        fprintf(stderr, "error: --host must be a numeric IPv4 or IPv6 address, got '%s'\n", srv->host);
         return NULL;
     }
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC,
-        (uint16_t)srv->port, NULL, NULL, on_request, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+        flags, (uint16_t)srv->port, NULL, NULL, on_request, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->max_conns,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_END);
-    if (!d) fprintf(stderr, "error: cannot listen on %s:%d: %s\n", srv->host, srv->port, strerror(errno));
+    if (!d) fprintf(stderr, "error: cannot listen on %s port %d: %s\n", srv->host, srv->port, strerror(errno));
     return d;
 }
 
@@ -844,8 +891,9 @@ int cmd_serve(int argc, char **argv) {
     struct MHD_Daemon *d = path ? http_start(&srv) : NULL;
     if (!d) goto out;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    fprintf(stderr, "ember serve: listening on http://%s:%u (loading %s)\n", srv.host,
-            di ? di->port : (unsigned)srv.port, path);
+    const int v6 = strchr(srv.host, ':') != NULL;  /* URLs bracket IPv6 literals */
+    fprintf(stderr, "ember serve: listening on http://%s%s%s:%u (loading %s)\n", v6 ? "[" : "", srv.host,
+            v6 ? "]" : "", di ? di->port : (unsigned)srv.port, path);
     if (!srv.alias) srv.alias = path;
     if (!(srv.model = load_model(&srv.o, 0)) || slots_new(&srv)) goto out;
     if (pthread_create(&sched, NULL, scheduler, &srv)) goto out;

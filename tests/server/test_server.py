@@ -357,3 +357,35 @@ def test_web_page_served():
     page = r.read().decode()
     assert r.status == 200 and r.getheader("Content-Type").startswith("text/html")
     assert "/v1/chat/completions" in page and "<script" in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_ipv6_host():
+    """--host takes a numeric IPv6 address; skipped where the machine has no IPv6 loopback."""
+    import re
+    import subprocess
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    cmd = [os.environ.get("EMBER_BIN", "build/ember"), "serve", "--host", "::1", "--port", "0", "-np", "1", "-c", "256"]
+    if os.environ.get("EMBER_MODEL"):
+        cmd += ["-m", os.environ["EMBER_MODEL"]]
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        for line in p.stderr:
+            m = re.search(r"listening on http://\[::1\]:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+            if "ready" in line:
+                break
+        assert port, "no listening line"
+        conn = http.client.HTTPConnection("::1", port, timeout=60)
+        conn.request("POST", "/v1/completions", json.dumps({"prompt": "Hello", "max_tokens": 4, "temperature": 0}),
+                     {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        body = json.loads(r.read())
+        assert r.status == 200 and body["usage"]["completion_tokens"] == 4
+    finally:
+        p.terminate()
+        assert p.wait(timeout=30) == 0
