@@ -44,16 +44,18 @@ TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(O)/%)
 FUZZ_SRC  := $(wildcard fuzz/fuzz_*.c)
 REPLAY_BIN:= $(FUZZ_SRC:fuzz/fuzz_%.c=$(O)/replay_%)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/%)
 
-all: $(O)/libember.a $(O)/ember $(TEST_BIN) $(REPLAY_BIN)
+all: $(O)/libember.a $(O)/ember $(TEST_BIN) $(REPLAY_BIN) $(BENCH_BIN)
 
 $(O)/src/kern_avx2.o:   XFLAGS = -mavx2 -mfma -mf16c
 $(O)/src/kern_avx512.o: XFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
 
-$(O)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h) | $(O)/src $(O)/tools $(O)/tests $(O)/fuzz
+$(O)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h) | $(O)/src $(O)/tools $(O)/tests $(O)/fuzz $(O)/bench
 	$(CC) $(CFLAGS) $(XFLAGS) -c $< -o $@
 
-$(O)/src $(O)/tools $(O)/tests $(O)/fuzz:
+$(O)/src $(O)/tools $(O)/tests $(O)/fuzz $(O)/bench:
 	mkdir -p $@
 
 $(O)/libember.a: $(LIB_OBJ)
@@ -74,6 +76,10 @@ $(O)/fuzz_openai: fuzz/fuzz_openai.c tools/openai.c $(O)/libember.a
 	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< tools/openai.c $(O)/libember.a $(LDLIBS) -lcjson
 
 $(O)/test_%: $(O)/tests/test_%.o $(O)/libember.a
+	$(CC) $(OPT) $(LDSAN) -o $@ $< $(O)/libember.a $(LDLIBS)
+
+# Kernel micro-benchmarks (BENCHMARKS.md); built with everything, never run by make test.
+$(O)/bench_%: $(O)/bench/bench_%.o $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $< $(O)/libember.a $(LDLIBS)
 
 # Fuzz targets replayed over their committed corpus with a plain main (gcc or clang).

@@ -704,6 +704,82 @@ static void softmax_avx2(float *x, int n) {
     for (; i < n; i++) x[i] *= inv;
 }
 
+/* e^x = p * 2^n for the two-pass softmax (as extexp512 in kern_avx512.c). */
+INLINE void extexp256(__m256 x, __m256 *p, __m256 *n) {
+    x = _mm256_min_ps(_mm256_set1_ps(0x1p22f), _mm256_max_ps(_mm256_set1_ps(-0x1p22f), x));
+    *n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(0x1.715476p+0f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 t = _mm256_fnmadd_ps(*n, _mm256_set1_ps(0x1.62E43p-1f), x);
+    t = _mm256_fnmadd_ps(*n, _mm256_set1_ps(-0x1.05C61p-29f), t);
+    __m256 q = _mm256_set1_ps(0x1.0F9F9Cp-7f);
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0x1.573A1Ap-5f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0x1.555A80p-3f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0x1.FFFDC6p-2f));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(0x1.FFFFF6p-1f));
+    *p = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.0f));
+}
+
+/* 2^d for integer-valued d <= 0 by the magic-bias trick: d + (1.5 * 2^23 + 127) puts
+ * 127 + d in the low mantissa bits, and a shift by 23 moves them into the exponent.
+ * d is clamped at -127 first, which gives +0 (and turns -inf and NaN into 0). */
+INLINE __m256 pow2_nonpos(__m256 d) {
+    d = _mm256_max_ps(d, _mm256_set1_ps(-127.0f));
+    const __m256i b = _mm256_castps_si256(_mm256_add_ps(d, _mm256_set1_ps(0x1.8000FEp23f)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(b, 23));
+}
+
+/* Two-pass softmax with four (M, E) accumulators per lane. A NaN input leaves E alone
+ * (max returns its second operand) and makes M NaN, so every output is NaN. */
+static void softmax2_avx2(float *x, int n) {
+    __m256 M[4], E[4];
+    for (int a = 0; a < 4; a++) { M[a] = _mm256_setzero_ps(); E[a] = _mm256_set1_ps(-INFINITY); }
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int a = 0; a < 4; a++) {
+            __m256 p, e;
+            extexp256(_mm256_loadu_ps(x + i + 8 * a), &p, &e);
+            const __m256 e2 = _mm256_max_ps(e, E[a]);
+            M[a] = _mm256_add_ps(_mm256_mul_ps(M[a], pow2_nonpos(_mm256_sub_ps(E[a], e2))),
+                                 _mm256_mul_ps(p, pow2_nonpos(_mm256_sub_ps(e, e2))));
+            E[a] = e2;
+        }
+    }
+    /* The tail: up to 31 values, masked lanes load -inf and are left out of M and E. */
+    for (; i < n; i += 8) {
+        float b[8];
+        for (int j = 0; j < 8; j++) b[j] = i + j < n ? x[i + j] : 0.0f;
+        const __m256 live = _mm256_cmp_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_ps((float)(n - i)), _CMP_LT_OQ);
+        __m256 p, e;
+        extexp256(_mm256_loadu_ps(b), &p, &e);
+        const __m256 e2 = _mm256_blendv_ps(E[0], _mm256_max_ps(e, E[0]), live);
+        const __m256 m2 = _mm256_add_ps(_mm256_mul_ps(M[0], pow2_nonpos(_mm256_sub_ps(E[0], e2))),
+                                        _mm256_mul_ps(p, pow2_nonpos(_mm256_sub_ps(e, e2))));
+        M[0] = _mm256_blendv_ps(M[0], m2, live);
+        E[0] = e2;
+    }
+    const float emax = hmax8(_mm256_max_ps(_mm256_max_ps(E[0], E[1]), _mm256_max_ps(E[2], E[3])));
+    const __m256 Ev = _mm256_set1_ps(emax);
+    __m256 Ms = _mm256_setzero_ps();
+    for (int a = 0; a < 4; a++) Ms = _mm256_add_ps(Ms, _mm256_mul_ps(M[a], pow2_nonpos(_mm256_sub_ps(E[a], Ev))));
+    float ms[8];
+    _mm256_storeu_ps(ms, Ms);
+    float sum = 0.0f;
+    for (int j = 0; j < 8; j++) sum += ms[j];
+    const __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 p, e;
+        extexp256(_mm256_loadu_ps(x + i), &p, &e);
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(p, inv), pow2_nonpos(_mm256_sub_ps(e, Ev))));
+    }
+    if (i < n) {
+        float b[8] = { 0 };
+        memcpy(b, x + i, (size_t)(n - i) * sizeof(float));
+        __m256 p, e;
+        extexp256(_mm256_loadu_ps(b), &p, &e);
+        _mm256_storeu_ps(b, _mm256_mul_ps(_mm256_mul_ps(p, inv), pow2_nonpos(_mm256_sub_ps(e, Ev))));
+        memcpy(x + i, b, (size_t)(n - i) * sizeof(float));
+    }
+}
+
 /* ------------------------------------------------------------------ attention */
 
 #define ATTN_MAX_HD 512  /* as kern_ref.c; larger heads are refused at model load */
@@ -821,6 +897,7 @@ const em_kernels em_kernels_avx2 = {
     },
     .rmsnorm = rmsnorm_avx2,
     .softmax = softmax_avx2,
+    .softmax2 = softmax2_avx2,
     .swiglu = swiglu_avx2,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
 };

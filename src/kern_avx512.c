@@ -775,6 +775,79 @@ static void swiglu_avx512(float *h, const float *g, const float *u, int n) {
     }
 }
 
+/* Three-pass softmax, as softmax_ref: max; e^(x-max) stored and summed in double; scale. */
+static void softmax_avx512(float *x, int n) {
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += 16) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(mv, tail_mask(n - i), x + i));
+    const __m512 maxv = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 k = tail_mask(n - i);
+        const __m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), maxv)));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    const __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(s0, s1))));
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 k = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv));
+    }
+}
+
+/* e^x = p * 2^n for the two-pass softmax: n = round(x log2 e), Cody-Waite reduction with
+ * ln2 in two parts (the FMA keeps x - n ln2_hi exact), p a degree-5 polynomial on
+ * [-ln2/2, ln2/2]. x is clamped to +-2^22 first; NaN passes through. */
+AI void extexp512(__m512 x, __m512 *p, __m512 *n) {
+    x = _mm512_min_ps(_mm512_set1_ps(0x1p22f), _mm512_max_ps(_mm512_set1_ps(-0x1p22f), x));
+    *n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(0x1.715476p+0f)), RNE);
+    __m512 t = _mm512_fnmadd_ps(*n, _mm512_set1_ps(0x1.62E43p-1f), x);
+    t = _mm512_fnmadd_ps(*n, _mm512_set1_ps(-0x1.05C61p-29f), t);
+    __m512 q = _mm512_set1_ps(0x1.0F9F9Cp-7f);
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0x1.573A1Ap-5f));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0x1.555A80p-3f));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0x1.FFFDC6p-2f));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(0x1.FFFFF6p-1f));
+    *p = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.0f));
+}
+
+/* Two-pass softmax with four (M, E) accumulators per lane; vscalefps applies the exact
+ * powers of two (a large negative exponent gives 0, and scalef(0, -inf) is 0). */
+static void softmax2_avx512(float *x, int n) {
+    __m512 M[4], E[4];
+    for (int a = 0; a < 4; a++) { M[a] = _mm512_setzero_ps(); E[a] = _mm512_set1_ps(-INFINITY); }
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {
+        for (int a = 0; a < 4; a++) {
+            __m512 p, e;
+            extexp512(_mm512_loadu_ps(x + i + 16 * a), &p, &e);
+            const __m512 e2 = _mm512_max_ps(e, E[a]);  /* E when e is NaN: M carries the NaN */
+            M[a] = _mm512_add_ps(_mm512_scalef_ps(M[a], _mm512_sub_ps(E[a], e2)), _mm512_scalef_ps(p, _mm512_sub_ps(e, e2)));
+            E[a] = e2;
+        }
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 k = tail_mask(n - i);
+        __m512 p, e;
+        extexp512(_mm512_maskz_loadu_ps(k, x + i), &p, &e);
+        const __m512 e2 = _mm512_mask_max_ps(E[0], k, e, E[0]);
+        const __m512 m2 = _mm512_add_ps(_mm512_scalef_ps(M[0], _mm512_sub_ps(E[0], e2)), _mm512_scalef_ps(p, _mm512_sub_ps(e, e2)));
+        M[0] = _mm512_mask_mov_ps(M[0], k, m2);
+        E[0] = e2;
+    }
+    const __m512 emax = _mm512_max_ps(_mm512_max_ps(E[0], E[1]), _mm512_max_ps(E[2], E[3]));
+    const __m512 Ev = _mm512_set1_ps(_mm512_reduce_max_ps(emax));
+    __m512 Ms = _mm512_setzero_ps();
+    for (int a = 0; a < 4; a++) Ms = _mm512_add_ps(Ms, _mm512_scalef_ps(M[a], _mm512_sub_ps(E[a], Ev)));
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(Ms));
+    for (i = 0; i < n; i += 16) {
+        const __mmask16 k = tail_mask(n - i);
+        __m512 p, e;
+        extexp512(_mm512_maskz_loadu_ps(k, x + i), &p, &e);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_scalef_ps(_mm512_mul_ps(p, inv), _mm512_sub_ps(e, Ev)));
+    }
+}
+
 /* ---------------------------------------------------------------- attention */
 
 #define ATTN_MAX_HD 512
@@ -849,6 +922,53 @@ AI void attn_x(int t, float *out, const float *q, const void *k, const void *v, 
     }
 }
 
+/* Three-pass baseline (see kernels.h): scores, exp and sum, weighted V rows in F32. */
+AI void attn3_x(int t, float *out, const float *q, const void *k, const void *v, int n_kv,
+                int hd, size_t kstride, float scale, float *s) {
+    _Alignas(64) double qd[ATTN_MAX_HD + 16];
+    const size_t esz = t == EM_F32 ? 4 : 2;
+    for (int i = 0; i < hd; i++) qd[i] = q[i];
+    for (int i = hd; i < hd + 16; i++) qd[i] = 0.0;
+    float M = -INFINITY;
+    for (int j = 0; j < n_kv; j++) {
+        s[j] = attn_dot(t, qd, (const char *)k + (size_t)j * kstride * esz, hd) * scale;
+        M = s[j] > M ? s[j] : M;
+    }
+    const __m512 mv = _mm512_set1_ps(M);
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int j = 0; j < n_kv; j += 16) {
+        const __mmask16 km = tail_mask(n_kv - j);
+        const __m512 e = _mm512_maskz_mov_ps(km, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(km, s + j), mv)));
+        _mm512_mask_storeu_ps(s + j, km, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    const double S = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int j = 0; j < n_kv; j++) {
+        const __m512 w = _mm512_set1_ps(s[j]);
+        const char *vt = (const char *)v + (size_t)j * kstride * esz;
+        for (int i = 0; i < hd; i += 16) {
+            const __mmask16 km = tail_mask(hd - i);
+            _mm512_mask_storeu_ps(out + i, km, _mm512_fmadd_ps(w, load_fx(t, vt, i, km), _mm512_maskz_loadu_ps(km, out + i)));
+        }
+    }
+    const __m512 inv = _mm512_set1_ps(S == 0.0 ? 0.0f : (float)(1.0 / S));
+    for (int i = 0; i < hd; i += 16) {
+        const __mmask16 km = tail_mask(hd - i);
+        _mm512_mask_storeu_ps(out + i, km, _mm512_mul_ps(_mm512_maskz_loadu_ps(km, out + i), inv));
+    }
+}
+
+static void attn3_f32(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+                      size_t kstride, float scale, float *s) {
+    attn3_x(EM_F32, out, q, k, v, n_kv, hd, kstride, scale, s);
+}
+static void attn3_f16(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+                      size_t kstride, float scale, float *s) {
+    attn3_x(EM_F16, out, q, k, v, n_kv, hd, kstride, scale, s);
+}
+
 static void attn_f32(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
                      size_t kstride, float scale) {
     attn_x(EM_F32, out, q, k, v, n_kv, hd, kstride, scale);
@@ -870,6 +990,9 @@ const em_kernels em_kernels_avx512 = {
         [EM_Q6_K] = mm_q6_K,
     },
     .rmsnorm = rmsnorm_avx512,
+    .softmax = softmax_avx512,
+    .softmax2 = softmax2_avx512,
     .swiglu = swiglu_avx512,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
+    .attn3 = { [EM_F32] = attn3_f32, [EM_F16] = attn3_f16 },
 };

@@ -54,6 +54,28 @@ static void softmax_ref(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
+/* Two-pass softmax. Each e^x is held as p * 2^n with n = round(x log2 e) and
+ * p = e^(x - n ln2) in [0.7, 1.42]; pass 1 keeps the running sum as (M, E) and rescales M
+ * by an exact power of two whenever E grows. The spec computes p with libm in double. */
+#define SOFTMAX2_CLAMP 4194304.0  /* 2^22: n stays an exact integer, x - n ln2 stays exact */
+static void softmax2_ref(float *x, int n) {
+    double M = 0.0, E = -INFINITY;
+    int nan = 0;
+    for (int i = 0; i < n; i++) {
+        if (x[i] != x[i]) { nan = 1; continue; }
+        const double xi = fmin(fmax((double)x[i], -SOFTMAX2_CLAMP), SOFTMAX2_CLAMP);
+        const double e = nearbyint(xi * 1.4426950408889634), p = exp(xi - e * 0.6931471805599453);
+        if (e > E) { M = ldexp(M, (int)fmax(E - e, -2000.0)); E = e; }
+        M += ldexp(p, (int)fmax(e - E, -2000.0));
+    }
+    for (int i = 0; i < n; i++) {
+        if (nan) { x[i] = NAN; continue; }
+        const double xi = fmin(fmax((double)x[i], -SOFTMAX2_CLAMP), SOFTMAX2_CLAMP);
+        const double e = nearbyint(xi * 1.4426950408889634), p = exp(xi - e * 0.6931471805599453);
+        x[i] = (float)ldexp(p / M, (int)fmax(e - E, -2000.0));
+    }
+}
+
 static void swiglu_ref(float *h, const float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
@@ -112,6 +134,43 @@ static void attn_f16_ref(float *out, const float *q, const void *kp, const void 
     for (int i = 0; i < hd; i++) out[i] = em_f16_to_f32(acc[i]) * inv;
 }
 
+/* Three-pass attention (the micro-benchmark's baseline): scores, then e^(s - max) and
+ * the sum, then the weighted V rows. K/V rows of type t (F32 or F16). */
+static float kv_elem(int t, const void *row, int i) {
+    return t == EM_F32 ? ((const float *)row)[i] : em_f16_to_f32(((const uint16_t *)row)[i]);
+}
+
+static void attn3_x(int t, float *out, const float *q, const void *k, const void *v, int n_kv,
+                    int hd, size_t kstride, float scale, float *s) {
+    const size_t esz = t == EM_F32 ? 4 : 2;
+    float M = -INFINITY;
+    for (int j = 0; j < n_kv; j++) {
+        const char *kt = (const char *)k + (size_t)j * kstride * esz;
+        double dot = 0.0;
+        for (int i = 0; i < hd; i++) dot += (double)q[i] * kv_elem(t, kt, i);
+        s[j] = (float)dot * scale;
+        M = s[j] > M ? s[j] : M;
+    }
+    double S = 0.0;
+    for (int j = 0; j < n_kv; j++) { s[j] = expf(s[j] - M); S += s[j]; }
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int j = 0; j < n_kv; j++) {
+        const char *vt = (const char *)v + (size_t)j * kstride * esz;
+        for (int i = 0; i < hd; i++) out[i] += s[j] * kv_elem(t, vt, i);
+    }
+    const float inv = S == 0.0 ? 0.0f : (float)(1.0 / S);
+    for (int i = 0; i < hd; i++) out[i] *= inv;
+}
+
+static void attn3_f32_ref(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+                          size_t kstride, float scale, float *s) {
+    attn3_x(EM_F32, out, q, k, v, n_kv, hd, kstride, scale, s);
+}
+static void attn3_f16_ref(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+                          size_t kstride, float scale, float *s) {
+    attn3_x(EM_F16, out, q, k, v, n_kv, hd, kstride, scale, s);
+}
+
 const em_kernels em_kernels_ref = {
     .name = "ref",
     .quantize_act = {
@@ -125,6 +184,8 @@ const em_kernels em_kernels_ref = {
     },
     .rmsnorm = rmsnorm_ref,
     .softmax = softmax_ref,
+    .softmax2 = softmax2_ref,
     .swiglu = swiglu_ref,
     .attn = { [EM_F32] = attn_f32_ref, [EM_F16] = attn_f16_ref },
+    .attn3 = { [EM_F32] = attn3_f32_ref, [EM_F16] = attn3_f16_ref },
 };

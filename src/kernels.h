@@ -28,8 +28,14 @@ typedef struct em_kernels {
 
     /* o = x * w / sqrt(mean(x^2) + eps)  (RMSNorm; o may alias x). */
     void (*rmsnorm)(float *o, const float *x, const float *w, int n, float eps);
-    /* In place softmax over n values. */
+    /* In place softmax over n values, three passes: max; e^(x-max) stored and summed;
+     * scaled by 1/sum (reads x three times, writes it twice). */
     void (*softmax)(float *x, int n);
+    /* The same in two passes (Dukhan & Ablavatski, TECHNIQUES.md §1): pass 1 sums e^x as
+     * extended floats m*2^e, so no max pass is needed and nothing overflows; pass 2
+     * recomputes e^x and scales. Reads x twice, writes it once, which is what counts once
+     * x is out of cache. Inputs are clamped to [-2^22, 2^22]; a NaN makes every output NaN. */
+    void (*softmax2)(float *x, int n);
     /* h[i] = silu(g[i]) * u[i]. */
     void (*swiglu)(float *h, const float *g, const float *u, int n);
     /* Attention for one query head over cached positions 0..n_kv-1, one pass with an
@@ -41,6 +47,11 @@ typedef struct em_kernels {
      * F16, dot products summed in double, and the V accumulator held in F16. */
     void (*attn[EM_TYPE_COUNT])(float *out, const float *q, const void *k, const void *v,
                                 int n_kv, int hd, size_t kstride, float scale);
+    /* The straightforward three-pass attention, kept as the baseline of the attention
+     * micro-benchmark (not used by the forward pass): all scores into scores[0..n_kv)
+     * and their max; e^(s-max) and the sum; the V rows weighted by them (F32 accumulator). */
+    void (*attn3[EM_TYPE_COUNT])(float *out, const float *q, const void *k, const void *v,
+                                 int n_kv, int hd, size_t kstride, float scale, float *scores);
 } em_kernels;
 
 extern const em_kernels em_kernels_ref;

@@ -328,6 +328,14 @@ TEST(attn_vs_ref) {
                            f16 ? "f16" : "f32", hd, nkv, i, o2[i], o1[i]);
                 }
                 CHECK(o2[hd] == 1234.5f);
+                /* The three-pass baseline (F32 accumulator) agrees within the same bound. */
+                float *sc = malloc(sizeof(float) * nkv);
+                isa->attn3[f16 ? EM_F16 : EM_F32](o2, q, k, v, nkv, hd, stride, scale, sc);
+                for (int i = 0; i < hd; i++)
+                    CHECKF(fabs((double)o1[i] - o2[i]) <= tol, "%s attn3 %s hd=%d n_kv=%d i=%d: %.9g vs ref attn %.9g",
+                           isa_name, f16 ? "f16" : "f32", hd, nkv, i, o2[i], o1[i]);
+                CHECK(o2[hd] == 1234.5f);
+                free(sc);
                 free(q); free(o1); free(o2); free(k); free(v);
             }
         printf("  %s attn %s: %ld/%ld outputs bit-identical to ref, max |diff| %.3g\n", isa_name,
@@ -406,8 +414,86 @@ TEST(softmax_vs_ref) {
     printf("  %s softmax: max error %.2f ulp\n", isa_name, worst);
 }
 
+/* Softmax in double from the same inputs: the yardstick for both softmax variants. */
+static void softmax_exact(const float *x, double *y, int n) {
+    double max = -INFINITY, sum = 0;
+    for (int i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    for (int i = 0; i < n; i++) sum += y[i] = exp((double)x[i] - max);
+    for (int i = 0; i < n; i++) y[i] /= sum;
+}
+
+/* Two-pass softmax (TECHNIQUES.md section 1) against softmax in double: a worst relative
+ * error of 2^-17 covers the float (M, E) accumulators over up to 2^18 values (the
+ * three-pass kernels lose up to ~40 ulp on small outputs already, by rounding x - max
+ * to float); outputs below 1e-37 may be flushed. Also sums to 1, no overflow where
+ * e^x would overflow, masked (-inf) entries give 0, and a NaN poisons every output. */
+static void check_softmax2(const em_kernels *kt, const char *name, double *worst) {
+    static const int ns[] = { 1, 2, 15, 16, 17, 63, 64, 65, 1000, 49152, 262147 };
+    for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++) {
+        const int n = ns[in];
+        for (int mode = 0; mode < 3; mode++) {
+            float *a = malloc(sizeof(float) * (n + 1)), *b = malloc(sizeof(float) * (n + 1));
+            for (int i = 0; i < n; i++) {
+                a[i] = grand() * 10;
+                if (mode == 1) a[i] += 1000.0f;                   /* e^x overflows float */
+                if (mode == 2 && i % 3 == 1) a[i] = -INFINITY;    /* masked logits */
+            }
+            if (mode == 2) a[0] = 0.0f;
+            memcpy(b, a, sizeof(float) * n);
+            b[n] = 42.0f;
+            double *y = malloc(sizeof(double) * n);
+            softmax_exact(a, y, n);
+            kt->softmax2(b, n);
+            double sum = 0;
+            for (int i = 0; i < n; i++) {
+                CHECKF(fabs(b[i] - y[i]) <= y[i] / 131072.0 + 1e-37, "%s softmax2 n=%d mode %d i=%d: %.9g vs %.9g",
+                       name, n, mode, i, b[i], y[i]);
+                if (y[i] > 1e-30) *worst = fmax(*worst, fabs(b[i] - y[i]) / y[i] * 16777216.0);
+                if (mode == 2 && i % 3 == 1) CHECK(b[i] == 0.0f);
+                sum += b[i];
+            }
+            CHECKF(fabs(sum - 1.0) < 1e-4, "%s softmax2 n=%d: sum %.9g", name, n, sum);
+            CHECK(b[n] == 42.0f);
+            free(a); free(b); free(y);
+        }
+    }
+    float x[40];
+    for (int i = 0; i < 40; i++) x[i] = (float)i;
+    x[37] = NAN;
+    kt->softmax2(x, 40);
+    int nans = 0;
+    for (int i = 0; i < 40; i++) nans += x[i] != x[i];
+    CHECKF(nans == 40, "%s softmax2: a NaN input gave %d NaN outputs of 40", name, nans);
+}
+
+TEST(softmax2_ref) {
+    double worst = 0;
+    check_softmax2(ref, "ref", &worst);
+    printf("  ref softmax2: max error %.2f ulp of the double-precision softmax\n", worst);
+}
+
+TEST(softmax2_vs_ref) {
+    double worst = 0;
+    check_softmax2(isa, isa_name, &worst);
+    printf("  %s softmax2: max error %.2f ulp of the double-precision softmax\n", isa_name, worst);
+}
+
+/* The ref three-pass attention baseline against the ref one-pass kernel (f32). */
+TEST(attn3_ref) {
+    const int hd = 64, nkv = 257;
+    float q[64], o1[64], o2[64], *k = malloc(sizeof(float) * hd * nkv), *v = malloc(sizeof(float) * hd * nkv), sc[257];
+    for (int i = 0; i < hd; i++) q[i] = grand();
+    for (int i = 0; i < hd * nkv; i++) { k[i] = grand(); v[i] = grand(); }
+    ref->attn[EM_F32](o1, q, k, v, nkv, hd, hd, 0.125f);
+    ref->attn3[EM_F32](o2, q, k, v, nkv, hd, hd, 0.125f, sc);
+    for (int i = 0; i < hd; i++) CHECK_NEAR(o2[i], o1[i], 1e-5);
+    free(k); free(v);
+}
+
 int main(void) {
     ref = em_kernels_by_name("ref");
+    RUN(softmax2_ref);
+    RUN(attn3_ref);
     const char *names[8];
     const int n = em_kernels_list(names, 8);
     int tested = 0;
@@ -426,6 +512,7 @@ int main(void) {
         RUN(rmsnorm_vs_ref);
         RUN(swiglu_vs_ref);
         RUN(softmax_vs_ref);
+        RUN(softmax2_vs_ref);
     }
     if (!tested) printf("no SIMD kernel table on this CPU: nothing to compare with ref\n");
     return test_done();
