@@ -4,6 +4,8 @@
  * Each case runs REPS timed rounds (default 7) of enough calls to last ~0.1 s, after one
  * warm-up call, and prints the median time per call. The ratio is three-pass time over
  * two-pass (softmax) or one-pass (attention) time: above 1 means the fewer-pass kernel wins.
+ * Attention runs one query head, and a GQA group of 4 heads sharing the K/V head: the
+ * one-pass kernel takes the group in one call, the three-pass baseline one head at a time.
  * Sizes up to 1 GiB, well past this machine's caches; the largest needs ~2 GiB of RAM. */
 #include <math.h>
 #include <stdint.h>
@@ -77,7 +79,7 @@ static void bench_softmax(const em_kernels *k, int reps) {
 /* ---- attention ---- */
 typedef struct {
     const em_kernels *k;
-    int t, n_kv, hd;
+    int t, n_kv, hd, n_q;
     float *q, *out, *scores;
     void *kc, *vc;
     int three;
@@ -86,8 +88,12 @@ typedef struct {
 static void at_run(void *p) {
     at_arg *a = p;
     const float scale = 1.0f / sqrtf((float)a->hd);
-    if (a->three) a->k->attn3[a->t](a->out, a->q, a->kc, a->vc, a->n_kv, a->hd, (size_t)a->hd, scale, a->scores);
-    else a->k->attn[a->t](a->out, a->q, a->kc, a->vc, a->n_kv, a->hd, (size_t)a->hd, scale);
+    if (a->three) {  /* one call per query head: each reads K and V again */
+        for (int h = 0; h < a->n_q; h++)
+            a->k->attn3[a->t](a->out + h * a->hd, a->q + h * a->hd, a->kc, a->vc, a->n_kv, a->hd, (size_t)a->hd, scale, a->scores);
+    } else {
+        a->k->attn[a->t](a->out, a->q, a->n_q, a->kc, a->vc, a->n_kv, a->hd, (size_t)a->hd, scale);
+    }
 }
 
 static void bench_attn(const em_kernels *k, int reps) {
@@ -96,19 +102,19 @@ static void bench_attn(const em_kernels *k, int reps) {
     for (int t = EM_F32; t <= EM_F16; t++) {
         const char *tn = t == EM_F32 ? "f32" : "f16";
         const size_t esz = t == EM_F32 ? 4 : 2;
-        printf("\n### attention, one query head, head width %d, %s K/V (%s kernels)\n\n", hd, tn, k->name);
-        printf("| n_kv | K+V bytes | three-pass µs | one-pass µs | ratio |\n");
-        printf("|---:|---:|---:|---:|---:|\n");
-        for (size_t i = 0; i < sizeof nkv / sizeof nkv[0]; i++) {
-            const int n = nkv[i];
+        printf("\n### attention, head width %d, %s K/V (%s kernels)\n\n", hd, tn, k->name);
+        printf("| n_kv | K+V bytes | query heads per K/V head | three-pass µs | one-pass µs | ratio |\n");
+        printf("|---:|---:|---:|---:|---:|---:|\n");
+        for (size_t i = 0; i < 2 * sizeof nkv / sizeof nkv[0]; i++) {
+            const int n = nkv[i / 2], g = i % 2 ? 4 : 1;
             const size_t nel = (size_t)n * hd;
-            at_arg a = { k, t, n, hd, malloc(sizeof(float) * hd), malloc(sizeof(float) * hd),
+            at_arg a = { k, t, n, hd, g, malloc(sizeof(float) * hd * g), malloc(sizeof(float) * hd * g),
                          malloc(sizeof(float) * (size_t)n), malloc(esz * nel), malloc(esz * nel), 0 };
             if (!a.q || !a.out || !a.scores || !a.kc || !a.vc) {
                 printf("| %d | (no memory) |\n", n);
             } else {
                 uint32_t s = 7;
-                for (int j = 0; j < hd; j++) { s = s * 1664525u + 1013904223u; a.q[j] = (float)(s >> 8) / 16777216.0f - 0.5f; }
+                for (int j = 0; j < hd * g; j++) { s = s * 1664525u + 1013904223u; a.q[j] = (float)(s >> 8) / 16777216.0f - 0.5f; }
                 for (size_t j = 0; j < nel; j++) {
                     s = s * 1664525u + 1013904223u;
                     const float kv = (float)(s >> 8) / 16777216.0f - 0.5f;
@@ -119,7 +125,7 @@ static void bench_attn(const em_kernels *k, int reps) {
                 const double t3 = time_call(at_run, &a, reps);
                 a.three = 0;
                 const double t1 = time_call(at_run, &a, reps);
-                printf("| %d | %.1f MiB | %.1f | %.1f | %.2f |\n", n, 2.0 * esz * nel / 1048576.0, t3 * 1e6, t1 * 1e6, t3 / t1);
+                printf("| %d | %.1f MiB | %d | %.1f | %.1f | %.2f |\n", n, 2.0 * esz * nel / 1048576.0, g, t3 * 1e6, t1 * 1e6, t3 / t1);
                 fflush(stdout);
             }
             free(a.q); free(a.out); free(a.scores); free(a.kc); free(a.vc);

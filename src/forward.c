@@ -117,23 +117,26 @@ typedef struct {
     int layer, T;
 } attn_task;
 
+/* Work items are (token, KV head, slice of its query heads): one kernel call serves the
+ * up to EM_ATTN_MAX_GROUP query heads of a GQA group that share the K/V rows. */
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_task *a = arg;
     struct ember_context *ctx = a->ctx;
     const em_hparams *hp = &ctx->m->hp;
-    const int hd = hp->head_dim, nh = hp->n_head, group = hp->n_head / hp->n_head_kv;
-    const size_t kvdim = (size_t)hp->n_head_kv * hd;
+    const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
+    const int n_sub = (group + EM_ATTN_MAX_GROUP - 1) / EM_ATTN_MAX_GROUP, per = (group + n_sub - 1) / n_sub;
+    const size_t kvdim = (size_t)nkv * hd;
     const size_t esz = ctx->kv_type == EM_F16 ? 2 : 4;
     const float scale = 1.0f / sqrtf((float)hd);
-    const int items = a->T * nh;
+    const int items = a->T * nkv * n_sub;
     for (int it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
-        const int t = it / nh, h = it % nh, kvh = h / group;
-        const size_t base = kv_offset(ctx, a->layer, ctx->tok_seq[t], 0) * esz;
-        const char *kc = (const char *)ctx->k_cache + base, *vc = (const char *)ctx->v_cache + base;
+        const int t = it / (nkv * n_sub), kvh = it / n_sub % nkv, sub = it % n_sub;
+        const int h0 = kvh * group + sub * per, n_q = group - sub * per < per ? group - sub * per : per;
+        const size_t base = (kv_offset(ctx, a->layer, ctx->tok_seq[t], 0) + (size_t)kvh * hd) * esz;
         const int n_kv = ctx->tok_pos[t] + 1;  /* causal: the sequence's positions 0..pos */
-        ctx->kern->attn[ctx->kv_type](ctx->xb + (size_t)t * nh * hd + (size_t)h * hd,
-                                      ctx->q + (size_t)t * nh * hd + (size_t)h * hd,
-                                      kc + (size_t)kvh * hd * esz, vc + (size_t)kvh * hd * esz, n_kv, hd,
+        ctx->kern->attn[ctx->kv_type](ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd,
+                                      ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd, n_q,
+                                      (const char *)ctx->k_cache + base, (const char *)ctx->v_cache + base, n_kv, hd,
                                       kvdim, scale);
     }
 }

@@ -802,86 +802,88 @@ INLINE double dot_qk(const int f16, const double *qd, const void *kp, int hd) {
     return s;
 }
 
-/* acc = acc * ms (when ms != 1), then acc += v * vs: multiply and add rounded separately as
- * in the ref; for f16 the accumulator is rounded to f16 after each of the two steps. */
-INLINE void attn_update(const int f16, void *accp, const void *vp, float ms, float vs, int hd) {
-    const __m256 msv = _mm256_set1_ps(ms), vsv = _mm256_set1_ps(vs);
+/* acc = acc * ms, or acc += v * w when v is given: multiply and add rounded separately
+ * as in the ref; an F16 accumulator is rounded to F16 after each step. */
+INLINE void acc_update(const int f16, void *accp, const void *vp, float m, int hd) {
+    const __m256 mv = _mm256_set1_ps(m);
     int i = 0;
     if (f16) {
         uint16_t *acc = accp;
         const uint16_t *v = vp;
         for (; i + 8 <= hd; i += 8) {
-            __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
-            if (ms != 1.0f)
-                a = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(a, msv), _MM_FROUND_TO_NEAREST_INT));
-            const __m256 t = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), vsv);
-            _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(_mm256_add_ps(a, t), _MM_FROUND_TO_NEAREST_INT));
+            const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+            const __m256 r = v ? _mm256_add_ps(a, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), mv))
+                               : _mm256_mul_ps(a, mv);
+            _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT));
         }
         for (; i < hd; i++) {
-            float a = em_f16_to_f32(acc[i]);
-            if (ms != 1.0f) a = em_f16_to_f32(em_f32_to_f16(a * ms));
-            const float t = em_f16_to_f32(v[i]) * vs;
-            acc[i] = em_f32_to_f16(a + t);
+            const float a = em_f16_to_f32(acc[i]);
+            acc[i] = em_f32_to_f16(v ? a + em_f16_to_f32(v[i]) * m : a * m);
         }
     } else {
         float *acc = accp;
         const float *v = vp;
         for (; i + 8 <= hd; i += 8) {
-            __m256 a = _mm256_loadu_ps(acc + i);
-            if (ms != 1.0f) a = _mm256_mul_ps(a, msv);
-            _mm256_storeu_ps(acc + i, _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(v + i), vsv)));
+            const __m256 a = _mm256_loadu_ps(acc + i);
+            _mm256_storeu_ps(acc + i, v ? _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(v + i), mv)) : _mm256_mul_ps(a, mv));
         }
         for (; i < hd; i++) {
-            float a = acc[i];
-            if (ms != 1.0f) a *= ms;
-            const float t = v[i] * vs;
-            acc[i] = a + t;
+            const float t = v ? v[i] * m : 0.0f;
+            acc[i] = v ? acc[i] + t : acc[i] * m;
         }
     }
 }
 
-INLINE void attn_common(const int f16, float *out, const float *q, const void *k, const void *v, int n_kv,
-                        int hd, size_t kstride, float scale) {
-    double qd[ATTN_MAX_HD];
-    _Alignas(32) uint16_t acc16[ATTN_MAX_HD];
-    void *acc = f16 ? (void *)acc16 : (void *)out;
+/* One-pass attention of a GQA group, step for step as attn_x in kern_ref.c (same expf
+ * calls; only the double sums of the dot products are in another order). Each K and V
+ * row is read once for the whole group. */
+INLINE void attn_common(const int f16, float *out, const float *q, int n_q, const void *k, const void *v,
+                        int n_kv, int hd, size_t kstride, float scale) {
+    enum { G = EM_ATTN_MAX_GROUP };
+    double qd[G][ATTN_MAX_HD];
+    _Alignas(32) uint16_t acc16[G][ATTN_MAX_HD];
+    float M[G], S[G];
     const size_t es = f16 ? 2 : 4;
-    for (int i = 0; i < hd; i++) {
-        qd[i] = f16 ? (double)em_f16_to_f32(em_f32_to_f16(q[i])) : (double)q[i];
-        if (f16) acc16[i] = 0; else out[i] = 0.0f;
-    }
-    float M = -INFINITY, S = 0.0f;
-    for (int t = 0; t < n_kv; t++) {
-        const char *kt = (const char *)k + (size_t)t * kstride * es, *vt = (const char *)v + (size_t)t * kstride * es;
-        const float s = (float)dot_qk(f16, qd, kt, hd) * scale;
-        float ms = 1.0f, vs = 1.0f;
-        if (s > M) {  /* new maximum: rescale what was accumulated so far */
-            ms = expf(M - s);
-            M = s;
-        } else {
-            vs = expf(s - M);
+    for (int h = 0; h < n_q; h++) {
+        M[h] = -INFINITY;
+        S[h] = 0.0f;
+        for (int i = 0; i < hd; i++) {
+            qd[h][i] = f16 ? (double)em_f16_to_f32(em_f32_to_f16(q[h * hd + i])) : (double)q[h * hd + i];
+            acc16[h][i] = 0;
+            out[h * hd + i] = 0.0f;
         }
-        attn_update(f16, acc, vt, ms, vs, hd);
-        const float Sm = S * ms;  /* two statements: no FMA contraction (clang), as ref */
-        S = Sm + vs;
     }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    if (f16) {
-        for (int i = 0; i < hd; i++) out[i] = em_f16_to_f32(acc16[i]) * inv;
-    } else {
-        int i = 0;
-        for (; i + 8 <= hd; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), _mm256_set1_ps(inv)));
-        for (; i < hd; i++) out[i] *= inv;
+    for (int j = 0; j < n_kv; j++) {
+        const char *kt = (const char *)k + (size_t)j * kstride * es, *vt = (const char *)v + (size_t)j * kstride * es;
+        for (int h = 0; h < n_q; h++) {
+            void *acc = f16 ? (void *)acc16[h] : (void *)(out + h * hd);
+            const float s = (float)dot_qk(f16, qd[h], kt, hd) * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M[h]) {
+                ms = expf(M[h] - s);
+                M[h] = s;
+                acc_update(f16, acc, NULL, ms, hd);
+            } else {
+                vs = expf(s - M[h]);
+            }
+            acc_update(f16, acc, vt, vs, hd);
+            const float Sm = S[h] * ms;  /* two statements: no FMA contraction (clang), as ref */
+            S[h] = Sm + vs;
+        }
+    }
+    for (int h = 0; h < n_q; h++) {
+        const float inv = S[h] == 0.0f ? 0.0f : 1.0f / S[h];
+        for (int i = 0; i < hd; i++) out[h * hd + i] = (f16 ? em_f16_to_f32(acc16[h][i]) : out[h * hd + i]) * inv;
     }
 }
 
-static void attn_f32(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+static void attn_f32(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv, int hd,
                      size_t kstride, float scale) {
-    attn_common(0, out, q, k, v, n_kv, hd, kstride, scale);
+    attn_common(0, out, q, n_q, k, v, n_kv, hd, kstride, scale);
 }
-static void attn_f16(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+static void attn_f16(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv, int hd,
                      size_t kstride, float scale) {
-    attn_common(1, out, q, k, v, n_kv, hd, kstride, scale);
+    attn_common(1, out, q, n_q, k, v, n_kv, hd, kstride, scale);
 }
 
 const em_kernels em_kernels_avx2 = {

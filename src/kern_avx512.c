@@ -866,59 +866,142 @@ AI float attn_dot(int t, const double *qd, const void *kt, int hd) {
     return (float)_mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
-/* The V update of attn_*_ref for one position: acc = acc*ms (new maximum) then
- * acc += v*vs, as separate float operations; F16 rounds acc to half after each step. */
-AI void attn_vupd(int t, void *accp, const void *vt, int hd, float ms, float vs, int rescale) {
-    const __m512 vms = _mm512_set1_ps(ms), vvs = _mm512_set1_ps(vs);
+/* One-pass attention of a GQA group, step for step as attn_x in kern_ref.c, worked in
+ * chunks of EM_ATTN_CHUNK positions: all scores of the chunk first (each K row converted
+ * once and dotted with every head's q), the scalar online update, then the V rows (each
+ * segment loaded once for every head, accumulators in registers). Only the double sums
+ * of the dot products are in another order than ref's. */
+#define QD_W (ATTN_MAX_HD + 16)
+
+AI void attn_scores(int t, double (*qd)[QD_W], int n_q, const void *kt, int hd, float scale,
+                    float (*s)[EM_ATTN_CHUNK], int j) {
+    __m512d a0[EM_ATTN_MAX_GROUP], a1[EM_ATTN_MAX_GROUP];
+    _Pragma("GCC unroll 8")
+    for (int h = 0; h < EM_ATTN_MAX_GROUP; h++) a0[h] = a1[h] = _mm512_setzero_pd();  /* all: no false uninitialized warnings */
     for (int i = 0; i < hd; i += 16) {
-        const __mmask16 k = tail_mask(hd - i);
-        const __m512 v = _mm512_mul_ps(load_fx(t, vt, i, k), vvs);
-        if (t == EM_F32) {
-            float *a = (float *)accp + i;
-            __m512 o = _mm512_maskz_loadu_ps(k, a);
-            if (rescale) o = _mm512_mul_ps(o, vms);
-            _mm512_mask_storeu_ps(a, k, _mm512_add_ps(o, v));
-        } else {
-            uint16_t *a = (uint16_t *)accp + i;
-            __m512 o = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, a));
-            if (rescale) o = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(o, vms), RNE));
-            _mm256_mask_storeu_epi16(a, k, _mm512_cvtps_ph(_mm512_add_ps(o, v), RNE));
+        const __m512 kv = load_fx(t, kt, i, tail_mask(hd - i));
+        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(kv));
+        const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(kv), 1)));
+        _Pragma("GCC unroll 8")
+        for (int h = 0; h < n_q; h++) {  /* padded q lanes are 0 */
+            a0[h] = _mm512_fmadd_pd(_mm512_load_pd(qd[h] + i), lo, a0[h]);
+            a1[h] = _mm512_fmadd_pd(_mm512_load_pd(qd[h] + i + 8), hi, a1[h]);
         }
     }
+    _Pragma("GCC unroll 8")
+    for (int h = 0; h < n_q; h++) s[h][j] = (float)_mm512_reduce_add_pd(_mm512_add_pd(a0[h], a1[h])) * scale;
 }
 
-AI void attn_x(int t, float *out, const float *q, const void *k, const void *v, int n_kv,
-               int hd, size_t kstride, float scale) {
-    _Alignas(64) double qd[ATTN_MAX_HD + 16];
-    _Alignas(64) uint16_t acc16[ATTN_MAX_HD];
+/* Lanes [i0, i0 + 16 ns) of every head's accumulator, through the chunk's positions:
+ * acc = acc * ms[h][j] where a position raised the maximum (only looked at when `grew`),
+ * then acc += V row * w[h][j]; each step rounded to F16 for an F16 accumulator. */
+AI void attn_vblock(int t, int n_q, int ns, int i0, int hd, float *out, uint16_t (*acc16)[ATTN_MAX_HD + 16],
+                    const void *v, int j0, int c, size_t kstride, float (*s)[EM_ATTN_CHUNK],
+                    float (*msc)[EM_ATTN_CHUNK], int grew) {
     const size_t esz = t == EM_F32 ? 4 : 2;
-    void *acc = t == EM_F32 ? (void *)out : (void *)acc16;
-    for (int i = 0; i < hd; i++) {
-        qd[i] = t == EM_F32 ? q[i] : h2f(em_f32_to_f16(q[i]));
-        if (t == EM_F32) out[i] = 0.0f; else acc16[i] = 0;
+    __mmask16 km[4] = { 0, 0, 0, 0 };
+    __m512 a[EM_ATTN_MAX_GROUP][4], vv[4];
+    for (int g = 0; g < 4; g++) {  /* all of them: the unused ones are dropped by the compiler */
+        vv[g] = _mm512_setzero_ps();
+        for (int h = 0; h < EM_ATTN_MAX_GROUP; h++) a[h][g] = _mm512_setzero_ps();
     }
-    for (int i = hd; i < hd + 16; i++) qd[i] = 0.0;
-    float M = -INFINITY, S = 0.0f;
-    for (int j = 0; j < n_kv; j++) {
-        const char *kt = (const char *)k + (size_t)j * kstride * esz;
-        const char *vt = (const char *)v + (size_t)j * kstride * esz;
-        const float s = attn_dot(t, qd, kt, hd) * scale;
-        float ms = 1.0f, vs = 1.0f;
-        const int grow = s > M;
-        if (grow) {
-            ms = expf(M - s);
-            M = s;
-        } else {
-            vs = expf(s - M);
+    _Pragma("GCC unroll 8")
+    for (int g = 0; g < ns; g++) km[g] = tail_mask(hd - i0 - 16 * g);
+    _Pragma("GCC unroll 8")
+    for (int h = 0; h < n_q; h++)
+        _Pragma("GCC unroll 8")
+        for (int g = 0; g < ns; g++) {
+            const int i = i0 + 16 * g;
+            a[h][g] = t == EM_F32 ? _mm512_maskz_loadu_ps(km[g], out + h * hd + i)
+                                  : _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(km[g], acc16[h] + i));
         }
-        attn_vupd(t, acc, vt, hd, ms, vs, grow);
-        S = S * ms + vs;
+    for (int j = 0; j < c; j++) {
+        const char *vt = (const char *)v + (size_t)(j0 + j) * kstride * esz;
+        _Pragma("GCC unroll 8")
+        for (int g = 0; g < ns; g++) vv[g] = load_fx(t, vt, i0 + 16 * g, km[g]);
+        _Pragma("GCC unroll 8")
+        for (int h = 0; h < n_q; h++) {
+            const __m512 w = _mm512_set1_ps(s[h][j]);
+            if (grew && msc[h][j] != 1.0f) {
+                const __m512 ms = _mm512_set1_ps(msc[h][j]);
+                _Pragma("GCC unroll 8")
+                for (int g = 0; g < ns; g++) {
+                    a[h][g] = _mm512_mul_ps(a[h][g], ms);
+                    if (t == EM_F16) a[h][g] = _mm512_cvtph_ps(_mm512_cvtps_ph(a[h][g], RNE));
+                }
+            }
+            _Pragma("GCC unroll 8")
+            for (int g = 0; g < ns; g++) {
+                a[h][g] = _mm512_add_ps(a[h][g], _mm512_mul_ps(vv[g], w));
+                if (t == EM_F16) a[h][g] = _mm512_cvtph_ps(_mm512_cvtps_ph(a[h][g], RNE));  /* F16 accumulator */
+            }
+        }
     }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    if (t == EM_F32) {
-        for (int i = 0; i < hd; i++) out[i] *= inv;
-    } else {
-        for (int i = 0; i < hd; i++) out[i] = h2f(acc16[i]) * inv;
+    _Pragma("GCC unroll 8")
+    for (int h = 0; h < n_q; h++)
+        _Pragma("GCC unroll 8")
+        for (int g = 0; g < ns; g++) {
+            const int i = i0 + 16 * g;
+            if (t == EM_F32) _mm512_mask_storeu_ps(out + h * hd + i, km[g], a[h][g]);
+            else _mm256_mask_storeu_epi16(acc16[h] + i, km[g], _mm512_cvtps_ph(a[h][g], RNE));
+        }
+}
+
+AI void attn_x(int t, float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
+               int hd, size_t kstride, float scale) {
+    enum { G = EM_ATTN_MAX_GROUP, C = EM_ATTN_CHUNK };
+    _Alignas(64) double qd[G][QD_W];
+    _Alignas(64) uint16_t acc16[G][ATTN_MAX_HD + 16];
+    _Alignas(64) float s[G][C], msc[G][C];
+    float M[G], S[G];
+    const size_t esz = t == EM_F32 ? 4 : 2;
+    for (int h = 0; h < n_q; h++) {
+        M[h] = -INFINITY;
+        S[h] = 0.0f;
+        for (int i = 0; i < QD_W; i++)
+            qd[h][i] = i >= hd ? 0.0 : t == EM_F32 ? q[h * hd + i] : h2f(em_f32_to_f16(q[h * hd + i]));
+        for (int i = 0; i < hd; i++) { out[h * hd + i] = 0.0f; acc16[h][i] = 0; }
+    }
+    for (int j0 = 0; j0 < n_kv; j0 += C) {
+        const int c = n_kv - j0 < C ? n_kv - j0 : C;
+        const __mmask16 kc = tail_mask(c);
+        for (int j = 0; j < c; j++)
+            attn_scores(t, qd, n_q, (const char *)k + (size_t)(j0 + j) * kstride * esz, hd, scale, s, j);
+        /* The online update, position by position as ref (scalar expf, as llama.cpp). A
+         * chunk whose scores stay below the running max needs no rescale at all, which
+         * after the first few positions is nearly every chunk. */
+        int grew = 0;
+        for (int h = 0; h < n_q; h++) {
+            const float m = _mm512_reduce_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), kc, s[h]));
+            if (m > M[h]) {
+                for (int j = 0; j < c; j++) {
+                    float ms = 1.0f, vs = 1.0f;
+                    if (s[h][j] > M[h]) { ms = expf(M[h] - s[h][j]); M[h] = s[h][j]; }
+                    else vs = expf(s[h][j] - M[h]);
+                    msc[h][j] = ms;
+                    s[h][j] = vs;
+                    S[h] = S[h] * ms + vs;
+                }
+                grew = 1;
+            } else {
+                for (int j = 0; j < c; j++) {
+                    s[h][j] = expf(s[h][j] - M[h]);
+                    S[h] = S[h] * 1.0f + s[h][j];
+                    msc[h][j] = 1.0f;
+                }
+            }
+        }
+        /* V rows: 64 output lanes at a time, so each head has four independent add chains
+         * (the F16 rounding makes every step a dependent chain of three instructions). */
+        for (int i0 = 0; i0 < hd; i0 += 64) {
+            const int ns = (hd - i0 + 15) / 16 < 4 ? (hd - i0 + 15) / 16 : 4;
+            if (ns == 4 && !grew) attn_vblock(t, n_q, 4, i0, hd, out, acc16, v, j0, c, kstride, s, msc, 0);
+            else attn_vblock(t, n_q, ns, i0, hd, out, acc16, v, j0, c, kstride, s, msc, grew);
+        }
+    }
+    for (int h = 0; h < n_q; h++) {
+        const float inv = S[h] == 0.0f ? 0.0f : 1.0f / S[h];
+        for (int i = 0; i < hd; i++) out[h * hd + i] = (t == EM_F32 ? out[h * hd + i] : h2f(acc16[h][i])) * inv;
     }
 }
 
@@ -969,13 +1052,22 @@ static void attn3_f16(float *out, const float *q, const void *k, const void *v, 
     attn3_x(EM_F16, out, q, k, v, n_kv, hd, kstride, scale, s);
 }
 
-static void attn_f32(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+/* n_q as a constant in each case, so the per-head accumulators live in registers. */
+#define ATTN_GROUPS(T)                                                                        \
+    switch (n_q) {                                                                            \
+    case 1: attn_x(T, out, q, 1, k, v, n_kv, hd, kstride, scale); break;                     \
+    case 2: attn_x(T, out, q, 2, k, v, n_kv, hd, kstride, scale); break;                     \
+    case 3: attn_x(T, out, q, 3, k, v, n_kv, hd, kstride, scale); break;                     \
+    case 4: attn_x(T, out, q, 4, k, v, n_kv, hd, kstride, scale); break;                     \
+    default: attn_x(T, out, q, n_q, k, v, n_kv, hd, kstride, scale); break;                  \
+    }
+static void attn_f32(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv, int hd,
                      size_t kstride, float scale) {
-    attn_x(EM_F32, out, q, k, v, n_kv, hd, kstride, scale);
+    ATTN_GROUPS(EM_F32)
 }
-static void attn_f16(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+static void attn_f16(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv, int hd,
                      size_t kstride, float scale) {
-    attn_x(EM_F16, out, q, k, v, n_kv, hd, kstride, scale);
+    ATTN_GROUPS(EM_F16)
 }
 
 const em_kernels em_kernels_avx512 = {

@@ -788,13 +788,14 @@ INLINE void attn_common(const int f16, float *out, const float *q, const void *k
     }
 }
 
-static void attn_f32(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+/* A GQA group one head at a time (per position, not per chunk: within rounding of ref). */
+static void attn_f32(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv, int hd,
                      size_t kstride, float scale) {
-    attn_common(0, out, q, k, v, n_kv, hd, kstride, scale);
+    for (int h = 0; h < n_q; h++) attn_common(0, out + h * hd, q + h * hd, k, v, n_kv, hd, kstride, scale);
 }
-static void attn_f16(float *out, const float *q, const void *k, const void *v, int n_kv, int hd,
+static void attn_f16(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv, int hd,
                      size_t kstride, float scale) {
-    attn_common(1, out, q, k, v, n_kv, hd, kstride, scale);
+    for (int h = 0; h < n_q; h++) attn_common(1, out + h * hd, q + h * hd, k, v, n_kv, hd, kstride, scale);
 }
 
 const em_kernels em_kernels_neon = {

@@ -80,65 +80,71 @@ static void swiglu_ref(float *h, const float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-#define ATTN_MAX_HD 512  /* head widths above this are refused at model load */
-
-static void attn_f32_ref(float *out, const float *q, const void *kp, const void *vp, int n_kv,
-                         int hd, size_t kstride, float scale) {
-    const float *k = kp, *v = vp;
-    float M = -INFINITY, S = 0.0f;
-    for (int i = 0; i < hd; i++) out[i] = 0.0f;
-    for (int t = 0; t < n_kv; t++) {
-        const float *kt = k + (size_t)t * kstride, *vt = v + (size_t)t * kstride;
-        double dot = 0.0;
-        for (int i = 0; i < hd; i++) dot += (double)q[i] * kt[i];
-        const float s = (float)dot * scale;
-        float ms = 1.0f, vs = 1.0f;
-        if (s > M) {  /* new maximum: rescale what was accumulated so far */
-            ms = expf(M - s);
-            M = s;
-            for (int i = 0; i < hd; i++) out[i] *= ms;
-        } else {
-            vs = expf(s - M);
-        }
-        for (int i = 0; i < hd; i++) out[i] += vt[i] * vs;
-        S = S * ms + vs;
-    }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    for (int i = 0; i < hd; i++) out[i] *= inv;
+/* One-pass attention for a GQA group (the spec of kernels.h): per position and head, the
+ * online update of llama.cpp's CPU flash attention. State per head: running max M, sum S
+ * and the output accumulator (floats, or halves for F16). */
+static float kv_elem(int t, const void *row, int i) {
+    return t == EM_F32 ? ((const float *)row)[i] : em_f16_to_f32(((const uint16_t *)row)[i]);
 }
 
-static void attn_f16_ref(float *out, const float *q, const void *kp, const void *vp, int n_kv,
-                         int hd, size_t kstride, float scale) {
-    const uint16_t *k = kp, *v = vp;
-    uint16_t qh[ATTN_MAX_HD], acc[ATTN_MAX_HD];
-    for (int i = 0; i < hd; i++) { qh[i] = em_f32_to_f16(q[i]); acc[i] = 0; }
-    float M = -INFINITY, S = 0.0f;
-    for (int t = 0; t < n_kv; t++) {
-        const uint16_t *kt = k + (size_t)t * kstride, *vt = v + (size_t)t * kstride;
-        double dot = 0.0;
-        for (int i = 0; i < hd; i++) dot += (double)em_f16_to_f32(qh[i]) * em_f16_to_f32(kt[i]);
-        const float s = (float)dot * scale;
-        float ms = 1.0f, vs = 1.0f;
-        if (s > M) {
-            ms = expf(M - s);
-            M = s;
-            for (int i = 0; i < hd; i++) acc[i] = em_f32_to_f16(em_f16_to_f32(acc[i]) * ms);
-        } else {
-            vs = expf(s - M);
+static void attn_x(int t, float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
+                   int hd, size_t kstride, float scale) {
+    enum { G = EM_ATTN_MAX_GROUP };
+    float qv[G][EM_ATTN_MAX_HD];
+    uint16_t acc16[G][EM_ATTN_MAX_HD];
+    const size_t esz = t == EM_F32 ? 4 : 2;
+    float M[G], S[G];
+    for (int h = 0; h < n_q; h++) {
+        M[h] = -INFINITY;
+        S[h] = 0.0f;
+        for (int i = 0; i < hd; i++) {
+            qv[h][i] = t == EM_F32 ? q[h * hd + i] : em_f16_to_f32(em_f32_to_f16(q[h * hd + i]));
+            out[h * hd + i] = 0.0f;
+            acc16[h][i] = 0;
         }
-        for (int i = 0; i < hd; i++)
-            acc[i] = em_f32_to_f16(em_f16_to_f32(acc[i]) + em_f16_to_f32(vt[i]) * vs);
-        S = S * ms + vs;
     }
-    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
-    for (int i = 0; i < hd; i++) out[i] = em_f16_to_f32(acc[i]) * inv;
+    for (int j = 0; j < n_kv; j++) {
+        const char *kt = (const char *)k + (size_t)j * kstride * esz, *vt = (const char *)v + (size_t)j * kstride * esz;
+        for (int h = 0; h < n_q; h++) {
+            double dot = 0.0;
+            for (int i = 0; i < hd; i++) dot += (double)qv[h][i] * kv_elem(t, kt, i);
+            const float s = (float)dot * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M[h]) {  /* new maximum: rescale what was accumulated so far */
+                ms = expf(M[h] - s);
+                M[h] = s;
+                for (int i = 0; i < hd; i++) {
+                    if (t == EM_F32) out[h * hd + i] *= ms;
+                    else acc16[h][i] = em_f32_to_f16(em_f16_to_f32(acc16[h][i]) * ms);
+                }
+            } else {
+                vs = expf(s - M[h]);
+            }
+            for (int i = 0; i < hd; i++) {
+                if (t == EM_F32) out[h * hd + i] += kv_elem(t, vt, i) * vs;
+                else acc16[h][i] = em_f32_to_f16(em_f16_to_f32(acc16[h][i]) + kv_elem(t, vt, i) * vs);
+            }
+            S[h] = S[h] * ms + vs;
+        }
+    }
+    for (int h = 0; h < n_q; h++) {
+        const float inv = S[h] == 0.0f ? 0.0f : 1.0f / S[h];
+        for (int i = 0; i < hd; i++)
+            out[h * hd + i] = (t == EM_F32 ? out[h * hd + i] : em_f16_to_f32(acc16[h][i])) * inv;
+    }
+}
+
+static void attn_f32_ref(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
+                         int hd, size_t kstride, float scale) {
+    attn_x(EM_F32, out, q, n_q, k, v, n_kv, hd, kstride, scale);
+}
+static void attn_f16_ref(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
+                         int hd, size_t kstride, float scale) {
+    attn_x(EM_F16, out, q, n_q, k, v, n_kv, hd, kstride, scale);
 }
 
 /* Three-pass attention (the micro-benchmark's baseline): scores, then e^(s - max) and
  * the sum, then the weighted V rows. K/V rows of type t (F32 or F16). */
-static float kv_elem(int t, const void *row, int i) {
-    return t == EM_F32 ? ((const float *)row)[i] : em_f16_to_f32(((const uint16_t *)row)[i]);
-}
 
 static void attn3_x(int t, float *out, const float *q, const void *k, const void *v, int n_kv,
                     int hd, size_t kstride, float scale, float *s) {

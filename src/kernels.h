@@ -38,14 +38,20 @@ typedef struct em_kernels {
     void (*softmax2)(float *x, int n);
     /* h[i] = silu(g[i]) * u[i]. */
     void (*swiglu)(float *h, const float *g, const float *u, int n);
-    /* Attention for one query head over cached positions 0..n_kv-1, one pass with an
-     * online softmax (running max M, sum S and output rescaled whenever M grows), so K
-     * and V are each read once and the scratch does not grow with the context:
-     *   out = softmax(scale * q.K^T) V
-     * attn[t] reads K/V rows of cache type t (F32 or F16), kstride elements apart, head
-     * width hd. For F16 the numerics are llama.cpp's CPU flash attention: q rounded to
-     * F16, dot products summed in double, and the V accumulator held in F16. */
-    void (*attn[EM_TYPE_COUNT])(float *out, const float *q, const void *k, const void *v,
+    /* Attention of n_q query heads that share one KV head (a GQA group; n_q <=
+     * EM_ATTN_MAX_GROUP) over cached positions 0..n_kv-1, in one pass with an online
+     * softmax, so K and V are each read once for the whole group and the scratch does not
+     * grow with the context:  out_h = softmax(scale * q_h.K^T) V  for h < n_q.
+     * q and out hold the n_q heads hd floats apart; K/V rows are of cache type t (F32 or
+     * F16), kstride elements apart. The numerics are those of llama.cpp's CPU flash
+     * attention, per position and head: the score (dot product summed in double); if it
+     * exceeds the running max M, the output and the sum are rescaled by e^(M_old - s);
+     * otherwise the V row is weighted by e^(s - M). For F16, q is rounded to F16 and the
+     * output accumulated in F16 (rounded after every step). SIMD kernels work through
+     * EM_ATTN_CHUNK positions at a time (scores of the chunk, then the update, then the V
+     * rows), which changes nothing in the arithmetic: a chunk whose scores stay below M,
+     * nearly every chunk, takes no rescale. */
+    void (*attn[EM_TYPE_COUNT])(float *out, const float *q, int n_q, const void *k, const void *v,
                                 int n_kv, int hd, size_t kstride, float scale);
     /* The straightforward three-pass attention, kept as the baseline of the attention
      * micro-benchmark (not used by the forward pass): all scores into scores[0..n_kv)
@@ -53,6 +59,10 @@ typedef struct em_kernels {
     void (*attn3[EM_TYPE_COUNT])(float *out, const float *q, const void *k, const void *v,
                                  int n_kv, int hd, size_t kstride, float scale, float *scores);
 } em_kernels;
+
+#define EM_ATTN_CHUNK 16     /* positions per step of the SIMD attention kernels */
+#define EM_ATTN_MAX_GROUP 8  /* query heads per attn call */
+#define EM_ATTN_MAX_HD 512   /* head widths above this are refused at model load */
 
 extern const em_kernels em_kernels_ref;
 /* The best table for this CPU, or the one EMBER_ISA names ("ref", "avx2", "avx512",

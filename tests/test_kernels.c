@@ -295,52 +295,61 @@ TEST(quantize_act_exact) {
 
 /* ---- attention ---- */
 
+/* Attention of a GQA group (1..8 query heads over one K/V head) against ref, at head
+ * widths and cache lengths around the vector width and the chunk size. The SIMD kernels
+ * repeat ref's steps (only the double sums of q.k are in another order), so nearly every
+ * output is bit-identical; the bound covers the rare ulp of a score. The three-pass
+ * baseline (other float steps) must agree within the same bound. */
 TEST(attn_vs_ref) {
-    static const int hds[] = { 5, 8, 12, 16, 64, 80, 100, 128 }, nkvs[] = { 1, 2, 3, 8, 31, 100, 300 };
+    static const int hds[] = { 5, 8, 12, 16, 64, 80, 100, 128 }, nkvs[] = { 1, 2, 3, 8, 15, 16, 17, 31, 100, 300 };
+    static const int groups[] = { 1, 3, 4, 8 };
     for (int f16 = 0; f16 < 2; f16++) {
         long same = 0, total = 0;
         double worst = 0;
         for (size_t ih = 0; ih < sizeof hds / sizeof hds[0]; ih++)
             for (size_t ik = 0; ik < sizeof nkvs / sizeof nkvs[0]; ik++) {
-                const int hd = hds[ih], nkv = nkvs[ik];
+                const int hd = hds[ih], nkv = nkvs[ik], g = groups[(ih + ik) % 4];
                 const size_t stride = (size_t)hd * 2 + 3, es = f16 ? 2 : 4, nel = stride * (nkv - 1) + hd;
-                float *q = malloc(sizeof(float) * hd), *o1 = malloc(sizeof(float) * (hd + 1)), *o2 = malloc(sizeof(float) * (hd + 1));
+                float *q = malloc(sizeof(float) * hd * g), *o1 = malloc(sizeof(float) * (hd * g + 1)),
+                      *o2 = malloc(sizeof(float) * (hd * g + 1));
                 void *k = malloc(es * nel), *v = malloc(es * nel);
                 float vmax = 0;
-                for (int i = 0; i < hd; i++) q[i] = grand() * 1.5f;
+                for (int i = 0; i < hd * g; i++) q[i] = grand() * 1.5f;
                 for (size_t i = 0; i < nel; i++) {
                     const float kf = grand(), vf = grand();
                     if (f16) { ((uint16_t *)k)[i] = h16(kf); ((uint16_t *)v)[i] = h16(vf); }
                     else { ((float *)k)[i] = kf; ((float *)v)[i] = vf; }
                     vmax = fmaxf(vmax, fabsf(vf));
                 }
-                o1[hd] = o2[hd] = 1234.5f;
+                o1[hd * g] = o2[hd * g] = 1234.5f;
                 const float scale = 1.0f / sqrtf((float)hd);
-                ref->attn[f16 ? EM_F16 : EM_F32](o1, q, k, v, nkv, hd, stride, scale);
-                isa->attn[f16 ? EM_F16 : EM_F32](o2, q, k, v, nkv, hd, stride, scale);
+                ref->attn[f16 ? EM_F16 : EM_F32](o1, q, g, k, v, nkv, hd, stride, scale);
+                isa->attn[f16 ? EM_F16 : EM_F32](o2, q, g, k, v, nkv, hd, stride, scale);
                 const double tol = (f16 ? 4e-3 : 1e-5) * vmax;
-                for (int i = 0; i < hd; i++) {
+                for (int i = 0; i < hd * g; i++) {
                     const double d = fabs((double)o1[i] - o2[i]);
                     worst = d > worst ? d : worst;
                     same += fbits(o1[i]) == fbits(o2[i]);
                     total++;
-                    CHECKF(d <= tol, "%s attn %s hd=%d n_kv=%d i=%d: %.9g vs ref %.9g", isa_name,
-                           f16 ? "f16" : "f32", hd, nkv, i, o2[i], o1[i]);
+                    CHECKF(d <= tol, "%s attn %s hd=%d n_kv=%d group %d i=%d: %.9g vs ref %.9g", isa_name,
+                           f16 ? "f16" : "f32", hd, nkv, g, i, o2[i], o1[i]);
                 }
-                CHECK(o2[hd] == 1234.5f);
-                /* The three-pass baseline (F32 accumulator) agrees within the same bound. */
+                CHECK(o2[hd * g] == 1234.5f);
+                /* Each head of the group alone gives what it gave in the group. */
+                float one[512];
+                isa->attn[f16 ? EM_F16 : EM_F32](one, q + (g - 1) * hd, 1, k, v, nkv, hd, stride, scale);
+                CHECK(!memcmp(one, o2 + (g - 1) * hd, sizeof(float) * hd));
+                /* The three-pass baseline (F32 accumulator), head 0. */
                 float *sc = malloc(sizeof(float) * nkv);
                 isa->attn3[f16 ? EM_F16 : EM_F32](o2, q, k, v, nkv, hd, stride, scale, sc);
                 for (int i = 0; i < hd; i++)
                     CHECKF(fabs((double)o1[i] - o2[i]) <= tol, "%s attn3 %s hd=%d n_kv=%d i=%d: %.9g vs ref attn %.9g",
                            isa_name, f16 ? "f16" : "f32", hd, nkv, i, o2[i], o1[i]);
-                CHECK(o2[hd] == 1234.5f);
                 free(sc);
                 free(q); free(o1); free(o2); free(k); free(v);
             }
         printf("  %s attn %s: %ld/%ld outputs bit-identical to ref, max |diff| %.3g\n", isa_name,
                f16 ? "f16" : "f32", same, total, worst);
-        /* The kernels repeat ref's steps exactly, so only a rare ulp of s can differ. */
         CHECKF(same >= total - total / 100, "%s attn %s: only %ld of %ld outputs match ref bit for bit",
                isa_name, f16 ? "f16" : "f32", same, total);
     }
@@ -484,7 +493,7 @@ TEST(attn3_ref) {
     float q[64], o1[64], o2[64], *k = malloc(sizeof(float) * hd * nkv), *v = malloc(sizeof(float) * hd * nkv), sc[257];
     for (int i = 0; i < hd; i++) q[i] = grand();
     for (int i = 0; i < hd * nkv; i++) { k[i] = grand(); v[i] = grand(); }
-    ref->attn[EM_F32](o1, q, k, v, nkv, hd, hd, 0.125f);
+    ref->attn[EM_F32](o1, q, 1, k, v, nkv, hd, hd, 0.125f);
     ref->attn3[EM_F32](o2, q, k, v, nkv, hd, hd, 0.125f, sc);
     for (int i = 0; i < hd; i++) CHECK_NEAR(o2[i], o1[i], 1e-5);
     free(k); free(v);
