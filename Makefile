@@ -4,7 +4,7 @@
 #   make test            run every test binary (closing line "N passed, N failed, N skipped")
 #   make fuzz CC=clang O=build-fuzz SANITIZE=fuzzer-no-link,address,undefined   libFuzzer targets
 #   make install PREFIX=/usr/local
-# Variables: CC, O (build dir), DEBUG=1, SANITIZE=address,undefined, RUN (wrapper, e.g. qemu), WERROR=1
+# Variables: CC, AR, O (build dir), DEBUG=1, SANITIZE=address,undefined, RUN (wrapper, e.g. qemu), WERROR=1
 CC      ?= cc
 O       ?= build
 PREFIX  ?= /usr/local
@@ -59,7 +59,7 @@ $(O)/src $(O)/tools $(O)/tests $(O)/fuzz $(O)/bench:
 	mkdir -p $@
 
 $(O)/libember.a: $(LIB_OBJ)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 $(O)/ember: $(TOOL_OBJ) $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $(TOOL_OBJ) $(O)/libember.a $(LDLIBS) $(SERVE_LIBS)
