@@ -47,6 +47,21 @@ REPLAY_BIN:= $(FUZZ_SRC:fuzz/fuzz_%.c=$(O)/replay_%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(O)/%)
 
+# `ember serve` uses libmicrohttpd and cJSON (Debian: libmicrohttpd-dev libcjson-dev).
+# Only the ember binary and the openai test/replay/fuzz binaries link them; libember.a
+# never does. Without them everything else builds, and `ember serve` says what to install.
+HAVE_SERVE ?= $(shell printf '\043include <microhttpd.h>\n\043include <cjson/cJSON.h>\nint main(void) { return 0; }\n' | \
+                $(CC) -x c - -o /dev/null -lmicrohttpd -lcjson >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(HAVE_SERVE),1)
+  SERVE_LIBS = -lmicrohttpd -lcjson
+else
+  TOOL_OBJ   := $(filter-out $(O)/tools/cmd_serve.o $(O)/tools/openai.o,$(TOOL_OBJ))
+  TEST_BIN   := $(filter-out $(O)/test_openai,$(TEST_BIN))
+  REPLAY_BIN := $(filter-out $(O)/replay_openai,$(REPLAY_BIN))
+  SERVE_LIBS =
+  $(O)/tools/ember.o: XFLAGS = -DEMBER_NO_SERVE
+endif
+
 all: $(O)/libember.a $(O)/ember $(TEST_BIN) $(REPLAY_BIN) $(BENCH_BIN)
 
 $(O)/src/kern_avx2.o:   XFLAGS = -mavx2 -mfma -mf16c
@@ -64,10 +79,8 @@ $(O)/libember.a: $(LIB_OBJ)
 $(O)/ember: $(TOOL_OBJ) $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $(TOOL_OBJ) $(O)/libember.a $(LDLIBS) $(SERVE_LIBS)
 
-# `ember serve` uses libmicrohttpd and cJSON (Debian: libmicrohttpd-dev libcjson-dev).
-# Only the ember binary and the openai test/replay/fuzz binaries link them; libember.a
-# never does. These explicit rules win over the generic test_%/replay_%/fuzz_% ones.
-SERVE_LIBS = -lmicrohttpd -lcjson
+# The openai test/replay/fuzz binaries link cJSON; these explicit rules win over the
+# generic test_%/replay_%/fuzz_% ones.
 $(O)/test_openai: $(O)/tests/test_openai.o $(O)/tools/openai.o $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(LDLIBS) -lcjson
 $(O)/replay_openai: $(O)/fuzz/fuzz_openai.o $(O)/tools/openai.o $(O)/tests/fuzz_replay_main.o $(O)/libember.a

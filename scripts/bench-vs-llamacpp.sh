@@ -2,7 +2,7 @@
 # bench-vs-llamacpp.sh: side-by-side benchmark of `ember bench` against llama.cpp's
 # `llama-bench` on the same GGUF files, same machine, same run.
 #
-#   scripts/bench-vs-llamacpp.sh            full run (33 min on the 2-core dev box while it was
+#   scripts/bench-vs-llamacpp.sh            full run (11 min of runs on the quiet 2-core dev box; 33 while it was
 #                                           loaded by other jobs; less on a quiet one)
 #   QUICK=1 scripts/bench-vs-llamacpp.sh    smoke run: 1 round, pp128/tg32, 135M models only
 #   scripts/bench-vs-llamacpp.sh build      only build (or find) llama-bench

@@ -3,6 +3,16 @@
 #include <string.h>
 #include "common.h"
 
+#ifdef EMBER_NO_SERVE  /* built without libmicrohttpd/cJSON (see the Makefile) */
+int cmd_serve(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "error: this ember was built without the server: install libmicrohttpd-dev and "
+                    "libcjson-dev, then rebuild (make clean && make)\n");
+    return 1;
+}
+#endif
+
 static void usage(FILE *f) {
     fprintf(f,
         "ember %s: run language models on CPUs\n\n"
