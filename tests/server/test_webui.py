@@ -1,6 +1,7 @@
 """The chat page at GET / in headless Chromium (selenium + Debian's chromium-driver): type
-a message, send it, and wait for the streamed assistant reply to finish. Skipped when
-selenium or chromium is missing."""
+a message, send it, and wait for the streamed assistant reply to finish; the page is then saved as a
+screenshot ($EMBER_SCREENSHOT, default build/webui-chat.png). Skipped when selenium or
+chromium is missing."""
 import os
 import shutil
 
@@ -39,5 +40,10 @@ def test_chat_page_streams_reply():
         drv.find_element(By.ID, "send").click()
         WebDriverWait(drv, 120).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".m[data-done='1']")) == 2)
         assert not drv.find_elements(By.CSS_SELECTOR, ".m.error")
+        shot = os.environ.get("EMBER_SCREENSHOT", "build/webui-chat.png")
+        os.makedirs(os.path.dirname(shot) or ".", exist_ok=True)
+        assert drv.save_screenshot(shot)
+        with open(shot, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     finally:
         drv.quit()
