@@ -203,13 +203,14 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->xq = em_alloc_aligned(3 * B * c->xq_col);  /* one slot per vec_dot type in a matmul group */
     c->rope_cs = em_alloc_aligned((size_t)hp->n_rot * sizeof(float));
     c->n_past = calloc((size_t)c->n_seq, sizeof *c->n_past);
+    c->seq_cnt = calloc((size_t)c->n_seq, sizeof *c->seq_cnt);
     c->tok_seq = malloc(B * sizeof *c->tok_seq);
     c->tok_pos = malloc(B * sizeof *c->tok_pos);
     c->out_tok = malloc(B * sizeof *c->out_tok);
     c->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     c->n_logits_cap = 1;
     if (!c->pool || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->xb2 || !c->q || !c->k ||
-        !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits || !c->n_past ||
+        !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits || !c->n_past || !c->seq_cnt ||
         !c->tok_seq || !c->tok_pos || !c->out_tok) {
         ember_context_free(c);
         return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", c->n_ctx);
@@ -227,7 +228,7 @@ void ember_context_free(ember_context *c) {
     em_free_aligned(c->hg); em_free_aligned(c->hu);
     em_free_aligned(c->xq); em_free_aligned(c->rope_cs);
     free(c->logits); free(c->logit_row);
-    free(c->n_past); free(c->tok_seq); free(c->tok_pos); free(c->out_tok);
+    free(c->n_past); free(c->seq_cnt); free(c->tok_seq); free(c->tok_pos); free(c->out_tok);
     free(c);
 }
 

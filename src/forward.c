@@ -233,13 +233,12 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
             return em_fail(EMBER_E_INVALID, "decode: sequence %d is out of range [0, %d)", s, ctx->n_seq);
         rows += want ? want[i] != 0 : i == n - 1;
     }
-    for (int s = 0; s < ctx->n_seq; s++) {
-        int k = 0;
-        for (int i = 0; i < n; i++) k += (seq ? seq[i] : 0) == s;
-        if (k > ctx->n_ctx - ctx->n_past[s])
+    memset(ctx->seq_cnt, 0, (size_t)ctx->n_seq * sizeof *ctx->seq_cnt);
+    for (int i = 0; i < n; i++) ctx->seq_cnt[seq ? seq[i] : 0]++;
+    for (int s = 0; s < ctx->n_seq; s++)
+        if (ctx->seq_cnt[s] > ctx->n_ctx - ctx->n_past[s])
             return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used%s",
-                           k, ctx->n_past[s], ctx->n_ctx, ctx->n_seq > 1 ? " in that sequence" : "");
-    }
+                           ctx->seq_cnt[s], ctx->n_past[s], ctx->n_ctx, ctx->n_seq > 1 ? " in that sequence" : "");
     if (rows > ctx->n_logits_cap) {
         float *p = realloc(ctx->logits, (size_t)rows * m->hp.n_vocab * sizeof(float));
         if (!p) return em_fail(EMBER_E_NOMEM, "decode: out of memory for %d logit rows", rows);

@@ -106,6 +106,7 @@ struct ember_context {
     int n_batch;                    /* tokens per forward chunk */
     int n_seq;                      /* independent sequences, each with its own KV cache */
     int *n_past;                    /* (n_seq) positions filled in each sequence's cache */
+    int *seq_cnt;                   /* (n_seq) scratch: tokens per sequence in a batch */
     int kv_type;                    /* EM_F16 (default, as llama.cpp) or EM_F32 */
     void *k_cache, *v_cache;        /* (n_layer, n_seq, n_ctx, n_head_kv*head_dim) of kv_type */
     /* the chunk being decoded: sequence and position of each token */

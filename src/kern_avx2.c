@@ -782,7 +782,6 @@ static void softmax2_avx2(float *x, int n) {
 
 /* ------------------------------------------------------------------ attention */
 
-#define ATTN_MAX_HD 512  /* as kern_ref.c; larger heads are refused at model load */
 
 /* q.k in double lanes (products of floats are exact in double). qd holds q as doubles. */
 INLINE double dot_qk(const int f16, const double *qd, const void *kp, int hd) {
@@ -840,8 +839,8 @@ INLINE void acc_update(const int f16, void *accp, const void *vp, float m, int h
 INLINE void attn_common(const int f16, float *out, const float *q, int n_q, const void *k, const void *v,
                         int n_kv, int hd, size_t kstride, float scale) {
     enum { G = EM_ATTN_MAX_GROUP };
-    double qd[G][ATTN_MAX_HD];
-    _Alignas(32) uint16_t acc16[G][ATTN_MAX_HD];
+    double qd[G][EM_ATTN_MAX_HD];
+    _Alignas(32) uint16_t acc16[G][EM_ATTN_MAX_HD];
     float M[G], S[G];
     const size_t es = f16 ? 2 : 4;
     for (int h = 0; h < n_q; h++) {

@@ -850,7 +850,6 @@ static void softmax2_avx512(float *x, int n) {
 
 /* ---------------------------------------------------------------- attention */
 
-#define ATTN_MAX_HD 512
 
 /* q (already as floats, in double) . k row of type t, summed in double like ref. */
 AI float attn_dot(int t, const double *qd, const void *kt, int hd) {
@@ -871,7 +870,7 @@ AI float attn_dot(int t, const double *qd, const void *kt, int hd) {
  * once and dotted with every head's q), the scalar online update, then the V rows (each
  * segment loaded once for every head, accumulators in registers). Only the double sums
  * of the dot products are in another order than ref's. */
-#define QD_W (ATTN_MAX_HD + 16)
+#define QD_W (EM_ATTN_MAX_HD + 16)
 
 AI void attn_scores(int t, double (*qd)[QD_W], int n_q, const void *kt, int hd, float scale,
                     float (*s)[EM_ATTN_CHUNK], int j) {
@@ -895,7 +894,7 @@ AI void attn_scores(int t, double (*qd)[QD_W], int n_q, const void *kt, int hd, 
 /* Lanes [i0, i0 + 16 ns) of every head's accumulator, through the chunk's positions:
  * acc = acc * ms[h][j] where a position raised the maximum (only looked at when `grew`),
  * then acc += V row * w[h][j]; each step rounded to F16 for an F16 accumulator. */
-AI void attn_vblock(int t, int n_q, int ns, int i0, int hd, float *out, uint16_t (*acc16)[ATTN_MAX_HD + 16],
+AI void attn_vblock(int t, int n_q, int ns, int i0, int hd, float *out, uint16_t (*acc16)[EM_ATTN_MAX_HD + 16],
                     const void *v, int j0, int c, size_t kstride, float (*s)[EM_ATTN_CHUNK],
                     float (*msc)[EM_ATTN_CHUNK], int grew) {
     const size_t esz = t == EM_F32 ? 4 : 2;
@@ -951,7 +950,7 @@ AI void attn_x(int t, float *out, const float *q, int n_q, const void *k, const 
                int hd, size_t kstride, float scale) {
     enum { G = EM_ATTN_MAX_GROUP, C = EM_ATTN_CHUNK };
     _Alignas(64) double qd[G][QD_W];
-    _Alignas(64) uint16_t acc16[G][ATTN_MAX_HD + 16];
+    _Alignas(64) uint16_t acc16[G][EM_ATTN_MAX_HD + 16];
     _Alignas(64) float s[G][C], msc[G][C];
     float M[G], S[G];
     const size_t esz = t == EM_F32 ? 4 : 2;
@@ -1008,7 +1007,7 @@ AI void attn_x(int t, float *out, const float *q, int n_q, const void *k, const 
 /* Three-pass baseline (see kernels.h): scores, exp and sum, weighted V rows in F32. */
 AI void attn3_x(int t, float *out, const float *q, const void *k, const void *v, int n_kv,
                 int hd, size_t kstride, float scale, float *s) {
-    _Alignas(64) double qd[ATTN_MAX_HD + 16];
+    _Alignas(64) double qd[EM_ATTN_MAX_HD + 16];
     const size_t esz = t == EM_F32 ? 4 : 2;
     for (int i = 0; i < hd; i++) qd[i] = q[i];
     for (int i = hd; i < hd + 16; i++) qd[i] = 0.0;

@@ -697,7 +697,6 @@ static void softmax_neon(float *x, int n) {
 
 /* ------------------------------------------------------------------ attention */
 
-#define ATTN_MAX_HD 512  /* as kern_ref.c; larger heads are refused at model load */
 
 /* q.k in double lanes (products of floats are exact in double, so fma = multiply + add).
  * qd holds q as doubles. */
@@ -754,8 +753,8 @@ INLINE void attn_update(const int f16, void *accp, const void *vp, float ms, flo
 
 INLINE void attn_common(const int f16, float *out, const float *q, const void *k, const void *v, int n_kv,
                         int hd, size_t kstride, float scale) {
-    double qd[ATTN_MAX_HD];
-    uint16_t acc16[ATTN_MAX_HD];
+    double qd[EM_ATTN_MAX_HD];
+    uint16_t acc16[EM_ATTN_MAX_HD];
     void *acc = f16 ? (void *)acc16 : (void *)out;
     const size_t es = f16 ? 2 : 4;
     for (int i = 0; i < hd; i++) {

@@ -78,8 +78,8 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
     if (hp->head_dim <= 0 || hp->head_dim_v <= 0 || hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
         return em_fail(EMBER_E_FORMAT, "bad head sizes: head_dim %d, value_length %d, rope dims %d",
                        hp->head_dim, hp->head_dim_v, hp->n_rot);
-    if (hp->head_dim > 512)
-        return em_fail(EMBER_E_UNSUPPORTED, "head_dim %d is larger than 512", hp->head_dim);
+    if (hp->head_dim > EM_ATTN_MAX_HD)
+        return em_fail(EMBER_E_UNSUPPORTED, "head_dim %d is larger than %d", hp->head_dim, EM_ATTN_MAX_HD);
     if (hp->head_dim_v != hp->head_dim)
         return em_fail(EMBER_E_UNSUPPORTED, "value_length %d != key_length %d is not supported yet",
                        hp->head_dim_v, hp->head_dim);
