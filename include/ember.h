@@ -164,6 +164,15 @@ typedef struct ember_sampler_params {
 } ember_sampler_params;
 
 EMBER_API ember_sampler_params ember_sampler_default_params(void);
+/* Checks every field against its allowed range (temp [0, 100], top_k [0, 2^30], top_p and
+ * min_p [0, 1], repeat_penalty [1e-6, 100], repeat_last_n [-1, 2^30], presence and
+ * frequency penalties [-2, 2]). EMBER_E_INVALID names the first bad field and its range in
+ * ember_last_error() ("top_p must be in [0, 1], got 2") and, when bad_field is not NULL,
+ * points it at the field's name. ember_sampler_new makes the same check. */
+EMBER_API ember_status ember_sampler_params_check(const ember_sampler_params *p, const char **bad_field);
+/* The allowed range [*lo, *hi] of the field `name` ("temp", "top_p", ...): 0, or -1 for an
+ * unknown name. */
+EMBER_API int ember_sampler_param_range(const char *name, double *lo, double *hi);
 EMBER_API ember_status ember_sampler_new(const ember_model *m, const ember_sampler_params *p,
                                          ember_sampler **out);
 EMBER_API void ember_sampler_free(ember_sampler *s);

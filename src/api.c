@@ -284,10 +284,49 @@ ember_sampler_params ember_sampler_default_params(void) {
     return p;
 }
 
+/* The allowed range of each sampling parameter: the one table the CLI, the server and
+ * ember_sampler_new check against. */
+static const struct { const char *name; double lo, hi; } param_range[] = {
+    { "temp", 0, 100 },                 /* 0: greedy */
+    { "top_k", 0, 1 << 30 },            /* 0: off */
+    { "top_p", 0, 1 },                  /* 1: off */
+    { "min_p", 0, 1 },                  /* 0: off */
+    { "repeat_penalty", 1e-6, 100 },    /* 1: off; 0 would zero the logits */
+    { "repeat_last_n", -1, 1 << 30 },   /* -1: the whole context */
+    { "presence_penalty", -2, 2 },      /* OpenAI's range */
+    { "frequency_penalty", -2, 2 },
+};
+
+int ember_sampler_param_range(const char *name, double *lo, double *hi) {
+    for (size_t i = 0; name && i < sizeof param_range / sizeof *param_range; i++)
+        if (!strcmp(name, param_range[i].name)) {
+            if (lo) *lo = param_range[i].lo;
+            if (hi) *hi = param_range[i].hi;
+            return 0;
+        }
+    return -1;
+}
+
+ember_status ember_sampler_params_check(const ember_sampler_params *p, const char **bad_field) {
+    if (bad_field) *bad_field = NULL;
+    CHECK_ARG(p, "ember_sampler_params_check: NULL argument");
+    const double v[] = { p->temp, p->top_k, p->top_p, p->min_p, p->repeat_penalty, p->repeat_last_n,
+                         p->presence_penalty, p->frequency_penalty };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        if (v[i] >= param_range[i].lo && v[i] <= param_range[i].hi) continue;  /* NaN fails */
+        if (bad_field) *bad_field = param_range[i].name;
+        return em_fail(EMBER_E_INVALID, "%s must be in [%g, %g], got %g", param_range[i].name,
+                       param_range[i].lo, param_range[i].hi, v[i]);
+    }
+    return EMBER_OK;
+}
+
 ember_status ember_sampler_new(const ember_model *m, const ember_sampler_params *p, ember_sampler **out) {
     CHECK_ARG(out && m, "ember_sampler_new: NULL argument");
     *out = NULL;
     ember_sampler_params q = p ? *p : ember_sampler_default_params();
+    ember_status st = ember_sampler_params_check(&q, NULL);
+    if (st) return st;
     em_sampler_params e = { q.temp, q.top_k, q.top_p, q.min_p, q.repeat_penalty, q.repeat_last_n,
                             q.presence_penalty, q.frequency_penalty, q.seed };
     ember_sampler *s = calloc(1, sizeof *s);
