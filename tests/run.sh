@@ -9,7 +9,8 @@ for t in "$O"/test_* "$O"/replay_*; do
   case "$name" in replay_*) args="fuzz/corpus/${name#replay_}";; *) args="";; esac
   echo "== $name"
   out=$($RUN "$t" $args 2>&1); rc=$?
-  echo "$out" | grep -v '^ok ' | tail -n 40
+  echo "$out" | grep -v -e '^ok ' -e '^skipped' | tail -n 40
+  echo "$out" | grep '^skipped'  # every skip, whatever the length of the output
   line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
   if [ -z "$line" ]; then echo "!! $name printed no summary (exit $rc)"; bad=$((bad+1)); continue; fi
   p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
