@@ -51,5 +51,6 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);  /* cmd_perplexity.c: llama.cpp's perplexity and KL divergence */
 int cmd_serve(int argc, char **argv);  /* cmd_serve.c: OpenAI-compatible HTTP server */
 #endif

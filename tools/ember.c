@@ -24,6 +24,7 @@ static void usage(FILE *f) {
         "  tokenize    print the token ids (or --pieces) of -p TEXT / -f FILE\n"
         "  detokenize  print the text of token ids\n"
         "  bench       llama-bench-style pp/tg throughput (see 'ember bench -h')\n"
+        "  perplexity  llama.cpp's perplexity and KL divergence of a text (see 'ember perplexity -h')\n"
         "  serve       OpenAI-compatible HTTP server: --host 127.0.0.1 --port 8080 -np 4\n"
         "              --api-key K -a ALIAS --body-limit BYTES --timeout S (chat page at /)\n\n"
         "common options:\n"
@@ -55,6 +56,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 2, argv + 2);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) { usage(stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("ember %s\n", ember_version()); return 0; }
