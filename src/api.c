@@ -327,7 +327,9 @@ ember_status ember_sampler_params_check(const ember_sampler_params *p, const cha
     const double v[] = { p->temp, p->top_k, p->top_p, p->min_p, p->repeat_penalty, p->repeat_last_n,
                          p->presence_penalty, p->frequency_penalty };
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
-        if (v[i] >= param_range[i].lo && v[i] <= param_range[i].hi) continue;  /* NaN fails */
+        /* Bounds as floats: the fields are floats, and a bound like 1e-6 read into a float
+         * (as the CLI and the server do) lands just below the double 1e-6. NaN fails. */
+        if (v[i] >= (float)param_range[i].lo && v[i] <= (float)param_range[i].hi) continue;
         if (bad_field) *bad_field = param_range[i].name;
         return em_fail(EMBER_E_INVALID, "%s must be in [%g, %g], got %g", param_range[i].name,
                        param_range[i].lo, param_range[i].hi, v[i]);
