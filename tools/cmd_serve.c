@@ -895,8 +895,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    /* "application error generating response": the stream's reader gave up because the
+     * client went away (next_event returns -1). */
     static const char *const quiet[] = { "send", "Send", "reset", "Broken pipe", "closed", "disconnect", "recv",
-                                          "Socket", "socket", "timed out", "Timeout" };
+                                          "Socket", "socket", "timed out", "Timeout", "application error" };
     for (size_t i = 0; i < sizeof quiet / sizeof *quiet; i++)
         if (strstr(msg, quiet[i])) return;
     char *cut = strstr(msg, " ('<");  /* "(HTTP response code is 505 ('<html>...'))" */
