@@ -17,8 +17,13 @@
  *  - srv.mu guards the queue, slot assignment and every task's output fields. A task is
  *    freed only by its request thread, after the scheduler has set `done`.
  * Threads: the context's pool (-t, default: physical cores) runs every batched step.
- * Shutdown (SIGINT/SIGTERM): the scheduler fails every task, request threads return,
- * MHD_stop_daemon joins them, then contexts and the model are freed. */
+ * Shutdown (SIGINT/SIGTERM): the scheduler fails every task, the listening socket closes,
+ * the main thread waits until every answered request has sent its end (JSON error, or an
+ * error event and [DONE]), then MHD_stop_daemon joins the threads and contexts and the
+ * model are freed.
+ * Defences (tests/server/README.md): JSON bodies only (415), CORS only for --cors origins,
+ * message text never tokenized into control tokens (ember_tokenize_spans), our own JSON
+ * 414/431 below libmicrohttpd's limits, the API key from a file or the environment. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
