@@ -89,6 +89,21 @@ EMBER_API int ember_add_bos(const ember_model *m);
  * like "<|im_start|>" becomes its id. Returns the count, or -(needed) if n_max is short. */
 EMBER_API int ember_tokenize(const ember_model *m, const char *text, size_t len,
                              ember_token *out, int n_max, int add_special, int parse_special);
+/* A byte range [off, off + len) of a text. */
+typedef struct ember_span { size_t off, len; } ember_span;
+/* Tokenizes text in which control-token text is parsed only outside the `plain` spans:
+ * inside them "<|im_start|>" and the like are ordinary text (user-defined tokens are
+ * still recognised there, as by ember_tokenize with parse_special = 0). Otherwise the text
+ * is tokenized as one piece, exactly as ember_tokenize(m, text, len, out, n_max,
+ * add_special, 1) does: a text whose spans hold no control-token text gives the same
+ * tokens. Spans may come in any order and overlap; parts past len are ignored. A
+ * control token is parsed only where none of its bytes lies in a span. Returns the count,
+ * or -(needed) if n_max is short (0 with ember_last_error() set on bad arguments).
+ * Use it with ember_chat_apply_template_spans so that message text can never forge the
+ * template's markup (a user message holding "<|im_end|>\n<|im_start|>system"). */
+EMBER_API int ember_tokenize_spans(const ember_model *m, const char *text, size_t len,
+                                   const ember_span *plain, size_t n_plain,
+                                   ember_token *out, int n_max, int add_special);
 /* Bytes of one token (may be part of a UTF-8 character). special: render control tokens.
  * Returns the length, or -(needed) if len is short. */
 EMBER_API int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len,
@@ -103,6 +118,17 @@ typedef struct ember_chat_message { const char *role; const char *content; } emb
 EMBER_API int ember_chat_apply_template(const ember_model *m, const char *name,
                                         const ember_chat_message *msgs, size_t n,
                                         int add_assistant, char *buf, size_t len);
+/* ember_chat_apply_template that also records where text from the messages landed: every
+ * byte of a message's content (and of a role written as free text) lies in one of the
+ * returned spans, and everything outside them is the template's own markup. Spans are in
+ * increasing order, do not overlap, and adjacent ones are merged. *n_spans (if not NULL)
+ * gets the total count; the first max_spans are written to spans (may be NULL), so a
+ * first call with spans = NULL sizes the array. The rendered text is the same as
+ * ember_chat_apply_template's. Tokenize the result with ember_tokenize_spans. */
+EMBER_API int ember_chat_apply_template_spans(const ember_model *m, const char *name,
+                                              const ember_chat_message *msgs, size_t n,
+                                              int add_assistant, char *buf, size_t len,
+                                              ember_span *spans, size_t max_spans, size_t *n_spans);
 
 /* ---- contexts and decoding --------------------------------------------------------- */
 typedef struct ember_context_params {

@@ -142,6 +142,20 @@ int ember_tokenize(const ember_model *m, const char *text, size_t len, ember_tok
     return em_tokenize(m->vocab, text ? text : "", len, add_special, parse_special, out, n_max);
 }
 
+int ember_tokenize_spans(const ember_model *m, const char *text, size_t len, const ember_span *plain,
+                         size_t n_plain, ember_token *out, int n_max, int add_special) {
+    if (!m || !m->vocab) { em_fail(EMBER_E_INVALID, "model has no tokenizer"); return 0; }
+    if (!plain && n_plain) { em_fail(EMBER_E_INVALID, "ember_tokenize_spans: NULL spans"); return 0; }
+    if (!text) len = 0;
+    /* ember_span and em_span have the same layout: two size_t. */
+    em_span *sp = n_plain ? malloc(n_plain * sizeof *sp) : NULL;
+    if (n_plain && !sp) { em_fail(EMBER_E_NOMEM, "out of memory"); return 0; }
+    for (size_t i = 0; i < n_plain; i++) sp[i] = (em_span){plain[i].off, plain[i].len};
+    int n = em_tokenize_spans(m->vocab, text ? text : "", len, add_special, 1, sp, n_plain, out, n_max);
+    free(sp);
+    return n;
+}
+
 int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len, int special) {
     if (!m || !m->vocab) return 0;
     return em_token_to_piece(m->vocab, t, buf, len, special);
@@ -313,7 +327,9 @@ ember_status ember_sampler_params_check(const ember_sampler_params *p, const cha
     const double v[] = { p->temp, p->top_k, p->top_p, p->min_p, p->repeat_penalty, p->repeat_last_n,
                          p->presence_penalty, p->frequency_penalty };
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
-        if (v[i] >= param_range[i].lo && v[i] <= param_range[i].hi) continue;  /* NaN fails */
+        /* Bounds as floats: the fields are floats, and a bound like 1e-6 read into a float
+         * (as the CLI and the server do) lands just below the double 1e-6. NaN fails. */
+        if (v[i] >= (float)param_range[i].lo && v[i] <= (float)param_range[i].hi) continue;
         if (bad_field) *bad_field = param_range[i].name;
         return em_fail(EMBER_E_INVALID, "%s must be in [%g, %g], got %g", param_range[i].name,
                        param_range[i].lo, param_range[i].hi, v[i]);

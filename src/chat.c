@@ -44,7 +44,9 @@ const char *em_chat_names(void) {
 
 /* ---- output buffer (snprintf contract) and string helpers ---- */
 
-typedef struct { char *buf; size_t cap, len; } sbuf;
+/* spans (may be NULL) records where message content lands: n_spans counts them all, the
+ * first max_spans are stored. */
+typedef struct { char *buf; size_t cap, len; ember_span *spans; size_t max_spans, n_spans, span_end; } sbuf;
 
 static void putn(sbuf *b, const char *s, size_t n) {
     if (b->len < b->cap) {
@@ -56,6 +58,22 @@ static void putn(sbuf *b, const char *s, size_t n) {
 }
 
 static void put(sbuf *b, const char *s) { putn(b, s, strlen(s)); }
+
+/* Text that came from a message (content or role), not from the template: recorded as a
+ * span so that the tokenizer never turns it into control tokens. Adjacent spans merge. */
+static void cputn(sbuf *b, const char *s, size_t n) {
+    if (!n) return;
+    if (b->n_spans && b->span_end == b->len) {
+        if (b->n_spans <= b->max_spans) b->spans[b->n_spans - 1].len += n;
+    } else {
+        if (b->n_spans < b->max_spans) b->spans[b->n_spans] = (ember_span){b->len, n};
+        b->n_spans++;
+    }
+    putn(b, s, n);
+    b->span_end = b->len;
+}
+
+static void cput(sbuf *b, const char *s) { cputn(b, s, strlen(s)); }
 
 static int is_role(const ember_chat_message *m, const char *r) { return m->role && !strcmp(m->role, r); }
 static const char *content(const ember_chat_message *m) { return m->content ? m->content : ""; }
@@ -77,14 +95,14 @@ static void put_strip(sbuf *b, const char *s) {
         }
         i += adv;
     }
-    if (seen) putn(b, s + start, end - start);
+    if (seen) cputn(b, s + start, end - start);
 }
 
 /* Writes s[0..n) without leading and/or trailing '\n' (Python's strip('\n') family). */
 static void put_nl_strip(sbuf *b, const char *s, size_t n, int left, int right) {
     while (left && n && *s == '\n') { s++; n--; }
     while (right && n && s[n - 1] == '\n') n--;
-    putn(b, s, n);
+    cputn(b, s, n);
 }
 
 /* Concatenates a and c into a new string (NULL on out of memory). */
@@ -102,12 +120,12 @@ static char *concat(const char *a, const char *c) {
 /* Qwen's tool messages: consecutive ones share one user turn. */
 static void put_tool(sbuf *b, const ember_chat_message *m, size_t n, size_t i) {
     if (i == 0 || !is_role(&m[i - 1], "tool")) put(b, "<|im_start|>user");
-    put(b, "\n<tool_response>\n"); put(b, content(&m[i])); put(b, "\n</tool_response>");
+    put(b, "\n<tool_response>\n"); cput(b, content(&m[i])); put(b, "\n</tool_response>");
     if (i + 1 == n || !is_role(&m[i + 1], "tool")) put(b, "<|im_end|>\n");
 }
 
 static void turn(sbuf *b, const char *role, const char *text) {
-    put(b, "<|im_start|>"); put(b, role); put(b, "\n"); put(b, text); put(b, "<|im_end|>\n");
+    put(b, "<|im_start|>"); cput(b, role); put(b, "\n"); cput(b, text); put(b, "<|im_end|>\n");
 }
 
 static void render_chatml(sbuf *b, const spec *sp, const ember_chat_message *m, size_t n, int add) {
@@ -146,7 +164,7 @@ static void qwen3_assistant(sbuf *b, const char *c, int after_query, int last) {
         put(b, "<think>\n"); put_nl_strip(b, r, rn, 1, 1); put(b, "\n</think>\n\n");
         put_nl_strip(b, text, strlen(text), 1, 0);
     } else {
-        put(b, text);
+        cput(b, text);
     }
     put(b, "<|im_end|>\n");
 }
@@ -194,11 +212,11 @@ static void render_mistral(sbuf *b, const ember_chat_message *m, size_t n, int n
         if (is_role(&m[i], "user")) {
             const int with_sys = sys && (nemo ? i + 1 == n : i == 1);
             put(b, nemo ? "[INST]" : "[INST] ");
-            if (with_sys) { put(b, sys); put(b, "\n\n"); }
-            put(b, content(&m[i]));
+            if (with_sys) { cput(b, sys); put(b, "\n\n"); }
+            cput(b, content(&m[i]));
             put(b, nemo ? "[/INST]" : " [/INST]");
         } else if (is_role(&m[i], "assistant")) {
-            put(b, content(&m[i])); put(b, "</s>");
+            cput(b, content(&m[i])); put(b, "</s>");
         }
     }
 }
@@ -206,7 +224,7 @@ static void render_mistral(sbuf *b, const ember_chat_message *m, size_t n, int n
 /* ---- Llama 3 ---- */
 
 static void llama3_turn(sbuf *b, const char *role, const char *text) {
-    put(b, "<|start_header_id|>"); put(b, role); put(b, "<|end_header_id|>\n\n");
+    put(b, "<|start_header_id|>"); cput(b, role); put(b, "<|end_header_id|>\n\n");
     put_strip(b, text); put(b, "<|eot_id|>");
 }
 
@@ -249,12 +267,13 @@ static void render_tagged(sbuf *b, const spec *sp, const ember_chat_message *m, 
         const int user = is_role(&m[i], "user"), assistant = is_role(&m[i], "assistant");
         const int system = is_role(&m[i], "system") && (zephyr || *content(&m[i]));
         if (mini) {  /* Phi-3-mini drops system messages and opens the reply after each user turn */
-            if (user) { put(b, "<|user|>\n"); put(b, content(&m[i])); put(b, "<|end|>\n<|assistant|>\n"); }
-            else if (assistant) { put(b, content(&m[i])); put(b, "<|end|>\n"); }
+            if (user) { put(b, "<|user|>\n"); cput(b, content(&m[i])); put(b, "<|end|>\n<|assistant|>\n"); }
+            else if (assistant) { cput(b, content(&m[i])); put(b, "<|end|>\n"); }
             continue;
         }
         if (!user && !assistant && !system) continue;
-        put(b, "<|"); put(b, m[i].role); put(b, "|>\n"); put(b, content(&m[i])); put(b, end);
+        /* The role is one of user/assistant/system here: part of the markup. */
+        put(b, "<|"); put(b, m[i].role); put(b, "|>\n"); cput(b, content(&m[i])); put(b, end);
     }
     if (zephyr && add && n > 0) put(b, "<|assistant|>\n");  /* inside the loop there: not for 0 messages */
     if (sp->style == ST_PHI3) put(b, add ? "<|assistant|>\n" : "<|endoftext|>");
@@ -271,7 +290,8 @@ static void render_gemma(sbuf *b, const ember_chat_message *m, size_t n, int add
             free(head);
         }
         put(b, "<start_of_turn>");
-        put(b, is_role(&m[i], "assistant") ? "model" : m[i].role ? m[i].role : "");
+        if (is_role(&m[i], "assistant")) put(b, "model");
+        else cput(b, m[i].role ? m[i].role : "");
         put(b, "\n"); put_strip(b, c ? c : content(&m[i])); put(b, "<end_of_turn>\n");
         free(c);
     }
@@ -327,6 +347,13 @@ static int detect(const char *t, spec *sp) {
 
 int em_chat_render(const char *tmpl, const char *name, const ember_chat_message *msgs, size_t n,
                    int add_ass, const char *date, char *buf, size_t len) {
+    return em_chat_render_spans(tmpl, name, msgs, n, add_ass, date, buf, len, NULL, 0, NULL);
+}
+
+int em_chat_render_spans(const char *tmpl, const char *name, const ember_chat_message *msgs, size_t n,
+                         int add_ass, const char *date, char *buf, size_t len,
+                         ember_span *spans, size_t max_spans, size_t *n_spans) {
+    if (n_spans) *n_spans = 0;
     spec sp;
     if (name && *name) {
         int found = -1;
@@ -349,7 +376,7 @@ int em_chat_render(const char *tmpl, const char *name, const ember_chat_message 
         return -1;
     }
     if (!msgs) n = 0;
-    sbuf b = {buf, buf ? len : 0, 0};
+    sbuf b = {buf, buf ? len : 0, 0, spans, spans ? max_spans : 0, 0, 0};
     if (buf && len) buf[0] = 0;
     switch (sp.style) {
     case ST_CHATML: render_chatml(&b, &sp, msgs, n, add_ass); break;
@@ -360,10 +387,18 @@ int em_chat_render(const char *tmpl, const char *name, const ember_chat_message 
     case ST_GEMMA: render_gemma(&b, msgs, n, add_ass); break;
     default: render_tagged(&b, &sp, msgs, n, add_ass); break;
     }
+    if (n_spans) *n_spans = b.n_spans;
     return b.len > 0x7fffffff ? 0x7fffffff : (int)b.len;
 }
 
 int ember_chat_apply_template(const ember_model *m, const char *name, const ember_chat_message *msgs,
                               size_t n, int add_ass, char *buf, size_t len) {
     return em_chat_render(m ? m->chat_template : NULL, name, msgs, n, add_ass, NULL, buf, len);
+}
+
+int ember_chat_apply_template_spans(const ember_model *m, const char *name, const ember_chat_message *msgs,
+                                    size_t n, int add_ass, char *buf, size_t len,
+                                    ember_span *spans, size_t max_spans, size_t *n_spans) {
+    return em_chat_render_spans(m ? m->chat_template : NULL, name, msgs, n, add_ass, NULL, buf, len,
+                                spans, max_spans, n_spans);
 }

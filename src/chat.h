@@ -14,6 +14,11 @@
  * -1 with ember_last_error() set when the name or template is not recognised. */
 int em_chat_render(const char *tmpl, const char *name, const ember_chat_message *msgs, size_t n,
                    int add_ass, const char *date, char *buf, size_t len);
+/* em_chat_render, and where text from the messages (contents, free-form roles) landed in
+ * the output: see ember_chat_apply_template_spans. */
+int em_chat_render_spans(const char *tmpl, const char *name, const ember_chat_message *msgs, size_t n,
+                         int add_ass, const char *date, char *buf, size_t len,
+                         ember_span *spans, size_t max_spans, size_t *n_spans);
 /* The family names accepted by --chat-template, comma separated. */
 const char *em_chat_names(void);
 #endif

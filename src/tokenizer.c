@@ -482,14 +482,31 @@ static void frag_push(fragvec *f, int32_t tok, size_t off, size_t len) {
 
 static int ascii_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-/* Splits one raw fragment on every occurrence of token id (leftmost first). */
-static void split_frag(const em_vocab *v, const char *text, const frag *fr, int32_t id, fragvec *out) {
+/* Byte ranges where control tokens must not be parsed: sorted, disjoint, merged. */
+typedef struct { const em_span *v; size_t n; } plainset;
+
+/* Does [off, off + len) share a byte with a plain span? */
+static int plain_overlaps(const plainset *p, size_t off, size_t len) {
+    size_t lo = 0, hi = p->n;  /* first span that ends after off */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->v[mid].off + p->v[mid].len <= off) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < p->n && p->v[lo].off < off + len;
+}
+
+/* Splits one raw fragment on every occurrence of token id (leftmost first); occurrences
+ * that touch a plain span (when p is not NULL) stay text. */
+static void split_frag(const em_vocab *v, const char *text, const frag *fr, int32_t id,
+                       const plainset *p, fragvec *out) {
     const em_token *t = &v->tok[id];
-    size_t off = fr->off, len = fr->len;
+    size_t off = fr->off, len = fr->len, from = off;
     for (;;) {
-        const char *m = memmem(text + off, len, t->text, t->len);
+        const char *m = memmem(text + from, off + len - from, t->text, t->len);
         if (!m) { frag_push(out, -1, off, len); return; }
         size_t pos = (size_t)(m - text), left = pos - off;
+        if (p && plain_overlaps(p, pos, t->len)) { from = pos + 1; continue; }
         if (t->attr & TA_LSTRIP)
             while (left > 0 && ascii_space(text[off + left - 1])) left--;
         if (left) frag_push(out, -1, off, left);
@@ -498,20 +515,23 @@ static void split_frag(const em_vocab *v, const char *text, const frag *fr, int3
         if (t->attr & TA_RSTRIP)
             while (rlen > 0 && ascii_space(text[roff])) { roff++; rlen--; }
         if (!rlen) return;
-        off = roff;
+        off = from = roff;
         len = rlen;
     }
 }
 
 /* Partitions text into raw fragments and special tokens. Control and unknown tokens are
- * only recognised with parse_special; user-defined tokens always are. */
-static int partition(const em_vocab *v, const char *text, size_t len, int parse_special, fragvec *fv) {
+ * only recognised with parse_special, and then (p not NULL) only outside plain spans;
+ * user-defined tokens always are. */
+static int partition(const em_vocab *v, const char *text, size_t len, int parse_special,
+                     const plainset *p, fragvec *fv) {
     fragvec tmp = {0};
     if (len) frag_push(fv, -1, 0, len);
     for (int s = 0; s < v->n_special && !fv->oom; s++) {
         const int32_t id = v->special[s];
         const em_token *t = &v->tok[id];
-        if (!parse_special && (t->attr & (TA_CONTROL | TA_UNKNOWN))) continue;
+        const int control = (t->attr & (TA_CONTROL | TA_UNKNOWN)) != 0;
+        if (!parse_special && control) continue;
         int found = 0;
         for (size_t i = 0; i < fv->n && !found; i++)
             found = fv->v[i].tok < 0 && memmem(text + fv->v[i].off, fv->v[i].len, t->text, t->len);
@@ -519,7 +539,7 @@ static int partition(const em_vocab *v, const char *text, size_t len, int parse_
         tmp.n = 0;
         for (size_t i = 0; i < fv->n; i++) {
             if (fv->v[i].tok >= 0) frag_push(&tmp, fv->v[i].tok, 0, 0);
-            else split_frag(v, text, &fv->v[i], id, &tmp);
+            else split_frag(v, text, &fv->v[i], id, control ? p : NULL, &tmp);
         }
         fragvec x = *fv; *fv = tmp; tmp = x;
         if (tmp.oom) fv->oom = 1;
@@ -646,12 +666,55 @@ static int spm_fragment(const em_vocab *v, const char *text, size_t len, int pre
 
 /* ---- public API ---- */
 
+static int cmp_span(const void *a, const void *b) {
+    const em_span *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Clips spans to [0, len), sorts and merges them into a new array (*out, count in *n). */
+static int plain_prepare(const em_span *spans, size_t n_spans, size_t len, em_span **out, size_t *n) {
+    *n = 0;
+    *out = malloc((n_spans ? n_spans : 1) * sizeof **out);
+    if (!*out) return -1;
+    for (size_t i = 0; i < n_spans; i++) {
+        size_t off = spans[i].off, l = spans[i].len;
+        if (off >= len || !l) continue;
+        if (l > len - off) l = len - off;
+        (*out)[(*n)++] = (em_span){off, l};
+    }
+    qsort(*out, *n, sizeof **out, cmp_span);
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++) {
+        em_span *sp = &(*out)[i];
+        if (k && sp->off <= (*out)[k - 1].off + (*out)[k - 1].len) {
+            size_t end = sp->off + sp->len, prev = (*out)[k - 1].off + (*out)[k - 1].len;
+            if (end > prev) (*out)[k - 1].len = end - (*out)[k - 1].off;
+        } else {
+            (*out)[k++] = *sp;
+        }
+    }
+    *n = k;
+    return 0;
+}
+
 int em_tokenize(const em_vocab *v, const char *text, size_t len, int add_special,
                 int parse_special, int32_t *out, int n_max) {
+    return em_tokenize_spans(v, text, len, add_special, parse_special, NULL, 0, out, n_max);
+}
+
+int em_tokenize_spans(const em_vocab *v, const char *text, size_t len, int add_special,
+                      int parse_special, const em_span *plain, size_t n_plain, int32_t *out, int n_max) {
     fragvec fv = {0};
     em_ids ids = {0};
     if (!v || (!text && len)) return 0;
-    int rc = partition(v, text, len, parse_special, &fv);
+    em_span *ps = NULL;
+    plainset pset = {NULL, 0};
+    if (plain && n_plain && parse_special) {
+        if (plain_prepare(plain, n_plain, len, &ps, &pset.n)) return 0;
+        pset.v = ps;
+    }
+    int rc = partition(v, text, len, parse_special, pset.n ? &pset : NULL, &fv);
+    free(ps);
     if (add_special && v->add_bos && v->bos >= 0) em_ids_push(&ids, v->bos);
     int prev_special = 1;  /* SPM: the first raw fragment gets the dummy prefix */
     for (size_t i = 0; i < fv.n && !rc; i++) {

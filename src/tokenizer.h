@@ -42,6 +42,12 @@ int32_t em_vocab_find(const em_vocab *v, const char *text, size_t len); /* exact
  * if n_max is too small; never writes past n_max. */
 int em_tokenize(const em_vocab *v, const char *text, size_t len, int add_special,
                 int parse_special, int32_t *out, int n_max);
+/* em_tokenize, except that with parse_special control tokens are not parsed where any of
+ * their bytes lies in one of the n_plain spans of `plain` (any order; overlaps and parts
+ * past len allowed). Everything else is as em_tokenize (see ember_tokenize_spans). */
+typedef struct { size_t off, len; } em_span;
+int em_tokenize_spans(const em_vocab *v, const char *text, size_t len, int add_special,
+                      int parse_special, const em_span *plain, size_t n_plain, int32_t *out, int n_max);
 /* The bytes a token stands for (byte tokens give their byte, U+2581 becomes a space, BPE
  * byte-level chars are mapped back). Control tokens give "" unless special is set.
  * snprintf contract on buf: returns the piece length, or -(needed) if len is too small.

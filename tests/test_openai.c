@@ -97,6 +97,78 @@ TEST(rejections) {
     }
 }
 
+/* One JSON value per body: anything but whitespace after it is a 400. */
+TEST(trailing_garbage) {
+    static const char *const bad[] = {
+        "{\"prompt\":\"x\"} garbage", "{\"prompt\":\"x\"}{\"prompt\":\"y\"}", "{\"prompt\":\"x\"}]",
+        "{\"prompt\":\"x\"}\n\nx", "{\"prompt\":\"x\"},",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        oai_request r;
+        oai_error e;
+        int st = parse(OAI_COMPLETION, bad[i], &r, &e);
+        CHECKF(st == 400 && strstr(e.message, "after the JSON"), "case %zu: status %d '%s'", i, st, e.message);
+        oai_request_free(&r);
+    }
+    /* A NUL after the value is not whitespace either. */
+    oai_request r;
+    oai_error e;
+    CHECK(oai_parse_request("{\"prompt\":\"x\"}\0x", 16, OAI_COMPLETION, NULL, &r, &e) == 400);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, " \t{\"prompt\":\"x\"} \r\n\t ", &r, &e) == 0);
+    oai_request_free(&r);
+}
+
+/* The sampling ranges are the library's (ember_sampler_param_range): each bound is
+ * accepted, just outside it is refused, whatever the table says. */
+TEST(sampling_ranges_from_library) {
+    static const char *const fields[][2] = {
+        { "temperature", "temp" }, { "top_p", "top_p" }, { "top_k", "top_k" }, { "min_p", "min_p" },
+        { "repeat_penalty", "repeat_penalty" }, { "repeat_last_n", "repeat_last_n" },
+        { "presence_penalty", "presence_penalty" }, { "frequency_penalty", "frequency_penalty" },
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        double lo, hi;
+        CHECK(ember_sampler_param_range(fields[i][1], &lo, &hi) == 0);
+        int integral = !strcmp(fields[i][1], "top_k") || !strcmp(fields[i][1], "repeat_last_n");
+        double step = integral ? 1 : (hi - lo) * 1e-3;
+        const double vals[4] = { lo, hi, lo - step, hi + step };
+        for (int v = 0; v < 4; v++) {
+            char body[256];
+            snprintf(body, sizeof body, "{\"prompt\":\"x\",\"%s\":%.17g}", fields[i][0], vals[v]);
+            oai_request r;
+            oai_error e;
+            int st = parse(OAI_COMPLETION, body, &r, &e);
+            CHECKF(st == (v < 2 ? 0 : 400), "%s", body);
+            if (v < 2 && !st) {
+                CHECKF(ember_sampler_params_check(&r.sp, NULL) == EMBER_OK, "%s: %s", body, ember_last_error());
+            }
+            oai_request_free(&r);
+        }
+    }
+    /* top_k's range is [0, 2^30] now: -1 is refused as it is by the command line. */
+    oai_request r;
+    oai_error e;
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"x\",\"top_k\":-1}", &r, &e) == 400);
+    oai_request_free(&r);
+}
+
+/* Completions: control-token text is plain text unless the request asks. */
+TEST(parse_special_field) {
+    oai_request r;
+    oai_error e;
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"x\"}", &r, &e) == 0 && r.parse_special == 0);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"x\",\"parse_special\":true}", &r, &e) == 0 && r.parse_special == 1);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"x\",\"parse_special\":1}", &r, &e) == 400);
+    oai_request_free(&r);
+    /* Chat never parses message text: the field is ignored there. */
+    CHECK(parse(OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"parse_special\":true}", &r, &e) == 0 &&
+          r.parse_special == 0);
+    oai_request_free(&r);
+}
+
 TEST(invalid_utf8_and_nesting) {
     oai_request r;
     oai_error e;
@@ -200,6 +272,9 @@ int main(void) {
     RUN(defaults_from_server);
     RUN(prompt_forms);
     RUN(rejections);
+    RUN(trailing_garbage);
+    RUN(sampling_ranges_from_library);
+    RUN(parse_special_field);
     RUN(invalid_utf8_and_nesting);
     RUN(response_shapes);
     RUN(chunk_shapes);

@@ -17,24 +17,39 @@
  *  - srv.mu guards the queue, slot assignment and every task's output fields. A task is
  *    freed only by its request thread, after the scheduler has set `done`.
  * Threads: the context's pool (-t, default: physical cores) runs every batched step.
- * Shutdown (SIGINT/SIGTERM): the scheduler fails every task, request threads return,
- * MHD_stop_daemon joins them, then contexts and the model are freed. */
+ * Shutdown (SIGINT/SIGTERM): the scheduler fails every task, the listening socket closes,
+ * the main thread waits until every answered request has sent its end (JSON error, or an
+ * error event and [DONE]), then MHD_stop_daemon joins the threads and contexts and the
+ * model are freed.
+ * Defences (tests/server/README.md): JSON bodies only (415), CORS only for --cors origins,
+ * message text never tokenized into control tokens (ember_tokenize_spans), our own JSON
+ * 414/431 below libmicrohttpd's limits, the API key from a file or the environment. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <microhttpd.h>
 #include "common.h"
 #include "openai.h"
 #include "webui.h"
 
 #define PROMPT_CHUNK 128   /* prompt tokens one slot decodes per scheduler step */
+#define MAX_URI 8192       /* longer request targets get a JSON 414 */
+#define MAX_HEADERS 16384  /* more header bytes (names + values) get a JSON 431 */
+/* libmicrohttpd's per-connection memory: request line, headers and read buffer must fit,
+ * or it answers 414/431 itself (with an HTML body); well above MAX_URI + MAX_HEADERS so
+ * that those limits are ours and answered in JSON. */
+#define CONN_MEMORY (256u << 10)
+#define MAX_CORS 16
+#define DRAIN_MS 10000     /* at shutdown, how long open responses get to send their end */
 
 typedef struct task {
     /* input, fixed before enqueue */
@@ -72,7 +87,10 @@ typedef struct slot {
 
 typedef struct server {
     /* configuration */
-    const char *host, *api_key, *alias;
+    const char *host, *api_key, *api_key_file, *alias;
+    char *api_key_buf;          /* read from --api-key-file */
+    const char *cors[MAX_CORS]; /* --cors origins ("*": any) */
+    int n_cors;
     int port, n_slots, n_ctx, timeout_s, max_conns;
     size_t body_limit;
     opts o;
@@ -88,6 +106,7 @@ typedef struct server {
     pthread_cond_t cv;          /* wakes the scheduler */
     task *q_head, *q_tail;
     atomic_int ready, stop;
+    atomic_int inflight;        /* requests whose tasks are enqueued and not yet answered */
     atomic_long next_id;
     long tick;
     long created;
@@ -357,6 +376,12 @@ static void *scheduler(void *arg) {
 typedef struct conn {
     server *srv;
     struct MHD_Connection *c;
+    /* access log */
+    char method[12], path[128];
+    unsigned status;            /* of the response queued, 0 if none */
+    double t0;
+    const char *origin;         /* Access-Control-Allow-Origin to send, or NULL */
+    int counted;                /* in srv->inflight */
     char *body;
     size_t n_body, cap_body;
     int too_big;
@@ -375,24 +400,41 @@ typedef struct conn {
     size_t n_pending, off_pending;
 } conn;
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *ctype, char *body) {
-    if (!body) return MHD_NO;
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    if (!r) { free(body); return MHD_NO; }
-    MHD_add_response_header(r, "Content-Type", ctype);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Queues r with the CORS header when the request's origin is allowed; records the status
+ * for the access log. */
+static enum MHD_Result queue(conn *k, unsigned status, struct MHD_Response *r) {
+    if (k->origin) {
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", k->origin);
+        MHD_add_response_header(r, "Vary", "Origin");
+    }
+    enum MHD_Result ret = MHD_queue_response(k->c, status, r);
+    if (ret == MHD_YES) k->status = status;
     MHD_destroy_response(r);
     return ret;
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, char *json) {
-    return reply(c, status, "application/json", json);
+static enum MHD_Result reply(conn *k, unsigned status, const char *ctype, char *body) {
+    if (!body) return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!r) { free(body); return MHD_NO; }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    return queue(k, status, r);
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *c, int status, const char *type, const char *msg) {
+static enum MHD_Result reply_json(conn *k, unsigned status, char *json) {
+    return reply(k, status, "application/json", json);
+}
+
+static enum MHD_Result reply_error(conn *k, int status, const char *type, const char *msg) {
     oai_error e;
     oai_set_error(&e, status, type, "%s", msg);
-    return reply_json(c, (unsigned)status, oai_error_json(&e));
+    return reply_json(k, (unsigned)status, oai_error_json(&e));
 }
 
 /* The client has closed its end (checked while a request waits on the scheduler). */
@@ -417,21 +459,51 @@ static void wait_task(server *srv, task *t) {
     pthread_cond_timedwait(&t->cv, &srv->mu, &ts);
 }
 
+/* "Authorization: Bearer KEY": the scheme in any case (RFC 7235), then spaces, then the
+ * key compared in constant time. */
 static int authorized(const server *srv, struct MHD_Connection *c) {
     if (!srv->api_key) return 1;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7)) return 0;
-    h += 7;
+    if (!h || strncasecmp(h, "Bearer", 6) || (h[6] != ' ' && h[6] != '\t')) return 0;
+    h += 6;
+    while (*h == ' ' || *h == '\t') h++;
     size_t n = strlen(h), k = strlen(srv->api_key);
+    while (n && (h[n - 1] == ' ' || h[n - 1] == '\t')) n--;
     unsigned diff = (unsigned)(n != k);
     for (size_t i = 0; i < n && i < k; i++) diff |= (unsigned char)(h[i] ^ srv->api_key[i]);  /* no early exit */
     return diff == 0;
 }
 
+/* The Access-Control-Allow-Origin value for the request's Origin, or NULL when --cors does
+ * not allow it (or the request has no Origin). */
+static const char *cors_origin(const server *srv, struct MHD_Connection *c) {
+    const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!o) return NULL;
+    for (int i = 0; i < srv->n_cors; i++) {
+        if (!strcmp(srv->cors[i], "*")) return "*";
+        if (!strcasecmp(srv->cors[i], o)) return o;
+    }
+    return NULL;
+}
+
+/* Content-Type is application/json, parameters (charset) allowed, any case. */
+static int json_content_type(struct MHD_Connection *c) {
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (!t) return 0;
+    while (*t == ' ' || *t == '\t') t++;
+    if (strncasecmp(t, "application/json", 16)) return 0;
+    t += 16;
+    while (*t == ' ' || *t == '\t') t++;
+    return *t == 0 || *t == ';';
+}
+
 /* ---- requests -> tasks ------------------------------------------------------------------- */
 
-/* Tokenizes one prompt (chat: the rendered template). Returns the count, or -1 with err. */
-static int prompt_tokens(server *srv, const char *text, const oai_prompt *p, ember_token **out, oai_error *err) {
+/* Tokenizes one prompt. Chat: the rendered template, whose message text (the `plain`
+ * spans) never becomes control tokens; completions: control-token text only with the
+ * request's parse_special. Returns the count, or -1 with err. */
+static int prompt_tokens(server *srv, const char *text, const oai_prompt *p, const ember_span *plain,
+                         size_t n_plain, int parse_special, ember_token **out, oai_error *err) {
     const ember_model *m = srv->model;
     int n = 0;
     if (p && p->tokens) {
@@ -450,7 +522,8 @@ static int prompt_tokens(server *srv, const char *text, const oai_prompt *p, emb
         if (cap < 0) { oai_set_error(err, 400, "invalid_request_error", "the prompt is too long"); return -1; }
         *out = malloc((size_t)cap * sizeof **out);
         if (!*out) { oai_set_error(err, 500, "server_error", "out of memory"); return -1; }
-        n = ember_tokenize(m, text, len, *out, cap, ember_add_bos(m), 1);
+        n = plain ? ember_tokenize_spans(m, text, len, plain, n_plain, *out, cap, ember_add_bos(m))
+                  : ember_tokenize(m, text, len, *out, cap, ember_add_bos(m), parse_special);
         if (n < 0) { oai_set_error(err, 500, "server_error", "cannot tokenize: %s", ember_last_error()); return -1; }
     }
     if (n == 0 && ember_token_bos(m) >= 0) (*out)[n++] = ember_token_bos(m);  /* "" runs from BOS */
@@ -466,17 +539,27 @@ static int prompt_tokens(server *srv, const char *text, const oai_prompt *p, emb
     return n;
 }
 
-/* Renders the chat messages with the model's template (malloc'ed), or NULL with err. */
-static char *render_chat(server *srv, const oai_request *r, oai_error *err) {
+/* Renders the chat messages with the model's template (malloc'ed), with the spans that
+ * came from the messages (malloc'ed, *n_spans of them), or NULL with err. */
+static char *render_chat(server *srv, const oai_request *r, ember_span **spans, size_t *n_spans, oai_error *err) {
     ember_chat_message *msgs = calloc((size_t)r->n_messages, sizeof *msgs);
     if (!msgs) { oai_set_error(err, 500, "server_error", "out of memory"); return NULL; }
     for (int i = 0; i < r->n_messages; i++) msgs[i] = (ember_chat_message){ r->messages[i].role, r->messages[i].content };
     const char *tmpl = srv->o.chat_template;
-    int len = ember_chat_apply_template(srv->model, tmpl, msgs, (size_t)r->n_messages, 1, NULL, 0);
+    size_t ns = 0;
+    int len = ember_chat_apply_template_spans(srv->model, tmpl, msgs, (size_t)r->n_messages, 1, NULL, 0, NULL, 0, &ns);
     char *s = len >= 0 ? malloc((size_t)len + 1) : NULL;
-    if (s) ember_chat_apply_template(srv->model, tmpl, msgs, (size_t)r->n_messages, 1, s, (size_t)len + 1);
-    else if (len < 0) oai_set_error(err, 500, "server_error", "chat template: %s", ember_last_error());
-    else oai_set_error(err, 500, "server_error", "out of memory");
+    *spans = len >= 0 ? malloc((ns ? ns : 1) * sizeof **spans) : NULL;
+    if (s && *spans) {
+        ember_chat_apply_template_spans(srv->model, tmpl, msgs, (size_t)r->n_messages, 1, s, (size_t)len + 1, *spans, ns, n_spans);
+    } else {
+        if (len < 0) oai_set_error(err, 500, "server_error", "chat template: %s", ember_last_error());
+        else oai_set_error(err, 500, "server_error", "out of memory");
+        free(s);
+        free(*spans);
+        s = NULL;
+        *spans = NULL;
+    }
     free(msgs);
     return s;
 }
@@ -488,16 +571,20 @@ static int start_tasks(conn *k, oai_error *err) {
     int n = r->kind == OAI_CHAT ? 1 : r->n_prompts;
     if (r->stream && n > 1) { oai_set_error(err, 400, "invalid_request_error", "streaming takes a single prompt"); return 400; }
     char *chat = NULL;
-    if (r->kind == OAI_CHAT && !(chat = render_chat(srv, r, err))) return err->status;
+    ember_span *spans = NULL;
+    size_t n_spans = 0;
+    if (r->kind == OAI_CHAT && !(chat = render_chat(srv, r, &spans, &n_spans, err))) return err->status;
     k->tasks = calloc((size_t)n, sizeof *k->tasks);
-    if (!k->tasks) { free(chat); oai_set_error(err, 500, "server_error", "out of memory"); return 500; }
+    if (!k->tasks) { free(chat); free(spans); oai_set_error(err, 500, "server_error", "out of memory"); return 500; }
     for (int i = 0; i < n; i++) {
         ember_token *toks = NULL;
-        int nt = prompt_tokens(srv, chat ? chat : r->prompts[i].text, chat ? NULL : &r->prompts[i], &toks, err);
+        int nt = chat ? prompt_tokens(srv, chat, NULL, spans, n_spans, 0, &toks, err)
+                      : prompt_tokens(srv, r->prompts[i].text, &r->prompts[i], NULL, 0, r->parse_special, &toks, err);
         task *t = nt > 0 ? calloc(1, sizeof *t) : NULL;
         if (!t) {
             free(toks);
             free(chat);
+            free(spans);
             if (nt > 0) oai_set_error(err, 500, "server_error", "out of memory");
             return err->status;
         }
@@ -511,6 +598,9 @@ static int start_tasks(conn *k, oai_error *err) {
         k->tasks[k->n_tasks++] = t;
     }
     free(chat);
+    free(spans);
+    k->counted = 1;
+    atomic_fetch_add(&srv->inflight, 1);
     for (int i = 0; i < k->n_tasks; i++) enqueue(srv, k->tasks[i]);
     k->enqueued = 1;
     return 0;
@@ -544,13 +634,13 @@ static enum MHD_Result finish_blocking(conn *k) {
     for (int i = 0; i < k->n_tasks; i++) {
         task *t = k->tasks[i];
         if (t->failed)
-            return atomic_load(&srv->stop) ? reply_error(k->c, 503, "unavailable_error", t->errmsg)
-                                           : reply_error(k->c, 500, "server_error", t->errmsg);
+            return atomic_load(&srv->stop) ? reply_error(k, 503, "unavailable_error", t->errmsg)
+                                           : reply_error(k, 500, "server_error", t->errmsg);
         texts[i] = t->out ? t->out : "";
         finish[i] = t->finish;
     }
     oai_usage u = usage_of(k);
-    return reply_json(k->c, 200, oai_response_json(k->req.kind, k->id, k->created, k->model_name,
+    return reply_json(k, 200, oai_response_json(k->req.kind, k->id, k->created, k->model_name,
                                                    texts, finish, k->n_tasks, &u));
 }
 
@@ -640,9 +730,7 @@ static enum MHD_Result start_stream(conn *k) {
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(k->c, 200, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue(k, 200, r);
 }
 
 static enum MHD_Result handle_completion(conn *k, oai_kind kind) {
@@ -650,12 +738,12 @@ static enum MHD_Result handle_completion(conn *k, oai_kind kind) {
     oai_error err;
     if (k->too_big) {
         oai_set_error(&err, 413, "invalid_request_error", "the request body exceeds %zu bytes", srv->body_limit);
-        return reply_json(k->c, 413, oai_error_json(&err));
+        return reply_json(k, 413, oai_error_json(&err));
     }
     int st = oai_parse_request(k->body ? k->body : "", k->n_body, kind, &srv->o.sp, &k->req, &err);
     k->have_req = 1;
     if (!st) st = start_tasks(k, &err);
-    if (st) return reply_json(k->c, (unsigned)st, oai_error_json(&err));
+    if (st) return reply_json(k, (unsigned)st, oai_error_json(&err));
     snprintf(k->id, sizeof k->id, "%s-%ld%06ld", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (long)time(NULL), atomic_fetch_add(&srv->next_id, 1));
     k->created = (long)time(NULL);
@@ -671,31 +759,65 @@ static int path_is(const char *url, const char *p) {
     return !strcmp(url, p) || (!strncmp(url, "/v1", 3) && !strcmp(url + 3, p));
 }
 
+/* OPTIONS: the CORS preflight. An allowed Origin gets the Access-Control-* answer; another
+ * Origin gets 403 (the browser then refuses the real request); no Origin: the methods. */
+static enum MHD_Result preflight(conn *k) {
+    const char *origin = MHD_lookup_connection_value(k->c, MHD_HEADER_KIND, "Origin");
+    if (origin && !k->origin) return reply_error(k, 403, "permission_error", "this origin is not allowed (see --cors)");
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Allow", "GET, HEAD, POST, OPTIONS");
+    if (k->origin) {
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    }
+    return queue(k, 204, r);
+}
+
 static enum MHD_Result route(conn *k, const char *url, const char *method) {
     server *srv = k->srv;
     struct MHD_Connection *c = k->c;
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (!strcmp(method, "OPTIONS")) return preflight(k);
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
-        if (!get) return reply_error(c, 405, "invalid_request_error", "use GET");
-        return reply(c, 200, "text/html; charset=utf-8", strdup(WEBUI_HTML));
+        if (!get) return reply_error(k, 405, "invalid_request_error", "use GET");
+        return reply(k, 200, "text/html; charset=utf-8", strdup(WEBUI_HTML));
     }
     if (path_is(url, "/health")) {
-        if (!atomic_load(&srv->ready)) return reply_error(c, 503, "unavailable_error", "Loading model");
-        return reply_json(c, 200, strdup("{\"status\":\"ok\"}"));
+        if (!atomic_load(&srv->ready)) return reply_error(k, 503, "unavailable_error", "Loading model");
+        return reply_json(k, 200, strdup("{\"status\":\"ok\"}"));
     }
     int models = path_is(url, "/models"), chat = path_is(url, "/chat/completions");
     int compl = path_is(url, "/completions");
-    if (!models && !chat && !compl) return reply_error(c, 404, "not_found_error", "File Not Found");
-    if (!authorized(srv, c)) return reply_error(c, 401, "authentication_error", "Invalid API Key");
-    if (!atomic_load(&srv->ready)) return reply_error(c, 503, "unavailable_error", "Loading model");
-    if (atomic_load(&srv->stop)) return reply_error(c, 503, "unavailable_error", "the server is shutting down");
+    if (!models && !chat && !compl) return reply_error(k, 404, "not_found_error", "File Not Found");
+    if (!authorized(srv, c)) return reply_error(k, 401, "authentication_error", "Invalid API Key");
+    if (!atomic_load(&srv->ready)) return reply_error(k, 503, "unavailable_error", "Loading model");
+    if (atomic_load(&srv->stop)) return reply_error(k, 503, "unavailable_error", "the server is shutting down");
     if (models) {
-        if (!get) return reply_error(c, 405, "invalid_request_error", "use GET");
-        return reply_json(c, 200, oai_models_json(srv->alias, srv->created, srv->model));
+        if (!get) return reply_error(k, 405, "invalid_request_error", "use GET");
+        return reply_json(k, 200, oai_models_json(srv->alias, srv->created, srv->model));
     }
-    if (!post) return reply_error(c, 405, "invalid_request_error", "use POST");
+    if (!post) return reply_error(k, 405, "invalid_request_error", "use POST");
+    /* Browsers send text/plain, form and multipart bodies cross-origin without asking
+     * (no preflight); application/json needs the preflight that --cors controls. */
+    if (!json_content_type(c))
+        return reply_error(k, 415, "invalid_request_error", "Content-Type must be application/json");
     k->model_name = srv->alias;
     return handle_completion(k, chat ? OAI_CHAT : OAI_COMPLETION);
+}
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* Copies s into out (size n) for the log: printable ASCII, the rest as '?'. */
+static void log_copy(char *out, size_t n, const char *s) {
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < n; i++) out[i] = s[i] > 32 && s[i] < 127 ? s[i] : '?';
+    out[i] = 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -708,7 +830,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!(k = calloc(1, sizeof *k))) return MHD_NO;
         k->srv = srv;
         k->c = c;
+        k->t0 = now_ms();
+        log_copy(k->method, sizeof k->method, method);
+        log_copy(k->path, sizeof k->path, url);
+        k->origin = cors_origin(srv, c);
         *con_cls = k;
+        size_t uri = strlen(url), hdr = 0;
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, count_header, &uri);
+        MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hdr);
+        if (uri > MAX_URI) return reply_error(k, 414, "invalid_request_error", "the request target is too long");
+        if (hdr > MAX_HEADERS) return reply_error(k, 431, "invalid_request_error", "the request headers are too large");
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > srv->body_limit) {
             /* Refuse before reading: MHD closes the connection after this reply. */
@@ -717,6 +848,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         return MHD_YES;
     }
+    if (k->status) { *upload_size = 0; return MHD_YES; }  /* answered already (414/431/413) */
     if (*upload_size) {
         if (!k->too_big && k->n_body + *upload_size > srv->body_limit) {
             k->too_big = 1;
@@ -732,14 +864,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return route(k, url, method);
 }
 
-/* Request finished, failed or abandoned: cancel what still runs and free it all. */
+/* Request finished, failed or abandoned: one access-log line, cancel what still runs,
+ * free it all. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode why) {
     (void)c;
-    (void)why;
     server *srv = cls;
     conn *k = *con_cls;
     if (!k) return;
+    int prompt = 0, gen = 0;
+    pthread_mutex_lock(&srv->mu);
+    for (int i = 0; i < k->n_tasks; i++) { prompt += k->tasks[i]->n_prompt; gen += k->tasks[i]->n_gen; }
+    pthread_mutex_unlock(&srv->mu);
+    const char *end = why == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
+                      why == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? " (cut by shutdown)" :
+                      why == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timed out)" : " (client disconnected)";
+    fprintf(stderr, "ember serve: %s %s %u %d+%d tokens %.0f ms%s\n", k->method, k->path, k->status,
+            prompt, gen, now_ms() - k->t0, end);
     for (int i = 0; i < k->n_tasks; i++) {
         if (k->enqueued) task_cancel_wait(srv, k->tasks[i]);
         task_free(k->tasks[i]);
@@ -748,14 +889,60 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (k->have_req) oai_request_free(&k->req);
     free(k->body);
     free(k->pending);
+    if (k->counted) atomic_fetch_sub(&srv->inflight, 1);
     free(k);
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's own messages: one line each. A vanished client is already one line of
+ * the access log, so the library's text about failed sends and resets is dropped. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* "application error generating response": the stream's reader gave up because the
+     * client went away (next_event returns -1). */
+    static const char *const quiet[] = { "send", "Send", "reset", "Broken pipe", "closed", "disconnect", "recv",
+                                          "Socket", "socket", "timed out", "Timeout", "application error" };
+    for (size_t i = 0; i < sizeof quiet / sizeof *quiet; i++)
+        if (strstr(msg, quiet[i])) return;
+    char *cut = strstr(msg, " ('<");  /* "(HTTP response code is 505 ('<html>...'))" */
+    if (cut) strcpy(cut, ")");
+    for (char *p = msg; *p; p++) if (*p == '\n' || *p == '\r') *p = ' ';
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == ' ') msg[--n] = 0;
+    fprintf(stderr, "ember serve: http: %.200s\n", msg);
+}
+
 /* ---- start-up and shutdown ---------------------------------------------------------------- */
 
-static const char *const SERVE_FLAGS[] = { "--host", "--port", "-np", "--parallel", "--api-key", "-a",
-                                            "--alias", "--body-limit", "--timeout", "--max-conns", NULL };
+static const char *const SERVE_FLAGS[] = { "--host", "--port", "-np", "--parallel", "--api-key", "--api-key-file",
+                                            "--cors", "-a", "--alias", "--body-limit", "--timeout", "--max-conns", NULL };
+
+static void serve_usage(FILE *f) {
+    fprintf(f,
+        "usage: ember serve [options]: an OpenAI-compatible HTTP server, with a chat page at /\n\n"
+        "  --host ADDR          numeric IPv4/IPv6 address to bind (default 127.0.0.1)\n"
+        "  --port N             port (default 8080; 0: any free port, printed on stderr)\n"
+        "  -np, --parallel N    slots decoded together (default 4); more requests queue\n"
+        "  -c N                 context size per slot (default: the model's, at most 4096)\n"
+        "  --api-key KEY        require 'Authorization: Bearer KEY' on /v1/* (visible in ps:\n"
+        "                       prefer --api-key-file FILE or the EMBER_API_KEY variable)\n"
+        "  --api-key-file FILE  read the key from the first line of FILE\n"
+        "  --cors ORIGIN        let web pages from ORIGIN call the API (repeat, or a comma\n"
+        "                       list; '*' for any origin); default: none but the page at /\n"
+        "  -a, --alias NAME     model id in /v1/models and responses (default: file name)\n"
+        "  --body-limit BYTES   largest request body (default 8 MiB; more gets 413)\n"
+        "  --timeout S          idle timeout while a request is received (default 10)\n"
+        "  --max-conns N        concurrent connections (default 128)\n"
+        "  -m, -t, -ctk/-ctv, --chat-template, sampling flags (--temp, --top-k, ...):\n"
+        "                       as for 'ember run'; sampling flags are defaults that request\n"
+        "                       fields override\n\n"
+        "Requests: POST /v1/chat/completions and /v1/completions (Content-Type:\n"
+        "application/json), GET /v1/models, GET /health. Completions parse control-token text\n"
+        "in the prompt only with \"parse_special\": true; chat message text never becomes\n"
+        "control tokens. One access-log line per request goes to stderr.\n");
+}
 
 static int is_serve_flag(const char *a) {
     for (int i = 0; SERVE_FLAGS[i]; i++) if (!strcmp(a, SERVE_FLAGS[i])) return 1;
@@ -767,6 +954,25 @@ static int parse_serve_flag(server *srv, const char *a, const char *v) {
     if (!v) { fprintf(stderr, "error: %s needs a value\n", a); return 1; }
     if (!strcmp(a, "--host")) { srv->host = v; return 0; }
     if (!strcmp(a, "--api-key")) { srv->api_key = v; return 0; }
+    if (!strcmp(a, "--api-key-file")) { srv->api_key_file = v; return 0; }
+    if (!strcmp(a, "--cors")) {
+        for (const char *p = v; *p;) {
+            size_t n = strcspn(p, ",");
+            const char *q = p;
+            size_t m = n;
+            while (m && (*q == ' ' || *q == '\t')) { q++; m--; }
+            while (m && (q[m - 1] == ' ' || q[m - 1] == '\t' || q[m - 1] == '/')) m--;
+            if (m) {
+                if (srv->n_cors == MAX_CORS) { fprintf(stderr, "error: at most %d --cors origins\n", MAX_CORS); return 1; }
+                char *o = strndup(q, m);
+                if (!o) return 1;
+                srv->cors[srv->n_cors++] = o;
+            }
+            p += n;
+            if (*p == ',') p++;
+        }
+        return 0;
+    }
     if (!strcmp(a, "-a") || !strcmp(a, "--alias")) { srv->alias = v; return 0; }
     char *end;
     errno = 0;
@@ -783,12 +989,54 @@ static int parse_serve_flag(server *srv, const char *a, const char *v) {
     return 0;
 }
 
+/* The API key: --api-key, else the first line of --api-key-file, else $EMBER_API_KEY
+ * (the last two keep it out of /proc/PID/cmdline). */
+static int api_key_setup(server *srv) {
+    if (srv->api_key && srv->api_key_file) {
+        fprintf(stderr, "error: give --api-key or --api-key-file, not both\n");
+        return 1;
+    }
+    if (srv->api_key_file) {
+        FILE *f = fopen(srv->api_key_file, "r");
+        if (!f) { fprintf(stderr, "error: --api-key-file %s: %s\n", srv->api_key_file, strerror(errno)); return 1; }
+        char line[4096];
+        if (!fgets(line, sizeof line, f)) line[0] = 0;
+        fclose(f);
+        size_t n = strcspn(line, "\r\n");
+        while (n && (line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+        line[n] = 0;
+        if (!n) { fprintf(stderr, "error: --api-key-file %s: the first line is empty\n", srv->api_key_file); return 1; }
+        if (!(srv->api_key_buf = strdup(line))) return 1;
+        srv->api_key = srv->api_key_buf;
+    } else if (!srv->api_key) {
+        const char *env = getenv("EMBER_API_KEY");
+        if (env && *env) srv->api_key = env;
+    }
+    if (srv->api_key && !*srv->api_key) { fprintf(stderr, "error: the API key is empty\n"); return 1; }
+    return 0;
+}
+
+/* A loopback address: 127.0.0.0/8, ::1 or ::ffff:127.x. */
+static int is_loopback(const char *host) {
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return 0;
+}
+
 /* Splits argv into serve flags (into srv) and common flags (into srv->o). */
 static int parse_args(server *srv, int argc, char **argv) {
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     int n_rest = 0, rc = 0;
     if (!rest) return 1;
     for (int i = 0; i < argc && !rc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            serve_usage(stdout);
+            free(rest);
+            return 2;
+        }
         if (is_serve_flag(argv[i])) {
             rc = parse_serve_flag(srv, argv[i], i + 1 < argc ? argv[i + 1] : NULL);
             i++;
@@ -804,6 +1052,10 @@ static int parse_args(server *srv, int argc, char **argv) {
         fprintf(stderr, "error: need 1 <= -np <= 256, 0 <= --port <= 65535, --timeout >= 0, --max-conns >= 1, --body-limit >= 1024\n");
         return 1;
     }
+    if (api_key_setup(srv)) return 1;
+    if (!is_loopback(srv->host) && !srv->api_key)
+        fprintf(stderr, "ember serve: warning: %s is not a loopback address and there is no API key: anyone who "
+                        "can reach it can use this server (set --api-key-file FILE or EMBER_API_KEY)\n", srv->host);
     return 0;
 }
 
@@ -846,6 +1098,7 @@ static struct MHD_Daemon *http_start(server *srv) {
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+
     if (inet_pton(AF_INET, srv->host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)srv->port);
@@ -859,10 +1112,12 @@ static struct MHD_Daemon *http_start(server *srv) {
     }
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)srv->port, NULL, NULL, on_request, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,  /* first, so that it gets every message */
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->max_conns,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
         MHD_OPTION_END);
     if (!d) fprintf(stderr, "error: cannot listen on %s port %d: %s\n", srv->host, srv->port, strerror(errno));
     return d;
@@ -872,7 +1127,8 @@ int cmd_serve(int argc, char **argv) {
     static server srv;  /* static: zeroed, and outlives every MHD thread */
     srv = (server){ .host = "127.0.0.1", .port = 8080, .n_slots = 4, .timeout_s = 10,
                     .max_conns = 128, .body_limit = 8u << 20 };
-    if (parse_args(&srv, argc, argv)) return 1;
+    int pa = parse_args(&srv, argc, argv);
+    if (pa) return pa == 2 ? 0 : 1;
     /* Signals are taken by sigwait() in this thread; every thread started from here on
      * inherits the mask. MHD sends with MSG_NOSIGNAL, but ignore SIGPIPE anyway. */
     sigset_t sigs;
@@ -888,13 +1144,20 @@ int cmd_serve(int argc, char **argv) {
     int rc = 1;
     pthread_t sched;
     int sched_started = 0;
+    if (path && access(path, R_OK)) {  /* before listening: a typo should not open a port */
+        fprintf(stderr, "error: cannot read the model %s: %s\n", path, strerror(errno));
+        path = NULL;
+    }
     struct MHD_Daemon *d = path ? http_start(&srv) : NULL;
     if (!d) goto out;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     const int v6 = strchr(srv.host, ':') != NULL;  /* URLs bracket IPv6 literals */
     fprintf(stderr, "ember serve: listening on http://%s%s%s:%u (loading %s)\n", v6 ? "[" : "", srv.host,
             v6 ? "]" : "", di ? di->port : (unsigned)srv.port, path);
-    if (!srv.alias) srv.alias = path;
+    if (!srv.alias) {  /* the file's name: a path would show the server's directories */
+        const char *slash = strrchr(path, '/');
+        srv.alias = slash && slash[1] ? slash + 1 : path;
+    }
     if (!(srv.model = load_model(&srv.o, 0)) || slots_new(&srv)) goto out;
     if (pthread_create(&sched, NULL, scheduler, &srv)) goto out;
     sched_started = 1;
@@ -911,7 +1174,20 @@ out:
     pthread_cond_broadcast(&srv.cv);
     pthread_mutex_unlock(&srv.mu);
     if (sched_started) pthread_join(sched, NULL);
-    if (d) MHD_stop_daemon(d);
+    /* Every task is failed now; let each open response send its end (a JSON error, or
+     * an error event and [DONE]) before MHD_stop_daemon shuts the sockets. New
+     * connections are refused meanwhile. */
+    if (d) {
+        MHD_socket ls = MHD_quiesce_daemon(d);
+        if (ls != MHD_INVALID_SOCKET) close(ls);
+        for (int waited = 0; atomic_load(&srv.inflight) > 0 && waited < DRAIN_MS; waited += 10) {
+            struct timespec ts = { 0, 10 * 1000000L };
+            nanosleep(&ts, NULL);
+        }
+        MHD_stop_daemon(d);
+    }
+    for (int i = 0; i < srv.n_cors; i++) free((char *)srv.cors[i]);
+    free(srv.api_key_buf);
     slots_free(&srv);
     ember_model_free(srv.model);
     pthread_cond_destroy(&srv.cv);

@@ -157,23 +157,30 @@ static int parse_sampling(const cJSON *o, oai_request *r, oai_error *err) {
         if (k && d == 0) return BAD("'%s' must be at least 1 (-1: no limit)", max_names[i]);
         if (k) { r->max_tokens = (int)d; break; }
     }
-    if ((k = get_num(o, "temperature", 0, 100, 0, &d, err)) < 0) return -1;
-    if (k) r->sp.temp = (float)d;
-    if ((k = get_num(o, "top_p", 0, 1, 0, &d, err)) < 0) return -1;
-    if (k) r->sp.top_p = (float)d;
-    if ((k = get_num(o, "top_k", -1, 1 << 30, 1, &d, err)) < 0) return -1;
-    if (k) r->sp.top_k = (int)d;
-    if ((k = get_num(o, "min_p", 0, 1, 0, &d, err)) < 0) return -1;
-    if (k) r->sp.min_p = (float)d;
-    /* 0 would zero logits and the sampler refuses it: ask for a small positive value. */
-    if ((k = get_num(o, "repeat_penalty", 1e-6, 100, 0, &d, err)) < 0) return -1;
-    if (k) r->sp.repeat_penalty = (float)d;
-    if ((k = get_num(o, "repeat_last_n", -1, 1 << 30, 1, &d, err)) < 0) return -1;
-    if (k) r->sp.repeat_last_n = (int)d;
-    if ((k = get_num(o, "presence_penalty", -2, 2, 0, &d, err)) < 0) return -1;
-    if (k) r->sp.presence_penalty = (float)d;
-    if ((k = get_num(o, "frequency_penalty", -2, 2, 0, &d, err)) < 0) return -1;
-    if (k) r->sp.frequency_penalty = (float)d;
+    /* The ranges come from the library's table (ember_sampler_param_range), so the
+     * server and the command line accept exactly the same values. */
+    static const struct { const char *json, *lib; int integral; } fields[] = {
+        { "temperature", "temp", 0 }, { "top_p", "top_p", 0 }, { "top_k", "top_k", 1 },
+        { "min_p", "min_p", 0 }, { "repeat_penalty", "repeat_penalty", 0 },
+        { "repeat_last_n", "repeat_last_n", 1 }, { "presence_penalty", "presence_penalty", 0 },
+        { "frequency_penalty", "frequency_penalty", 0 },
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        double lo, hi;
+        if (ember_sampler_param_range(fields[i].lib, &lo, &hi)) return BAD("internal: no range for '%s'", fields[i].json);
+        if ((k = get_num(o, fields[i].json, lo, hi, fields[i].integral, &d, err)) < 0) return -1;
+        if (!k) continue;
+        switch (i) {
+        case 0: r->sp.temp = (float)d; break;
+        case 1: r->sp.top_p = (float)d; break;
+        case 2: r->sp.top_k = (int)d; break;
+        case 3: r->sp.min_p = (float)d; break;
+        case 4: r->sp.repeat_penalty = (float)d; break;
+        case 5: r->sp.repeat_last_n = (int)d; break;
+        case 6: r->sp.presence_penalty = (float)d; break;
+        default: r->sp.frequency_penalty = (float)d; break;
+        }
+    }
     /* Seeds beyond 2^53 lose precision in JSON doubles anyway; negative means random. */
     if ((k = get_num(o, "seed", -9.2e18, 1.8e19, 1, &d, err)) < 0) return -1;
     if (k) r->sp.seed = d < 0 ? 0xFFFFFFFFu : (uint64_t)d;
@@ -183,6 +190,7 @@ static int parse_sampling(const cJSON *o, oai_request *r, oai_error *err) {
 
 static int parse_stream_stop(const cJSON *o, oai_request *r, oai_error *err) {
     if (get_bool(o, "stream", &r->stream, err) < 0) return -1;
+    if (r->kind == OAI_COMPLETION && get_bool(o, "parse_special", &r->parse_special, err) < 0) return -1;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so)) return BAD("'stream_options' must be an object");
@@ -303,8 +311,16 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind,
     r->max_tokens = -1;
     r->sp = defaults ? *defaults : ember_sampler_default_params();
     if (!oai_utf8_valid(body, len)) { BAD("the request body is not valid UTF-8"); return 400; }
-    cJSON *o = cJSON_ParseWithLength(body, len);
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     if (!o) { BAD("the request body is not valid JSON"); return 400; }
+    /* One JSON value, then only whitespace: "{...} garbage" or "{...}{...}" is refused. */
+    for (const char *p = end; p < body + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(o);
+            BAD("the request body has data after the JSON value (at byte %zu)", (size_t)(p - body));
+            return 400;
+        }
     int rc = -1;
     if (!cJSON_IsObject(o)) { BAD("the request body must be a JSON object"); goto done; }
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");

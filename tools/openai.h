@@ -35,6 +35,8 @@ typedef struct oai_request {
     char *stop[OAI_MAX_STOP];
     int n_stop;
     int stream, include_usage;
+    int parse_special;           /* completions: control-token text in the prompt becomes
+                                    control tokens ("parse_special": true; default false) */
 } oai_request;
 
 /* An error reply. n_prompt_tokens/n_ctx > 0 add the exceed_context_size_error fields. */
@@ -48,7 +50,8 @@ typedef struct oai_error {
 typedef struct oai_usage { int prompt_tokens, completion_tokens, cached_tokens; } oai_usage;
 
 /* Parses a request body of `len` bytes. Returns 0, or the HTTP status (400) with *err
- * filled: malformed JSON or UTF-8, wrong field types, out-of-range numbers, missing
+ * filled: malformed JSON or UTF-8, anything but whitespace after the JSON value, wrong
+ * field types, numbers outside the library's ranges (ember_sampler_param_range), missing
  * messages/prompt. Unknown fields are ignored. `defaults` seeds req->sp. */
 int oai_parse_request(const char *body, size_t len, oai_kind kind,
                       const ember_sampler_params *defaults, oai_request *req, oai_error *err);

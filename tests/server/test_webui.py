@@ -39,7 +39,8 @@ def test_chat_page_streams_reply():
         drv.find_element(By.ID, "msg").send_keys("And in French?")
         drv.find_element(By.ID, "send").click()
         WebDriverWait(drv, 120).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".m[data-done='1']")) == 2)
-        assert not drv.find_elements(By.CSS_SELECTOR, ".m.error")
+        errs = drv.find_elements(By.CSS_SELECTOR, ".m.error")
+        assert not errs, [e.text for e in errs]
         shot = os.environ.get("EMBER_SCREENSHOT", "build/webui-chat.png")
         os.makedirs(os.path.dirname(shot) or ".", exist_ok=True)
         assert drv.save_screenshot(shot)
