@@ -140,6 +140,10 @@ EMBER_API ember_status ember_context_new(ember_model *m, const ember_context_par
                                          ember_context **out);
 EMBER_API void ember_context_free(ember_context *ctx);
 EMBER_API int ember_context_n_ctx(const ember_context *ctx);
+/* Tokens per forward chunk. ember_decode of n tokens runs chunks of n_batch from the first
+ * token, so feeding a prompt in pieces whose lengths are multiples of n_batch gives logits
+ * bit-identical to one call (how a caller can report progress on a long prompt). */
+EMBER_API int ember_context_n_batch(const ember_context *ctx);
 EMBER_API int ember_context_n_past(const ember_context *ctx);  /* tokens in the KV cache (sequence 0) */
 EMBER_API int ember_context_n_seq(const ember_context *ctx);
 EMBER_API const char *ember_context_isa(const ember_context *ctx);

@@ -235,6 +235,7 @@ void ember_context_free(ember_context *c) {
 }
 
 int ember_context_n_ctx(const ember_context *c) { return c ? c->n_ctx : 0; }
+int ember_context_n_batch(const ember_context *c) { return c ? c->n_batch : 0; }
 int ember_context_n_past(const ember_context *c) { return c ? c->n_past[0] : 0; }
 int ember_context_n_seq(const ember_context *c) { return c ? c->n_seq : 0; }
 const char *ember_context_isa(const ember_context *c) { return c ? c->kern->name : ""; }
