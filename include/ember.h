@@ -62,10 +62,11 @@ typedef enum ember_log_level {
 /* text is one line without a trailing newline, valid only during the call. */
 typedef void (*ember_log_callback)(ember_log_level level, const char *text, void *user_data);
 /* Installs the process-wide callback for messages that are not failures, such as load-time
- * warnings about a file the library accepts but has to interpret ("tokenizer.ggml.bos_token_id
- * = 70000 is outside the vocabulary (512 tokens); using the default BOS id 1"). NULL (the
- * default) discards them: the library itself never prints. The callback runs on the thread
- * that called into the library, so it must be thread-safe if several threads load models. */
+ * warnings about a file the library accepts but has to interpret
+ * ("tokenizer.ggml.bos_token_id = 70000 is outside the vocabulary (512 tokens); using the
+ * tokenizer's default BOS id 1"). NULL (the default) discards them: the library itself
+ * never prints. The callback runs on the thread that called into the library, so it must
+ * be thread-safe if several threads load models. */
 EMBER_API void ember_log_set(ember_log_callback callback, void *user_data);
 
 /* ---- models ------------------------------------------------------------------------ */
