@@ -184,6 +184,16 @@ static int count_of(const char *hay, const char *needle) {
     return n;
 }
 
+/* A scratch path of this process ("/tmp/ember_cli_<pid>_name"), so suites run side by side
+ * do not share files. */
+static const char *tmp_path(const char *name) {
+    static char buf[4][128];
+    static int slot;
+    char *b = buf[slot++ & 3];
+    snprintf(b, sizeof buf[0], "/tmp/ember_cli_%d_%s", (int)getpid(), name);
+    return b;
+}
+
 static int write_bytes(const char *path, const void *d, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
@@ -194,12 +204,12 @@ static int write_bytes(const char *path, const void *d, size_t n) {
 /* A FIFO, a directory or a device as -m, -z or -f: a one-line error at once (a FIFO used to
  * block in open() forever; -f DIR ran an empty prompt). */
 TEST(non_regular_files_refused) {
-    const char *fifo = "/tmp/ember_cli_fifo";
+    const char *fifo = tmp_path("fifo");
     unlink(fifo);
     CHECK(mkfifo(fifo, 0600) == 0);
     time_limit = 20;
     char args[1024];
-    static const char *const models[] = { "/tmp/ember_cli_fifo", "/tmp", "/dev/null" };
+    const char *const models[] = { fifo, "/tmp", "/dev/null" };
     for (int i = 0; i < 3; i++) {
         snprintf(args, sizeof args, "run -m %s -p hi -n 1", models[i]);
         int rc = ember(args);
@@ -208,7 +218,7 @@ TEST(non_regular_files_refused) {
         rc = ember(args);
         CHECKF(rc == 1 && strstr(err, "not a regular file"), "tokenize -m %s: exit %d, '%s'", models[i], rc, err);
     }
-    static const char *const files[] = { "/tmp/ember_cli_fifo", "/tmp" };
+    const char *const files[] = { fifo, "/tmp" };
     const char *m = fixture_path("models/stories260K.gguf");
     for (int i = 0; i < 2 && file_exists(m); i++) {
         snprintf(args, sizeof args, "run -m %s -f %s -n 1", m, files[i]);
@@ -238,11 +248,14 @@ TEST(errors_name_the_path_once) {
     if (file_exists(m)) {
         size_t n;
         unsigned char *d = read_file(m, &n);
-        CHECK(d && write_bytes("/tmp/ember_cli_cut.gguf", d, n / 2) == 0);
+        const char *cut = tmp_path("cut.gguf");
+        CHECK(d && write_bytes(cut, d, n / 2) == 0);
         free(d);
-        CHECK(ember("run -m /tmp/ember_cli_cut.gguf -p hi") == 1);
-        CHECKF(count_of(err, "/tmp/ember_cli_cut.gguf") == 1, "%s", err);
-        unlink("/tmp/ember_cli_cut.gguf");
+        char args[256];
+        snprintf(args, sizeof args, "run -m %s -p hi", cut);
+        CHECK(ember(args) == 1);
+        CHECKF(count_of(err, cut) == 1, "%s", err);
+        unlink(cut);
     }
     const char *l2c = fixture_path("models/stories260K.bin");
     if (file_exists(l2c)) {
@@ -331,7 +344,7 @@ TEST(prompt_file_with_nul_byte) {
     const char *m = fixture_path("models/stories260K.gguf");
     if (!file_exists(m)) SKIP("fixture missing: %s", m);
     static const char text[] = "Once upon\0 a time";
-    const char *f = "/tmp/ember_cli_nul.txt";
+    const char *f = tmp_path("nul.txt");
     CHECK(write_bytes(f, text, sizeof text - 1) == 0);
     char args[1024];
     snprintf(args, sizeof args, "tokenize -m %s -f %s", m, f);
@@ -363,7 +376,7 @@ TEST(prompt_longer_than_context) {
 TEST(long_prompt_progress) {
     const char *m = fixture_path("models/stories260K.gguf");
     if (!file_exists(m)) SKIP("fixture missing: %s", m);
-    const char *f = "/tmp/ember_cli_long.txt";
+    const char *f = tmp_path("long.txt");
     FILE *fp = fopen(f, "wb");
     CHECK(fp);
     if (!fp) return;
@@ -408,7 +421,7 @@ TEST(gguf_load_warnings) {
     size_t n;
     unsigned char *d = read_file("tests/models/llama-f32.gguf", &n);
     if (!d) SKIP("tests/models/llama-f32.gguf missing");
-    const char *tmp = "/tmp/ember_cli_warn.gguf";
+    const char *tmp = tmp_path("warn.gguf");
     CHECK(patch_int_key(d, n, "tokenizer.ggml.bos_token_id", 99999) == 0);
     CHECK(patch_int_key(d, n, "tokenizer.ggml.eos_token_id", 70000) == 0);
     CHECK(patch_int_key(d, n, "llama.context_length", 0) == 0);
