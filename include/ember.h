@@ -51,6 +51,24 @@ EMBER_API const char *ember_last_error(void);
 EMBER_API const char *ember_strerror(ember_status s);
 EMBER_API const char *ember_version(void);
 
+/* ---- logging ----------------------------------------------------------------------- */
+/* Levels as ggml's (llama.h's llama_log_set takes the same kind of callback). */
+typedef enum ember_log_level {
+    EMBER_LOG_DEBUG = 1,
+    EMBER_LOG_INFO = 2,
+    EMBER_LOG_WARN = 3,   /* the input was accepted, but read in a way the caller should know */
+    EMBER_LOG_ERROR = 4,
+} ember_log_level;
+/* text is one line without a trailing newline, valid only during the call. */
+typedef void (*ember_log_callback)(ember_log_level level, const char *text, void *user_data);
+/* Installs the process-wide callback for messages that are not failures, such as load-time
+ * warnings about a file the library accepts but has to interpret
+ * ("tokenizer.ggml.bos_token_id = 70000 is outside the vocabulary (512 tokens); using the
+ * tokenizer's default BOS id 1"). NULL (the default) discards them: the library itself
+ * never prints. The callback runs on the thread that called into the library, so it must
+ * be thread-safe if several threads load models. */
+EMBER_API void ember_log_set(ember_log_callback callback, void *user_data);
+
 /* ---- models ------------------------------------------------------------------------ */
 typedef struct ember_model_params {
     int vocab_only;              /* load the tokenizer only (vocab-only GGUF files) */
@@ -58,7 +76,11 @@ typedef struct ember_model_params {
 } ember_model_params;
 
 EMBER_API ember_model_params ember_model_default_params(void);
-/* Loads a GGUF file (v2/v3) or a llama2.c legacy checkpoint (.bin). */
+/* Loads a GGUF file (v2/v3) or a llama2.c legacy checkpoint (.bin). The model (and the
+ * tokenizer_path) must be regular files: a directory, FIFO or device is refused before it
+ * is opened (EMBER_E_IO), so a FIFO cannot block the call. Out-of-range special token ids
+ * and a missing or zero context length are accepted with a warning to ember_log_set's
+ * callback saying what is used instead. */
 EMBER_API ember_status ember_model_load(const char *path, const ember_model_params *params,
                                         ember_model **out);
 EMBER_API void ember_model_free(ember_model *model);
@@ -145,6 +167,10 @@ EMBER_API ember_status ember_context_new(ember_model *m, const ember_context_par
                                          ember_context **out);
 EMBER_API void ember_context_free(ember_context *ctx);
 EMBER_API int ember_context_n_ctx(const ember_context *ctx);
+/* Tokens per forward chunk. ember_decode of n tokens runs chunks of n_batch from the first
+ * token, so feeding a prompt in pieces whose lengths are multiples of n_batch gives logits
+ * bit-identical to one call (how a caller can report progress on a long prompt). */
+EMBER_API int ember_context_n_batch(const ember_context *ctx);
 EMBER_API int ember_context_n_past(const ember_context *ctx);  /* tokens in the KV cache (sequence 0) */
 EMBER_API int ember_context_n_seq(const ember_context *ctx);
 EMBER_API const char *ember_context_isa(const ember_context *ctx);

@@ -21,10 +21,12 @@ ember_status ember_model_load(const char *path, const ember_model_params *params
     CHECK_ARG(path && *path, "ember_model_load: no path");
     ember_model_params p = params ? *params : ember_model_default_params();
     em_clear_error();
+    ember_status st = em_check_regular(path);  /* before anything opens it */
+    if (st) return st;
     struct ember_model *m = calloc(1, sizeof *m);
     if (!m) return em_fail(EMBER_E_NOMEM, "out of memory");
-    ember_status st = em_is_l2c_checkpoint(path) ? em_model_load_l2c(m, path, p.tokenizer_path)
-                                                 : em_model_load_gguf(m, path, p.vocab_only);
+    st = em_is_l2c_checkpoint(path) ? em_model_load_l2c(m, path, p.tokenizer_path)
+                                    : em_model_load_gguf(m, path, p.vocab_only);
     if (st) { ember_model_free(m); return st; }
     *out = m;
     return EMBER_OK;
@@ -247,6 +249,7 @@ void ember_context_free(ember_context *c) {
 }
 
 int ember_context_n_ctx(const ember_context *c) { return c ? c->n_ctx : 0; }
+int ember_context_n_batch(const ember_context *c) { return c ? c->n_batch : 0; }
 int ember_context_n_past(const ember_context *c) { return c ? c->n_past[0] : 0; }
 int ember_context_n_seq(const ember_context *c) { return c ? c->n_seq : 0; }
 const char *ember_context_isa(const ember_context *c) { return c ? c->kern->name : ""; }

@@ -607,7 +607,13 @@ gguf_ctx *gguf_open(const char *path, char *err, size_t errsz) {
         if (err && errsz) snprintf(err, errsz, "NULL path");
         return NULL;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Only regular files: look before opening (open() blocks on a FIFO, and opening a device
+     * can have effects), and open without blocking in case the file changed since. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (err && errsz) snprintf(err, errsz, "%s: not a regular file", path);
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         if (err && errsz) snprintf(err, errsz, "%s: cannot open: %s", path, strerror(errno));
         return NULL;

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "ember.h"
 #include "gguf.h"
 #include "kernels.h"
@@ -16,6 +17,14 @@
 ember_status em_fail(ember_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void em_clear_error(void);
+/* Sends one line to the callback of ember_log_set (nothing when none is installed). */
+void em_log(ember_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Checks, without opening it, that path names a regular file: a FIFO would block open(),
+ * and a directory or device is never a model. EMBER_E_IO naming the path and its kind. */
+ember_status em_check_regular(const char *path);
+/* em_check_regular, then fopen(path, "rb") that cannot block and re-checks the opened file.
+ * NULL with *status set and the error recorded. */
+FILE *em_fopen_regular(const char *path, ember_status *status);
 /* Checked size arithmetic: return 0 on success, -1 on overflow. */
 int em_mul_size(size_t a, size_t b, size_t *out);
 int em_add_size(size_t a, size_t b, size_t *out);

@@ -31,7 +31,8 @@ static size_t l2c_floats(const l2c_header *h, int shared) {
 }
 
 int em_is_l2c_checkpoint(const char *path) {
-    FILE *f = fopen(path, "rb");
+    ember_status st;
+    FILE *f = em_fopen_regular(path, &st);
     if (!f) return 0;
     l2c_header h;
     int ok = fread(&h, sizeof h, 1, f) == 1;
@@ -49,8 +50,9 @@ static em_weight f32_view(const float *p, int64_t rows, int64_t cols) {
 }
 
 ember_status em_model_load_l2c(struct ember_model *m, const char *path, const char *tok_path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return em_fail(EMBER_E_IO, "%s: cannot open", path);
+    ember_status st;
+    FILE *f = em_fopen_regular(path, &st);
+    if (!f) return st;
     l2c_header h;
     if (fread(&h, sizeof h, 1, f) != 1) { fclose(f); return em_fail(EMBER_E_FORMAT, "%s: truncated header", path); }
     const int shared = h.vocab > 0;
@@ -111,8 +113,11 @@ ember_status em_model_load_l2c(struct ember_model *m, const char *path, const ch
 
     if (tok_path) {
         char err[256] = "";
-        if (em_vocab_load_l2c(tok_path, hp->n_vocab, &m->vocab, err, sizeof err) != 0)
+        if ((st = em_check_regular(tok_path))) return st;  /* the tokenizer opens it blocking */
+        if (em_vocab_load_l2c(tok_path, hp->n_vocab, &m->vocab, err, sizeof err) != 0) {
+            if (strstr(err, tok_path)) return em_fail(EMBER_E_FORMAT, "%s", err);  /* names the file already */
             return em_fail(EMBER_E_FORMAT, "%s: %s", tok_path, err);
+        }
     }
     return EMBER_OK;
 }

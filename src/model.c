@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "internal.h"
+
+#define EM_DEFAULT_N_CTX_TRAIN 2048  /* when the file gives no context length */
 
 static const struct { const char *name; int arch; } arch_names[] = {
     { "llama", EM_ARCH_LLAMA }, { "qwen2", EM_ARCH_QWEN2 }, { "qwen3", EM_ARCH_QWEN3 },
@@ -61,7 +64,7 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
         (st = get_int(g, arch, "feed_forward_length", 0, 1, &hp->n_ff)) ||
         (st = get_int(g, arch, "attention.head_count", 0, 1, &hp->n_head)) ||
         (st = get_int(g, arch, "attention.head_count_kv", hp->n_head, 0, &hp->n_head_kv)) ||
-        (st = get_int(g, arch, "context_length", 2048, 0, &hp->n_ctx_train)) ||
+        (st = get_int(g, arch, "context_length", -1, 0, &hp->n_ctx_train)) ||
         (st = get_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps)) ||
         (st = get_float(g, arch, "rope.freq_base", hp->arch == EM_ARCH_LLAMA ? 10000.0f : 1e6f, &hp->rope_base)))
         return st;
@@ -83,7 +86,12 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
     if (hp->head_dim_v != hp->head_dim)
         return em_fail(EMBER_E_UNSUPPORTED, "value_length %d != key_length %d is not supported yet",
                        hp->head_dim_v, hp->head_dim);
-    if (hp->n_ctx_train <= 0) hp->n_ctx_train = 2048;
+    if (hp->n_ctx_train <= 0) {  /* llama.cpp requires the key; say what stands in for it */
+        em_log(EMBER_LOG_WARN, "%s.context_length is %s; assuming a training context of %d positions "
+               "(a context of n_ctx 0 gets that many)", arch, hp->n_ctx_train < 0 ? "missing" : "0",
+               EM_DEFAULT_N_CTX_TRAIN);
+        hp->n_ctx_train = EM_DEFAULT_N_CTX_TRAIN;
+    }
     hp->rope_neox = hp->arch != EM_ARCH_LLAMA;
     return EMBER_OK;
 }
@@ -160,6 +168,37 @@ static ember_status load_vocab(struct ember_model *m) {
     return EMBER_OK;
 }
 
+/* Special token ids outside the vocabulary: the tokenizer keeps its default for them (as
+ * llama.cpp does); say so, and which id is used, instead of substituting silently. */
+static void warn_special_ids(const struct ember_model *m) {
+    static const struct { const char *key, *name; } ids[] = {
+        { "tokenizer.ggml.bos_token_id", "BOS" }, { "tokenizer.ggml.eos_token_id", "EOS" },
+        { "tokenizer.ggml.eot_token_id", "EOT" }, { "tokenizer.ggml.eom_token_id", "EOM" },
+        { "tokenizer.ggml.unknown_token_id", "UNK" }, { "tokenizer.ggml.padding_token_id", "PAD" },
+        { "tokenizer.ggml.seperator_token_id", "SEP" },
+    };
+    const int n = em_vocab_n(m->vocab);
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        int64_t id;
+        int r = gguf_get_int(m->gguf, ids[i].key, &id);
+        if (r == -1 || (r == 0 && id >= 0 && id < n)) continue;
+        int32_t now = i == 0 ? em_vocab_bos(m->vocab) : i == 1 ? em_vocab_eos(m->vocab) : i == 2 ? em_vocab_eot(m->vocab) : -1;
+        if (r == 0 && (id == -1 || id == 0xFFFFFFFF) && now < 0) continue;  /* the usual "none" marker, read as none */
+        char what[192];
+        if (r) snprintf(what, sizeof what, "%s is not an integer", ids[i].key);
+        else snprintf(what, sizeof what, "%s = %lld is outside the vocabulary (%d tokens)", ids[i].key, (long long)id, n);
+        if (now >= 0)
+            em_log(EMBER_LOG_WARN, "%s; using the tokenizer's default %s id %d", what, ids[i].name, (int)now);
+        else if (i == 0)
+            em_log(EMBER_LOG_WARN, "%s; the model has no BOS token, so none is added", what);
+        else if (i == 1)
+            em_log(EMBER_LOG_WARN, "%s; the model has no EOS token, so generation stops only at its length "
+                   "limit, the end of the context or another end-of-generation token", what);
+        else
+            em_log(EMBER_LOG_WARN, "%s; ignored (the tokenizer keeps its default)", what);
+    }
+}
+
 /* Totals for info/bench, and the most common matrix type for the description. */
 static void count_params(struct ember_model *m) {
     int64_t by_type[EM_TYPE_COUNT] = { 0 };
@@ -178,16 +217,12 @@ static void count_params(struct ember_model *m) {
 ember_status em_model_load_gguf(struct ember_model *m, const char *path, int vocab_only) {
     char err[512] = "";
     m->gguf = gguf_open(path, err, sizeof err);
-    if (!m->gguf) {
-        /* gguf.c cannot tell us whether it was I/O or format; probe the file ourselves. */
-        FILE *f = fopen(path, "rb");
-        if (!f) return em_fail(EMBER_E_IO, "%s: cannot open: %s", path, err);
-        fclose(f);
-        return em_fail(EMBER_E_FORMAT, "%s: %s", path, err);
-    }
+    if (!m->gguf)  /* err names the path; a file we cannot read is I/O, the rest format */
+        return em_fail(access(path, R_OK) ? EMBER_E_IO : EMBER_E_FORMAT, "%s", err);
     m->file_bytes = gguf_file_size(m->gguf);
     ember_status st = load_vocab(m);
     if (st) return st;
+    if (m->vocab) warn_special_ids(m);
     count_params(m);
     m->vocab_only = vocab_only || gguf_n_tensors(m->gguf) == 0;
     if (m->vocab_only) {

@@ -1,10 +1,14 @@
 /* test_cli.c: the `ember` command as a user runs it: golden output through the CLI,
  * exit codes and messages for bad input. Runs build/ember (or $EMBER_BIN). */
+#include <stdint.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "test.h"
 
 static char out[1 << 16], err[1 << 14];
+static size_t out_len;  /* bytes of stdout kept in out (it may hold NUL bytes) */
+static int time_limit = 900;  /* seconds before a run is killed: a hang fails its test (137) */
 
 /* Runs `ember ARGS` with `input` on stdin (NULL: none), capturing stdout/stderr; returns
  * the exit status (-1 if killed). */
@@ -21,12 +25,14 @@ static int ember_in(const char *args, const char *input) {
         FILE *f = fopen(in, "wb");
         if (f) { fputs(input, f); fclose(f); }
     }
-    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s <%s", run ? run : "", bin, args, o, e, in);
+    snprintf(cmd, sizeof cmd, "timeout -s KILL %d %s %s %s >%s 2>%s <%s", time_limit, run ? run : "", bin, args, o, e, in);
     int st = system(cmd);
     if (input) unlink(in);
     size_t n;
     unsigned char *b = read_file(o, &n);
-    snprintf(out, sizeof out, "%s", b ? (char *)b : "");
+    out_len = b ? (n < sizeof out - 1 ? n : sizeof out - 1) : 0;
+    if (out_len) memcpy(out, b, out_len);
+    out[out_len] = 0;
     free(b);
     b = read_file(e, &n);
     snprintf(err, sizeof err, "%s", b ? (char *)b : "");
@@ -172,6 +178,269 @@ TEST(chat_default_model) {
     }
 }
 
+static int count_of(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+/* A scratch path of this process ("/tmp/ember_cli_<pid>_name"), so suites run side by side
+ * do not share files. */
+static const char *tmp_path(const char *name) {
+    static char buf[4][128];
+    static int slot;
+    char *b = buf[slot++ & 3];
+    snprintf(b, sizeof buf[0], "/tmp/ember_cli_%d_%s", (int)getpid(), name);
+    return b;
+}
+
+static int write_bytes(const char *path, const void *d, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(d, 1, n, f);
+    return fclose(f) || w != n ? -1 : 0;
+}
+
+/* A FIFO, a directory or a device as -m, -z or -f: a one-line error at once (a FIFO used to
+ * block in open() forever; -f DIR ran an empty prompt). */
+TEST(non_regular_files_refused) {
+    const char *fifo = tmp_path("fifo");
+    unlink(fifo);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    time_limit = 20;
+    char args[1024];
+    const char *const models[] = { fifo, "/tmp", "/dev/null" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "run -m %s -p hi -n 1", models[i]);
+        int rc = ember(args);
+        CHECKF(rc == 1 && strstr(err, "not a regular file") && count_of(err, "\n") == 1, "-m %s: exit %d, '%s'", models[i], rc, err);
+        snprintf(args, sizeof args, "tokenize -m %s -p hi", models[i]);
+        rc = ember(args);
+        CHECKF(rc == 1 && strstr(err, "not a regular file"), "tokenize -m %s: exit %d, '%s'", models[i], rc, err);
+    }
+    const char *const files[] = { fifo, "/tmp" };
+    const char *m = fixture_path("models/stories260K.gguf");
+    for (int i = 0; i < 2 && file_exists(m); i++) {
+        snprintf(args, sizeof args, "run -m %s -f %s -n 1", m, files[i]);
+        int rc = ember(args);
+        CHECKF(rc == 1 && strstr(err, "not a regular file") && !out_len, "-f %s: exit %d, '%s'", files[i], rc, err);
+        snprintf(args, sizeof args, "tokenize -m %s -f %s", m, files[i]);
+        rc = ember(args);
+        CHECKF(rc == 1 && strstr(err, "not a regular file"), "tokenize -f %s: exit %d, '%s'", files[i], rc, err);
+    }
+    const char *l2c = fixture_path("models/stories260K.bin");
+    for (int i = 0; i < 2 && file_exists(l2c); i++) {
+        snprintf(args, sizeof args, "run -m %s -z %s -p hi -n 1", l2c, files[i]);
+        int rc = ember(args);
+        CHECKF(rc == 1 && strstr(err, "not a regular file"), "-z %s: exit %d, '%s'", files[i], rc, err);
+    }
+    time_limit = 900;
+    unlink(fifo);
+}
+
+/* Each error names the file once ("error: /x.gguf: cannot open: /x.gguf: cannot open: ..."). */
+TEST(errors_name_the_path_once) {
+    CHECK(ember("run -m /nonexistent.gguf -p hi") == 1);
+    CHECKF(count_of(err, "/nonexistent.gguf") == 1 && strstr(err, "No such file"), "%s", err);
+    CHECK(ember("info -m README.md") == 1);
+    CHECKF(count_of(err, "README.md") == 1 && strstr(err, "not a GGUF file"), "%s", err);
+    const char *m = fixture_path("models/stories260K.gguf");
+    if (file_exists(m)) {
+        size_t n;
+        unsigned char *d = read_file(m, &n);
+        const char *cut = tmp_path("cut.gguf");
+        CHECK(d && write_bytes(cut, d, n / 2) == 0);
+        free(d);
+        char args[256];
+        snprintf(args, sizeof args, "run -m %s -p hi", cut);
+        CHECK(ember(args) == 1);
+        CHECKF(count_of(err, cut) == 1, "%s", err);
+        unlink(cut);
+    }
+    const char *l2c = fixture_path("models/stories260K.bin");
+    if (file_exists(l2c)) {
+        char args[1024];
+        snprintf(args, sizeof args, "run -m %s -z /nonexistent.bin -p hi", l2c);
+        CHECK(ember(args) == 1);
+        CHECKF(count_of(err, "/nonexistent.bin") == 1, "%s", err);
+        snprintf(args, sizeof args, "run -m %s -z README.md -p hi", l2c);
+        CHECK(ember(args) == 1);
+        CHECKF(count_of(err, "README.md") == 1, "%s", err);
+    }
+}
+
+/* Sampling flags outside the library's ranges, named by their flag. */
+TEST(sampling_flags_out_of_range) {
+    static const char *const cases[][2] = {
+        { "--top-p 2", "error: --top-p must be in [0, 1], got 2\n" },
+        { "--top-k -5", "error: --top-k must be in [0, 1073741824], got -5\n" },
+        { "--min-p 5", "error: --min-p must be in [0, 1], got 5\n" },
+        { "--temp -1", "error: --temp must be in [0, 100], got -1\n" },
+        { "--repeat-last-n -2", "error: --repeat-last-n must be in [-1, 1073741824], got -2\n" },
+        { "--presence-penalty 3", "error: --presence-penalty must be in [-2, 2], got 3\n" },
+    };
+    char args[256];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(args, sizeof args, "run -m /nonexistent.gguf -p hi %s", cases[i][0]);
+        int rc = ember(args);
+        CHECKF(rc == 1 && !strcmp(err, cases[i][1]), "%s: exit %d, '%s'", cases[i][0], rc, err);
+    }
+    const char *m = fixture_path("models/stories260K.gguf");
+    if (!file_exists(m)) SKIP("fixture missing: %s", m);
+    snprintf(args, sizeof args, "run -m %s -p hi -n 2 --repeat-last-n -1 --top-k 0 --top-p 1 --min-p 0 --temp 0", m);
+    CHECKF(ember(args) == 0, "%s", err);
+}
+
+/* -t above the CPUs online runs, with one warning. */
+TEST(threads_beyond_cpus_warn) {
+    const char *m = fixture_path("models/stories260K.gguf");
+    if (!file_exists(m)) SKIP("fixture missing: %s", m);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    char args[1024];
+    snprintf(args, sizeof args, "run -m %s -p hi -n 2 --temp 0 -t %ld", m, cpus + 1);
+    CHECK(ember(args) == 0);
+    CHECKF(count_of(err, "warning: -t ") == 1 && strstr(err, "CPUs online"), "%s", err);
+    snprintf(args, sizeof args, "run -m %s -p hi -n 2 --temp 0 -t %ld", m, cpus);
+    CHECK(ember(args) == 0);
+    CHECKF(!strstr(err, "warning"), "%s", err);
+}
+
+/* -h/--help and `ember help CMD` print that command's flags on stdout and exit 0. */
+TEST(subcommand_help) {
+    static const char *const cmds[] = { "run", "chat", "info", "tokenize", "detokenize", "bench" };
+    char args[128], want[64];
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        snprintf(want, sizeof want, "usage: ember %s", cmds[i]);
+        static const char *const forms[] = { "%s -h", "%s --help", "help %s" };
+        for (int f = 0; f < 3; f++) {
+            snprintf(args, sizeof args, forms[f], cmds[i]);
+            int rc = ember(args);
+            CHECKF(rc == 0 && strstr(out, want) && strstr(out, "-m"), "'%s': exit %d, stdout '%.200s'", args, rc, out);
+        }
+    }
+    CHECK(ember("run -h") == 0 && strstr(out, "--top-p") && strstr(out, "-f") && strstr(out, "--progress"));
+    CHECK(ember("tokenize -h") == 0 && strstr(out, "--pieces") && !strstr(out, "--top-p"));
+    CHECK(ember("help nosuch") == 1 && strstr(err, "unknown command"));
+}
+
+/* -f - reads standard input; -p with -f is an error. */
+TEST(prompt_from_stdin_and_conflicts) {
+    const char *m = fixture_path("models/stories260K.gguf");
+    if (!file_exists(m)) SKIP("fixture missing: %s", m);
+    char args[1024];
+    snprintf(args, sizeof args, "tokenize -m %s -f - --no-bos", m);
+    CHECK(ember_in(args, "Once upon a time") == 0);
+    CHECKF(!strcmp(out, "403 407 261 378\n"), "%s", out);
+    snprintf(args, sizeof args, "run -m %s -f - --temp 0 -n 4", m);
+    CHECK(ember_in(args, "Once upon a time") == 0);
+    CHECKF(!strncmp(out, "Once upon a time", 16) && out_len > 16, "%s", out);
+    snprintf(args, sizeof args, "run -m %s -p hi -f README.md -n 1", m);
+    CHECK(ember(args) == 1 && strstr(err, "not both") && !out_len);
+}
+
+/* A prompt file is bytes: a NUL byte in it is part of the prompt for run (echo and tokens)
+ * as for tokenize, not the end of it. */
+TEST(prompt_file_with_nul_byte) {
+    const char *m = fixture_path("models/stories260K.gguf");
+    if (!file_exists(m)) SKIP("fixture missing: %s", m);
+    static const char text[] = "Once upon\0 a time";
+    const char *f = tmp_path("nul.txt");
+    CHECK(write_bytes(f, text, sizeof text - 1) == 0);
+    char args[1024];
+    snprintf(args, sizeof args, "tokenize -m %s -f %s", m, f);
+    CHECK(ember(args) == 0);
+    int n_tok = 1;
+    for (const char *p = out; *p; p++) n_tok += *p == ' ';
+    snprintf(args, sizeof args, "run -m %s -f %s --temp 0 -n 4 -v", m, f);
+    CHECK(ember(args) == 0);
+    CHECKF(out_len > sizeof text - 1 && !memcmp(out, text, sizeof text - 1), "echo: %zu bytes '%s'", out_len, out);
+    char want[64];
+    snprintf(want, sizeof want, "/ %4d tokens", n_tok);
+    CHECKF(strstr(err, want), "tokenize gave %d tokens; run: %s", n_tok, err);
+    unlink(f);
+}
+
+/* A prompt that does not fit the context: the error comes before anything is printed. */
+TEST(prompt_longer_than_context) {
+    const char *m = fixture_path("models/stories260K.gguf");
+    if (!file_exists(m)) SKIP("fixture missing: %s", m);
+    char args[1024];
+    snprintf(args, sizeof args, "run -m %s -c 8 -p 'Once upon a time there was a little girl named Lily' -n 4", m);
+    int rc = ember(args);
+    CHECKF(rc == 1 && out_len == 0 && strstr(err, "context") && count_of(err, "\n") == 1,
+           "exit %d, stdout '%s', stderr '%s'", rc, out, err);
+}
+
+/* A long prompt fed in n_batch multiples with progress lines gives the same tokens as one
+ * decode. */
+TEST(long_prompt_progress) {
+    const char *m = fixture_path("models/stories260K.gguf");
+    if (!file_exists(m)) SKIP("fixture missing: %s", m);
+    const char *f = tmp_path("long.txt");
+    FILE *fp = fopen(f, "wb");
+    CHECK(fp);
+    if (!fp) return;
+    for (int i = 0; i < 25; i++) fputs("Once upon a time, a girl saw a dog. ", fp);
+    fclose(fp);
+    static const char *const batch[] = { "", "-b 48", "-b 300" };
+    for (int b = 0; b < 3; b++) {
+        char args[1024];
+        static char plain[sizeof out];
+        snprintf(args, sizeof args, "run -m %s -f %s --temp 0 -n 12 --ids -c 512 %s", m, f, batch[b]);
+        CHECK(ember(args) == 0);
+        snprintf(plain, sizeof plain, "%s", out);
+        CHECKF(!strstr(err, "prompt:"), "%s", err);
+        snprintf(args, sizeof args, "run -m %s -f %s --temp 0 -n 12 --ids -c 512 %s --progress", m, f, batch[b]);
+        CHECK(ember(args) == 0);
+        CHECKF(!strcmp(plain, out) && strlen(out) > 10, "%s: with --progress '%s', without '%s'", batch[b], out, plain);
+        CHECKF(count_of(err, "prompt: ") >= 2 && strstr(err, "tokens (100%)"), "%s: %s", batch[b], err);
+    }
+    unlink(f);
+}
+
+/* Patches the value of integer key `key` in a GGUF image in place (u32/i32/u64/i64). */
+static int patch_int_key(unsigned char *d, size_t n, const char *key, int64_t v) {
+    size_t kl = strlen(key);
+    for (size_t i = 8; i + kl + 12 <= n; i++) {
+        uint64_t len;
+        memcpy(&len, d + i - 8, 8);
+        if (len != kl || memcmp(d + i, key, kl)) continue;
+        uint32_t type;
+        memcpy(&type, d + i + kl, 4);
+        unsigned char *val = d + i + kl + 4;
+        if (type == 4 || type == 5) { int32_t x = (int32_t)v; memcpy(val, &x, 4); return 0; }
+        if (type == 10 || type == 11) { memcpy(val, &v, 8); return 0; }
+        return -1;
+    }
+    return -1;
+}
+
+/* Out-of-range BOS/EOS ids and a zero context length load with a warning that says what is
+ * used instead (the library's log hook, printed by the CLI). */
+TEST(gguf_load_warnings) {
+    size_t n;
+    unsigned char *d = read_file("tests/models/llama-f32.gguf", &n);
+    if (!d) SKIP("tests/models/llama-f32.gguf missing");
+    const char *tmp = tmp_path("warn.gguf");
+    CHECK(patch_int_key(d, n, "tokenizer.ggml.bos_token_id", 99999) == 0);
+    CHECK(patch_int_key(d, n, "tokenizer.ggml.eos_token_id", 70000) == 0);
+    CHECK(patch_int_key(d, n, "llama.context_length", 0) == 0);
+    CHECK(write_bytes(tmp, d, n) == 0);
+    free(d);
+    char args[256];
+    snprintf(args, sizeof args, "run -m %s -p hi -n 4 --temp 0", tmp);
+    CHECK(ember(args) == 0);
+    CHECKF(strstr(err, "warning: tokenizer.ggml.bos_token_id = 99999 is outside the vocabulary (275 tokens); using")
+           && strstr(err, "warning: tokenizer.ggml.eos_token_id = 70000 is outside")
+           && strstr(err, "warning: llama.context_length is 0; assuming a training context of 2048"), "%s", err);
+    snprintf(args, sizeof args, "info -m %s", tmp);
+    CHECK(ember(args) == 0 && strstr(out, "n_ctx_train            2048"));
+    snprintf(args, sizeof args, "run -m tests/models/llama-f32.gguf -p hi -n 4 --temp 0");
+    CHECK(ember(args) == 0);
+    CHECKF(!strstr(err, "warning"), "%s", err);
+    unlink(tmp);
+}
+
 int main(void) {
     RUN(run_stories_text_and_ids);
     RUN(run_gguf_prompt);
@@ -179,5 +448,15 @@ int main(void) {
     RUN(info_and_tokenize);
     RUN(default_model_run);
     RUN(chat_default_model);
+    RUN(non_regular_files_refused);
+    RUN(errors_name_the_path_once);
+    RUN(sampling_flags_out_of_range);
+    RUN(threads_beyond_cpus_warn);
+    RUN(subcommand_help);
+    RUN(prompt_from_stdin_and_conflicts);
+    RUN(prompt_file_with_nul_byte);
+    RUN(prompt_longer_than_context);
+    RUN(long_prompt_progress);
+    RUN(gguf_load_warnings);
     return test_done();
 }

@@ -94,8 +94,8 @@ static int add_models(bench_cfg *c, const char *s, int cap) {
     return 0;
 }
 
-static void bench_usage(void) {
-    fprintf(stderr,
+static void bench_usage(FILE *f) {
+    fprintf(f,
         "usage: ember bench [-m MODEL[,MODEL]]... [-p 512] [-n 128] [-r 5] [-t N[,N]] [-o md|csv|json]\n"
         "                   [--isa NAME] [-b N] [--no-bw] [--progress]\n"
         "  -p/-n/-t take comma lists (0 in -p or -n skips those tests); -t defaults to the\n"
@@ -119,7 +119,7 @@ static int bench_parse(bench_cfg *c, int argc, char **argv) {
 #define IS(s) (!strcmp(a, s))
         if (IS("--no-bw")) { c->bw_probe = 0; continue; }
         if (IS("--progress")) { c->progress = 1; continue; }
-        if (IS("-h") || IS("--help")) { bench_usage(); return 1; }
+        if (IS("-h") || IS("--help")) { bench_usage(stdout); return 2; }
         if (!v) { fprintf(stderr, "error: %s needs a value (see 'ember bench -h')\n", a); return 1; }
         i++;
         if (IS("-m") || IS("--model")) bad = add_models(c, v, argc + MAX_LIST);
@@ -142,6 +142,7 @@ static int bench_parse(bench_cfg *c, int argc, char **argv) {
         else { fprintf(stderr, "error: unknown bench option '%s' (see 'ember bench -h')\n", a); bad = 1; }
 #undef IS
     }
+    for (int i = 0; !bad && i < c->t.n; i++) warn_threads("-t", c->t.v[i]);
     if (!bad && c->n_models == 0) {
         opts o;
         memset(&o, 0, sizeof o);
@@ -471,7 +472,8 @@ static int bench_model(bench_cfg *c, const char *path, result **rows, int *n_row
 
 int cmd_bench(int argc, char **argv) {
     bench_cfg c;
-    if (bench_parse(&c, argc, argv)) { free(c.models); return 1; }
+    int pr = bench_parse(&c, argc, argv);
+    if (pr) { free(c.models); return pr == 2 ? 0 : 1; }
     build_string(c.build, sizeof c.build);
     if (c.bw_probe) {
         if (c.progress) fprintf(stderr, "ember bench: measuring memory read bandwidth\n");

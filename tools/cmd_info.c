@@ -11,7 +11,8 @@ static void meta(const ember_model *m, const char *label, const char *key) {
 
 int cmd_info(int argc, char **argv) {
     opts o;
-    if (opts_parse(&o, argc, argv)) return 1;
+    int pr = opts_parse(&o, argc, argv);
+    if (pr) return pr == 2 ? 0 : 1;
     ember_model *m = load_model(&o, 0);
     free(o.rest);
     if (!m) return 1;

@@ -350,8 +350,8 @@ int cmd_perplexity(int argc, char **argv) {
             fprintf(stderr, "warning: %s was made with -c %d; using that\n", base_path, n_ctx);
         n_tok = n_ctx * n_chunk;
     } else {
-        if (!(text = read_prompt(&o))) goto done;
-        const size_t len = strlen(text);
+        size_t len;
+        if (!(text = read_prompt(&o, &len))) goto done;
         int cap = len < (1u << 30) ? (int)len + 8 : 1 << 30;
         if (!(tokens = malloc((size_t)cap * sizeof *tokens))) { fprintf(stderr, "error: out of memory\n"); goto done; }
         n_tok = ember_tokenize(m, text, len, tokens, cap, 1, 0);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "common.h"
 
 typedef struct gen {
@@ -52,15 +53,49 @@ static void gen_free(gen *g) {
     ember_model_free(g->m);
 }
 
-/* Tokenizes text (BOS when the model asks and bos is set). Returns a malloc'ed array. */
-static ember_token *tokenize(const ember_model *m, const char *text, int bos, int special, int *n) {
-    size_t len = strlen(text);
+/* Tokenizes len bytes of text (BOS when the model asks and bos is set). Returns a malloc'ed
+ * array. */
+static ember_token *tokenize_n(const ember_model *m, const char *text, size_t len, int bos, int special, int *n) {
     int cap = (int)(len < 1 << 28 ? len : 1 << 28) + 8;
     ember_token *t = malloc((size_t)cap * sizeof *t);
     if (!t) return NULL;
     *n = ember_tokenize(m, text, len, t, cap, bos, special);
     if (*n < 0) { free(t); return NULL; }
     return t;
+}
+
+static ember_token *tokenize(const ember_model *m, const char *text, int bos, int special, int *n) {
+    return tokenize_n(m, text, strlen(text), bos, special, n);
+}
+
+/* Decodes the prompt. A long one (over 256 tokens, when stderr is a terminal or with
+ * --progress) goes in pieces of a multiple of the context's n_batch with a progress line
+ * after each: ember_decode runs n_batch chunks from the first token either way, so the
+ * logits are bit-identical to one call. */
+static int feed(gen *g, const opts *o, const ember_token *prompt, int n_prompt) {
+    double t0 = now_ms();
+    for (int i = 0; i < n_prompt; i++) ember_sampler_accept(g->smp, prompt[i]);
+    const int tty = isatty(STDERR_FILENO);
+    const int show = o->progress || (tty && n_prompt > 256);
+    const int nb = ember_context_n_batch(g->ctx) > 0 ? ember_context_n_batch(g->ctx) : 64;
+    const int piece = show ? nb * (nb < 256 ? (256 + nb - 1) / nb : 1) : n_prompt;
+    for (int done = 0; done < n_prompt;) {
+        int k = n_prompt - done < piece ? n_prompt - done : piece;
+        if (ember_decode(g->ctx, prompt + done, k, 0)) {
+            fprintf(stderr, "\nerror: %s\n", ember_last_error());
+            return 1;
+        }
+        done += k;
+        if (show) {
+            double s = (now_ms() - t0) / 1e3;
+            fprintf(stderr, "%sprompt: %d/%d tokens (%.0f%%), %.1f s%s", tty ? "\r" : "", done, n_prompt,
+                    100.0 * done / n_prompt, s, tty && done < n_prompt ? "" : "\n");
+            fflush(stderr);
+        }
+    }
+    g->t_prompt_ms += now_ms() - t0;
+    g->n_prompt += n_prompt;
+    return 0;
 }
 
 /* Feeds the prompt, then samples up to n_predict tokens, streaming them. Returns 0 or 1. */
@@ -87,18 +122,12 @@ static int strips_first_space(const ember_model *m) {
     return ember_model_meta_str(m, "tokenizer.ggml.model", type, sizeof type) < 0 || !strcmp(type, "llama");
 }
 
-static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prompt, utf8_out *out,
+/* Feeds the prompt (unless fed is set: the caller did), then samples. */
+static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prompt, int fed, utf8_out *out,
                     int stream_ids, int *eog_seen, capture *cap) {
     int lstrip = n_prompt == 1 && prompt[0] == ember_token_bos(g->m) && strips_first_space(g->m);
+    if (!fed && feed(g, o, prompt, n_prompt)) return 1;
     double t0 = now_ms();
-    for (int i = 0; i < n_prompt; i++) ember_sampler_accept(g->smp, prompt[i]);
-    if (ember_decode(g->ctx, prompt, n_prompt, 0)) {
-        fprintf(stderr, "\nerror: %s\n", ember_last_error());
-        return 1;
-    }
-    g->t_prompt_ms += now_ms() - t0;
-    g->n_prompt += n_prompt;
-    t0 = now_ms();
     int limit = o->n_predict < 0 ? ember_context_n_ctx(g->ctx) : o->n_predict;
     *eog_seen = 0;
     for (int i = 0; i < limit; i++) {
@@ -135,21 +164,24 @@ static void print_timings(const gen *g) {
 
 int cmd_run(int argc, char **argv) {
     opts o;
-    if (opts_parse(&o, argc, argv)) return 1;
-    char *text = read_prompt(&o);
+    int pr = opts_parse(&o, argc, argv);
+    if (pr) return pr == 2 ? 0 : 1;
+    size_t len;
+    char *text = read_prompt(&o, &len);  /* bytes: a NUL in a file is part of the prompt */
     if (!text) {
-        if (o.prompt_file) return 1;
+        if (o.prompt_file) { free(o.rest); return 1; }
         text = strdup("");
+        len = 0;
     }
     gen g;
     int rc = 1;
     if (gen_init(&g, &o)) goto done;
     int n = 0;
     ember_token *prompt = NULL;
-    const int bos = !o.no_bos && (ember_add_bos(g.m) || !*text);
-    if (*text) {
+    const int bos = !o.no_bos && (ember_add_bos(g.m) || !len);
+    if (len) {
         /* No tokenizer (a llama2.c checkpoint without -z): only "" can be run. */
-        prompt = tokenize(g.m, text, bos, o.special, &n);
+        prompt = tokenize_n(g.m, text, len, bos, o.special, &n);
         if (!prompt) { fprintf(stderr, "error: cannot tokenize the prompt: %s\n", ember_last_error()); goto done; }
     } else {
         prompt = malloc(sizeof *prompt);
@@ -158,10 +190,20 @@ int cmd_run(int argc, char **argv) {
         n = 1;
     }
     if (n == 0) { fprintf(stderr, "error: the prompt is empty after tokenization\n"); free(prompt); goto done; }
+    if (n > ember_context_n_ctx(g.ctx)) {  /* before anything is printed */
+        fprintf(stderr, "error: the prompt is %d tokens, more than the context of %d (-c; the model was trained "
+                        "on %d)\n", n, ember_context_n_ctx(g.ctx), ember_model_n_ctx_train(g.m));
+        free(prompt);
+        goto done;
+    }
+    /* A long prompt is decoded before it is echoed, so its progress lines on the terminal
+     * are not mixed into the text. */
+    const int fed = o.progress || (n > 256 && isatty(STDERR_FILENO));
+    if (fed && feed(&g, &o, prompt, n)) { free(prompt); goto done; }
     utf8_out out = { stdout, { 0 }, 0 };
-    if (!o.ids) { fputs(text, stdout); fflush(stdout); }
+    if (!o.ids) { fwrite(text, 1, len, stdout); fflush(stdout); }
     int eog;
-    rc = generate(&g, &o, prompt, n, &out, o.ids, &eog, NULL);
+    rc = generate(&g, &o, prompt, n, fed, &out, o.ids, &eog, NULL);
     utf8_flush(&out);
     printf("\n");
     if (o.verbose) print_timings(&g);
@@ -192,7 +234,8 @@ static char *read_line(void) {
  * reply as generated); if the rendering no longer starts with it, the cache restarts. */
 int cmd_chat(int argc, char **argv) {
     opts o;
-    if (opts_parse(&o, argc, argv)) return 1;
+    int pr = opts_parse(&o, argc, argv);
+    if (pr) return pr == 2 ? 0 : 1;
     gen g;
     int rc = 1;
     ember_chat_message *msgs = NULL;
@@ -240,7 +283,7 @@ int cmd_chat(int argc, char **argv) {
         int eog;
         opts turn = o;
         turn.ignore_eos = 0;
-        rc = generate(&g, &turn, toks, n, &out, 0, &eog, &reply);
+        rc = generate(&g, &turn, toks, n, 0, &out, 0, &eog, &reply);
         utf8_flush(&out);
         printf("\n");
         fflush(stdout);

@@ -7,17 +7,18 @@
 
 int cmd_tokenize(int argc, char **argv) {
     opts o;
-    if (opts_parse(&o, argc, argv)) return 1;
-    char *text = read_prompt(&o);
-    if (!text) { fprintf(stderr, "error: give the text with -p TEXT or -f FILE\n"); free(o.rest); return 1; }
+    int pr = opts_parse(&o, argc, argv);
+    if (pr) return pr == 2 ? 0 : 1;
+    size_t len;
+    char *text = read_prompt(&o, &len);  /* bytes, NULs included */
+    if (!text) {
+        if (!o.prompt_file) fprintf(stderr, "error: give the text with -p TEXT or -f FILE\n");
+        free(o.rest);
+        return 1;
+    }
     ember_model *m = load_model(&o, 1);
     int rc = 1;
     if (!m) goto done;
-    size_t len = strlen(text);
-    if (o.prompt_file) {  /* files may hold NUL bytes: use the real size */
-        FILE *f = fopen(o.prompt_file, "rb");
-        if (f) { fseek(f, 0, SEEK_END); len = (size_t)ftell(f); fclose(f); }
-    }
     int cap = (int)(len < 1 << 28 ? len : 1 << 28) + 8;
     ember_token *ids = malloc((size_t)cap * sizeof *ids);
     int n = ids ? ember_tokenize(m, text, len, ids, cap, !o.no_bos, o.special) : -1;
@@ -42,7 +43,8 @@ done:
 
 int cmd_detokenize(int argc, char **argv) {
     opts o;
-    if (opts_parse(&o, argc, argv)) return 1;
+    int pr = opts_parse(&o, argc, argv);
+    if (pr) return pr == 2 ? 0 : 1;
     ember_model *m = load_model(&o, 1);
     int rc = m ? 0 : 1;
     for (int i = 0; m && i < o.n_rest; i++) {

@@ -1,10 +1,126 @@
-/* common.c: flag parsing, model loading and UTF-8-safe streaming shared by subcommands. */
+/* common.c: flag parsing and per-command usage, model and prompt loading, the library's log
+ * hook, and UTF-8-safe streaming shared by subcommands. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "common.h"
+
+const char *cli_command = "";
+static int cli_verbose;
+
+void cli_log(ember_log_level level, const char *text, void *user_data) {
+    (void)user_data;
+    if (level >= EMBER_LOG_WARN) fprintf(stderr, "%s: %s\n", level >= EMBER_LOG_ERROR ? "error" : "warning", text);
+    else if (cli_verbose) fprintf(stderr, "%s\n", text);
+}
+
+/* ---- usage ---- */
+enum { C_RUN = 1, C_CHAT = 2, C_INFO = 4, C_TOK = 8, C_DETOK = 16, C_SERVE = 32, C_ALL = 63 };
+
+static int command_bit(const char *cmd) {
+    static const char *const names[] = { "run", "chat", "info", "tokenize", "detokenize", "serve" };
+    for (int i = 0; i < 6; i++) if (!strcmp(cmd, names[i])) return 1 << i;
+    return C_ALL;
+}
+
+/* The sampling flags, the sampler parameter each sets (its range comes from the library's
+ * table, ember_sampler_param_range) and what its default means. */
+static const struct { const char *flag, *field, *meta, *note; } samp_flags[] = {
+    { "--temp", "temp", "T", "0.8; 0 is greedy" },
+    { "--top-k", "top_k", "K", "40; 0 is off" },
+    { "--top-p", "top_p", "P", "0.95; 1 is off" },
+    { "--min-p", "min_p", "P", "0.05; 0 is off" },
+    { "--repeat-penalty", "repeat_penalty", "R", "1: off" },
+    { "--repeat-last-n", "repeat_last_n", "N", "64; -1: the whole context" },
+    { "--presence-penalty", "presence_penalty", "P", "0" },
+    { "--frequency-penalty", "frequency_penalty", "P", "0" },
+};
+
+static const struct { int cmds; const char *text; } flag_help[] = {
+    { C_ALL, "  -m, --model FILE        model: .gguf, or a llama2.c .bin with -z (default " DEFAULT_MODEL ")" },
+    { C_ALL, "  -z, --tokenizer FILE    llama2.c tokenizer.bin for a .bin checkpoint" },
+    { C_RUN | C_TOK, "  -p, --prompt TEXT       the prompt" },
+    { C_RUN | C_TOK, "  -f, --file FILE         the prompt from a file, byte for byte ('-': standard input); not with -p" },
+    { C_RUN | C_CHAT, "  -n, --n-predict N       tokens to generate (-1: until end of text or the context is full)" },
+    { C_RUN | C_CHAT | C_SERVE, "  -c, --ctx-size N        context size (0: the model's, at most 4096)" },
+    { C_RUN | C_CHAT | C_SERVE, "  -b, --batch-size N      tokens per forward chunk (0: 64)" },
+    { C_RUN | C_CHAT | C_SERVE, "  -t, --threads N         threads (default: physical cores)" },
+    { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         KV cache type: f16 (default, as llama.cpp) or f32" },
+    { C_RUN | C_CHAT | C_SERVE, "  -s, --seed N            sampling seed (-1: random)" },
+    { C_RUN | C_CHAT | C_SERVE, NULL },  /* the sampling flags */
+    { C_RUN, "  --ids                   print the generated token ids instead of text" },
+    { C_RUN | C_CHAT, "  --ignore-eos            keep generating past end-of-generation tokens" },
+    { C_RUN, "  --progress              prompt progress on stderr (default: when stderr is a terminal\n"
+             "                          and the prompt is over 256 tokens)" },
+    { C_RUN | C_TOK, "  --no-bos                do not add BOS" },
+    { C_RUN | C_TOK | C_DETOK, "  --special               control-token text in the prompt becomes control tokens; print them" },
+    { C_TOK, "  --pieces                print each token's text instead of its id" },
+    { C_CHAT, "  -sys, --system-prompt TEXT  the system message" },
+    { C_CHAT | C_SERVE, "  --chat-template NAME    chatml, qwen3, llama2, llama3, llama3.1, mistral, mistral-nemo, zephyr,\n"
+                        "                          phi3, phi3-mini, gemma (default: the model's)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --isa NAME              kernel set: ref, avx2, avx512, neon (default: the best for this CPU)" },
+    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  -v, --verbose           model, kernel set, seed and timings on stderr" },
+    { C_ALL, "  -h, --help              this help" },
+};
+
+void opts_usage(const char *cmd, FILE *f) {
+    const int bit = command_bit(cmd);
+    switch (bit) {
+    case C_RUN: fputs("usage: ember run [-m MODEL] [-p TEXT | -f FILE] [-n N] [options]\n"
+                      "Streams the prompt and its continuation to stdout.\n", f); break;
+    case C_CHAT: fputs("usage: ember chat [-m MODEL] [-sys TEXT] [--chat-template NAME] [options]\n"
+                       "Interactive chat through the model's chat template: one message per line on\n"
+                       "stdin; an empty line or Ctrl-D ends the chat.\n", f); break;
+    case C_INFO: fputs("usage: ember info [-m MODEL] [-z TOKENIZER]\n"
+                       "Architecture, hyper-parameters, tensor types, sizes, and the kernels this CPU uses.\n", f); break;
+    case C_TOK: fputs("usage: ember tokenize [-m MODEL] (-p TEXT | -f FILE) [--pieces] [--no-bos] [--special]\n"
+                      "Prints the token ids of the text (vocab-only GGUF files work too).\n", f); break;
+    case C_DETOK: fputs("usage: ember detokenize [-m MODEL] ID...\n"
+                        "Prints the text of the token ids.\n", f); break;
+    default: fprintf(f, "usage: ember %s [options]\n", cmd); break;
+    }
+    fputs("\noptions:\n", f);
+    for (size_t i = 0; i < sizeof flag_help / sizeof *flag_help; i++) {
+        if (!(flag_help[i].cmds & bit)) continue;
+        if (flag_help[i].text) { fprintf(f, "%s\n", flag_help[i].text); continue; }
+        for (size_t j = 0; j < sizeof samp_flags / sizeof *samp_flags; j++) {
+            double lo = 0, hi = 0;
+            char flag[64];
+            ember_sampler_param_range(samp_flags[j].field, &lo, &hi);
+            snprintf(flag, sizeof flag, "%s %s", samp_flags[j].flag, samp_flags[j].meta);
+            fprintf(f, "  %-22s  in [%.10g, %.10g] (default %s)\n", flag, lo, hi, samp_flags[j].note);
+        }
+    }
+}
+
+void warn_threads(const char *flag, int n) {
+    static int warned;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (warned || cpus < 1 || n <= cpus) return;
+    warned = 1;
+    fprintf(stderr, "warning: %s %d is more than the %ld CPUs online: threads beyond them wait for a core "
+                    "and slow every step down%s\n", flag, n, cpus, n > 256 ? " (and ember runs at most 256)" : "");
+}
+
+/* After parsing: the library's range check, reported with the flag's name. */
+static int check_sampling(const opts *o) {
+    const char *bad = NULL;
+    if (!ember_sampler_params_check(&o->sp, &bad)) return 0;
+    const double v[] = { o->sp.temp, o->sp.top_k, o->sp.top_p, o->sp.min_p, o->sp.repeat_penalty,
+                         o->sp.repeat_last_n, o->sp.presence_penalty, o->sp.frequency_penalty };
+    for (size_t i = 0; bad && i < sizeof samp_flags / sizeof *samp_flags; i++) {
+        double lo, hi;
+        if (strcmp(bad, samp_flags[i].field) || ember_sampler_param_range(bad, &lo, &hi)) continue;
+        fprintf(stderr, "error: %s must be in [%.10g, %.10g], got %.10g\n", samp_flags[i].flag, lo, hi, v[i]);
+        return 1;
+    }
+    fprintf(stderr, "error: %s\n", ember_last_error());
+    return 1;
+}
 
 static int parse_int(const char *flag, const char *s, int *out) {
     char *end;
@@ -30,8 +146,7 @@ static int parse_float(const char *flag, const char *s, float *out) {
     return 0;
 }
 
-int opts_parse(opts *o, int argc, char **argv) {
-    memset(o, 0, sizeof *o);
+static int parse(opts *o, int argc, char **argv) {
     o->n_predict = -1;
     o->sp = ember_sampler_default_params();
     o->rest = calloc((size_t)argc + 1, sizeof *o->rest);
@@ -77,6 +192,8 @@ int opts_parse(opts *o, int argc, char **argv) {
         else if (IS("--special")) o->special = 1;
         else if (IS("--pieces")) o->pieces = 1;
         else if (IS("-v") || IS("--verbose")) o->verbose = 1;
+        else if (IS("--progress")) o->progress = 1;
+        else if (IS("-h") || IS("--help")) { opts_usage(cli_command, stdout); return 2; }
         else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) {
             fprintf(stderr, "error: unknown option '%s' (see 'ember help')\n", a);
             return 1;
@@ -93,7 +210,21 @@ int opts_parse(opts *o, int argc, char **argv) {
         fprintf(stderr, "error: -c, -t and -b must not be negative\n");
         return 1;
     }
+    if (o->prompt && o->prompt_file) {
+        fprintf(stderr, "error: give the prompt with -p or with -f, not both\n");
+        return 1;
+    }
+    if (check_sampling(o)) return 1;
+    warn_threads("-t", o->n_threads);
+    cli_verbose = o->verbose;
     return 0;
+}
+
+int opts_parse(opts *o, int argc, char **argv) {
+    memset(o, 0, sizeof *o);
+    int r = parse(o, argc, argv);
+    if (r) { free(o->rest); o->rest = NULL; }  /* callers just return */
+    return r;
 }
 
 const char *opts_model_path(const opts *o) {
@@ -130,11 +261,33 @@ ember_model *load_model(const opts *o, int vocab_only) {
     return m;
 }
 
-char *read_prompt(const opts *o) {
-    if (o->prompt) return strdup(o->prompt);
+char *read_prompt(const opts *o, size_t *len) {
+    *len = 0;
+    if (o->prompt) { *len = strlen(o->prompt); return strdup(o->prompt); }
     if (!o->prompt_file) return NULL;
-    FILE *f = fopen(o->prompt_file, "rb");
-    if (!f) { fprintf(stderr, "error: cannot open %s\n", o->prompt_file); return NULL; }
+    const char *path = o->prompt_file;
+    FILE *f = stdin;
+    if (strcmp(path, "-")) {
+        /* Regular files only, looked at before opening: open() blocks on a FIFO, and a
+         * directory would read as an empty prompt. */
+        struct stat st;
+        int fd = -1;
+        const char *why = NULL;
+        char sys[160];
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            why = S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "is not a regular file";
+        else if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+            snprintf(sys, sizeof sys, "cannot open: %s", strerror(errno));
+            why = sys;
+        }
+        else if (fstat(fd, &st) || !S_ISREG(st.st_mode)) why = "is not a regular file";
+        else if (!(f = fdopen(fd, "rb"))) why = strerror(errno);
+        if (why) {
+            fprintf(stderr, "error: -f %s: %s\n", path, why);
+            if (fd >= 0) close(fd);
+            return NULL;
+        }
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     size_t r;
@@ -142,8 +295,15 @@ char *read_prompt(const opts *o) {
         n += r;
         if (cap - n - 1 == 0) { char *nb = realloc(buf, cap * 2); if (!nb) { free(buf); buf = NULL; break; } buf = nb; cap *= 2; }
     }
-    fclose(f);
-    if (buf) buf[n] = 0;
+    int failed = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || failed) {
+        fprintf(stderr, "error: -f %s: %s\n", path, buf ? "read error" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
     return buf;
 }
 

@@ -25,20 +25,34 @@ typedef struct opts {
     int special;              /* --special: parse/print control tokens */
     int pieces;               /* --pieces (tokenize) */
     int verbose;              /* -v */
+    int progress;             /* --progress: prompt progress on stderr even when it is no terminal */
     ember_sampler_params sp;
     char **rest;              /* positional arguments */
     int n_rest;
 } opts;
 
-/* Parses argv into o (after the subcommand). Returns 0, or 1 after printing an error. */
+/* The subcommand being run ("run", "chat", ...): set by main, names the -h usage. */
+extern const char *cli_command;
+/* Prints the usage and flags of a subcommand (run, chat, info, tokenize, detokenize). */
+void opts_usage(const char *cmd, FILE *f);
+/* Parses argv into o (after the subcommand) and checks the sampling flags against the
+ * library's ranges. Returns 0; 1 after printing an error; 2 after printing the usage of
+ * cli_command for -h/--help (exit 0). Warns once when -t exceeds the CPUs online. */
 int opts_parse(opts *o, int argc, char **argv);
+/* Warns once on stderr when n threads exceed the online CPUs (flag names the option). */
+void warn_threads(const char *flag, int n);
+/* The library's log hook for the CLI: warnings as "warning: ..." on stderr (info and debug
+ * messages only with -v). */
+void cli_log(ember_log_level level, const char *text, void *user_data);
 /* -m, or the default model (models/... relative to the working directory, then to the
  * binary's directory). NULL with a message if the default model is missing. */
 const char *opts_model_path(const opts *o);
 /* Loads the model named by the options; prints the error and returns NULL on failure. */
 ember_model *load_model(const opts *o, int vocab_only);
-/* The prompt: -p, or -f's file contents (malloc'ed; caller frees). NULL if neither. */
-char *read_prompt(const opts *o);
+/* The prompt: -p, or the bytes of -f's file ("-": standard input), NUL bytes included;
+ * *len gets the length (a NUL follows it). Malloc'ed; caller frees. NULL if neither, or
+ * after printing an error (a file that cannot be read, or is not a regular file). */
+char *read_prompt(const opts *o, size_t *len);
 
 /* Streams token pieces to a FILE, holding back an incomplete UTF-8 tail. */
 typedef struct utf8_out { FILE *f; char buf[8]; int n; } utf8_out;

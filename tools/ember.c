@@ -16,7 +16,7 @@ int cmd_serve(int argc, char **argv) {
 static void usage(FILE *f) {
     fprintf(f,
         "ember %s: run language models on CPUs\n\n"
-        "usage: ember <command> [options]\n\n"
+        "usage: ember <command> [options]    (ember <command> -h, or ember help <command>: its options)\n\n"
         "commands:\n"
         "  run         generate a continuation of a prompt\n"
         "  chat        interactive chat with the model's chat template\n"
@@ -26,11 +26,11 @@ static void usage(FILE *f) {
         "  bench       llama-bench-style pp/tg throughput (see 'ember bench -h')\n"
         "  perplexity  llama.cpp's perplexity and KL divergence of a text (see 'ember perplexity -h')\n"
         "  serve       OpenAI-compatible HTTP server: --host 127.0.0.1 --port 8080 -np 4\n"
-        "              --api-key K -a ALIAS --body-limit BYTES --timeout S (chat page at /)\n\n"
+        "              --api-key-file F --cors ORIGIN -a ALIAS (see 'ember serve -h'; chat page at /)\n\n"
         "common options:\n"
         "  -m FILE             model (.gguf, or llama2.c .bin with -z TOKENIZER);\n"
         "                      default %s\n"
-        "  -p TEXT | -f FILE   prompt (run, tokenize)\n"
+        "  -p TEXT | -f FILE   prompt (run, tokenize); -f - reads standard input\n"
         "  -n N                tokens to generate (-1: until end of text or context)\n"
         "  -c N                context size (0: model's, at most 4096)\n"
         "  -t N                threads (default: physical cores)\n"
@@ -47,20 +47,38 @@ static void usage(FILE *f) {
         ember_version(), DEFAULT_MODEL);
 }
 
+static const struct { const char *name; int (*fn)(int, char **); } commands[] = {
+    { "run", cmd_run }, { "chat", cmd_chat }, { "info", cmd_info }, { "tokenize", cmd_tokenize },
+    { "detokenize", cmd_detokenize }, { "bench", cmd_bench }, { "perplexity", cmd_perplexity },
+    { "serve", cmd_serve },
+};
+
+static int (*find_command(const char *name))(int, char **) {
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(name, commands[i].name)) return commands[i].fn;
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 1; }
+    ember_log_set(cli_log, NULL);  /* load-time warnings from the library, as "warning: ..." */
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
-    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 2, argv + 2);
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
-    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
-    if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
-    if (!strcmp(cmd, "perplexity")) return cmd_perplexity(argc - 2, argv + 2);
-    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) { usage(stdout); return 0; }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+        if (argc < 3) { usage(stdout); return 0; }
+        int (*fn)(int, char **) = find_command(argv[2]);  /* `ember help run` = `ember run --help` */
+        if (!fn) { fprintf(stderr, "error: unknown command '%s' (see 'ember help')\n", argv[2]); return 1; }
+        char help[] = "--help";
+        char *hargv[] = { help, NULL };
+        cli_command = argv[2];
+        return fn(1, hargv);
+    }
     if (!strcmp(cmd, "--version")) { printf("ember %s\n", ember_version()); return 0; }
-    fprintf(stderr, "error: unknown command '%s'\n\n", cmd);
-    usage(stderr);
-    return 1;
+    int (*fn)(int, char **) = find_command(cmd);
+    if (!fn) {
+        fprintf(stderr, "error: unknown command '%s'\n\n", cmd);
+        usage(stderr);
+        return 1;
+    }
+    cli_command = cmd;
+    return fn(argc - 2, argv + 2);
 }
