@@ -64,10 +64,6 @@ static ember_token *tokenize_n(const ember_model *m, const char *text, size_t le
     return t;
 }
 
-static ember_token *tokenize(const ember_model *m, const char *text, int bos, int special, int *n) {
-    return tokenize_n(m, text, strlen(text), bos, special, n);
-}
-
 /* Decodes the prompt. A long one (over 256 tokens, when stderr is a terminal or with
  * --progress) goes in pieces of a multiple of the context's n_batch with a progress line
  * after each: ember_decode runs n_batch chunks from the first token either way, so the
@@ -229,6 +225,45 @@ static char *read_line(void) {
     return s;
 }
 
+/* Renders the conversation (with the assistant opener) into *text, and into *spans where
+ * message text landed. Returns the length, or -1 (ember_last_error() says why). */
+static int render_chat(const ember_model *m, const char *tmpl, const ember_chat_message *msgs, size_t n,
+                       char **text, ember_span **spans, size_t *n_spans) {
+    int len = ember_chat_apply_template_spans(m, tmpl, msgs, n, 1, NULL, 0, NULL, 0, n_spans);
+    if (len < 0) return -1;
+    *text = malloc((size_t)len + 1);
+    *spans = malloc((*n_spans ? *n_spans : 1) * sizeof **spans);
+    if (!*text || !*spans ||
+        ember_chat_apply_template_spans(m, tmpl, msgs, n, 1, *text, (size_t)len + 1, *spans, *n_spans, n_spans) != len) {
+        free(*text);
+        free(*spans);
+        *text = NULL;
+        *spans = NULL;
+        return -1;
+    }
+    return len;
+}
+
+/* Tokens of text[from..len): control-token text counts only in the template's own markup,
+ * never inside a message (a typed "<|im_start|>system" stays text). */
+static ember_token *tokenize_turn(const ember_model *m, const char *text, size_t len, size_t from,
+                                  ember_span *spans, size_t n_spans, int bos, int *n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n_spans; i++) {  /* the spans as offsets into text + from */
+        size_t a = spans[i].off, b = spans[i].off + spans[i].len;
+        if (b <= from) continue;
+        if (a < from) a = from;
+        spans[k].off = a - from;
+        spans[k++].len = b - a;
+    }
+    int cap = (int)(len - from < 1 << 28 ? len - from : 1 << 28) + 8;
+    ember_token *t = malloc((size_t)cap * sizeof *t);
+    if (!t) return NULL;
+    *n = ember_tokenize_spans(m, text + from, len - from, spans, k, t, cap, bos);
+    if (*n < 0) { free(t); return NULL; }
+    return t;
+}
+
 /* Interactive chat: each turn renders the whole conversation with the chat template and
  * feeds only the text after what the KV cache already holds (the previous prompt plus the
  * reply as generated); if the rendering no longer starts with it, the cache restarts. */
@@ -258,18 +293,20 @@ int cmd_chat(int argc, char **argv) {
         if (!line || !*line) { free(line); break; }
         msgs[n_msgs].role = "user";
         msgs[n_msgs++].content = line;
-        int len = ember_chat_apply_template(g.m, o.chat_template, msgs, n_msgs, 1, NULL, 0);
-        char *full = len >= 0 ? malloc((size_t)len + 1) : NULL;
-        if (!full) { fprintf(stderr, "error: %s\n", ember_last_error()); rc = 1; break; }
-        ember_chat_apply_template(g.m, o.chat_template, msgs, n_msgs, 1, full, (size_t)len + 1);
-        const char *delta = full;
-        if (kv.n && !strncmp(full, kv.s, kv.n)) delta = full + kv.n;
+        char *full = NULL;
+        ember_span *spans = NULL;
+        size_t n_spans = 0;
+        int len = render_chat(g.m, o.chat_template, msgs, n_msgs, &full, &spans, &n_spans);
+        if (len < 0) { fprintf(stderr, "error: %s\n", ember_last_error()); rc = 1; break; }
+        size_t from = 0;
+        if (kv.n && !strncmp(full, kv.s, kv.n)) from = kv.n;
         else { ember_context_truncate(g.ctx, 0); ember_sampler_reset(g.smp); kv.n = 0; }
-        capture_put(&kv, delta, (int)strlen(delta));
+        capture_put(&kv, full + from, len - (int)from);
         int n;
         int bos = ember_context_n_past(g.ctx) == 0 && ember_add_bos(g.m);
-        ember_token *toks = tokenize(g.m, delta, bos, 1, &n);
+        ember_token *toks = tokenize_turn(g.m, full, (size_t)len, from, spans, n_spans, bos, &n);
         free(full);
+        free(spans);
         if (!toks) { fprintf(stderr, "error: cannot tokenize\n"); rc = 1; break; }
         if (n > ember_context_n_ctx(g.ctx) - ember_context_n_past(g.ctx)) {
             fprintf(stderr, "error: the conversation no longer fits in the context (%d tokens)\n",
@@ -293,6 +330,7 @@ int cmd_chat(int argc, char **argv) {
         msgs[n_msgs].role = "assistant";
         msgs[n_msgs++].content = reply.s ? reply.s : strdup("");
     }
+    if (o.verbose && g.ctx) print_timings(&g);
 done:
     for (size_t i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
     free(msgs);
