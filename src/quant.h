@@ -15,7 +15,7 @@
 enum em_type {
     EM_F32 = 0, EM_F16 = 1, EM_Q4_0 = 2, EM_Q4_1 = 3, EM_Q8_0 = 8, EM_Q8_1 = 9,
     EM_Q4_K = 12, EM_Q5_K = 13, EM_Q6_K = 14, EM_Q8_K = 15, EM_BF16 = 30,
-    EM_TYPE_COUNT = 31,
+    EM_TYPE_COUNT = 40,  /* ggml type ids 0..39 (mxfp4 = 39), computed or not */
 };
 
 #define QK4_0 32
@@ -43,13 +43,21 @@ _Static_assert(sizeof(block_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K block");
 _Static_assert(sizeof(block_q8_K) == 292, "q8_K block");
 
+/* The traits of one ggml type: one table (quant.c) holds every type id a GGUF file may
+ * carry. Row functions take whole blocks (nb of them; a block of f32/f16/bf16 is one
+ * element); NULL where ember has none. */
 typedef struct em_type_info {
     const char *name;     /* "q4_K" */
     int blck;             /* elements per block */
     size_t bytes;         /* bytes per block */
     int vec_dot_type;     /* activation type for dot products; -1 if not a weight type */
+    void (*to_float)(const void *x, float *y, int64_t nb);      /* dequantize; NULL: ember cannot compute with the type */
+    void (*from_float)(const float *x, void *y, int64_t nb);    /* quantize (activations, reference weight quantizers) */
+    float (*vec_dot)(int64_t nb, const void *w, const void *a); /* scalar dot, a in vec_dot_type */
 } em_type_info;
 
+/* Any ggml type id known to GGUF, computed or not; NULL for unknown and retired ids. */
+const em_type_info *em_type_traits(uint32_t type);
 /* NULL when ember cannot compute with the type. */
 const em_type_info *em_type_get(int type);
 /* Bytes of a row of n elements (n a multiple of the block size), 0 if unsupported. */
