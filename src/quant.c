@@ -9,7 +9,8 @@
  *     results are bit-identical to ggml and to gguf-py (tests/data/quant checks that).
  *   - activation quantizers Q8_0/Q8_1 follow llama.cpp's x86 AVX2 path (id = 127/amax,
  *     round half to even); Q8_K follows quantize_row_q8_K_ref (which x86 also uses).
- *   - Q4_0/Q4_1 quantizers are ggml's *_ref (truncation of x*id + 8.5 / + 0.5).
+ *   - Q4_0/Q4_1/Q5_0/Q5_1 quantizers are ggml's *_ref (truncation of x*id + 8.5 / + 0.5,
+ *     x*id + 16.5 / + 0.5).
  *   - em_vec_dot follows ggml's *_generic dot products: exact integer sums per block (per
  *     8-lane accumulator for k-quants), then float accumulation in ggml's order.
  * Build with ISO C (-std=c11): GCC then does not contract a*b+c into FMA, which would
@@ -33,6 +34,8 @@ static const em_type_info type_table[EM_TYPE_COUNT] = {
     [EM_BF16] = { "bf16", 1,     sizeof(uint16_t),   EM_BF16, ROWS(bf16) },
     [EM_Q4_0] = { "q4_0", QK4_0, sizeof(block_q4_0), EM_Q8_0, ROWS(q4_0) },
     [EM_Q4_1] = { "q4_1", QK4_1, sizeof(block_q4_1), EM_Q8_1, ROWS(q4_1) },
+    [EM_Q5_0] = { "q5_0", QK5_0, sizeof(block_q5_0), EM_Q8_0, ROWS(q5_0) },
+    [EM_Q5_1] = { "q5_1", QK5_1, sizeof(block_q5_1), EM_Q8_1, ROWS(q5_1) },
     [EM_Q8_0] = { "q8_0", QK8_0, sizeof(block_q8_0), EM_Q8_0, ROWS(q8_0) },
     [EM_Q8_1] = { "q8_1", QK8_1, sizeof(block_q8_1), -1, em_to_float_q8_1, em_from_float_q8_1, NULL },
     [EM_Q4_K] = { "q4_K", QK_K,  sizeof(block_q4_K), EM_Q8_K, em_to_float_q4_K, NULL, em_vec_dot_q4_K },
@@ -40,8 +43,6 @@ static const em_type_info type_table[EM_TYPE_COUNT] = {
     [EM_Q6_K] = { "q6_K", QK_K,  sizeof(block_q6_K), EM_Q8_K, em_to_float_q6_K, NULL, em_vec_dot_q6_K },
     [EM_Q8_K] = { "q8_K", QK_K,  sizeof(block_q8_K), -1, em_to_float_q8_K, em_from_float_q8_K, NULL },
     /* known by size only */
-    [6]  = { "q5_0",    32,  22,  -1, NULL, NULL, NULL },
-    [7]  = { "q5_1",    32,  24,  -1, NULL, NULL, NULL },
     [10] = { "q2_K",    256, 84,  -1, NULL, NULL, NULL },
     [11] = { "q3_K",    256, 110, -1, NULL, NULL, NULL },
     [16] = { "iq2_xxs", 256, 66,  -1, NULL, NULL, NULL },

@@ -43,6 +43,8 @@ EM_ROW_FNS(bf16)
 /* quant_q.c: 32-element block types */
 EM_ROW_FNS(q4_0)
 EM_ROW_FNS(q4_1)
+EM_ROW_FNS(q5_0)
+EM_ROW_FNS(q5_1)
 EM_ROW_FNS(q8_0)
 void em_to_float_q8_1(const void *x, float *y, int64_t nb);
 void em_from_float_q8_1(const float *x, void *y, int64_t nb);
