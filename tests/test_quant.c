@@ -8,6 +8,7 @@
  *   - vec_dot: against a double dot of the dequantized operands with a bound derived from
  *     the float operations involved, and bit for bit against re-statements of ggml's
  *     generic k-quant loops (their summation order is part of the spec). */
+#include "gguf.h"
 #include "quant.h"
 #include "test.h"
 
@@ -336,6 +337,45 @@ TEST(test_quant_vectors) {
         free(q);
         free_vec(&v);
     }
+}
+
+/* The reference weight quantizers against llama.cpp's own: tests/models/synthetic holds
+ * the synthetic F32 fixture quantized by llama_model_quantize (scripts/make_q5_goldens.py),
+ * which uses ggml's *_ref quantizers without an importance matrix. Quantizing the F32
+ * rows here must give the same bytes, tensor by tensor. */
+TEST(test_quantizers_vs_llamacpp) {
+    const char *f32 = fixture_path("synthetic/llama-f32.gguf");
+    static const struct { const char *file; int type; } q[] = {
+        { "tests/models/synthetic/llama-q5_0.gguf", EM_Q5_0 },
+        { "tests/models/synthetic/llama-q5_1.gguf", EM_Q5_1 },
+    };
+    if (!file_exists(f32)) SKIP("fixture missing: %s", f32);
+    for (size_t k = 0; k < sizeof q / sizeof q[0]; k++)
+        if (!file_exists(q[k].file)) SKIP("missing: %s (scripts/make_q5_goldens.py)", q[k].file);
+    char err[256];
+    gguf_ctx *src = gguf_open(f32, err, sizeof err);
+    CHECKF(src, "%s", err);
+    for (size_t k = 0; src && k < sizeof q / sizeof q[0]; k++) {
+        gguf_ctx *g = gguf_open(q[k].file, err, sizeof err);
+        CHECKF(g, "%s", err);
+        int seen = 0;
+        for (int64_t i = 0; g && i < gguf_n_tensors(g); i++) {
+            const gguf_tensor *t = gguf_tensor_at(g, i);
+            if ((int)t->type != q[k].type) continue;
+            const gguf_tensor *s0 = gguf_find_tensor(src, t->name);
+            CHECKF(s0 && s0->type == EM_F32 && s0->size == (size_t)(t->size / em_type_get(q[k].type)->bytes * QK5_0 * 4),
+                   "%s: %s", q[k].file, t->name);
+            if (!s0) continue;
+            uint8_t *out = malloc(t->size);
+            CHECK(em_quantize_row(q[k].type, s0->data, out, (int64_t)(s0->size / 4)) == 0);
+            CHECKF(!memcmp(out, t->data, t->size), "%s: %s differs from llama.cpp's quantizer", q[k].file, t->name);
+            free(out);
+            seen++;
+        }
+        CHECKF(seen == 15, "%s: %d tensors of the type", q[k].file, seen);
+        gguf_close(g);
+    }
+    gguf_close(src);
 }
 
 /* ---------------------------------------------------------------- activation quantizers */
@@ -884,8 +924,6 @@ TEST(test_two_byte_aligned_rows) {
 }
 
 int main(void) {
-    (void)fixture_path;  /* test.h helpers this file does not need */
-    (void)file_exists;
     RUN(test_type_info);
     RUN(test_f16_exhaustive);
     RUN(test_f16_ties);
@@ -895,6 +933,7 @@ int main(void) {
     RUN(test_dequant_vectors);
     RUN(test_fixture_vectors);
     RUN(test_quant_vectors);
+    RUN(test_quantizers_vs_llamacpp);
     RUN(test_q8_ties_to_even);
     RUN(test_q8_multiplier);
     RUN(test_q8_formulas);
