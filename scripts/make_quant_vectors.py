@@ -13,8 +13,8 @@ Output files (all little-endian), each a 32-byte header then a payload:
             4  u32 version (1)
             8  u32 kind: 1 = dequantize (payload: blocks, then the reference floats)
                          2 = quantize   (payload: input floats, then the reference blocks)
-           12  u32 ggml type id (F32 0, F16 1, Q4_0 2, Q4_1 3, Q8_0 8, Q4_K 12, Q5_K 13,
-               Q6_K 14, BF16 30)
+           12  u32 ggml type id (F32 0, F16 1, Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8,
+               Q4_K 12, Q5_K 13, Q6_K 14, BF16 30)
            16  u32 number of blocks
            20  u32 bytes per block
            24  u32 elements per block
@@ -22,7 +22,7 @@ Output files (all little-endian), each a 32-byte header then a payload:
 Files:
     deq_<type>.bin      kind 1, random but valid blocks (random bytes, fp16 scales with
                         magnitude in [1e-3, 1e-1] and random sign, plus a few edge blocks)
-    quant_<type>.bin    kind 2 for q8_0, q4_0, q4_1, f16, bf16
+    quant_<type>.bin    kind 2 for q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16
     fixture_<type>.bin  kind 1, the first blocks of one tensor of that type read from the
                         synthetic GGUF fixtures (real quantizer output), if they are present
 
@@ -48,7 +48,7 @@ except ImportError:
 MAGIC = b"EMQV"
 KIND_DEQ, KIND_QUANT = 1, 2
 NAMES = {T.F16: "f16", T.BF16: "bf16", T.Q8_0: "q8_0", T.Q4_0: "q4_0", T.Q4_1: "q4_1",
-         T.Q4_K: "q4_K", T.Q5_K: "q5_K", T.Q6_K: "q6_K"}
+         T.Q5_0: "q5_0", T.Q5_1: "q5_1", T.Q4_K: "q4_K", T.Q5_K: "q5_K", T.Q6_K: "q6_K"}
 
 
 def block_info(t):
@@ -76,9 +76,9 @@ def random_blocks(rng, t, nblocks):
     blocks are edge cases: subnormal and zero scales, all-ones bytes."""
     blck, nbytes = block_info(t)
     b = rng.integers(0, 256, (nblocks, nbytes), dtype=np.uint8)
-    if t in (T.Q8_0, T.Q4_0):
+    if t in (T.Q8_0, T.Q4_0, T.Q5_0):
         fields = [0]
-    elif t == T.Q4_1 or t in (T.Q4_K, T.Q5_K):
+    elif t in (T.Q4_1, T.Q5_1, T.Q4_K, T.Q5_K):
         fields = [0, 2]  # d, m / d, dmin
     elif t == T.Q6_K:
         fields = [nbytes - 2]  # d is last
@@ -168,6 +168,30 @@ def quant_vectors(rng, out):
     write(os.path.join(out, "quant_bf16.bin"), KIND_QUANT, T.BF16, len(x2), x2.astype("<f4").tobytes(), h2.astype("<u2").tobytes())
 
 
+def small_block_inputs(rng, n):
+    """n blocks of 32 floats at scales 1e-3..1e2, with the edge blocks first: all zero
+    (d = 0), constant (q*_1: d = 0, m = value), and a negative max."""
+    scale = np.exp(rng.uniform(np.log(1e-3), np.log(1e2), (n, 1)))
+    x = (rng.standard_normal((n, 32)) * scale).astype(np.float32)
+    x[0, :] = 0.0
+    x[1, :] = np.float32(0.25)
+    x[2, :] = -np.linspace(0, 1, 32, dtype=np.float32)
+    return x
+
+
+def q5_vectors(out, seed):
+    """Q5_0 / Q5_1, added later than the other types: their own random stream, so the
+    files above stay as they were."""
+    rng = np.random.default_rng(seed)
+    for t in (T.Q5_0, T.Q5_1):
+        b = random_blocks(rng, t, 128)
+        y = quants.dequantize(b, t).astype("<f4").reshape(-1)
+        write(os.path.join(out, f"deq_{NAMES[t]}.bin"), KIND_DEQ, t, 128, b.tobytes(), y.tobytes())
+        x = small_block_inputs(rng, 128)
+        q = quants.quantize(x, t)
+        write(os.path.join(out, f"quant_{NAMES[t]}.bin"), KIND_QUANT, t, 128, x.astype("<f4").tobytes(), q.tobytes())
+
+
 def fixture_vectors(fixtures, out):
     """The first blocks (8 k-quant, 64 small, 2048 f16/bf16 values) of the first tensor of each type found in the synthetic GGUFs."""
     files = ["llama-q4_k_m.gguf", "llama-q5_k_m.gguf", "llama-q6_k.gguf", "llama-q4_0.gguf",
@@ -208,6 +232,7 @@ def main():
     deq_vectors(rng, a.out)
     quant_vectors(rng, a.out)
     fixture_vectors(a.fixtures, a.out)
+    q5_vectors(a.out, a.seed + 5)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@
  * the value in place); tensors are copied. gguf_writer_finish lays tensors out in the order
  * added, each aligned, with no padding after the last one. */
 #include "gguf.h"
+#include "quant.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,38 +63,19 @@
 /* ------------------------------------------------------------------------------------ */
 /* ggml type table                                                                       */
 
-static const struct { const char *name; uint16_t blck, bytes; } ggml_types[] = {
-    [0] = {"f32", 1, 4},          [1] = {"f16", 1, 2},
-    [2] = {"q4_0", 32, 18},       [3] = {"q4_1", 32, 20},
-    /* 4 and 5 (q4_2, q4_3) are retired */
-    [6] = {"q5_0", 32, 22},       [7] = {"q5_1", 32, 24},
-    [8] = {"q8_0", 32, 34},       [9] = {"q8_1", 32, 36},
-    [10] = {"q2_K", 256, 84},     [11] = {"q3_K", 256, 110},
-    [12] = {"q4_K", 256, 144},    [13] = {"q5_K", 256, 176},
-    [14] = {"q6_K", 256, 210},    [15] = {"q8_K", 256, 292},
-    [16] = {"iq2_xxs", 256, 66},  [17] = {"iq2_xs", 256, 74},
-    [18] = {"iq3_xxs", 256, 98},  [19] = {"iq1_s", 256, 50},
-    [20] = {"iq4_nl", 32, 18},    [21] = {"iq3_s", 256, 110},
-    [22] = {"iq2_s", 256, 82},    [23] = {"iq4_xs", 256, 136},
-    [24] = {"i8", 1, 1},          [25] = {"i16", 1, 2},
-    [26] = {"i32", 1, 4},         [27] = {"i64", 1, 8},
-    [28] = {"f64", 1, 8},         [29] = {"iq1_m", 256, 56},
-    [30] = {"bf16", 1, 2},
-    /* 31..33 (q4_0_4_4, q4_0_4_8, q4_0_8_8) were removed from files */
-    [34] = {"tq1_0", 256, 54},    [35] = {"tq2_0", 256, 66},
-    /* 36..38 (iq4_nl_4_4, ...) were removed from files */
-    [39] = {"mxfp4", 32, 17},
-};
-#define GGML_N_TYPES (sizeof ggml_types / sizeof ggml_types[0])
+/* The facts (name, block size, bytes per block) come from the one type table, quant.c,
+ * which knows every ggml type id, also those ember does not compute with. */
 
 const char *gguf_type_name(uint32_t type) {
-    return type < GGML_N_TYPES ? ggml_types[type].name : NULL;
+    const em_type_info *ti = em_type_traits(type);
+    return ti ? ti->name : NULL;
 }
 
 int gguf_type_block(uint32_t type, size_t *blck, size_t *bytes) {
-    if (type >= GGML_N_TYPES || !ggml_types[type].name) return -1;
-    if (blck) *blck = ggml_types[type].blck;
-    if (bytes) *bytes = ggml_types[type].bytes;
+    const em_type_info *ti = em_type_traits(type);
+    if (!ti) return -1;
+    if (blck) *blck = (size_t)ti->blck;
+    if (bytes) *bytes = ti->bytes;
     return 0;
 }
 

@@ -21,6 +21,8 @@
  *     prefill unpacks each weight block once and dots it with all C columns.
  *   - q4_0 / q8_0 (x in q8_0): maddubs needs an unsigned operand, so |w| and sign(a, w)
  *     are used (ggml's trick): exact, since |w| <= 128 and |a| <= 127.
+ *   - q5_0 / q5_1: as q4_0 / q4_1 with the fifth bits or'ed in (q5_fifth_bits spreads the
+ *     32 bits of qh to bytes); |w| <= 16 and codes <= 31 keep maddubs exact.
  *   - q4_1 (x in q8_1): unsigned nibbles go straight into maddubs; the min term m*s of
  *     each block is accumulated for all 8 columns at once in one vector whose lane c is
  *     column c (s comes from a per-call table of the columns' scales).
@@ -248,10 +250,38 @@ static void xtab_fill(xtab *t, int q81, const char *x, size_t xcol, int ncols, i
     }
 }
 
-/* One 32-weight block of row r as int8 (unsigned nibbles for q4_1) plus its scales. */
+/* The affine types (q4_1, q5_1) pair with q8_1 activations and carry a min term. */
+INLINE int q32_affine(const int type) { return type == EM_Q4_1 || type == EM_Q5_1; }
+
+INLINE size_t q32_wbytes(const int type) {
+    return type == EM_Q8_0 ? sizeof(block_q8_0) : type == EM_Q4_0 ? sizeof(block_q4_0)
+         : type == EM_Q4_1 ? sizeof(block_q4_1) : type == EM_Q5_0 ? sizeof(block_q5_0)
+         : sizeof(block_q5_1);
+}
+
+/* The 32 nibbles of a q4/q5 block in element order (low nibbles are elements 0..15). */
+INLINE __m256i nibbles32(const uint8_t *qs) {
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1),
+                            _mm256_set1_epi8(0x0f));
+}
+
+/* The fifth bits of a q5 block as bytes 0x10 / 0x00: byte k of the u32 goes to bytes
+ * 8k..8k+7, each of which keeps one bit (1 << (k % 8)), compared against that bit. */
+INLINE __m256i q5_fifth_bits(const uint8_t qh[4]) {
+    uint32_t bits;
+    memcpy(&bits, qh, 4);
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i one_bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, one_bit), one_bit);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+/* One 32-weight block of row r as int8 (unsigned codes for q4_1 / q5_1) plus its scales. */
 INLINE void q32_unpack(const int type, const char *wr, int64_t b, __m256i *wq, __m256i *wa,
                        __m256 *wd, __m256 *wm) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
     if (type == EM_Q8_0) {
         const block_q8_0 *blk = (const block_q8_0 *)wr + b;
         *wq = _mm256_loadu_si256((const __m256i *)blk->qs);
@@ -259,29 +289,34 @@ INLINE void q32_unpack(const int type, const char *wr, int64_t b, __m256i *wq, _
         *wd = _mm256_set1_ps(h2f(blk->d));
     } else if (type == EM_Q4_0) {
         const block_q4_0 *blk = (const block_q4_0 *)wr + b;
-        const __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs);
-        /* low nibbles are elements 0..15, high nibbles 16..31 */
-        const __m256i v = _mm256_and_si256(
-            _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), m4);
-        *wq = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+        *wq = _mm256_sub_epi8(nibbles32(blk->qs), _mm256_set1_epi8(8));
         *wa = _mm256_sign_epi8(*wq, *wq);
         *wd = _mm256_set1_ps(h2f(blk->d));
+    } else if (type == EM_Q5_0) {  /* codes -16..15: |w| <= 16, maddubs stays exact */
+        const block_q5_0 *blk = (const block_q5_0 *)wr + b;
+        *wq = _mm256_sub_epi8(_mm256_or_si256(nibbles32(blk->qs), q5_fifth_bits(blk->qh)), _mm256_set1_epi8(16));
+        *wa = _mm256_sign_epi8(*wq, *wq);
+        *wd = _mm256_set1_ps(h2f(blk->d));
+    } else if (type == EM_Q5_1) {  /* codes 0..31 */
+        const block_q5_1 *blk = (const block_q5_1 *)wr + b;
+        *wq = _mm256_or_si256(nibbles32(blk->qs), q5_fifth_bits(blk->qh));
+        *wd = _mm256_set1_ps(h2f(blk->d));
+        *wm = _mm256_set1_ps(h2f(blk->m));
     } else {
         const block_q4_1 *blk = (const block_q4_1 *)wr + b;
-        const __m128i raw = _mm_loadu_si128((const __m128i *)blk->qs);
-        *wq = _mm256_and_si256(
-            _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), m4);
+        *wq = nibbles32(blk->qs);
         *wd = _mm256_set1_ps(h2f(blk->d));
         *wm = _mm256_set1_ps(h2f(blk->m));
     }
 }
 
-/* R rows x C columns of a q4_0 / q8_0 / q4_1 matmul. w and y point at the tile's first
+
+/* R rows x C columns of a q4_0 / q4_1 / q5_0 / q5_1 / q8_0 matmul. w and y point at the tile's first
  * row; t holds the column scales (filled by the caller when nb <= XTAB). */
 INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const char *w, size_t wrow,
                      const char *x, size_t xcol, xtab *t, float *y, int ldy) {
-    const size_t xbs = type == EM_Q4_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const size_t wbs = type == EM_Q8_0 ? sizeof(block_q8_0) : type == EM_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q4_1);
+    const size_t xbs = q32_affine(type) ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const size_t wbs = q32_wbytes(type);
     __m256 acc[4][8], macc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
@@ -291,7 +326,7 @@ INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const
     }
     for (int64_t b0 = 0; b0 < nb; b0 += XTAB) {
         const int64_t nbk = nb - b0 < XTAB ? nb - b0 : XTAB;
-        if (nb > XTAB) xtab_fill(t, type == EM_Q4_1, x, xcol, C, b0, nbk);
+        if (nb > XTAB) xtab_fill(t, q32_affine(type), x, xcol, C, b0, nbk);
         for (int64_t b = 0; b < nbk; b++) {
             /* row by row, so only one row's unpacked block is live (no spills at R = 4);
              * the activation loads repeat per row but hit L1. */
@@ -301,7 +336,7 @@ INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const
                 __m256 wd, wm = _mm256_setzero_ps();
                 _mm_prefetch(w + (size_t)r * wrow + (size_t)(b0 + b) * wbs + 512, _MM_HINT_T0);
                 q32_unpack(type, w + (size_t)r * wrow, b0 + b, &wq, &wa, &wd, &wm);
-                if (type == EM_Q4_1)  /* min term for all columns at once: lane c = column c */
+                if (q32_affine(type))  /* min term for all columns at once: lane c = column c */
                     macc[r] = _mm256_fmadd_ps(wm, _mm256_loadu_ps(t->s[b]), macc[r]);
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
@@ -309,7 +344,7 @@ INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const
                     const char *xb = x + (size_t)c * xcol + (size_t)(b0 + b) * xbs + (xbs - QK8_0);
                     const __m256i a = _mm256_loadu_si256((const __m256i *)xb);
                     const __m256 dx = _mm256_broadcast_ss(&t->d[b][c]);
-                    const __m256i p = type == EM_Q4_1 ? _mm256_maddubs_epi16(wq, a)
+                    const __m256i p = q32_affine(type) ? _mm256_maddubs_epi16(wq, a)
                                                       : _mm256_maddubs_epi16(wa, _mm256_sign_epi8(a, wq));
                     acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(wd, dx), _mm256_cvtepi32_ps(widen16(p)), acc[r][c]);
                 }
@@ -322,7 +357,7 @@ INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const
         _mm256_storeu_ps(mins, macc[r]);
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++)
-            y[(size_t)c * ldy + r] = type == EM_Q4_1 ? hsum8(acc[r][c]) + mins[c] : hsum8(acc[r][c]);
+            y[(size_t)c * ldy + r] = q32_affine(type) ? hsum8(acc[r][c]) + mins[c] : hsum8(acc[r][c]);
     }
 }
 
@@ -331,7 +366,7 @@ INLINE void mm_q32(const int type, int64_t n, const void *w, size_t wrow, int r0
                    const void *x, size_t xcol, int ncols, float *y, int ldy) {
     xtab t;
     const int64_t nb = n / QK8_0;
-    if (nb <= XTAB) xtab_fill(&t, type == EM_Q4_1, x, xcol, ncols, 0, nb);
+    if (nb <= XTAB) xtab_fill(&t, q32_affine(type), x, xcol, ncols, 0, nb);
     const char *wc = w;
     int r = r0;
 #define TILE(R, C) q32_tile(type, R, C, nb, wc + (size_t)r * wrow, wrow, x, xcol, &t, y + r, ldy)
@@ -359,6 +394,14 @@ static void mm_q4_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const
 static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
                     int ncols, float *y, int ldy) {
     mm_q32(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q5_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_q32(EM_Q5_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q5_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_q32(EM_Q5_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
                     int ncols, float *y, int ldy) {
@@ -893,8 +936,8 @@ const em_kernels em_kernels_avx2 = {
     },
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
-        [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
-        [EM_Q6_K] = mm_q6_K,
+        [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
+        [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
     },
     .rmsnorm = rmsnorm_avx2,
     .softmax = softmax_avx2,

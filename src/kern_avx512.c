@@ -20,8 +20,9 @@
  *       Q4_0: w in 0..15 (u8) times x (s8), minus 8*sum(x) (from the repack).
  *       Q8_0: w+128 (u8) times x (s8), minus 128*sum(x).
  *     n > KC is summed chunk by chunk into y; the chunking depends on n only.
- *   - Q4_1 instead repeats llama.cpp's x86 float order exactly (see its section): Q4_1
- *     models amplify last-bit differences, and tests hold them to llama.cpp's logits.
+ *   - Q4_1, Q5_1 and Q5_0 instead repeat llama.cpp's x86 float order exactly (see their
+ *     section): such models amplify last-bit differences, and tests hold them to
+ *     llama.cpp's logits.
  *   - K-quants read the q8_K activation blocks directly (qs are contiguous). The weights
  *     are unpacked to u8 (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63), multiplied with vpmaddubsw
  *     (pairs cannot saturate: 2*63*128 < 32768) and the sub-block scales applied with
@@ -371,29 +372,46 @@ static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const
     mm_q32(EM_Q8_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 
-/* ---------------------------------------------------------------- Q4_1 matmul */
+/* ---------------------------------------------------------------- Q4_1 / Q5_1 / Q5_0 matmul */
 
-/* Q4_1 repeats llama.cpp's x86 ggml_vec_dot_q4_1_q8_1 operation for operation, because
- * logits of Q4_1 models are chaotic under a last-bit change (Q8 rounding of the next
- * layer's input amplifies it): per block, 8 int32 lanes of 4-element sums (element 4l..4l+3
- * in lane l), acc = fma(float(lanes), d_w*d_x, acc) in block order, then hsum8 (their
- * hsum_float_8) plus the min term m_w*s_x summed by fma in block order. The min term runs
- * for all columns at once in one vector (lane c = column c), from a table of the columns'
- * d and s. Rows go in pairs, one per 256-bit half, and decode runs two pairs (independent
- * chains) so it is not latency-bound. */
+/* These repeat llama.cpp's x86 ggml_vec_dot_q4_1_q8_1 / q5_1_q8_1 / q5_0_q8_0 operation
+ * for operation, because logits of such models are chaotic under a last-bit change (Q8
+ * rounding of the next layer's input amplifies it): per block, 8 int32 lanes of 4-element
+ * sums (element 4l..4l+3 in lane l), acc = fma(float(lanes), d_w*d_x, acc) in block order,
+ * then hsum8 (their hsum_float_8), plus for the affine types the min term m_w*s_x summed
+ * by fma in block order. The min term runs for all columns at once in one vector (lane c
+ * = column c), from a table of the columns' d and s. Rows go in pairs, one per 256-bit
+ * half, and decode runs two pairs (independent chains) so it is not latency-bound.
+ *   q5: the fifth bits come in through a byte mask (bit k of qh -> byte k gets 0x10).
+ *   q5_0: codes are used as u8 0..31 in dpbusd and 16 * (4-element sums of x) taken off
+ *   each lane, which gives the lanes of sum((q - 16) * x) exactly. */
 #define XTAB 512
 typedef struct {
     float d[XTAB][8];
-    float s[XTAB][8];
+    float s[XTAB][8];  /* q8_1 only: d * sum(q); 0 for q8_0 */
 } xtab;
 
-/* Blocks [b0, b0 + nbk) of ncols q8_1 columns; lanes past ncols are zero. */
-static void xtab_fill(xtab *t, const char *x, size_t xcol, int ncols, int64_t b0, int64_t nbk) {
+AI int q32_affine(int T) { return T != EM_Q5_0; }
+/* Bytes per weight block, and offsets of qs and qh (q5 types) inside it. */
+AI size_t wblk_bytes(int T) { return T == EM_Q4_1 ? sizeof(block_q4_1) : T == EM_Q5_1 ? sizeof(block_q5_1) : sizeof(block_q5_0); }
+AI size_t wblk_qs(int T) { return T == EM_Q4_1 ? 4 : T == EM_Q5_1 ? 8 : 6; }
+AI size_t wblk_qh(int T) { return T == EM_Q5_1 ? 4 : 2; }
+/* Activation blocks: q8_1 for the affine types, q8_0 for q5_0; qs are the last 32 bytes. */
+AI size_t xblk_bytes(int T) { return q32_affine(T) ? sizeof(block_q8_1) : sizeof(block_q8_0); }
+
+/* Blocks [b0, b0 + nbk) of ncols activation columns; lanes past ncols are zero. */
+AI void xtab_fill(int T, xtab *t, const char *x, size_t xcol, int ncols, int64_t b0, int64_t nbk) {
     for (int64_t b = 0; b < nbk; b++) {
         for (int c = 0; c < 8; c++) {
-            const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)c * xcol) + b0 + b;
-            t->d[b][c] = c < ncols ? h2f(xb->d) : 0.0f;
-            t->s[b][c] = c < ncols ? h2f(xb->s) : 0.0f;
+            if (c >= ncols) { t->d[b][c] = t->s[b][c] = 0.0f; continue; }
+            if (q32_affine(T)) {
+                const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)c * xcol) + b0 + b;
+                t->d[b][c] = h2f(xb->d);
+                t->s[b][c] = h2f(xb->s);
+            } else {
+                t->d[b][c] = h2f(((const block_q8_0 *)(x + (size_t)c * xcol) + b0 + b)->d);
+                t->s[b][c] = 0.0f;
+            }
         }
     }
 }
@@ -406,11 +424,15 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+AI uint32_t rd32(const char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+AI uint16_t rd16(const char *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
 /* R rows x C columns (ymm, one row per chain); used for a row without a partner.
  * w and y point at the tile's first row. */
-AI void q41_tile(const int R, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
+AI void q41_tile(const int T, const int R, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
                  size_t xcol, xtab *t, float *y, int ldy) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), shift = _mm256_set_epi64x(4, 4, 0, 0);
+    const size_t wbs = wblk_bytes(T), xbs = xblk_bytes(T);
     __m256 acc[4][8], macc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
@@ -420,22 +442,28 @@ AI void q41_tile(const int R, const int C, int64_t nb, const char *w, size_t wro
     }
     for (int64_t b0 = 0; b0 < nb; b0 += XTAB) {
         const int64_t nbk = nb - b0 < XTAB ? nb - b0 : XTAB;
-        if (nb > XTAB) xtab_fill(t, x, xcol, C, b0, nbk);
+        if (nb > XTAB) xtab_fill(T, t, x, xcol, C, b0, nbk);
         for (int64_t b = 0; b < nbk; b++) {
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
-                const block_q4_1 *blk = (const block_q4_1 *)(w + (size_t)r * wrow) + b0 + b;
+                const char *blk = w + (size_t)r * wrow + (size_t)(b0 + b) * wbs;
                 pf(blk, PF_DIST);
                 /* elements 0..15 (low nibbles) in the low 128 bits, 16..31 in the high */
-                const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)blk->qs));
-                const __m256i wq = _mm256_and_si256(_mm256_srlv_epi64(raw, shift), m4);
-                const __m256 wd = _mm256_set1_ps(h2f(blk->d));
-                macc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(blk->m)), _mm256_loadu_ps(t->s[b]), macc[r]);
+                const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + wblk_qs(T))));
+                __m256i wq = _mm256_and_si256(_mm256_srlv_epi64(raw, shift), m4);
+                if (T != EM_Q4_1)
+                    wq = _mm256_or_si256(wq, _mm256_maskz_mov_epi8((__mmask32)rd32(blk + wblk_qh(T)), _mm256_set1_epi8(0x10)));
+                const __m256 wd = _mm256_set1_ps(h2f(rd16(blk)));
+                if (q32_affine(T))
+                    macc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(rd16(blk + 2))), _mm256_loadu_ps(t->s[b]), macc[r]);
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
-                    const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)c * xcol) + b0 + b;
-                    const __m256i a = _mm256_loadu_si256((const __m256i *)xb->qs);
-                    const __m256 xy = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, a));
+                    const char *xb = x + (size_t)c * xcol + (size_t)(b0 + b) * xbs + (xbs - QK8_0);
+                    const __m256i a = _mm256_loadu_si256((const __m256i *)xb);
+                    __m256i lanes = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, a);
+                    if (T == EM_Q5_0)
+                        lanes = _mm256_sub_epi32(lanes, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(16), a));
+                    const __m256 xy = _mm256_cvtepi32_ps(lanes);
                     acc[r][c] = _mm256_fmadd_ps(xy, _mm256_mul_ps(wd, _mm256_broadcast_ss(&t->d[b][c])), acc[r][c]);
                 }
             }
@@ -446,7 +474,8 @@ AI void q41_tile(const int R, const int C, int64_t nb, const char *w, size_t wro
     for (int r = 0; r < R; r++) {
         _mm256_storeu_ps(mins, macc[r]);
 #pragma GCC unroll 8
-        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]) + mins[c];
+        for (int c = 0; c < C; c++)
+            y[(size_t)c * ldy + r] = q32_affine(T) ? hsum8(acc[r][c]) + mins[c] : hsum8(acc[r][c]);
     }
 }
 
@@ -454,11 +483,12 @@ AI void q41_tile(const int R, const int C, int64_t nb, const char *w, size_t wro
  * sees exactly q41_tile's operations, so a row gives the same bits in either tile, and
  * the pair shares each dpbusd / convert / fma (half the instructions per weight byte).
  * P pairs x C columns; w and y point at the tile's first row. */
-AI void q41_tile2(const int P, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
+AI void q41_tile2(const int T, const int P, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
                   size_t xcol, xtab *t, float *y, int ldy) {
     static const uint16_t idx_dm[32] = {0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2,
                                         1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3};
     const __m512i m4 = _mm512_set1_epi8(0x0F), shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    const size_t wbs = wblk_bytes(T), xbs = xblk_bytes(T);
     __m512 acc[2][8], macc[2];
 #pragma GCC unroll 2
     for (int p = 0; p < P; p++) {
@@ -468,31 +498,38 @@ AI void q41_tile2(const int P, const int C, int64_t nb, const char *w, size_t wr
     }
     for (int64_t b0 = 0; b0 < nb; b0 += XTAB) {
         const int64_t nbk = nb - b0 < XTAB ? nb - b0 : XTAB;
-        if (nb > XTAB) xtab_fill(t, x, xcol, C, b0, nbk);
+        if (nb > XTAB) xtab_fill(T, t, x, xcol, C, b0, nbk);
         for (int64_t b = 0; b < nbk; b++) {
 #pragma GCC unroll 2
             for (int p = 0; p < P; p++) {
-                const block_q4_1 *k0 = (const block_q4_1 *)(w + (size_t)(2 * p) * wrow) + b0 + b;
-                const block_q4_1 *k1 = (const block_q4_1 *)(w + (size_t)(2 * p + 1) * wrow) + b0 + b;
+                const char *k0 = w + (size_t)(2 * p) * wrow + (size_t)(b0 + b) * wbs;
+                const char *k1 = w + (size_t)(2 * p + 1) * wrow + (size_t)(b0 + b) * wbs;
                 pf(k0, PF_DIST);
                 pf(k1, PF_DIST);
                 const __m512i raw = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k0->qs))),
-                    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k1->qs)), 1);
-                const __m512i wq = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
-                uint32_t dm0, dm1;  /* (d, m) of each row's block as one 32-bit word */
-                memcpy(&dm0, k0, 4);
-                memcpy(&dm1, k1, 4);
-                const __m128i dm = _mm_insert_epi32(_mm_cvtsi32_si128((int)dm0), (int)dm1, 1);
+                    _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(k0 + wblk_qs(T))))),
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(k1 + wblk_qs(T)))), 1);
+                __m512i wq = _mm512_and_si512(_mm512_srlv_epi64(raw, shift), m4);
+                if (T != EM_Q4_1) {
+                    const __mmask64 hi = (__mmask64)rd32(k0 + wblk_qh(T)) | (__mmask64)rd32(k1 + wblk_qh(T)) << 32;
+                    wq = _mm512_or_si512(wq, _mm512_maskz_mov_epi8(hi, _mm512_set1_epi8(0x10)));
+                }
+                /* (d, m) of each row's block as one 32-bit word (q5_0: d and two qh bytes) */
+                const __m128i dm = _mm_insert_epi32(_mm_cvtsi32_si128((int)rd32(k0)), (int)rd32(k1), 1);
                 const __m512i dmw = _mm512_permutexvar_epi16(idx(idx_dm), _mm512_castsi128_si512(dm));
                 const __m512 wd = _mm512_cvtph_ps(_mm512_castsi512_si256(dmw));
-                const __m512 wm = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dmw, 1));
-                macc[p] = _mm512_fmadd_ps(wm, _mm512_broadcast_f32x8(_mm256_loadu_ps(t->s[b])), macc[p]);
+                if (q32_affine(T)) {
+                    const __m512 wm = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dmw, 1));
+                    macc[p] = _mm512_fmadd_ps(wm, _mm512_broadcast_f32x8(_mm256_loadu_ps(t->s[b])), macc[p]);
+                }
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++) {
-                    const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)c * xcol) + b0 + b;
-                    const __m512i a = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));
-                    const __m512 xy = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a));
+                    const char *xb = x + (size_t)c * xcol + (size_t)(b0 + b) * xbs + (xbs - QK8_0);
+                    const __m512i a = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb));
+                    __m512i lanes = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, a);
+                    if (T == EM_Q5_0)
+                        lanes = _mm512_sub_epi32(lanes, _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(16), a));
+                    const __m512 xy = _mm512_cvtepi32_ps(lanes);
                     acc[p][c] = _mm512_fmadd_ps(xy, _mm512_mul_ps(wd, _mm512_set1_ps(t->d[b][c])), acc[p][c]);
                 }
             }
@@ -504,53 +541,67 @@ AI void q41_tile2(const int P, const int C, int64_t nb, const char *w, size_t wr
         _mm512_storeu_ps(mins, macc[p]);
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++) {
-            y[(size_t)c * ldy + 2 * p] = hsum8(_mm512_castps512_ps256(acc[p][c])) + mins[c];
-            y[(size_t)c * ldy + 2 * p + 1] = hsum8(_mm512_extractf32x8_ps(acc[p][c], 1)) + mins[8 + c];
+            const float s0 = hsum8(_mm512_castps512_ps256(acc[p][c])), s1 = hsum8(_mm512_extractf32x8_ps(acc[p][c], 1));
+            y[(size_t)c * ldy + 2 * p] = q32_affine(T) ? s0 + mins[c] : s0;
+            y[(size_t)c * ldy + 2 * p + 1] = q32_affine(T) ? s1 + mins[8 + c] : s1;
         }
     }
 }
 
 /* Decode and 2 columns take 4 rows at a time, wider calls 2; an odd last row runs alone. */
-static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
+AI void mm_q41x(const int T, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                size_t xcol, int ncols, float *y, int ldy) {
     xtab t;
     const int64_t nb = n / QK4_1;
     if (ncols < 1 || ncols > 8) return;
-    if (nb <= XTAB) xtab_fill(&t, x, xcol, ncols, 0, nb);
+    if (nb <= XTAB) xtab_fill(T, &t, x, xcol, ncols, 0, nb);
     int r = r0;
     const char *wr;
     float *yr;
     for (; r + 4 <= r1 && ncols <= 2; r += 4) {
         wr = (const char *)w + (size_t)r * wrow, yr = y + r;
-        if (ncols == 1) q41_tile2(2, 1, nb, wr, wrow, x, xcol, &t, yr, ldy);
-        else q41_tile2(2, 2, nb, wr, wrow, x, xcol, &t, yr, ldy);
+        if (ncols == 1) q41_tile2(T, 2, 1, nb, wr, wrow, x, xcol, &t, yr, ldy);
+        else q41_tile2(T, 2, 2, nb, wr, wrow, x, xcol, &t, yr, ldy);
     }
     for (; r + 2 <= r1; r += 2) {
         wr = (const char *)w + (size_t)r * wrow, yr = y + r;
         switch (ncols) {
-        case 1: q41_tile2(1, 1, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 2: q41_tile2(1, 2, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 3: q41_tile2(1, 3, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 4: q41_tile2(1, 4, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 5: q41_tile2(1, 5, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 6: q41_tile2(1, 6, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 7: q41_tile2(1, 7, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        default: q41_tile2(1, 8, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 1: q41_tile2(T, 1, 1, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 2: q41_tile2(T, 1, 2, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 3: q41_tile2(T, 1, 3, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 4: q41_tile2(T, 1, 4, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 5: q41_tile2(T, 1, 5, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 6: q41_tile2(T, 1, 6, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 7: q41_tile2(T, 1, 7, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        default: q41_tile2(T, 1, 8, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
         }
     }
     if (r < r1) {
         wr = (const char *)w + (size_t)r * wrow, yr = y + r;
         switch (ncols) {
-        case 1: q41_tile(1, 1, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 2: q41_tile(1, 2, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 3: q41_tile(1, 3, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 4: q41_tile(1, 4, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 5: q41_tile(1, 5, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 6: q41_tile(1, 6, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 7: q41_tile(1, 7, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        default: q41_tile(1, 8, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 1: q41_tile(T, 1, 1, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 2: q41_tile(T, 1, 2, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 3: q41_tile(T, 1, 3, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 4: q41_tile(T, 1, 4, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 5: q41_tile(T, 1, 5, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 6: q41_tile(T, 1, 6, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        case 7: q41_tile(T, 1, 7, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
+        default: q41_tile(T, 1, 8, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
         }
     }
+}
+
+static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+    mm_q41x(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q5_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+    mm_q41x(EM_Q5_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q5_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+    mm_q41x(EM_Q5_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 
 /* ---------------------------------------------------------------- K-quant matmul */
@@ -1077,7 +1128,8 @@ const em_kernels em_kernels_avx512 = {
     },
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
-        [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
+        [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
+        [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
     },
     .rmsnorm = rmsnorm_avx512,

@@ -20,8 +20,9 @@
  *   - Integer products without dotprod: vmull_s8 / vmlal_high_s8 give int16 lanes holding
  *     2 (q8_0: |w| <= 128, |a| <= 127, so 2 * 16256 < 2^15) or 4 (nibble and k-quant
  *     weights, |w| <= 32) products; vpaddlq_s16 / vpadalq_s16 widen them to int32 exactly.
- *   - q8_0 / q4_0 / q4_1: each block's integer sum is reduced to a scalar and folded in
- *     with ref's float expression (bit-identical to ref; see q32_tile for why).
+ *   - q8_0 / q4_0 / q4_1 / q5_0 / q5_1: each block's integer sum is reduced to a scalar and
+ *     folded in with ref's float expression (bit-identical to ref; see q32_tile for why).
+ *     q5 codes get their fifth bit from qh through a byte test (q5_fifth16).
  *   - k-quants: each 32-element (q4_K/q5_K) or 16-element (q6_K) run's int32 lanes are
  *     multiplied by the run's scale in int32 (vmlaq_n_s32), summed over the block, then
  *     converted; the q4_K/q5_K mins term comes from the q8_K bsums, also in int32. q6_K
@@ -214,8 +215,16 @@ INLINE int32x4_t dot32(const int wide, int8x16_t w0, int8x16_t w1, const int8_t 
     return vpaddlq_s16(p0);
 }
 
-/* Block b of a q8_0 / q4_0 / q4_1 row as int8 (unsigned nibbles for q4_1), with its
- * scale and (q4_1) min. Nibbles: low = elements 0-15, high = 16-31. */
+/* 16 fifth bits of a q5 block (bit k for element k) as bytes 0x10 / 0x00: byte k keeps
+ * bit k % 8 of its source byte and is tested against it. */
+INLINE uint8x16_t q5_fifth16(uint32_t bits) {
+    static const uint8_t one_bit[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
+    const uint8x16_t rep = vcombine_u8(vdup_n_u8((uint8_t)bits), vdup_n_u8((uint8_t)(bits >> 8)));
+    return vandq_u8(vtstq_u8(rep, vld1q_u8(one_bit)), vdupq_n_u8(0x10));
+}
+
+/* Block b of a q8_0 / q4_0 / q4_1 / q5_0 / q5_1 row as int8 (unsigned codes for q4_1 and
+ * q5_1), with its scale and (q4_1, q5_1) min. Nibbles: low = elements 0-15, high = 16-31. */
 INLINE void q32_unpack(const int type, const char *wr, int64_t b, int8x16_t *w0, int8x16_t *w1,
                        float *d, float *m) {
     const uint8x16_t m4 = vdupq_n_u8(0x0f);
@@ -230,6 +239,26 @@ INLINE void q32_unpack(const int type, const char *wr, int64_t b, int8x16_t *w0,
         *w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), vdupq_n_s8(8));
         *w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), vdupq_n_s8(8));
         *d = h2f(blk->d);
+    } else if (type == EM_Q5_0 || type == EM_Q5_1) {
+        const uint8_t *qs = type == EM_Q5_0 ? ((const block_q5_0 *)wr + b)->qs : ((const block_q5_1 *)wr + b)->qs;
+        const uint8_t *qh = type == EM_Q5_0 ? ((const block_q5_0 *)wr + b)->qh : ((const block_q5_1 *)wr + b)->qh;
+        uint32_t bits;
+        memcpy(&bits, qh, 4);
+        const uint8x16_t raw = vld1q_u8(qs);
+        const uint8x16_t c0 = vorrq_u8(vandq_u8(raw, m4), q5_fifth16(bits));
+        const uint8x16_t c1 = vorrq_u8(vshrq_n_u8(raw, 4), q5_fifth16(bits >> 16));
+        if (type == EM_Q5_0) {  /* codes -16..15 */
+            const block_q5_0 *blk = (const block_q5_0 *)wr + b;
+            *w0 = vsubq_s8(vreinterpretq_s8_u8(c0), vdupq_n_s8(16));
+            *w1 = vsubq_s8(vreinterpretq_s8_u8(c1), vdupq_n_s8(16));
+            *d = h2f(blk->d);
+        } else {  /* codes 0..31 */
+            const block_q5_1 *blk = (const block_q5_1 *)wr + b;
+            *w0 = vreinterpretq_s8_u8(c0);
+            *w1 = vreinterpretq_s8_u8(c1);
+            *d = h2f(blk->d);
+            *m = h2f(blk->m);
+        }
     } else {
         const block_q4_1 *blk = (const block_q4_1 *)wr + b;
         const uint8x16_t raw = vld1q_u8(blk->qs);
@@ -240,16 +269,21 @@ INLINE void q32_unpack(const int type, const char *wr, int64_t b, int8x16_t *w0,
     }
 }
 
-/* R rows x C columns of a q8_0 / q4_0 / q4_1 matmul; w and y point at the tile's first row.
- * Activation blocks are q8_0 (d, qs) or, for q4_1, q8_1 (d, s, qs). The exact integer
+INLINE int q32_affine(const int type) { return type == EM_Q4_1 || type == EM_Q5_1; }
+
+/* R rows x C columns of a q8_0 / q4_0 / q4_1 / q5_0 / q5_1 matmul; w and y point at the
+ * tile's first row. Activation blocks are q8_0 (d, qs) or, for q4_1 and q5_1, q8_1 (d, s,
+ * qs). The exact integer
  * block sum is reduced to a scalar and folded into the float sum with ref's expression, so
  * these outputs are bit-identical to ref: a 32-element block is little work, and tiny
  * Q4_1 models amplify a last-bit difference into a flipped Q8 activation rounding
  * downstream (test_logits holds ember to llama.cpp at 5e-5 of the logit rms). */
 INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const char *w, size_t wrow,
                      const char *x, size_t xcol, float *y, int ldy) {
-    const size_t xbs = type == EM_Q4_1 ? sizeof(block_q8_1) : sizeof(block_q8_0);
-    const size_t wbs = type == EM_Q8_0 ? sizeof(block_q8_0) : type == EM_Q4_0 ? sizeof(block_q4_0) : sizeof(block_q4_1);
+    const size_t xbs = q32_affine(type) ? sizeof(block_q8_1) : sizeof(block_q8_0);
+    const size_t wbs = type == EM_Q8_0 ? sizeof(block_q8_0) : type == EM_Q4_0 ? sizeof(block_q4_0)
+                     : type == EM_Q4_1 ? sizeof(block_q4_1) : type == EM_Q5_0 ? sizeof(block_q5_0)
+                     : sizeof(block_q5_1);
     float acc[4][8];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -276,7 +310,9 @@ INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const
                 } else if (type == EM_Q4_0) {
                     const float a = si * dw;
                     t = a * dx;
-                } else {
+                } else if (type == EM_Q5_0) {
+                    t = (dw * dx) * si;
+                } else {  /* q4_1, q5_1 */
                     uint16_t xs;
                     memcpy(&xs, xb + 2, 2);
                     const float a = (dw * dx) * si, m = mw * h2f(xs);
@@ -323,6 +359,14 @@ static void mm_q4_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const
 static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
                     int ncols, float *y, int ldy) {
     mm_q32(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q5_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_q32(EM_Q5_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q5_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_q32(EM_Q5_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
                     int ncols, float *y, int ldy) {
@@ -805,7 +849,8 @@ const em_kernels em_kernels_neon = {
     },
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
-        [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
+        [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
+        [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
     },
     .rmsnorm = rmsnorm_neon,

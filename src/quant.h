@@ -5,7 +5,8 @@
  *
  * Dot products take the activation already quantized to the weight type's "vec_dot type",
  * as llama.cpp does, so logits agree with it:
- *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0 -> Q8_0, Q4_0 -> Q8_0, Q4_1 -> Q8_1,
+ *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0 -> Q8_0, Q4_0 / Q5_0 -> Q8_0,
+ *   Q4_1 / Q5_1 -> Q8_1,
  *   Q4_K / Q5_K / Q6_K -> Q8_K. */
 #ifndef EMBER_QUANT_H
 #define EMBER_QUANT_H
@@ -13,13 +14,16 @@
 #include <stdint.h>
 
 enum em_type {
-    EM_F32 = 0, EM_F16 = 1, EM_Q4_0 = 2, EM_Q4_1 = 3, EM_Q8_0 = 8, EM_Q8_1 = 9,
+    EM_F32 = 0, EM_F16 = 1, EM_Q4_0 = 2, EM_Q4_1 = 3, EM_Q5_0 = 6, EM_Q5_1 = 7,
+    EM_Q8_0 = 8, EM_Q8_1 = 9,
     EM_Q4_K = 12, EM_Q5_K = 13, EM_Q6_K = 14, EM_Q8_K = 15, EM_BF16 = 30,
-    EM_TYPE_COUNT = 31,
+    EM_TYPE_COUNT = 40,  /* ggml type ids 0..39 (mxfp4 = 39), computed or not */
 };
 
 #define QK4_0 32
 #define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
 #define QK8_0 32
 #define QK8_1 32
 #define QK_K 256
@@ -27,6 +31,10 @@ enum em_type {
 
 typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
 typedef struct { uint16_t d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
+/* q5: the fifth bit of element j is bit j of qh read as a little-endian u32; the low
+ * four bits are nibbles as in q4 (low nibbles: elements 0..15, high: 16..31). */
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;
 typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;
 typedef struct { uint16_t d, s; int8_t qs[QK8_1]; } block_q8_1;   /* s = d * sum(qs) */
 typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
@@ -36,6 +44,8 @@ typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(block_q5_0) == 22, "q5_0 block");
+_Static_assert(sizeof(block_q5_1) == 24, "q5_1 block");
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(block_q8_1) == 36, "q8_1 block");
 _Static_assert(sizeof(block_q4_K) == 144, "q4_K block");
@@ -43,13 +53,21 @@ _Static_assert(sizeof(block_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K block");
 _Static_assert(sizeof(block_q8_K) == 292, "q8_K block");
 
+/* The traits of one ggml type: one table (quant.c) holds every type id a GGUF file may
+ * carry. Row functions take whole blocks (nb of them; a block of f32/f16/bf16 is one
+ * element); NULL where ember has none. */
 typedef struct em_type_info {
     const char *name;     /* "q4_K" */
     int blck;             /* elements per block */
     size_t bytes;         /* bytes per block */
     int vec_dot_type;     /* activation type for dot products; -1 if not a weight type */
+    void (*to_float)(const void *x, float *y, int64_t nb);      /* dequantize; NULL: ember cannot compute with the type */
+    void (*from_float)(const float *x, void *y, int64_t nb);    /* quantize (activations, reference weight quantizers) */
+    float (*vec_dot)(int64_t nb, const void *w, const void *a); /* scalar dot, a in vec_dot_type */
 } em_type_info;
 
+/* Any ggml type id known to GGUF, computed or not; NULL for unknown and retired ids. */
+const em_type_info *em_type_traits(uint32_t type);
 /* NULL when ember cannot compute with the type. */
 const em_type_info *em_type_get(int type);
 /* Bytes of a row of n elements (n a multiple of the block size), 0 if unsupported. */
@@ -63,7 +81,7 @@ uint16_t em_f32_to_bf16(float f);
 
 /* Row conversions; n is a multiple of the type's block size.
  * em_quantize_row supports F32, F16, BF16, Q8_0, Q8_1, Q8_K (activations) and the
- * reference weight quantizers Q4_0, Q4_1 (as ggml's *_ref). Returns 0, or -1 if the type
+ * reference weight quantizers Q4_0, Q4_1, Q5_0, Q5_1 (as ggml's *_ref). Returns 0, or -1 if the type
  * has no quantizer. em_dequantize_row supports every type above. */
 int em_quantize_row(int type, const float *x, void *y, int64_t n);
 int em_dequantize_row(int type, const void *x, float *y, int64_t n);

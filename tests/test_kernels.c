@@ -57,6 +57,8 @@ static void rand_row(int t, void *w, int64_t n) {
         case EM_Q8_0: { block_q8_0 *b = (block_q8_0 *)w + i; rand_bytes(b->qs, sizeof b->qs); b->d = rscale(); break; }
         case EM_Q4_0: { block_q4_0 *b = (block_q4_0 *)w + i; rand_bytes(b->qs, sizeof b->qs); b->d = rscale(); break; }
         case EM_Q4_1: { block_q4_1 *b = (block_q4_1 *)w + i; rand_bytes(b->qs, sizeof b->qs); b->d = rscale(); b->m = h16(frand() * 0.3f); break; }
+        case EM_Q5_0: { block_q5_0 *b = (block_q5_0 *)w + i; rand_bytes(b->qs, sizeof b->qs); rand_bytes(b->qh, sizeof b->qh); b->d = rscale(); break; }
+        case EM_Q5_1: { block_q5_1 *b = (block_q5_1 *)w + i; rand_bytes(b->qs, sizeof b->qs); rand_bytes(b->qh, sizeof b->qh); b->d = rscale(); b->m = h16(frand() * 0.3f); break; }
         case EM_Q4_K: case EM_Q5_K: {
             block_q5_K *b5 = (block_q5_K *)w + i;
             block_q4_K *b4 = (block_q4_K *)w + i;
@@ -77,6 +79,7 @@ static void dequant_part(int t, const void *w, int64_t n, int part, float *out) 
     memcpy(c, w, rs);
     for (size_t off = 0; off < rs; off += bs) {
         if (t == EM_Q4_1) { block_q4_1 *b = (block_q4_1 *)(c + off); if (part) b->d = 0; else b->m = 0; }
+        if (t == EM_Q5_1) { block_q5_1 *b = (block_q5_1 *)(c + off); if (part) b->d = 0; else b->m = 0; }
         if (t == EM_Q4_K) { block_q4_K *b = (block_q4_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
         if (t == EM_Q5_K) { block_q5_K *b = (block_q5_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
     }
@@ -84,7 +87,7 @@ static void dequant_part(int t, const void *w, int64_t n, int part, float *out) 
     free(c);
 }
 
-static int affine(int t) { return t == EM_Q4_1 || t == EM_Q4_K || t == EM_Q5_K; }
+static int affine(int t) { return t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K; }
 
 /* ---- matmul ---- */
 
@@ -188,7 +191,7 @@ static int mm_check(mm_case *m) {
     return t_cur_fail - before;
 }
 
-static const int mm_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_Q4_1, EM_Q4_K, EM_Q5_K, EM_Q6_K };
+static const int mm_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q4_K, EM_Q5_K, EM_Q6_K };
 
 static int mm_one(int t, int64_t n, int rows, int r0, int r1, int ncols) {
     mm_case m = { .t = t, .n = n, .rows = rows, .r0 = r0, .r1 = r1, .ncols = ncols };
@@ -236,6 +239,8 @@ TEST(matmul_long_rows) {
     for (int nc = 1; nc <= 8; nc += 3) {
         mm_one(EM_Q4_0, 32 * 515, 5, 1, 5, nc);
         mm_one(EM_Q4_1, 32 * 515, 3, 0, 3, nc);
+        mm_one(EM_Q5_0, 32 * 515, 5, 1, 5, nc);
+        mm_one(EM_Q5_1, 32 * 515, 3, 0, 3, nc);
         mm_one(EM_Q8_0, 32 * 1025, 2, 0, 2, nc);
         mm_one(EM_Q6_K, 256 * 70, 2, 0, 2, nc);
     }

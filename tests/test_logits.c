@@ -1,7 +1,8 @@
 /* test_logits.c: logits against independent references, per architecture and weight type.
  *  - llama.cpp: the synthetic random-weight models in every weight type (llama) and in
  *    F32/Q8_0/Q4_K_M (qwen2, qwen3), stories260K and TinyStories-656K Q8_0; all positions
- *    of one 32/64-token batch.
+ *    of one 32/64-token batch. Types the fixtures lack (Q5_0, Q5_1) are quantized from the
+ *    same F32 model by llama.cpp and committed under tests/models/synthetic.
  *  - numpy: tiny generated models (scripts/make_tiny_models.py, scripts/ref_forward.py),
  *    float64 forward pass over dequantized weights.
  *  - invariants: identical logits for 1, 2, 3 and 7 threads, and for one batch versus
@@ -70,9 +71,8 @@ static double tol_for(const char *name, double rms) {
     return 0.10 * rms;
 }
 
-static void check_llamacpp(const char *model_rel, const char *gold_rel, int n, int t0) {
-    const char *model = fixture_path(model_rel), *gold = fixture_path(gold_rel);
-    if (!file_exists(model) || !file_exists(gold)) SKIP("fixture missing: %s", model_rel);
+/* model and gold are paths; label names the model in the output and picks the tolerance. */
+static void check_llamacpp_at(const char *model, const char *gold, const char *label, int n, int t0) {
     ember_model *m = load(model);
     CHECK(m);
     if (!m) return;
@@ -87,8 +87,8 @@ static void check_llamacpp(const char *model_rel, const char *gold_rel, int n, i
     CHECK(got);
     if (got && want && sz == (size_t)n * nv * sizeof(float)) {
         double rms, d = max_abs_diff(got, want, (size_t)n * nv, &rms);
-        double tol = tol_for(model_rel, rms);
-        printf("  %-48s max|diff| %.3g (logit rms %.3g, tol %.1g)\n", model_rel, d, rms, tol);
+        double tol = tol_for(label, rms);
+        printf("  %-48s max|diff| %.3g (logit rms %.3g, tol %.1g)\n", label, d, rms, tol);
         CHECK(d <= tol);
     }
     free(got);
@@ -96,6 +96,11 @@ static void check_llamacpp(const char *model_rel, const char *gold_rel, int n, i
     ember_model_free(m);
 }
 
+static void check_llamacpp(const char *model_rel, const char *gold_rel, int n, int t0) {
+    const char *model = fixture_path(model_rel), *gold = fixture_path(gold_rel);
+    if (!file_exists(model) || !file_exists(gold)) SKIP("fixture missing: %s", model_rel);
+    check_llamacpp_at(model, gold, model_rel, n, t0);
+}
 
 static void syn(const char *name) {
     char m[128], g[160];
@@ -111,6 +116,18 @@ static const char *syn_names[] = {
 };
 static int syn_i;
 TEST(synthetic_vs_llamacpp) { syn(syn_names[syn_i]); }
+
+/* The same synthetic F32 model quantized to more types by llama.cpp, committed with their
+ * logits (scripts/make_q5_goldens.py): tests/models/synthetic, tests/golden/synthetic. */
+static const char *syn_local_names[] = { "llama-q5_0", "llama-q5_1" };
+TEST(synthetic_local_vs_llamacpp) {
+    char m[128], g[160], label[128];
+    snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", syn_local_names[syn_i]);
+    snprintf(g, sizeof g, "tests/golden/synthetic/%s.llamacpp_logits_32x512.f32", syn_local_names[syn_i]);
+    snprintf(label, sizeof label, "tests/models/synthetic/%s.gguf", syn_local_names[syn_i]);
+    if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_q5_goldens.py)", m);
+    check_llamacpp_at(m, g, label, 32, 300);
+}
 
 TEST(stories260K_vs_llamacpp) {
     /* BOS then the first 63 golden ids */
@@ -307,6 +324,8 @@ TEST(multi_sequence_batch) {
 
 int main(void) {
     for (syn_i = 0; syn_i < (int)(sizeof syn_names / sizeof syn_names[0]); syn_i++) RUN(synthetic_vs_llamacpp);
+    for (syn_i = 0; syn_i < (int)(sizeof syn_local_names / sizeof syn_local_names[0]); syn_i++)
+        RUN(synthetic_local_vs_llamacpp);
     RUN(stories260K_vs_llamacpp);
     RUN(tinystories656k_vs_llamacpp);
     FILE *p = popen("ls tests/models/*.gguf 2>/dev/null", "r");

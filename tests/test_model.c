@@ -82,6 +82,35 @@ TEST(unsupported_architecture) {
     unlink("/tmp/ember_test_arch.gguf");
 }
 
+/* A weight type GGUF knows but ember does not compute with: the load is refused with the
+ * tensor's name and the type's name. q4_0 and iq4_nl blocks have the same size (32
+ * elements, 18 bytes), so retyping a q4_0 tensor in its header keeps the file valid. */
+TEST(unsupported_weight_type) {
+    const char *p = fixture_path("synthetic/llama-q4_0.gguf");
+    if (!file_exists(p)) SKIP("fixture missing: %s", p);
+    size_t n;
+    unsigned char *d = read_file(p, &n);
+    static const char name[] = "blk.0.attn_q.weight";
+    const size_t len = sizeof name - 1;
+    unsigned char *type = NULL;
+    for (size_t i = 8; i + len + 64 < n && !type; i++) {
+        if (memcmp(d + i, name, len) || d[i - 8] != len) continue;
+        const unsigned char *q = d + i + len;
+        const uint32_t n_dims = q[0] | q[1] << 8;
+        if (n_dims >= 1 && n_dims <= 4) type = (unsigned char *)q + 4 + 8 * n_dims;
+    }
+    CHECK(type && type[0] == 2 && !type[1] && !type[2] && !type[3]);  /* q4_0 */
+    if (type && type[0] == 2) {
+        type[0] = 20;  /* iq4_nl */
+        ember_status st = load_bytes(d, n, "/tmp/ember_test_type.gguf");
+        CHECK(st == EMBER_E_UNSUPPORTED);
+        CHECKF(strstr(ember_last_error(), "tensor 'blk.0.attn_q.weight' has type iq4_nl, which ember does not run yet"),
+               "%s", ember_last_error());
+    }
+    free(d);
+    unlink("/tmp/ember_test_type.gguf");
+}
+
 /* Truncation at every offset in the header/metadata and at a stride through the data. */
 static void truncations(const char *rel, size_t stride) {
     const char *p = fixture_path(rel);
@@ -166,6 +195,7 @@ int main(void) {
     RUN(hparams_smollm2_shape);
     RUN(missing_file_and_bad_args);
     RUN(unsupported_architecture);
+    RUN(unsupported_weight_type);
     RUN(truncated_stories_gguf);
     RUN(truncated_q4_k_m);
     RUN(flipped_bytes);

@@ -1,13 +1,14 @@
 /* test_quant.c: src/quant.c against independent references.
  *   - fp16/bf16: every half / bf16 value, every rounding tie, a 1M-value sample of all
  *     floats against a double-precision rounding reference, and numpy / gguf-py vectors.
- *   - dequantizers and Q8_0/Q4_0/Q4_1 quantizers: bit-exact against gguf-py vectors in
+ *   - dequantizers and Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 quantizers: bit-exact against gguf-py vectors in
  *     tests/data/quant (made by scripts/make_quant_vectors.py; skipped when absent), incl.
  *     blocks cut from the synthetic GGUF fixtures.
  *   - activation quantizers: ties-to-even and the exact formulas; error bounds per type.
  *   - vec_dot: against a double dot of the dequantized operands with a bound derived from
  *     the float operations involved, and bit for bit against re-statements of ggml's
  *     generic k-quant loops (their summation order is part of the spec). */
+#include "gguf.h"
 #include "quant.h"
 #include "test.h"
 
@@ -46,8 +47,8 @@ static void rand_weight_blocks(int type, void *buf, int64_t nb) {
         uint8_t *blk = p + b * ti->bytes;
         uint16_t s0 = rand_scale16(), s1 = rand_scale16();
         switch (type) {
-        case EM_Q4_0: case EM_Q8_0: memcpy(blk, &s0, 2); break;
-        case EM_Q4_1: case EM_Q4_K: case EM_Q5_K: memcpy(blk, &s0, 2); memcpy(blk + 2, &s1, 2); break;
+        case EM_Q4_0: case EM_Q5_0: case EM_Q8_0: memcpy(blk, &s0, 2); break;
+        case EM_Q4_1: case EM_Q5_1: case EM_Q4_K: case EM_Q5_K: memcpy(blk, &s0, 2); memcpy(blk + 2, &s1, 2); break;
         case EM_Q6_K: memcpy(blk + 208, &s0, 2); break;
         default: break;
         }
@@ -92,7 +93,8 @@ TEST(test_type_info) {
         { EM_F32, "f32", 1, 4, EM_F32 },       { EM_F16, "f16", 1, 2, EM_F16 },
         { EM_BF16, "bf16", 1, 2, EM_BF16 },    { EM_Q8_0, "q8_0", 32, 34, EM_Q8_0 },
         { EM_Q8_1, "q8_1", 32, 36, -1 },       { EM_Q4_0, "q4_0", 32, 18, EM_Q8_0 },
-        { EM_Q4_1, "q4_1", 32, 20, EM_Q8_1 },  { EM_Q4_K, "q4_K", 256, 144, EM_Q8_K },
+        { EM_Q4_1, "q4_1", 32, 20, EM_Q8_1 },  { EM_Q5_0, "q5_0", 32, 22, EM_Q8_0 },
+        { EM_Q5_1, "q5_1", 32, 24, EM_Q8_1 },  { EM_Q4_K, "q4_K", 256, 144, EM_Q8_K },
         { EM_Q5_K, "q5_K", 256, 176, EM_Q8_K }, { EM_Q6_K, "q6_K", 256, 210, EM_Q8_K },
         { EM_Q8_K, "q8_K", 256, 292, -1 },
     };
@@ -108,11 +110,20 @@ TEST(test_type_info) {
         CHECK(em_row_size(want[i].t, 4096) == 4096 / want[i].blck * want[i].bytes);
     }
     for (int t = -2; t < EM_TYPE_COUNT + 2; t++) count += em_type_get(t) != NULL;
-    CHECK(count == 11);
-    CHECK(em_type_get(6) == NULL && em_type_get(EM_TYPE_COUNT) == NULL && em_type_get(-1) == NULL);
+    CHECK(count == 13);
+    CHECK(em_type_get(10) == NULL && em_type_get(EM_TYPE_COUNT) == NULL && em_type_get(-1) == NULL);
+    /* the same table knows the types ember does not compute with, for GGUF layout */
+    const em_type_info *q2 = em_type_traits(10), *mx = em_type_traits(39);
+    CHECK(q2 && !strcmp(q2->name, "q2_K") && q2->blck == 256 && q2->bytes == 84 && !q2->to_float);
+    CHECK(mx && !strcmp(mx->name, "mxfp4") && mx->blck == 32 && mx->bytes == 17);
+    CHECK(em_type_traits(4) == NULL && em_type_traits(EM_TYPE_COUNT) == NULL && em_type_traits(0xFFFFFFFFu) == NULL);
+    for (int t = 0; t < EM_TYPE_COUNT; t++) {
+        const em_type_info *ti = em_type_traits((uint32_t)t);
+        if (ti && ti->vec_dot_type >= 0) CHECKF(ti->vec_dot && em_type_get(ti->vec_dot_type) && em_type_get(ti->vec_dot_type)->from_float, "%s", ti->name);
+    }
     CHECK(em_row_size(EM_Q4_0, 33) == 0);
     CHECK(em_row_size(EM_Q4_K, -256) == 0);
-    CHECK(em_row_size(7, 32) == 0);
+    CHECK(em_row_size(10, 256) == 0);
     CHECK(em_row_size(EM_Q6_K, 0) == 0);
 }
 
@@ -285,7 +296,7 @@ static void check_deq_file(const char *name, int *seen) {
 }
 
 TEST(test_dequant_vectors) {
-    static const char *types[] = { "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_K", "q5_K", "q6_K" };
+    static const char *types[] = { "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K" };
     int seen = 0;
     char name[64];
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
@@ -293,7 +304,7 @@ TEST(test_dequant_vectors) {
         check_deq_file(name, &seen);
     }
     if (!seen) SKIP("tests/data/quant/deq_*.bin missing (scripts/make_quant_vectors.py)");
-    CHECK(seen == 8);
+    CHECK(seen == 10);
 }
 
 /* Blocks cut from the synthetic GGUF fixtures: real quantizer output, not random bytes. */
@@ -309,8 +320,8 @@ TEST(test_fixture_vectors) {
 }
 
 TEST(test_quant_vectors) {
-    static const char *files[] = { "quant_q8_0.bin", "quant_q4_0.bin", "quant_q4_1.bin" };
-    for (int k = 0; k < 3; k++) {
+    static const char *files[] = { "quant_q8_0.bin", "quant_q4_0.bin", "quant_q4_1.bin", "quant_q5_0.bin", "quant_q5_1.bin" };
+    for (int k = 0; k < 5; k++) {
         vecfile v;
         if (!load_vec(files[k], &v)) SKIP("tests/data/quant/%s missing (scripts/make_quant_vectors.py)", files[k]);
         int64_t n = (int64_t)v.nblocks * v.blck;
@@ -326,6 +337,45 @@ TEST(test_quant_vectors) {
         free(q);
         free_vec(&v);
     }
+}
+
+/* The reference weight quantizers against llama.cpp's own: tests/models/synthetic holds
+ * the synthetic F32 fixture quantized by llama_model_quantize (scripts/make_q5_goldens.py),
+ * which uses ggml's *_ref quantizers without an importance matrix. Quantizing the F32
+ * rows here must give the same bytes, tensor by tensor. */
+TEST(test_quantizers_vs_llamacpp) {
+    const char *f32 = fixture_path("synthetic/llama-f32.gguf");
+    static const struct { const char *file; int type; } q[] = {
+        { "tests/models/synthetic/llama-q5_0.gguf", EM_Q5_0 },
+        { "tests/models/synthetic/llama-q5_1.gguf", EM_Q5_1 },
+    };
+    if (!file_exists(f32)) SKIP("fixture missing: %s", f32);
+    for (size_t k = 0; k < sizeof q / sizeof q[0]; k++)
+        if (!file_exists(q[k].file)) SKIP("missing: %s (scripts/make_q5_goldens.py)", q[k].file);
+    char err[256];
+    gguf_ctx *src = gguf_open(f32, err, sizeof err);
+    CHECKF(src, "%s", err);
+    for (size_t k = 0; src && k < sizeof q / sizeof q[0]; k++) {
+        gguf_ctx *g = gguf_open(q[k].file, err, sizeof err);
+        CHECKF(g, "%s", err);
+        int seen = 0;
+        for (int64_t i = 0; g && i < gguf_n_tensors(g); i++) {
+            const gguf_tensor *t = gguf_tensor_at(g, i);
+            if ((int)t->type != q[k].type) continue;
+            const gguf_tensor *s0 = gguf_find_tensor(src, t->name);
+            CHECKF(s0 && s0->type == EM_F32 && s0->size == (size_t)(t->size / em_type_get(q[k].type)->bytes * QK5_0 * 4),
+                   "%s: %s", q[k].file, t->name);
+            if (!s0) continue;
+            uint8_t *out = malloc(t->size);
+            CHECK(em_quantize_row(q[k].type, s0->data, out, (int64_t)(s0->size / 4)) == 0);
+            CHECKF(!memcmp(out, t->data, t->size), "%s: %s differs from llama.cpp's quantizer", q[k].file, t->name);
+            free(out);
+            seen++;
+        }
+        CHECKF(seen == 15, "%s: %d tensors of the type", q[k].file, seen);
+        gguf_close(g);
+    }
+    gguf_close(src);
 }
 
 /* ---------------------------------------------------------------- activation quantizers */
@@ -470,12 +520,14 @@ static void roundtrip_one(int type, const float *x, int n, double scale_floor, i
             } else if (type == EM_Q8_K) {
                 double d = amax / 127;
                 bound = d * (0.5 + tiny) + 127 * d * ldexp(1, -23);
-            } else if (type == EM_Q4_0) {
-                double d = fabs(max) / 8, t = xb[j] / (max / -8);
-                bound = d * ((t >= 7.5 ? 1.0 : 0.5) + tiny) + 8 * d * h;
-            } else {  /* Q4_1 */
-                double d = (mx - mn) / 15;
-                bound = d * (0.5 + tiny) + 15 * d * h + fabs(mn) * h;
+            } else if (type == EM_Q4_0 || type == EM_Q5_0) {
+                const double L = type == EM_Q4_0 ? 8 : 16;  /* codes -L..L-1; +L clamps */
+                double d = fabs(max) / L, t = xb[j] / (max / -L);
+                bound = d * ((t >= L - 0.5 ? 1.0 : 0.5) + tiny) + L * d * h;
+            } else {  /* Q4_1, Q5_1 */
+                const double L = type == EM_Q4_1 ? 15 : 31;
+                double d = (mx - mn) / L;
+                bound = d * (0.5 + tiny) + L * d * h + fabs(mn) * h;
             }
             bound += scale_floor;
             if (err > bound && (*bad)++ < 5)
@@ -490,7 +542,7 @@ static void roundtrip_one(int type, const float *x, int n, double scale_floor, i
 TEST(test_roundtrip_error) {
     enum { N = 8192 };
     static float x[N];
-    const int types[] = { EM_Q8_0, EM_Q8_1, EM_Q8_K, EM_Q4_0, EM_Q4_1 };
+    const int types[] = { EM_Q8_0, EM_Q8_1, EM_Q8_K, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1 };
     int bad = 0;
     double worst = 0;
     for (int trial = 0; trial < 6; trial++) {
@@ -513,9 +565,13 @@ TEST(test_roundtrip_error) {
     }
     float c[32];
     block_q4_1 b41;
+    block_q5_1 b51;
     for (int j = 0; j < 32; j++) c[j] = 0.75f;
     em_quantize_row(EM_Q4_1, c, &b41, 32);
     em_dequantize_row(EM_Q4_1, &b41, y, 32);
+    for (int j = 0; j < 32; j++) CHECK(y[j] == 0.75f);
+    em_quantize_row(EM_Q5_1, c, &b51, 32);
+    em_dequantize_row(EM_Q5_1, &b51, y, 32);
     for (int j = 0; j < 32; j++) CHECK(y[j] == 0.75f);
 }
 
@@ -607,7 +663,7 @@ static float ggml_shape_q6_K(int nb, const block_q6_K *x, const block_q8_K *y) {
     return sumf;
 }
 
-/* ggml's generic q4_0/q4_1/q8_0 dots, with their exact float expressions. */
+/* ggml's generic q4_0/q4_1/q5_0/q5_1/q8_0 dots, with their exact float expressions. */
 static float ggml_shape_small(int t, int nb, const void *vx, const void *vy) {
     float sumf = 0;
     for (int i = 0; i < nb; i++) {
@@ -621,6 +677,30 @@ static float ggml_shape_small(int t, int nb, const void *vx, const void *vy) {
             }
             int sumi = sumi0 + sumi1;
             sumf += sumi * em_f16_to_f32(x->d) * em_f16_to_f32(y->d);
+        } else if (t == EM_Q5_0 || t == EM_Q5_1) {
+            /* the fifth bits read as ggml does: memcpy into a u32 (little-endian hosts) */
+            const uint8_t *qh = t == EM_Q5_0 ? ((const block_q5_0 *)vx + i)->qh : ((const block_q5_1 *)vx + i)->qh;
+            const uint8_t *qs = t == EM_Q5_0 ? ((const block_q5_0 *)vx + i)->qs : ((const block_q5_1 *)vx + i)->qs;
+            const int8_t *yq = t == EM_Q5_0 ? ((const block_q8_0 *)vy + i)->qs : ((const block_q8_1 *)vy + i)->qs;
+            uint32_t h;
+            memcpy(&h, qh, 4);
+            const int off = t == EM_Q5_0 ? 16 : 0;
+            for (int j = 0; j < 16; j++) {
+                const uint8_t xh_0 = (uint8_t)(((h >> (j + 0)) << 4) & 0x10);
+                const uint8_t xh_1 = (uint8_t)((h >> (j + 12)) & 0x10);
+                sumi0 += (((qs[j] & 0x0F) | xh_0) - off) * yq[j];
+                sumi1 += (((qs[j] >> 4) | xh_1) - off) * yq[j + 16];
+            }
+            int sumi = sumi0 + sumi1;
+            if (t == EM_Q5_0) {
+                const block_q5_0 *x = (const block_q5_0 *)vx + i;
+                const block_q8_0 *y = (const block_q8_0 *)vy + i;
+                sumf += (em_f16_to_f32(x->d) * em_f16_to_f32(y->d)) * sumi;
+            } else {
+                const block_q5_1 *x = (const block_q5_1 *)vx + i;
+                const block_q8_1 *y = (const block_q8_1 *)vy + i;
+                sumf += (em_f16_to_f32(x->d) * em_f16_to_f32(y->d)) * sumi + em_f16_to_f32(x->m) * em_f16_to_f32(y->s);
+            }
         } else if (t == EM_Q4_1) {
             const block_q4_1 *x = (const block_q4_1 *)vx + i;
             const block_q8_1 *y = (const block_q8_1 *)vy + i;
@@ -667,7 +747,7 @@ static void make_operands(int t, int n, float scale, uint8_t **w, uint8_t **a) {
  * tol = (k + 8) * 2^-23 * A with k = n for f32 (sequential float sum), 1 for f16/bf16
  * (double sum), and the number of blocks for quantized types. */
 TEST(test_vec_dot_vs_double) {
-    const int types[] = { EM_F32, EM_F16, EM_BF16, EM_Q4_0, EM_Q4_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K };
+    const int types[] = { EM_F32, EM_F16, EM_BF16, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K };
     const int n = 4096;
     float *wf = malloc(n * sizeof *wf), *af = malloc(n * sizeof *af), *wz = malloc(n * sizeof *wz);
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
@@ -681,10 +761,10 @@ TEST(test_vec_dot_vs_double) {
             em_dequantize_row(ti->vec_dot_type, a, af, n);
             /* the min terms: dequantize with every quant bit cleared */
             memset(wz, 0, n * sizeof *wz);
-            if (t == EM_Q4_1 || t == EM_Q4_K || t == EM_Q5_K) {
+            if (t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K) {
                 for (int b = 0; b < n / ti->blck; b++) {
                     uint8_t *blk = w + (size_t)b * ti->bytes;
-                    size_t keep = t == EM_Q4_1 ? 4 : 16;  /* d, m / d, dmin, scales */
+                    size_t keep = t == EM_Q4_1 || t == EM_Q5_1 ? 4 : 16;  /* d, m / d, dmin, scales */
                     uint8_t tmp[sizeof(block_q5_K)];
                     memcpy(tmp, blk, ti->bytes);
                     memset(tmp + keep, 0, ti->bytes - keep);
@@ -708,7 +788,7 @@ TEST(test_vec_dot_vs_double) {
             } else if (t == EM_Q6_K) {
                 float g2 = ggml_shape_q6_K(n / QK_K, (const block_q6_K *)w, (const block_q8_K *)a);
                 CHECKF(f2u(g2) == f2u(got), "%s: %.9g vs ggml-shaped %.9g", ti->name, got, g2);
-            } else if (t == EM_Q4_0 || t == EM_Q4_1 || t == EM_Q8_0) {
+            } else if (t == EM_Q4_0 || t == EM_Q4_1 || t == EM_Q5_0 || t == EM_Q5_1 || t == EM_Q8_0) {
                 float g2 = ggml_shape_small(t, n / 32, w, a);
                 CHECKF(f2u(g2) == f2u(got), "%s: %.9g vs ggml-shaped %.9g", ti->name, got, g2);
             }
@@ -741,6 +821,26 @@ TEST(test_vec_dot_exact) {
     w0.d = 0x3c00;
     memset(w0.qs, 0x88, sizeof w0.qs);
     CHECK(em_vec_dot(EM_Q4_0, 32, &w0, &y[0]) == 0.0f);
+
+    /* q5_0 code 16 (nibble 0, fifth bit 1) is zero; then element 20 (high nibble of qs[4])
+     * alone gets code 31, weight 15 */
+    block_q5_0 w5;
+    w5.d = 0x3c00;
+    memset(w5.qs, 0, sizeof w5.qs);
+    memset(w5.qh, 0xFF, sizeof w5.qh);
+    CHECK(em_vec_dot(EM_Q5_0, 32, &w5, &y[0]) == 0.0f);
+    w5.qs[4] = 0xF0;
+    CHECK(em_vec_dot(EM_Q5_0, 32, &w5, &y[0]) == (float)(15 * y[0].qs[20]));
+    /* q5_1: only the fifth bit of element 3 (qh bit 3) set, zero min: weight 16 */
+    block_q5_1 w51;
+    memset(&w51, 0, sizeof w51);
+    w51.d = 0x3c00;
+    w51.qh[0] = 0x08;
+    block_q8_1 y1;
+    float xy[32];
+    for (int j = 0; j < 32; j++) xy[j] = (float)(j - 10);
+    em_quantize_row(EM_Q8_1, xy, &y1, 32);
+    CHECK(em_vec_dot(EM_Q5_1, 32, &w51, &y1) == em_f16_to_f32(y1.d) * (float)(16 * y1.qs[3]));
 
     /* q4_K with all codes 0: the dot is -dmin * y.d * sum_j m_j * (bsums[2j] + bsums[2j+1]) */
     block_q4_K wk;
@@ -778,7 +878,7 @@ TEST(test_dispatch) {
     CHECK(em_quantize_row(EM_Q4_K, x, buf, QK_K) == -1);
     CHECK(em_quantize_row(EM_Q5_K, x, buf, QK_K) == -1);
     CHECK(em_quantize_row(EM_Q6_K, x, buf, QK_K) == -1);
-    CHECK(em_quantize_row(7, x, buf, 32) == -1);
+    CHECK(em_quantize_row(10, x, buf, QK_K) == -1);  /* q2_K: known, not computed */
     CHECK(em_quantize_row(EM_Q8_0, x, buf, 33) == -1);
     CHECK(em_quantize_row(EM_Q8_0, x, buf, -32) == -1);
     CHECK(em_dequantize_row(99, buf, y, 32) == -1);
@@ -801,7 +901,7 @@ TEST(test_dispatch) {
 /* GGUF rows of 18-, 20- or 210-byte blocks start only 2-byte aligned: run the kernels on
  * such addresses (UBSan checks the struct accesses) and compare with aligned copies. */
 TEST(test_two_byte_aligned_rows) {
-    const int types[] = { EM_Q4_0, EM_Q4_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K, EM_F16, EM_BF16 };
+    const int types[] = { EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K, EM_F16, EM_BF16 };
     const int n = 512;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         int t = types[k];
@@ -824,8 +924,6 @@ TEST(test_two_byte_aligned_rows) {
 }
 
 int main(void) {
-    (void)fixture_path;  /* test.h helpers this file does not need */
-    (void)file_exists;
     RUN(test_type_info);
     RUN(test_f16_exhaustive);
     RUN(test_f16_ties);
@@ -835,6 +933,7 @@ int main(void) {
     RUN(test_dequant_vectors);
     RUN(test_fixture_vectors);
     RUN(test_quant_vectors);
+    RUN(test_quantizers_vs_llamacpp);
     RUN(test_q8_ties_to_even);
     RUN(test_q8_multiplier);
     RUN(test_q8_formulas);
