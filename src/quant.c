@@ -11,6 +11,10 @@
  *     round half to even); Q8_K follows quantize_row_q8_K_ref (which x86 also uses).
  *   - Q4_0/Q4_1/Q5_0/Q5_1 quantizers are ggml's *_ref (truncation of x*id + 8.5 / + 0.5,
  *     x*id + 16.5 / + 0.5).
+ *   - weight quantizers (the `quantize` trait, em_quantize_weights) are ggml's
+ *     quantize_<type> as llama-quantize calls them: the *_ref functions without an
+ *     importance matrix (Q8_0's uses roundf and 1/d, unlike the activation quantizer),
+ *     the imatrix-weighted scale searches with one; byte-identical to ggml.
  *   - em_vec_dot follows ggml's *_generic dot products: exact integer sums per block (per
  *     8-lane accumulator for k-quants), then float accumulation in ggml's order.
  * Build with ISO C (-std=c11): GCC then does not contract a*b+c into FMA, which would
@@ -27,7 +31,7 @@
 /* Every type id a GGUF file may hold. Entries without to_float are known only by size
  * (gguf.c needs that to lay out any file); ember refuses to compute with them. The ids
  * left out (4, 5, 31..33, 36..38) are retired in ggml and rejected in files. */
-#define ROWS(T) em_to_float_##T, em_from_float_##T, em_vec_dot_##T
+#define ROWS(T) em_to_float_##T, em_from_float_##T, em_vec_dot_##T, em_quantize_##T
 static const em_type_info type_table[EM_TYPE_COUNT] = {
     [EM_F32]  = { "f32",  1,     sizeof(float),      EM_F32,  ROWS(f32) },
     [EM_F16]  = { "f16",  1,     sizeof(uint16_t),   EM_F16,  ROWS(f16) },
@@ -38,9 +42,9 @@ static const em_type_info type_table[EM_TYPE_COUNT] = {
     [EM_Q5_1] = { "q5_1", QK5_1, sizeof(block_q5_1), EM_Q8_1, ROWS(q5_1) },
     [EM_Q8_0] = { "q8_0", QK8_0, sizeof(block_q8_0), EM_Q8_0, ROWS(q8_0) },
     [EM_Q8_1] = { "q8_1", QK8_1, sizeof(block_q8_1), -1, em_to_float_q8_1, em_from_float_q8_1, NULL },
-    [EM_Q4_K] = { "q4_K", QK_K,  sizeof(block_q4_K), EM_Q8_K, em_to_float_q4_K, NULL, em_vec_dot_q4_K },
-    [EM_Q5_K] = { "q5_K", QK_K,  sizeof(block_q5_K), EM_Q8_K, em_to_float_q5_K, NULL, em_vec_dot_q5_K },
-    [EM_Q6_K] = { "q6_K", QK_K,  sizeof(block_q6_K), EM_Q8_K, em_to_float_q6_K, NULL, em_vec_dot_q6_K },
+    [EM_Q4_K] = { "q4_K", QK_K,  sizeof(block_q4_K), EM_Q8_K, em_to_float_q4_K, NULL, em_vec_dot_q4_K, em_quantize_q4_K },
+    [EM_Q5_K] = { "q5_K", QK_K,  sizeof(block_q5_K), EM_Q8_K, em_to_float_q5_K, NULL, em_vec_dot_q5_K, em_quantize_q5_K },
+    [EM_Q6_K] = { "q6_K", QK_K,  sizeof(block_q6_K), EM_Q8_K, em_to_float_q6_K, NULL, em_vec_dot_q6_K, em_quantize_q6_K },
     [EM_Q8_K] = { "q8_K", QK_K,  sizeof(block_q8_K), -1, em_to_float_q8_K, em_from_float_q8_K, NULL },
     /* known by size only */
     [10] = { "q2_K",    256, 84,  -1, NULL, NULL, NULL },
@@ -97,6 +101,13 @@ int em_quantize_row(int type, const float *x, void *y, int64_t n) {
     if (nb < 0 || !ti->from_float) return -1;
     ti->from_float(x, y, nb);
     return 0;
+}
+
+size_t em_quantize_weights(int type, const float *x, void *y, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix) {
+    const em_type_info *ti = em_type_get(type);
+    if (n_blocks(ti, n_per_row) < 0 || nrows < 0 || !ti->quantize) return 0;
+    return ti->quantize(x, y, nrows, n_per_row, imatrix);
 }
 
 int em_dequantize_row(int type, const void *x, float *y, int64_t n) {

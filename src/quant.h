@@ -64,6 +64,10 @@ typedef struct em_type_info {
     void (*to_float)(const void *x, float *y, int64_t nb);      /* dequantize; NULL: ember cannot compute with the type */
     void (*from_float)(const float *x, void *y, int64_t nb);    /* quantize (activations, reference weight quantizers) */
     float (*vec_dot)(int64_t nb, const void *w, const void *a); /* scalar dot, a in vec_dot_type */
+    /* Weight quantizer as ggml's quantize_<type> (what llama-quantize writes): nrows rows of
+     * n_per_row elements; imatrix (n_per_row importance weights, or NULL) steers the types
+     * that use one. Returns the bytes written. NULL where ember has none. */
+    size_t (*quantize)(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix);
 } em_type_info;
 
 /* Any ggml type id known to GGUF, computed or not; NULL for unknown and retired ids. */
@@ -84,6 +88,12 @@ uint16_t em_f32_to_bf16(float f);
  * reference weight quantizers Q4_0, Q4_1, Q5_0, Q5_1 (as ggml's *_ref). Returns 0, or -1 if the type
  * has no quantizer. em_dequantize_row supports every type above. */
 int em_quantize_row(int type, const float *x, void *y, int64_t n);
+/* Weight quantization as llama-quantize does it (ggml's quantize_<type>, byte-identical):
+ * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K. imatrix: n_per_row
+ * importance weights or NULL (Q8_0, F16, BF16 and F32 ignore it). Returns the bytes
+ * written, 0 if the type has no weight quantizer or n_per_row is not whole blocks. */
+size_t em_quantize_weights(int type, const float *x, void *y, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix);
 int em_dequantize_row(int type, const void *x, float *y, int64_t n);
 
 /* Scalar dot product of one weight row (type wtype) with one activation row already in

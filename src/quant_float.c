@@ -110,3 +110,24 @@ float em_vec_dot_bf16(int64_t n, const void *vx, const void *vy) {
     for (int64_t i = 0; i < n; i++) sum += (double)(em_bf16_to_f32(x[i]) * em_bf16_to_f32(y[i]));
     return (float)sum;
 }
+
+/* ---------------------------------------------------------------- weight quantizers */
+
+/* ggml_quantize_chunk for the float types: a plain conversion (ggml's base library
+ * converts f16 and bf16 in software, rounding to nearest even as above); the importance
+ * matrix does not apply. */
+size_t em_quantize_f32(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    (void)imatrix;
+    em_from_float_f32(x, y, nrows * n_per_row);
+    return (size_t)(nrows * n_per_row) * sizeof(float);
+}
+size_t em_quantize_f16(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    (void)imatrix;
+    em_from_float_f16(x, y, nrows * n_per_row);
+    return (size_t)(nrows * n_per_row) * sizeof(uint16_t);
+}
+size_t em_quantize_bf16(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    (void)imatrix;
+    em_from_float_bf16(x, y, nrows * n_per_row);
+    return (size_t)(nrows * n_per_row) * sizeof(uint16_t);
+}

@@ -35,11 +35,31 @@ static inline float em_block_amax(const float *x, int n) {
     void em_to_float_##T(const void *x, float *y, int64_t nb);                           \
     void em_from_float_##T(const float *x, void *y, int64_t nb);                         \
     float em_vec_dot_##T(int64_t nb, const void *w, const void *a);
+/* Weight quantizers (trait `quantize`): nrows rows of n_per_row, optional imatrix. */
+#define EM_QUANTIZE_FN(T)                                                                \
+    size_t em_quantize_##T(const float *x, void *y, int64_t nrows, int64_t n_per_row,    \
+                           const float *imatrix);
+
+/* ggml's MAX/MIN: the second operand wins ties (and NaN comparisons). */
+#define EM_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define EM_MIN(a, b) ((a) < (b) ? (a) : (b))
+/* ggml's GROUP_MAX_EPS: a group whose largest value is below it is all zero. */
+#define EM_GROUP_MAX_EPS 1e-15f
+/* Shared scale searches (quant_k.c), as ggml's make_qx_quants / make_qkx3_quants: the
+ * former fits a symmetric scale (L in 0..2*nmax-1, value (L - nmax) * scale), the latter
+ * an affine scale and min (L in 0..nmax, value L * scale - *the_min). */
+float em_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);
+float em_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                          float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                          int use_mad);
 
 /* quant_float.c */
 EM_ROW_FNS(f32)
 EM_ROW_FNS(f16)
 EM_ROW_FNS(bf16)
+EM_QUANTIZE_FN(f32)
+EM_QUANTIZE_FN(f16)
+EM_QUANTIZE_FN(bf16)
 /* quant_q.c: 32-element block types */
 EM_ROW_FNS(q4_0)
 EM_ROW_FNS(q4_1)
@@ -48,6 +68,11 @@ EM_ROW_FNS(q5_1)
 EM_ROW_FNS(q8_0)
 void em_to_float_q8_1(const void *x, float *y, int64_t nb);
 void em_from_float_q8_1(const float *x, void *y, int64_t nb);
+EM_QUANTIZE_FN(q4_0)
+EM_QUANTIZE_FN(q4_1)
+EM_QUANTIZE_FN(q5_0)
+EM_QUANTIZE_FN(q5_1)
+EM_QUANTIZE_FN(q8_0)
 /* quant_k.c: 256-element super-block types */
 void em_to_float_q4_K(const void *x, float *y, int64_t nb);
 float em_vec_dot_q4_K(int64_t nb, const void *w, const void *a);
@@ -57,4 +82,7 @@ void em_to_float_q6_K(const void *x, float *y, int64_t nb);
 float em_vec_dot_q6_K(int64_t nb, const void *w, const void *a);
 void em_to_float_q8_K(const void *x, float *y, int64_t nb);
 void em_from_float_q8_K(const float *x, void *y, int64_t nb);
+EM_QUANTIZE_FN(q4_K)
+EM_QUANTIZE_FN(q5_K)
+EM_QUANTIZE_FN(q6_K)
 #endif

@@ -298,3 +298,135 @@ float em_vec_dot_q5_1(int64_t nb, const void *vx, const void *vy) {
     }
     return sumf;
 }
+
+/* ---------------------------------------------------------------- weight quantizers */
+
+/* ggml's quantize_<type> for the 32-element block types, as llama-quantize calls them.
+ * Without an importance matrix they are the *_ref row quantizers above, except Q8_0,
+ * whose weight quantizer (quantize_row_q8_0_ref) differs from the activation one: the
+ * multiplier is 1/d and rounding is roundf (half away from zero). With an importance
+ * matrix each row is fitted on its own: element weights qw[j] * sqrt(sigma2 + x[j]^2),
+ * sigma2 = mean of x^2 over the row, then the scale search of make_qx_quants (Q4_0, Q5_0)
+ * or make_qkx3_quants (Q4_1, Q5_1). */
+size_t em_quantize_q8_0(const float *x, void *vy, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    (void)imatrix;
+    block_q8_0 *y = vy;
+    const int64_t nb = nrows * n_per_row / QK8_0;
+    for (int64_t i = 0; i < nb; i++, x += QK8_0) {
+        const float amax = em_block_amax(x, QK8_0);
+        const float d = amax / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = em_f32_to_f16(d);
+        for (int j = 0; j < QK8_0; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+    return (size_t)nb * sizeof(block_q8_0);
+}
+
+/* sigma2 of a row and the per-element weights of one block (shared by the four types). */
+static float row_sigma2(const float *x, int64_t n) {
+    float sum_x2 = 0;
+    for (int64_t j = 0; j < n; j++) sum_x2 += x[j] * x[j];
+    return sum_x2 / n;
+}
+
+static void block_weights(const float *xb, const float *qw, float sigma2, float w[32]) {
+    for (int j = 0; j < 32; j++) w[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+}
+
+/* Runs fn on each row with its share of the importance matrix, or the whole tensor
+ * through the reference quantizer when there is none. */
+typedef void (*imatrix_row_fn)(const float *x, void *y, int64_t n_per_row, const float *qw);
+
+static size_t quantize_rows(const float *x, void *y, int64_t nrows, int64_t n_per_row,
+                            const float *imatrix, size_t block_bytes,
+                            void (*ref)(const float *, void *, int64_t), imatrix_row_fn fn) {
+    const size_t row_size = (size_t)(n_per_row / 32) * block_bytes;
+    if (!imatrix) {
+        ref(x, y, nrows * n_per_row / 32);
+    } else {
+        for (int64_t r = 0; r < nrows; r++)
+            fn(x + r * n_per_row, (char *)y + (size_t)r * row_size, n_per_row, imatrix);
+    }
+    return (size_t)nrows * row_size;
+}
+
+static void q4_0_row_imatrix(const float *x, void *vy, int64_t n_per_row, const float *qw) {
+    block_q4_0 *y = vy;
+    const float sigma2 = row_sigma2(x, n_per_row);
+    float w[32];
+    int8_t L[32];
+    for (int64_t ib = 0; ib < n_per_row / QK4_0; ib++) {
+        const float *xb = x + QK4_0 * ib;
+        block_weights(xb, qw + QK4_0 * ib, sigma2, w);
+        const float d = em_make_qx_quants(QK4_0, 8, xb, L, 1, w);
+        y[ib].d = em_f32_to_f16(d);
+        for (int j = 0; j < 16; j++) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+    }
+}
+
+static void q4_1_row_imatrix(const float *x, void *vy, int64_t n_per_row, const float *qw) {
+    block_q4_1 *y = vy;
+    const float sigma2 = row_sigma2(x, n_per_row);
+    float w[32], min;
+    uint8_t L[32], Laux[32];
+    for (int64_t ib = 0; ib < n_per_row / QK4_1; ib++) {
+        const float *xb = x + QK4_1 * ib;
+        block_weights(xb, qw + QK4_1 * ib, sigma2, w);
+        const float d = em_make_qkx3_quants(QK4_1, 15, xb, w, L, &min, Laux, -0.9f, 0.05f, 36, 0);
+        y[ib].d = em_f32_to_f16(d);
+        y[ib].m = em_f32_to_f16(-min);
+        for (int j = 0; j < 16; j++) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+    }
+}
+
+/* Packs 32 five-bit levels (first half in the low nibbles) into a q5 block's qs/qh. */
+static void q5_pack(const uint8_t *L, uint8_t qs[16], uint8_t qh[4]) {
+    uint32_t hi = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((L[j] & 0x0F) | (L[j + 16] & 0x0F) << 4);
+        hi |= (uint32_t)((L[j] & 0x10u) >> 4) << j | (uint32_t)((L[j + 16] & 0x10u) >> 4) << (j + 16);
+    }
+    q5_store_high_bits(qh, hi);
+}
+
+static void q5_0_row_imatrix(const float *x, void *vy, int64_t n_per_row, const float *qw) {
+    block_q5_0 *y = vy;
+    const float sigma2 = row_sigma2(x, n_per_row);
+    float w[32];
+    int8_t L[32];
+    for (int64_t ib = 0; ib < n_per_row / QK5_0; ib++) {
+        const float *xb = x + QK5_0 * ib;
+        block_weights(xb, qw + QK5_0 * ib, sigma2, w);
+        const float d = em_make_qx_quants(QK5_0, 16, xb, L, 1, w);
+        y[ib].d = em_f32_to_f16(d);
+        q5_pack((const uint8_t *)L, y[ib].qs, y[ib].qh);
+    }
+}
+
+static void q5_1_row_imatrix(const float *x, void *vy, int64_t n_per_row, const float *qw) {
+    block_q5_1 *y = vy;
+    const float sigma2 = row_sigma2(x, n_per_row);
+    float w[32], min;
+    uint8_t L[32], Laux[32];
+    for (int64_t ib = 0; ib < n_per_row / QK5_1; ib++) {
+        const float *xb = x + QK5_1 * ib;
+        block_weights(xb, qw + QK5_1 * ib, sigma2, w);
+        const float d = em_make_qkx3_quants(QK5_1, 31, xb, w, L, &min, Laux, -0.9f, 0.05f, 36, 0);
+        y[ib].d = em_f32_to_f16(d);
+        y[ib].m = em_f32_to_f16(-min);
+        q5_pack(L, y[ib].qs, y[ib].qh);
+    }
+}
+
+size_t em_quantize_q4_0(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    return quantize_rows(x, y, nrows, n_per_row, imatrix, sizeof(block_q4_0), em_from_float_q4_0, q4_0_row_imatrix);
+}
+size_t em_quantize_q4_1(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    return quantize_rows(x, y, nrows, n_per_row, imatrix, sizeof(block_q4_1), em_from_float_q4_1, q4_1_row_imatrix);
+}
+size_t em_quantize_q5_0(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    return quantize_rows(x, y, nrows, n_per_row, imatrix, sizeof(block_q5_0), em_from_float_q5_0, q5_0_row_imatrix);
+}
+size_t em_quantize_q5_1(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    return quantize_rows(x, y, nrows, n_per_row, imatrix, sizeof(block_q5_1), em_from_float_q5_1, q5_1_row_imatrix);
+}
