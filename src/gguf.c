@@ -27,7 +27,9 @@
  *
  * Writer. Key/values are serialised as they are set (a later set of the same key replaces
  * the value in place); tensors are copied. gguf_writer_finish lays tensors out in the order
- * added, each aligned, with no padding after the last one. */
+ * added, each aligned, with no padding after the last one. For files too large to build in
+ * memory, tensors can be declared by shape only and gguf_writer_header gives everything up
+ * to the data section; the caller then streams each tensor, padded to the alignment. */
 #include "gguf.h"
 #include "quant.h"
 
@@ -133,6 +135,7 @@ struct gguf_kv {
     uint64_t n;           /* string: length in bytes; array: element count */
     size_t off;           /* payload offset: scalar bytes, string bytes, first array element */
     uint64_t *str_off;    /* top-level string arrays: offset of each element's u64 length */
+    size_t raw_off, raw_len; /* the encoded value: u32 type + payload (copied by writers) */
 };
 
 /* Open-addressing hash table of indices (slot holds index+1, 0 = empty). */
@@ -350,11 +353,14 @@ static int parse_kv(parser *p, int64_t i) {
     memcpy(kv->key, p->b + off, (size_t)len);
     kv->key[len] = 0;
     snprintf(what, sizeof what, "key '%s'", printable(nm, sizeof nm, p->b + off, (size_t)len));
+    kv->raw_off = p->pos;
     if (rd_u32(p, &kv->type))
         return fail(p, "%s: file ends before its value type (offset %zu)", what, p->pos);
     int64_t dup = ht_find(g, &g->kv_ht, kv_name, kv->key, i);
     if (dup >= 0) return fail(p, "%s: duplicate key (also key #%" PRId64 ")", what, dup);
-    return parse_value(p, what, kv);
+    if (parse_value(p, what, kv)) return -1;
+    kv->raw_len = p->pos - kv->raw_off;
+    return 0;
 }
 
 /* general.alignment: any integer type is accepted (the spec says u32); the value must be a
@@ -657,6 +663,13 @@ const char *gguf_kv_key(const gguf_ctx *g, int64_t i) {
     return g && i >= 0 && i < g->n_kv ? g->kv[i].key : NULL;
 }
 
+int gguf_kv_raw(const gguf_ctx *g, int64_t i, const void **val, size_t *n) {
+    if (!g || i < 0 || i >= g->n_kv) return -1;
+    *val = g->base + g->kv[i].raw_off;
+    *n = g->kv[i].raw_len;
+    return 0;
+}
+
 int gguf_kv_type(const gguf_ctx *g, int64_t i) {
     return g && i >= 0 && i < g->n_kv ? (int)g->kv[i].type : -1;
 }
@@ -898,6 +911,13 @@ int gguf_writer_set_scalar(gguf_writer *w, const char *key, int type, const void
     return set_val(w, key, &b);
 }
 
+int gguf_writer_set_raw(gguf_writer *w, const char *key, const void *val, size_t n) {
+    if (!val || n < 4) return -1;
+    wbuf b = {0};
+    wb_put(&b, val, n);
+    return set_val(w, key, &b);
+}
+
 int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v) {
     return gguf_writer_set_scalar(w, key, GGUF_U32, &v);
 }
@@ -942,9 +962,10 @@ int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *
     return set_val(w, key, &b);
 }
 
-/* Copies the tensor; data NULL means zeros. size must equal the size implied by type/ne. */
-int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
-                           const int64_t *ne, const void *data, size_t size) {
+/* Copies the tensor (copy set; data NULL means zeros) or records its shape only. size must
+ * equal the size implied by type/ne. */
+static int add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                      const int64_t *ne, const void *data, size_t size, int copy) {
     size_t nlen = name ? strlen(name) : 0, want;
     if (!w || nlen == 0 || nlen > GGUF_MAX_NAME || n_dims < 1 || n_dims > 4 || !ne) return -1;
     struct wtensor t = {0};
@@ -959,13 +980,13 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint
         if (!strcmp(w->t[i].name, name)) return -1;
     t.size = size;
     t.name = strdup(name);
-    t.data = size ? malloc(size) : NULL;
-    if (!t.name || (size && !t.data) || grow((void **)&w->t, &w->cap_t, w->n_t, sizeof *w->t)) {
+    t.data = size && copy ? malloc(size) : NULL;
+    if (!t.name || (size && copy && !t.data) || grow((void **)&w->t, &w->cap_t, w->n_t, sizeof *w->t)) {
         free(t.name);
         free(t.data);
         return -1;
     }
-    if (size) {
+    if (size && copy) {
         if (data) memcpy(t.data, data, size);
         else memset(t.data, 0, size);
     }
@@ -973,30 +994,65 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint
     return 0;
 }
 
-int gguf_writer_finish(gguf_writer *w, void **out, size_t *size) {
-    if (!w || !out || !size) return -1;
-    wbuf b = {0};
+int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                           const int64_t *ne, const void *data, size_t size) {
+    return add_tensor(w, name, type, n_dims, ne, data, size, 1);
+}
+
+int gguf_writer_add_tensor_info(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                                const int64_t *ne) {
+    size_t size;
+    int64_t full[4] = {1, 1, 1, 1};
+    if (!ne || n_dims < 1 || n_dims > 4) return -1;
+    for (uint32_t d = 0; d < n_dims; d++) full[d] = ne[d];
+    if (tensor_nbytes(type, full, &size)) return -1;
+    return add_tensor(w, name, type, n_dims, ne, NULL, size, 0);
+}
+
+size_t gguf_writer_alignment(const gguf_writer *w) { return w ? w->alignment : 0; }
+
+/* Everything before the data section: header, key/values, tensor infos, padding. */
+static void write_header(const gguf_writer *w, wbuf *b) {
     size_t a = w->alignment;
-    wb_le(&b, GGUF_MAGIC, 4);
-    wb_le(&b, 3, 4);
-    wb_le(&b, w->n_t, 8);
-    wb_le(&b, w->n_kv, 8);
+    wb_le(b, GGUF_MAGIC, 4);
+    wb_le(b, 3, 4);
+    wb_le(b, w->n_t, 8);
+    wb_le(b, w->n_kv, 8);
     for (size_t i = 0; i < w->n_kv; i++) {
-        wb_str(&b, w->kv[i].key, strlen(w->kv[i].key));
-        wb_put(&b, w->kv[i].val.p, w->kv[i].val.n);
+        wb_str(b, w->kv[i].key, strlen(w->kv[i].key));
+        wb_put(b, w->kv[i].val.p, w->kv[i].val.n);
     }
     uint64_t off = 0;  /* next tensor's offset in the data section */
     for (size_t i = 0; i < w->n_t; i++) {
         const struct wtensor *t = &w->t[i];
-        wb_str(&b, t->name, strlen(t->name));
-        wb_le(&b, t->n_dims, 4);
-        for (uint32_t d = 0; d < t->n_dims; d++) wb_le(&b, (uint64_t)t->ne[d], 8);
-        wb_le(&b, t->type, 4);
-        wb_le(&b, off, 8);
-        if (t->size > UINT64_MAX - a || off > UINT64_MAX - a - t->size) { b.bad = 1; break; }
+        wb_str(b, t->name, strlen(t->name));
+        wb_le(b, t->n_dims, 4);
+        for (uint32_t d = 0; d < t->n_dims; d++) wb_le(b, (uint64_t)t->ne[d], 8);
+        wb_le(b, t->type, 4);
+        wb_le(b, off, 8);
+        if (t->size > UINT64_MAX - a || off > UINT64_MAX - a - t->size) { b->bad = 1; break; }
         off = (off + t->size + a - 1) / a * a;
     }
-    wb_put(&b, NULL, (a - b.n % a) % a);
+    wb_put(b, NULL, (a - b->n % a) % a);
+}
+
+int gguf_writer_header(gguf_writer *w, void **out, size_t *size) {
+    if (!w || !out || !size) return -1;
+    wbuf b = {0};
+    write_header(w, &b);
+    if (b.bad) { free(b.p); return -1; }
+    *out = b.p;
+    *size = b.n;
+    return 0;
+}
+
+int gguf_writer_finish(gguf_writer *w, void **out, size_t *size) {
+    if (!w || !out || !size) return -1;
+    for (size_t i = 0; i < w->n_t; i++)
+        if (w->t[i].size && !w->t[i].data) return -1;  /* shape-only tensors: use _header */
+    wbuf b = {0};
+    size_t a = w->alignment;
+    write_header(w, &b);
     size_t data_start = b.n;
     for (size_t i = 0; i < w->n_t; i++) {
         wb_put(&b, NULL, (a - (b.n - data_start) % a) % a);

@@ -56,6 +56,8 @@ const char *gguf_vtype_name(int type);     /* "u32", "string", ... or NULL if un
 int64_t gguf_n_kv(const gguf_ctx *g);
 const char *gguf_kv_key(const gguf_ctx *g, int64_t i);   /* NUL-terminated */
 int gguf_kv_type(const gguf_ctx *g, int64_t i);          /* enum gguf_vtype */
+/* The i-th value as encoded in the file (u32 type + payload), for copying it verbatim. */
+int gguf_kv_raw(const gguf_ctx *g, int64_t i, const void **val, size_t *n);
 int64_t gguf_find_key(const gguf_ctx *g, const char *key); /* index or -1 */
 int gguf_get_int(const gguf_ctx *g, const char *key, int64_t *out);  /* any integer width or bool; u64 > INT64_MAX is -2 */
 int gguf_get_float(const gguf_ctx *g, const char *key, double *out); /* f32, f64, or any integer */
@@ -91,8 +93,17 @@ int gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
 int gguf_writer_set_scalar(gguf_writer *w, const char *key, int type, const void *v);
 int gguf_writer_set_arr(gguf_writer *w, const char *key, int elem_type, const void *data, uint64_t n);
 int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
+/* A value encoded as gguf_kv_raw gives it (u32 type + payload), copied verbatim. */
+int gguf_writer_set_raw(gguf_writer *w, const char *key, const void *val, size_t n);
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                            const int64_t *ne, const void *data, size_t size);  /* copies data (NULL = zeros); size must match type and ne */
-/* Serialises; *out is malloc'ed (caller frees). 0 ok. */
+/* Serialises; *out is malloc'ed (caller frees). 0 ok. Fails if a tensor has no data. */
 int gguf_writer_finish(gguf_writer *w, void **out, size_t *size);
+/* Streaming: declare tensors by shape, then write gguf_writer_header's bytes followed by
+ * each tensor's data in the order added, every tensor zero-padded to a multiple of
+ * gguf_writer_alignment (the layout llama.cpp writes). */
+int gguf_writer_add_tensor_info(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                                const int64_t *ne);
+int gguf_writer_header(gguf_writer *w, void **out, size_t *size);
+size_t gguf_writer_alignment(const gguf_writer *w);
 #endif
