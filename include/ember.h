@@ -235,6 +235,60 @@ EMBER_API void ember_sampler_accept(ember_sampler *s, ember_token t); /* e.g. pr
 EMBER_API void ember_sampler_reset(ember_sampler *s);
 EMBER_API uint64_t ember_sampler_seed(const ember_sampler *s);
 
+/* ---- quantization (src/quantize.c; used by `ember quantize`) ----------------------- */
+/* llama.cpp's file types (llama_ftype values, written to general.file_type) that ember
+ * can produce; the _S/_M mixes pick per-tensor types exactly as llama-quantize does. */
+typedef enum ember_ftype {
+    EMBER_FTYPE_ALL_F32 = 0, EMBER_FTYPE_MOSTLY_F16 = 1, EMBER_FTYPE_MOSTLY_Q4_0 = 2,
+    EMBER_FTYPE_MOSTLY_Q4_1 = 3, EMBER_FTYPE_MOSTLY_Q8_0 = 7, EMBER_FTYPE_MOSTLY_Q5_0 = 8,
+    EMBER_FTYPE_MOSTLY_Q5_1 = 9, EMBER_FTYPE_MOSTLY_Q4_K_S = 14, EMBER_FTYPE_MOSTLY_Q4_K_M = 15,
+    EMBER_FTYPE_MOSTLY_Q5_K_S = 16, EMBER_FTYPE_MOSTLY_Q5_K_M = 17, EMBER_FTYPE_MOSTLY_Q6_K = 18,
+    EMBER_FTYPE_MOSTLY_BF16 = 32,
+} ember_ftype;
+
+/* llama-quantize's name of a file type ("Q4_K_M", "F16", ...), NULL if ember lacks it. */
+EMBER_API const char *ember_ftype_name(int ftype);
+/* Parses a name as llama-quantize does (case-insensitive "q4_k_m", or the number); -1 if
+ * ember cannot produce that type. */
+EMBER_API int ember_ftype_from_name(const char *name);
+
+/* An importance matrix: per weight tensor, the mean squared activation of each input
+ * column (llama-imatrix's output). */
+typedef struct ember_imatrix ember_imatrix;
+/* Reads llama-imatrix's file: the GGUF layout (<name>.in_sum2 / <name>.counts tensors, what
+ * llama-imatrix writes by default) or the legacy .dat layout, normalised as llama-quantize
+ * does (sums / counts). */
+EMBER_API ember_status ember_imatrix_load(const char *path, ember_imatrix **out);
+EMBER_API void ember_imatrix_free(ember_imatrix *im);
+EMBER_API int ember_imatrix_n_entries(const ember_imatrix *im);
+EMBER_API int ember_imatrix_n_chunks(const ember_imatrix *im);       /* 0 if unknown */
+EMBER_API const char *ember_imatrix_dataset(const ember_imatrix *im); /* first dataset, or NULL */
+
+/* Called once per tensor as it is written: index i of n (from 0), its name, the types
+ * (ggml names, "q6_K") and sizes before and after. */
+typedef void (*ember_quantize_progress)(int i, int n, const char *name, const char *old_type,
+                                        const char *new_type, uint64_t old_bytes,
+                                        uint64_t new_bytes, void *user_data);
+
+typedef struct ember_quantize_params {
+    int ftype;                    /* ember_ftype */
+    int n_threads;                /* 0: ember_cpu_cores() */
+    int pure;                     /* every quantizable tensor gets the ftype's base type */
+    int leave_output_tensor;      /* keep output.weight as it is */
+    int allow_requantize;         /* allow quantized inputs (dequantized first) */
+    const ember_imatrix *imatrix; /* NULL: none */
+    ember_quantize_progress progress;
+    void *progress_user_data;
+} ember_quantize_params;
+
+EMBER_API ember_quantize_params ember_quantize_default_params(void); /* Q8_0, as llama.cpp */
+/* Quantizes the GGUF file in_path into out_path as llama-quantize does: same tensor types,
+ * byte-identical tensor data, metadata copied with general.file_type and
+ * general.quantization_version set. The result is written to out_path.tmp, synced and
+ * renamed, so out_path is never a partial file. */
+EMBER_API ember_status ember_model_quantize(const char *in_path, const char *out_path,
+                                            const ember_quantize_params *params);
+
 /* ---- benchmarking support (src/bandwidth.c; used by `ember bench`) ------------------- */
 /* Memory read bandwidth, STREAM-style: n_threads threads (0: ember_cpu_cores()) write a
  * buffer of `bytes` (0: 1 GiB; make it much larger than the last-level cache), then sum
