@@ -1,0 +1,402 @@
+/* test_quantize.c: ember_model_quantize against llama.cpp's llama-quantize.
+ *
+ * The test writes the two random-weight F32 models (and their importance matrices) that
+ * scripts/make_quantize_goldens.py describes, bit for bit the same weights, quantizes them
+ * for every case of tests/golden/quantize/llamacpp.txt and compares the file type, the
+ * type of every tensor and a sha256 over every tensor's name and data with what
+ * llama-quantize wrote. Also: the thread count does not change the bytes, the legacy .dat
+ * imatrix gives the same result as the GGUF one, and a failed run leaves no file. */
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "ember.h"
+#include "gguf.h"
+#include "test.h"
+
+/* ---------------------------------------------------------------- sha256 (FIPS 180-4) */
+
+typedef struct { uint32_t h[8]; uint8_t buf[64]; uint64_t len; size_t n; } sha256;
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+static uint32_t ror(uint32_t x, int n) { return x >> n | x << (32 - n); }
+
+static void sha_block(sha256 *s, const uint8_t *p) {
+    uint32_t w[64], a[8];
+    for (int i = 0; i < 16; i++) w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    memcpy(a, s->h, sizeof a);
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = a[7] + (ror(a[4], 6) ^ ror(a[4], 11) ^ ror(a[4], 25)) + ((a[4] & a[5]) ^ (~a[4] & a[6])) + K256[i] + w[i];
+        uint32_t t2 = (ror(a[0], 2) ^ ror(a[0], 13) ^ ror(a[0], 22)) + ((a[0] & a[1]) ^ (a[0] & a[2]) ^ (a[1] & a[2]));
+        memmove(a + 1, a, 7 * sizeof *a);
+        a[4] += t1;
+        a[0] = t1 + t2;
+    }
+    for (int i = 0; i < 8; i++) s->h[i] += a[i];
+}
+
+static void sha_init(sha256 *s) {
+    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->h, h0, sizeof h0);
+    s->len = 0;
+    s->n = 0;
+}
+
+static void sha_update(sha256 *s, const void *data, size_t n) {
+    const uint8_t *p = data;
+    s->len += n;
+    while (n) {
+        size_t k = 64 - s->n < n ? 64 - s->n : n;
+        memcpy(s->buf + s->n, p, k);
+        s->n += k;
+        p += k;
+        n -= k;
+        if (s->n == 64) { sha_block(s, s->buf); s->n = 0; }
+    }
+}
+
+static void sha_hex(sha256 *s, char out[65]) {
+    uint64_t bits = s->len * 8;
+    uint8_t pad = 0x80, z = 0, lenb[8];
+    sha_update(s, &pad, 1);
+    while (s->n != 56) sha_update(s, &z, 1);
+    for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
+    sha_update(s, lenb, 8);
+    for (int i = 0; i < 8; i++) snprintf(out + 8 * i, 9, "%08x", s->h[i]);
+}
+
+TEST(test_sha256) {
+    sha256 s;
+    char hex[65];
+    sha_init(&s);
+    sha_update(&s, "abc", 3);
+    sha_hex(&s, hex);
+    CHECK(!strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+}
+
+/* ---------------------------------------------------------------- the inputs */
+
+#define SEED 0x5EED0F11ull
+
+static uint64_t mix(uint64_t c) {
+    uint64_t z = SEED + (c + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+typedef struct { char name[64]; int64_t ne0, ne1; } tdesc;  /* ne1 0: a vector */
+
+typedef struct {
+    const char *arch;
+    int d, L, nh, nkv, ff, nv, tied, bias;
+    tdesc t[128];
+    int nt;
+} mspec;
+
+static void add(mspec *m, const char *name, int64_t ne0, int64_t ne1) {
+    snprintf(m->t[m->nt].name, sizeof m->t[0].name, "%s", name);
+    m->t[m->nt].ne0 = ne0;
+    m->t[m->nt].ne1 = ne1;
+    m->nt++;
+}
+
+static void spec(char which, mspec *m) {
+    memset(m, 0, sizeof *m);
+    if (which == 'A') { m->arch = "llama"; m->d = 256; m->L = 8; m->nh = 4; m->nkv = 1; m->ff = 256; m->nv = 128; m->tied = 1; }
+    else { m->arch = "qwen2"; m->d = 288; m->L = 4; m->nh = 3; m->nkv = 1; m->ff = 200; m->nv = 96; m->bias = 1; }
+    const int hd = m->d / m->nh;
+    char n[64];
+    add(m, "token_embd.weight", m->d, m->nv);
+    for (int i = 0; i < m->L; i++) {
+#define T(s, a, b) do { snprintf(n, sizeof n, "blk.%d." s, i); add(m, n, a, b); } while (0)
+        T("attn_norm.weight", m->d, 0);
+        T("attn_q.weight", m->d, m->nh * hd);
+        T("attn_k.weight", m->d, m->nkv * hd);
+        T("attn_v.weight", m->d, m->nkv * hd);
+        if (m->bias) {
+            T("attn_q.bias", m->nh * hd, 0);
+            T("attn_k.bias", m->nkv * hd, 0);
+            T("attn_v.bias", m->nkv * hd, 0);
+        }
+        T("attn_output.weight", m->nh * hd, m->d);
+        T("ffn_norm.weight", m->d, 0);
+        T("ffn_gate.weight", m->d, m->ff);
+        T("ffn_up.weight", m->d, m->ff);
+        T("ffn_down.weight", m->ff, m->d);
+#undef T
+    }
+    add(m, "output_norm.weight", m->d, 0);
+    if (!m->tied) add(m, "output.weight", m->d, m->nv);
+}
+
+/* Writes the model and its GGUF imatrix (and, if dat_path, the same imatrix as legacy .dat
+ * with ncall 1 and the sums divided by the count). */
+static int write_inputs(char which, const char *model_path, const char *im_path, const char *dat_path) {
+    mspec m;
+    spec(which, &m);
+    gguf_writer *w = gguf_writer_new();
+    char key[128];
+    int ok = w != NULL;
+#define KEY(s) (snprintf(key, sizeof key, "%s." s, m.arch), key)
+    ok = ok && !gguf_writer_set_str(w, "general.architecture", m.arch);
+    ok = ok && !gguf_writer_set_u32(w, KEY("block_count"), (uint32_t)m.L);
+    ok = ok && !gguf_writer_set_u32(w, KEY("embedding_length"), (uint32_t)m.d);
+    ok = ok && !gguf_writer_set_u32(w, KEY("attention.head_count"), (uint32_t)m.nh);
+    ok = ok && !gguf_writer_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)m.nkv);
+#undef KEY
+    uint64_t c = 0;
+    for (int i = 0; ok && i < m.nt; i++) {
+        const tdesc *t = &m.t[i];
+        const int64_t rows = t->ne1 ? t->ne1 : 1, n = t->ne0 * rows;
+        float *x = malloc((size_t)n * sizeof *x);
+        if (!x) { ok = 0; break; }
+        for (int64_t k = 0; k < n; k++, c++) {
+            const uint64_t h = mix(c);
+            float v = (float)((int64_t)(h >> 40) - (1 << 23)) / (float)(1 << 23);
+            if ((h & 0xff) == 0) v *= 8;
+            if (((h >> 8) & 0x3ff) == 0) v = 0;
+            x[k] = v * ldexpf(1.0f, -(int)(2 + (k / t->ne0) % 4));
+        }
+        int64_t ne[2] = {t->ne0, rows};
+        ok = !gguf_writer_add_tensor(w, t->name, 0, t->ne1 ? 2 : 1, ne, x, (size_t)n * 4);
+        free(x);
+    }
+    void *buf = NULL;
+    size_t size = 0;
+    ok = ok && !gguf_writer_finish(w, &buf, &size);
+    gguf_writer_free(w);
+    FILE *f = ok ? fopen(model_path, "wb") : NULL;
+    ok = f && fwrite(buf, 1, size, f) == size;
+    if (f) fclose(f);
+    free(buf);
+    if (!ok) return -1;
+
+    /* importance matrix: per matrix in file order, except token/norm vectors */
+    w = gguf_writer_new();
+    FILE *dat = dat_path ? fopen(dat_path, "wb") : NULL;
+    int n_entries = 0;
+    for (int i = 0; i < m.nt; i++) n_entries += m.t[i].ne1 != 0;
+    if (dat) fwrite(&n_entries, 4, 1, dat);  /* little-endian host: what the .dat holds */
+    const char *ds = "random";
+    ok = w && !gguf_writer_set_arr_str(w, "imatrix.datasets", &ds, 1) &&
+         !gguf_writer_set_u32(w, "imatrix.chunk_count", 1) && !gguf_writer_set_u32(w, "imatrix.chunk_size", 512);
+    int idx = 0;
+    for (int i = 0; ok && i < m.nt; i++) {
+        const tdesc *t = &m.t[i];
+        if (!t->ne1) continue;
+        float *s = malloc((size_t)t->ne0 * sizeof *s), cnt = 16.0f * (float)(idx + 1);
+        for (int64_t k = 0; k < t->ne0; k++, c++) s[k] = (float)((double)((mix(c) >> 40) + 1) / (1 << 20));
+        char name[80];
+        int64_t ne[1] = {t->ne0}, one[1] = {1};
+        snprintf(name, sizeof name, "%s.in_sum2", t->name);
+        ok = !gguf_writer_add_tensor(w, name, 0, 1, ne, s, (size_t)t->ne0 * 4);
+        snprintf(name, sizeof name, "%s.counts", t->name);
+        ok = ok && !gguf_writer_add_tensor(w, name, 0, 1, one, &cnt, 4);
+        if (dat) {
+            int32_t len = (int32_t)strlen(t->name), ncall = 1, nval = (int32_t)t->ne0;
+            fwrite(&len, 4, 1, dat);
+            fwrite(t->name, 1, (size_t)len, dat);
+            fwrite(&ncall, 4, 1, dat);
+            fwrite(&nval, 4, 1, dat);
+            for (int64_t k = 0; k < t->ne0; k++) {
+                float e = s[k] / cnt;
+                fwrite(&e, 4, 1, dat);
+            }
+        }
+        free(s);
+        idx++;
+    }
+    if (dat) fclose(dat);
+    ok = ok && !gguf_writer_finish(w, &buf, &size);
+    gguf_writer_free(w);
+    f = ok ? fopen(im_path, "wb") : NULL;
+    ok = f && fwrite(buf, 1, size, f) == size;
+    if (f) fclose(f);
+    if (ok) free(buf);
+    return ok ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- comparisons */
+
+static char tmpdir[256];
+
+static const char *tpath(const char *name) {
+    static char buf[4][512];
+    static int slot;
+    char *b = buf[slot++ & 3];
+    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
+    return b;
+}
+
+/* file type, sha256 over name\0data of each tensor and the comma-separated types. */
+static int summarize(const char *path, int *ftype, char hex[65], char *types, size_t tlen) {
+    char err[256];
+    gguf_ctx *g = gguf_open(path, err, sizeof err);
+    if (!g) { printf("  %s: %s\n", path, err); return -1; }
+    int64_t v = -1;
+    gguf_get_int(g, "general.file_type", &v);
+    *ftype = (int)v;
+    sha256 s;
+    sha_init(&s);
+    types[0] = 0;
+    size_t at = 0;
+    for (int64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const gguf_tensor *t = gguf_tensor_at(g, i);
+        sha_update(&s, t->name, strlen(t->name) + 1);
+        sha_update(&s, t->data, t->size);
+        at += (size_t)snprintf(types + at, at < tlen ? tlen - at : 0, "%s%s", i ? "," : "", gguf_type_name(t->type));
+    }
+    sha_hex(&s, hex);
+    gguf_close(g);
+    return 0;
+}
+
+static int setup_done;
+
+static int setup(void) {
+    if (setup_done) return setup_done > 0 ? 0 : -1;
+    snprintf(tmpdir, sizeof tmpdir, "%s/ember-quantize-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    setup_done = -1;
+    if (!mkdtemp(tmpdir)) return -1;
+    if (write_inputs('A', tpath("A.gguf"), tpath("A.imatrix.gguf"), tpath("A.imatrix.dat")) ||
+        write_inputs('B', tpath("B.gguf"), tpath("B.imatrix.gguf"), NULL))
+        return -1;
+    setup_done = 1;
+    return 0;
+}
+
+static void cleanup(void) {
+    if (setup_done <= 0) return;
+    const char *files[] = {"A.gguf", "A.imatrix.gguf", "A.imatrix.dat", "B.gguf", "B.imatrix.gguf", "out.gguf", "out2.gguf"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) unlink(tpath(files[i]));
+    rmdir(tmpdir);
+}
+
+/* Parses "<model>-<TYPE>[-imatrix][-pure][-leave-output]". */
+static int run_case(const char *cas, const char *out, int n_threads, const char *imatrix_file) {
+    char model = cas[0], type[16] = {0};
+    const char *p = cas + 2, *dash = strchr(p, '-');
+    size_t tl = dash ? (size_t)(dash - p) : strlen(p);
+    if (tl >= sizeof type) return -1;
+    memcpy(type, p, tl);
+    ember_quantize_params qp = ember_quantize_default_params();
+    qp.ftype = ember_ftype_from_name(type);
+    qp.n_threads = n_threads;
+    qp.pure = strstr(cas, "-pure") != NULL;
+    qp.leave_output_tensor = strstr(cas, "-leave-output") != NULL;
+    ember_imatrix *im = NULL;
+    if (strstr(cas, "-imatrix")) {
+        char name[32];
+        snprintf(name, sizeof name, "%c.imatrix.gguf", model);
+        if (ember_imatrix_load(imatrix_file ? imatrix_file : tpath(name), &im) != EMBER_OK) {
+            printf("  imatrix: %s\n", ember_last_error());
+            return -1;
+        }
+        qp.imatrix = im;
+    }
+    char in[16];
+    snprintf(in, sizeof in, "%c.gguf", model);
+    ember_status st = ember_model_quantize(tpath(in), out, &qp);
+    ember_imatrix_free(im);
+    if (st != EMBER_OK) printf("  %s: %s\n", cas, ember_last_error());
+    return st == EMBER_OK ? 0 : -1;
+}
+
+TEST(test_vs_llamacpp) {
+    size_t n;
+    char *g = (char *)read_file("tests/golden/quantize/llamacpp.txt", &n);
+    if (!g) SKIP("tests/golden/quantize/llamacpp.txt missing");
+    if (setup()) { free(g); CHECKF(0, "cannot write the inputs in %s", tmpdir); return; }
+    int cases = 0, same = 0;
+    static char types[16384], want_types[16384];
+    for (char *line = strtok(g, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        char cas[64], want_hex[65];
+        int want_ft, ft = -1;
+        if (sscanf(line, "%63s %d %64s %16383s", cas, &want_ft, want_hex, want_types) != 4) {
+            CHECKF(0, "bad golden line '%.60s'", line);
+            continue;
+        }
+        cases++;
+        char hex[65] = "";
+        const char *out = tpath("out.gguf");
+        if (run_case(cas, out, 2, NULL) || summarize(out, &ft, hex, types, sizeof types)) {
+            CHECKF(0, "%s: no output", cas);
+            continue;
+        }
+        const int ok = ft == want_ft && !strcmp(types, want_types) && !strcmp(hex, want_hex);
+        CHECKF(ft == want_ft, "%s: file type %d, llama.cpp %d", cas, ft, want_ft);
+        CHECKF(!strcmp(types, want_types), "%s: tensor types\n    ember    %s\n    llama.cpp %s", cas, types, want_types);
+        CHECKF(!strcmp(hex, want_hex), "%s: tensor data differ", cas);
+        same += ok;
+    }
+    printf("  %d of %d cases byte-identical to llama-quantize\n", same, cases);
+    CHECK(cases >= 50);
+    free(g);
+}
+
+TEST(test_threads_and_legacy_imatrix) {
+    if (setup()) SKIP("cannot write the inputs");
+    char h1[65] = "", h2[65] = "";
+    int f1, f2;
+    static char t1[16384], t2[16384];
+    /* 1 thread vs 3, and the GGUF imatrix vs the same values as a legacy .dat */
+    CHECK(run_case("A-Q4_K_M-imatrix", tpath("out.gguf"), 1, NULL) == 0);
+    CHECK(run_case("A-Q4_K_M-imatrix", tpath("out2.gguf"), 3, tpath("A.imatrix.dat")) == 0);
+    CHECK(summarize(tpath("out.gguf"), &f1, h1, t1, sizeof t1) == 0);
+    CHECK(summarize(tpath("out2.gguf"), &f2, h2, t2, sizeof t2) == 0);
+    CHECK(h1[0] && !strcmp(h1, h2));
+    CHECK(!strcmp(t1, t2));
+    struct stat st;
+    CHECK(stat(tpath("out.gguf.tmp"), &st) != 0);  /* renamed away */
+}
+
+TEST(test_failure_leaves_no_file) {
+    if (setup()) SKIP("cannot write the inputs");
+    /* a quantized input without allow_requantize fails midway: nothing under OUT's name */
+    ember_quantize_params qp = ember_quantize_default_params();
+    qp.ftype = EMBER_FTYPE_MOSTLY_Q4_0;
+    CHECK(ember_model_quantize(tpath("A.gguf"), tpath("out.gguf"), &qp) == EMBER_OK);
+    unlink(tpath("out2.gguf"));
+    qp.ftype = EMBER_FTYPE_MOSTLY_Q8_0;
+    CHECK(ember_model_quantize(tpath("out.gguf"), tpath("out2.gguf"), &qp) == EMBER_E_INVALID);
+    CHECK(strstr(ember_last_error(), "requantizing") != NULL);
+    struct stat st;
+    CHECK(stat(tpath("out2.gguf"), &st) != 0);
+    CHECK(stat(tpath("out2.gguf.tmp"), &st) != 0);
+    /* with allow_requantize it works (dequantized Q4_0 -> Q8_0) */
+    qp.allow_requantize = 1;
+    CHECK(ember_model_quantize(tpath("out.gguf"), tpath("out2.gguf"), &qp) == EMBER_OK);
+    /* unknown file types are refused */
+    qp.ftype = 10;  /* Q2_K: llama.cpp has it, ember does not */
+    CHECK(ember_model_quantize(tpath("A.gguf"), tpath("out2.gguf"), &qp) == EMBER_E_INVALID);
+    CHECK(ember_ftype_from_name("q4_k_m") == EMBER_FTYPE_MOSTLY_Q4_K_M);
+    CHECK(ember_ftype_from_name("15") == EMBER_FTYPE_MOSTLY_Q4_K_M);
+    CHECK(ember_ftype_from_name("Q2_K") == -1);
+    CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_BF16), "BF16"));
+}
+
+int main(void) {
+    RUN(test_sha256);
+    RUN(test_vs_llamacpp);
+    RUN(test_threads_and_legacy_imatrix);
+    RUN(test_failure_leaves_no_file);
+    cleanup();
+    return test_done();
+}
