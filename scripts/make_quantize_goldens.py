@@ -22,6 +22,14 @@ The importance matrix (llama-imatrix's GGUF layout) holds, for each matrix, in_s
 ((h >> 40) + 1) / 2^20 over a counter that continues after the weights, and counts = 16*(i+1)
 for the i-th matrix (so the sums are divided by a count, as real files are).
 
+With the fixture ../shared/fixtures/models/stories260K.gguf (a trained F32 llama; $EMBER_FIXTURES
+overrides the folder), also the cases S-<TYPE>[-imatrix] on it, with the importance matrix
+tests/data/quantize/stories260K.imatrix.gguf that llama-imatrix (same llama.cpp) computed:
+    llama-imatrix -m stories260K.gguf -f /usr/share/common-licenses/GPL-3 \
+        -o stories260K.imatrix.gguf --chunks 4 -c 128 -t 1 --no-ppl
+(base-files' GPL-3 text; rerun with LLAMA_IMATRIX=/path/to/llama-imatrix and --imatrix to
+remake it). Its rows are 64 and 172 wide, so every k-quant falls back to a 32-block type.
+
 Models:
   A (llama, tied):  n_embd 256, 8 layers, 4 heads, 1 kv head, ffn 256, vocab 128; every row
                     a multiple of 256; no output.weight, so token_embd follows the output rule.
@@ -136,21 +144,32 @@ def write_imatrix(path, c0, tensors):
     w.close()
 
 
-def cases():
-    for m in ("A", "B"):
+def cases(models):
+    for m in models:
         for t in TYPES:
             yield m, t, False, False, False
             if t not in ("F16", "BF16", "F32", "Q8_0"):
                 yield m, t, True, False, False
+        if m == "S":
+            continue
         for t in ("Q4_K_M", "Q5_0"):
             yield m, t, False, True, False
             yield m, t, False, False, True
+
+
+STORIES_IMATRIX = "tests/data/quantize/stories260K.imatrix.gguf"
 
 
 def main():
     exe = os.environ.get("LLAMA_QUANTIZE", "llama-quantize")
     out_dir = "tests/golden/quantize"
     os.makedirs(out_dir, exist_ok=True)
+    fixtures = os.environ.get("EMBER_FIXTURES") or "../shared/fixtures"
+    stories = os.path.join(fixtures, "models/stories260K.gguf")
+    if "--imatrix" in sys.argv:
+        subprocess.run([os.environ.get("LLAMA_IMATRIX", "llama-imatrix"), "-m", stories, "-f",
+                        "/usr/share/common-licenses/GPL-3", "-o", STORIES_IMATRIX, "--chunks", "4",
+                        "-c", "128", "-t", "1", "--no-ppl"], check=True)
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         info = {}
@@ -160,7 +179,9 @@ def main():
             ip = os.path.join(tmp, m + ".imatrix.gguf")
             write_imatrix(ip, c, tensors)
             info[m] = (p, ip)
-        for m, t, im, pure, leave in cases():
+        if os.path.exists(stories):
+            info["S"] = (stories, STORIES_IMATRIX)
+        for m, t, im, pure, leave in cases(sorted(info)):
             case = "%s-%s%s%s%s" % (m, t, "-imatrix" if im else "", "-pure" if pure else "",
                                    "-leave-output" if leave else "")
             out = os.path.join(tmp, case + ".gguf")
