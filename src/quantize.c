@@ -462,6 +462,7 @@ typedef struct qjob {
     size_t row_out;
     unsigned char *out;
     int bad;                  /* a row could not be converted */
+    int invalid;              /* a row holds inf or NaN after conversion */
 } qjob;
 
 static void quantize_task(void *arg, int ith, int nth) {
@@ -470,7 +471,8 @@ static void quantize_task(void *arg, int ith, int nth) {
     const int src = (int)j->t->type;
     const size_t row_in = em_row_size(src, j->n_per_row);
     float *buf = src == EM_F32 ? NULL : malloc((size_t)j->n_per_row * sizeof *buf);
-    if (src != EM_F32 && !buf) { j->bad = 1; return; }
+    float *check = malloc((size_t)j->n_per_row * sizeof *check);
+    if ((src != EM_F32 && !buf) || !check) { free(buf); free(check); j->bad = 1; return; }
     for (int64_t r = r0; r < r1; r++) {
         const unsigned char *in = (const unsigned char *)j->t->data + (size_t)r * row_in;
         const float *x = (const float *)in;
@@ -479,12 +481,19 @@ static void quantize_task(void *arg, int ith, int nth) {
             x = buf;
         }
         const float *qw = j->imatrix ? j->imatrix + (r / j->rows_per_expert) * j->n_per_row : NULL;
-        if (!em_quantize_weights(j->new_type, x, j->out + (size_t)r * j->row_out, 1, j->n_per_row, qw)) {
+        unsigned char *y = j->out + (size_t)r * j->row_out;
+        if (!em_quantize_weights(j->new_type, x, y, 1, j->n_per_row, qw)) {
             j->bad = 1;
             break;
         }
+        /* ggml_validate_row_data: no inf/NaN in the result (an f16 overflow, a NaN input) */
+        em_dequantize_row(j->new_type, y, check, j->n_per_row);
+        for (int64_t k = 0; k < j->n_per_row; k++)
+            if (!isfinite(check[k])) { j->invalid = 1; break; }
+        if (j->invalid) break;
     }
     free(buf);
+    free(check);
 }
 
 static int write_all(int fd, const void *p, size_t n) {
@@ -683,6 +692,11 @@ ember_status ember_model_quantize(const char *in_path, const char *out_path, con
             if (pool) em_pool_run(pool, quantize_task, &j);
             else quantize_task(&j, 0, 1);
             if (j.bad) { st = em_fail(EMBER_E_NOMEM, "tensor '%s': conversion failed", t->name); goto done; }
+            if (j.invalid) {
+                st = em_fail(EMBER_E_FORMAT, "tensor '%s': quantized data validation failed (inf or NaN as %s)",
+                             t->name, gguf_type_name((uint32_t)types[i]));
+                goto done;
+            }
             data = out;
         }
         if (write_all(fd, data, size)) goto write_error;

@@ -399,6 +399,29 @@ TEST(test_failure_leaves_no_file) {
     /* unknown file types are refused */
     qp.ftype = 10;  /* Q2_K: llama.cpp has it, ember does not */
     CHECK(ember_model_quantize(tpath("A.gguf"), tpath("out2.gguf"), &qp) == EMBER_E_INVALID);
+    /* a weight beyond the f16 range: inf after conversion fails validation, as in ggml */
+    gguf_writer *w = gguf_writer_new();
+    float x[64] = {0};
+    x[5] = 1e6f;
+    int64_t ne[2] = {32, 2};
+    void *buf = NULL;
+    size_t size = 0;
+    CHECK(!gguf_writer_set_str(w, "general.architecture", "llama") && !gguf_writer_set_u32(w, "llama.block_count", 1));
+    CHECK(!gguf_writer_add_tensor(w, "blk.0.ffn_up.weight", 0, 2, ne, x, sizeof x));
+    CHECK(!gguf_writer_finish(w, &buf, &size));
+    gguf_writer_free(w);
+    FILE *f = fopen(tpath("out.gguf"), "wb");
+    CHECK(f && fwrite(buf, 1, size, f) == size);
+    if (f) fclose(f);
+    free(buf);
+    unlink(tpath("out2.gguf"));
+    qp = ember_quantize_default_params();
+    qp.ftype = EMBER_FTYPE_MOSTLY_F16;
+    CHECK(ember_model_quantize(tpath("out.gguf"), tpath("out2.gguf"), &qp) == EMBER_E_FORMAT);
+    CHECK(strstr(ember_last_error(), "validation") != NULL);
+    CHECK(stat(tpath("out2.gguf"), &st) != 0 && stat(tpath("out2.gguf.tmp"), &st) != 0);
+    qp.ftype = EMBER_FTYPE_MOSTLY_Q8_0;  /* fine as Q8_0 */
+    CHECK(ember_model_quantize(tpath("out.gguf"), tpath("out2.gguf"), &qp) == EMBER_OK);
     CHECK(ember_ftype_from_name("q4_k_m") == EMBER_FTYPE_MOSTLY_Q4_K_M);
     CHECK(ember_ftype_from_name("15") == EMBER_FTYPE_MOSTLY_Q4_K_M);
     CHECK(ember_ftype_from_name("Q2_K") == -1);
