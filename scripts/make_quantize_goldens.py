@@ -30,6 +30,15 @@ tests/data/quantize/stories260K.imatrix.gguf that llama-imatrix (same llama.cpp)
 (base-files' GPL-3 text; rerun with LLAMA_IMATRIX=/path/to/llama-imatrix and --imatrix to
 remake it). Its rows are 64 and 172 wide, so every k-quant falls back to a 32-block type.
 
+With --smollm2 (needs models/SmolLM2-135M-Instruct.Q4_1.gguf from scripts/fetch-model.sh and
+$LLAMA_IMATRIX), also the default model: llama-imatrix computes its importance matrix on the
+same GPL-3 text (--chunks 6 -c 512), the entries of blocks 0-3 are kept (so the committed file
+stays small, and the other tensors are quantized without one, as llama-quantize does for
+tensors the matrix lacks) -> tests/data/quantize/smollm2.imatrix.gguf; then
+    llama-quantize --allow-requantize --imatrix tests/data/quantize/smollm2.imatrix.gguf \
+        models/SmolLM2-135M-Instruct.Q4_1.gguf OUT Q4_K_M 2
+and the sha256 of the whole OUT file -> tests/golden/quantize/smollm2.txt.
+
 Models:
   A (llama, tied):  n_embd 256, 8 layers, 4 heads, 1 kv head, ffn 256, vocab 128; every row
                     a multiple of 256; no output.weight, so token_embd follows the output rule.
@@ -160,6 +169,41 @@ def cases(models):
 STORIES_IMATRIX = "tests/data/quantize/stories260K.imatrix.gguf"
 
 
+SMOL = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOL_IMATRIX = "tests/data/quantize/smollm2.imatrix.gguf"
+
+
+def make_smollm2(exe):
+    with tempfile.TemporaryDirectory() as tmp:
+        full = os.path.join(tmp, "full.imatrix.gguf")
+        subprocess.run([os.environ.get("LLAMA_IMATRIX", "llama-imatrix"), "-m", SMOL, "-f",
+                        "/usr/share/common-licenses/GPL-3", "-o", full, "--chunks", "6", "-c", "512",
+                        "-t", "2", "--no-ppl"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        r = gguf.GGUFReader(full)
+        w = gguf.GGUFWriter(SMOL_IMATRIX, "imatrix")
+        w.add_type("imatrix")
+        f = r.fields["imatrix.datasets"]
+        w.add_array("imatrix.datasets", [bytes(f.parts[i]).decode() for i in f.data])
+        w.add_uint32("imatrix.chunk_count", int(r.fields["imatrix.chunk_count"].parts[-1][0]))
+        w.add_uint32("imatrix.chunk_size", int(r.fields["imatrix.chunk_size"].parts[-1][0]))
+        for t in r.tensors:
+            if t.name.startswith(("blk.0.", "blk.1.", "blk.2.", "blk.3.")):
+                w.add_tensor(t.name, np.array(t.data, dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        out = os.path.join(tmp, "out.gguf")
+        subprocess.run([exe, "--allow-requantize", "--imatrix", SMOL_IMATRIX, SMOL, out, "Q4_K_M", "2"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(out, "rb") as fo:
+            digest = hashlib.sha256(fo.read()).hexdigest()
+    with open("tests/golden/quantize/smollm2.txt", "w") as f:
+        f.write("# whole-file sha256 of llama-quantize's output (scripts/make_quantize_goldens.py --smollm2)\n")
+        f.write("Q4_K_M-imatrix %s\n" % digest)
+
+
 def main():
     exe = os.environ.get("LLAMA_QUANTIZE", "llama-quantize")
     out_dir = "tests/golden/quantize"
@@ -170,6 +214,8 @@ def main():
         subprocess.run([os.environ.get("LLAMA_IMATRIX", "llama-imatrix"), "-m", stories, "-f",
                         "/usr/share/common-licenses/GPL-3", "-o", STORIES_IMATRIX, "--chunks", "4",
                         "-c", "128", "-t", "1", "--no-ppl"], check=True)
+    if "--smollm2" in sys.argv:
+        make_smollm2(exe)
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         info = {}

@@ -428,11 +428,47 @@ TEST(test_failure_leaves_no_file) {
     CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_BF16), "BF16"));
 }
 
+/* The default model (Q4_1, so requantized) with an importance matrix llama-imatrix computed
+ * on it: the whole output file, metadata included, is llama-quantize's. */
+TEST(test_default_model_imatrix) {
+    const char *model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!file_exists(model)) SKIP("default model missing: run scripts/fetch-model.sh");
+    size_t n;
+    char *g = (char *)read_file("tests/golden/quantize/smollm2.txt", &n), want[65] = "";
+    if (!g) SKIP("tests/golden/quantize/smollm2.txt missing");
+    const char *line = strstr(g, "Q4_K_M-imatrix ");
+    CHECK(line && sscanf(line + 15, "%64s", want) == 1);
+    free(g);
+    if (setup()) SKIP("cannot make %s", tmpdir);
+    ember_imatrix *im = NULL;
+    CHECK(ember_imatrix_load("tests/data/quantize/smollm2.imatrix.gguf", &im) == EMBER_OK);
+    CHECK(ember_imatrix_n_chunks(im) == 6);
+    ember_quantize_params qp = ember_quantize_default_params();
+    qp.ftype = EMBER_FTYPE_MOSTLY_Q4_K_M;
+    qp.n_threads = 2;
+    qp.allow_requantize = 1;
+    qp.imatrix = im;
+    const char *out = tpath("out.gguf");
+    CHECKF(ember_model_quantize(model, out, &qp) == EMBER_OK, "%s", ember_last_error());
+    ember_imatrix_free(im);
+    unsigned char *data = read_file(out, &n);
+    char hex[65] = "";
+    if (data) {
+        sha256 s;
+        sha_init(&s);
+        sha_update(&s, data, n);
+        sha_hex(&s, hex);
+        free(data);
+    }
+    CHECKF(!strcmp(hex, want), "sha256 %s, llama-quantize's %s", hex, want);
+}
+
 int main(void) {
     RUN(test_sha256);
     RUN(test_vs_llamacpp);
     RUN(test_threads_and_legacy_imatrix);
     RUN(test_failure_leaves_no_file);
+    RUN(test_default_model_imatrix);
     cleanup();
     return test_done();
 }
