@@ -106,15 +106,8 @@ int ember_imatrix_n_entries(const ember_imatrix *im) { return im ? im->n : 0; }
 int ember_imatrix_n_chunks(const ember_imatrix *im) { return im ? im->n_chunks : 0; }
 const char *ember_imatrix_dataset(const ember_imatrix *im) { return im ? im->dataset : NULL; }
 
-/* Appends an entry (takes ownership of data); replaces one of the same name. */
+/* Appends an entry (takes ownership of data). Duplicates are resolved by im_finish. */
 static int im_add(ember_imatrix *im, const char *name, size_t name_len, float *data, size_t n) {
-    for (int i = 0; i < im->n; i++)
-        if (strlen(im->names[i]) == name_len && !memcmp(im->names[i], name, name_len)) {
-            free(im->data[i]);
-            im->data[i] = data;
-            im->len[i] = n;
-            return 0;
-        }
     char **nn = realloc(im->names, (size_t)(im->n + 1) * sizeof *nn);
     if (nn) im->names = nn;
     float **nd = realloc(im->data, (size_t)(im->n + 1) * sizeof *nd);
@@ -132,9 +125,58 @@ static int im_add(ember_imatrix *im, const char *name, size_t name_len, float *d
     return 0;
 }
 
+typedef struct { const char *name; int i; } im_key;
+
+static int cmp_im_key(const void *a, const void *b) {
+    const im_key *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Sorts the entries by name and keeps the last of each name (llama.cpp reads them into a
+ * map, where a later entry replaces an earlier one), so lookups are binary searches and a
+ * file with many entries costs O(n log n). */
+static int im_finish(ember_imatrix *im) {
+    if (im->n < 2) return 0;
+    im_key *k = malloc((size_t)im->n * sizeof *k);
+    char **names = malloc((size_t)im->n * sizeof *names);
+    float **data = malloc((size_t)im->n * sizeof *data);
+    size_t *len = malloc((size_t)im->n * sizeof *len);
+    if (!k || !names || !data || !len) { free(k); free(names); free(data); free(len); return -1; }
+    for (int i = 0; i < im->n; i++) k[i] = (im_key){im->names[i], i};
+    qsort(k, (size_t)im->n, sizeof *k, cmp_im_key);
+    int m = 0;
+    for (int i = 0; i < im->n; i++) {
+        const int j = k[i].i;
+        if (i + 1 < im->n && !strcmp(k[i + 1].name, k[i].name)) {  /* a later one follows */
+            free(im->names[j]);
+            free(im->data[j]);
+            continue;
+        }
+        names[m] = im->names[j];
+        data[m] = im->data[j];
+        len[m] = im->len[j];
+        m++;
+    }
+    free(k);
+    free(im->names);
+    free(im->data);
+    free(im->len);
+    im->names = names;
+    im->data = data;
+    im->len = len;
+    im->n = m;
+    return 0;
+}
+
 static const float *im_find(const ember_imatrix *im, const char *name, size_t *n) {
-    for (int i = 0; im && i < im->n; i++)
-        if (!strcmp(im->names[i], name)) { *n = im->len[i]; return im->data[i]; }
+    int lo = 0, hi = im ? im->n - 1 : -1;
+    while (lo <= hi) {
+        const int mid = lo + (hi - lo) / 2, c = strcmp(im->names[mid], name);
+        if (!c) { *n = im->len[mid]; return im->data[mid]; }
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
     return NULL;
 }
 
@@ -270,6 +312,7 @@ ember_status ember_imatrix_load(const char *path, ember_imatrix **out) {
     else if (n >= 4 && !memcmp(buf, "GGUF", 4)) st = imatrix_load_gguf(path, im);
     else st = imatrix_load_legacy(path, buf, n, im);
     free(buf);
+    if (st == EMBER_OK && im_finish(im)) st = em_fail(EMBER_E_NOMEM, "out of memory reading %s", path);
     if (st == EMBER_OK && im->n == 0) st = em_fail(EMBER_E_FORMAT, "%s: no imatrix entries", path);
     for (int i = 0; st == EMBER_OK && i < im->n; i++)
         for (size_t k = 0; k < im->len[i]; k++)
@@ -636,7 +679,7 @@ ember_status ember_model_quantize(const char *in_path, const char *out_path, con
             }
             if (!is_float_type(src) && !p->allow_requantize) {
                 st = em_fail(EMBER_E_INVALID, "tensor '%s': requantizing from type %s is disabled "
-                             "(allow_requantize)", t->name, gguf_type_name((uint32_t)src));
+                             "(allow_requantize is off)", t->name, gguf_type_name((uint32_t)src));
                 goto done;
             }
         }

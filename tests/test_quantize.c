@@ -463,11 +463,46 @@ TEST(test_default_model_imatrix) {
     CHECKF(!strcmp(hex, want), "sha256 %s, llama-quantize's %s", hex, want);
 }
 
+/* Legacy .dat edge cases: a repeated name keeps the last entry (llama.cpp's map), and
+ * every truncation of a valid file is an error, not a crash. */
+TEST(test_imatrix_legacy_edges) {
+    if (setup()) SKIP("cannot make %s", tmpdir);
+    unsigned char f[256];
+    size_t n = 0;
+#define PUT32(v) do { int32_t v_ = (v); memcpy(f + n, &v_, 4); n += 4; } while (0)
+    PUT32(3);
+    const char *names[3] = {"x.weight", "y.weight", "x.weight"};
+    for (int e = 0; e < 3; e++) {
+        PUT32((int32_t)strlen(names[e]));
+        memcpy(f + n, names[e], strlen(names[e]));
+        n += strlen(names[e]);
+        PUT32(1);
+        PUT32(4);
+        for (int k = 0; k < 4; k++) { float v = (float)(e + 1); memcpy(f + n, &v, 4); n += 4; }
+    }
+#undef PUT32
+    ember_imatrix *im = NULL;
+    for (size_t cut = 0; cut <= n; cut++) {
+        FILE *fp = fopen(tpath("out.gguf"), "wb");
+        CHECK(fp && fwrite(f, 1, cut, fp) == cut);
+        if (fp) fclose(fp);
+        ember_status st = ember_imatrix_load(tpath("out.gguf"), &im);
+        if (cut == n) {
+            CHECK(st == EMBER_OK && ember_imatrix_n_entries(im) == 2);
+        } else {
+            CHECKF(st != EMBER_OK && im == NULL, "cut at %zu of %zu", cut, n);
+        }
+        ember_imatrix_free(im);
+        im = NULL;
+    }
+}
+
 int main(void) {
     RUN(test_sha256);
     RUN(test_vs_llamacpp);
     RUN(test_threads_and_legacy_imatrix);
     RUN(test_failure_leaves_no_file);
+    RUN(test_imatrix_legacy_edges);
     RUN(test_default_model_imatrix);
     cleanup();
     return test_done();

@@ -80,7 +80,8 @@ int cmd_quantize(int argc, char **argv) {
     ember_status st = ember_model_quantize(pos[0], pos[1], &p);
     ember_imatrix_free(im);
     if (st != EMBER_OK) {
-        fprintf(stderr, "error: %s\n", ember_last_error());
+        const char *e = ember_last_error();
+        fprintf(stderr, "error: %s%s\n", e, strstr(e, "requantizing") ? " (see --allow-requantize)" : "");
         return 1;
     }
     return 0;
