@@ -21,7 +21,10 @@
  *     alignment, the last one included. So for the same input the whole file is
  *     byte-identical to llama-quantize's.
  * Quantized inputs are dequantized (only with allow_requantize; F16/BF16 always). Rows are
- * independent, so threads split rows and the bytes do not depend on the thread count. */
+ * independent, so threads split rows and the bytes do not depend on the thread count.
+ * One deliberate difference: an input whose general.alignment is not 32 keeps that key and
+ * ember lays the output out with it, where llama.cpp copies the key but pads to 32 (a file
+ * its own reader would misplace); for every other input the files are identical. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -539,6 +542,20 @@ static void quantize_task(void *arg, int ith, int nth) {
     free(check);
 }
 
+/* Makes the rename durable: fsync of the directory holding path (best effort). */
+static void sync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
 static int write_all(int fd, const void *p, size_t n) {
     const unsigned char *b = p;
     while (n) {
@@ -756,6 +773,7 @@ ember_status ember_model_quantize(const char *in_path, const char *out_path, con
     if (close(fd)) { fd = -1; goto write_error; }
     fd = -1;
     if (rename(tmp, out_path)) { st = em_fail(EMBER_E_IO, "cannot rename %s to %s: %s", tmp, out_path, strerror(errno)); goto done; }
+    sync_parent_dir(out_path);
     free(tmp);
     tmp = NULL;
     goto done;
