@@ -264,11 +264,12 @@ EMBER_API int ember_imatrix_n_entries(const ember_imatrix *im);
 EMBER_API int ember_imatrix_n_chunks(const ember_imatrix *im);       /* 0 if unknown */
 EMBER_API const char *ember_imatrix_dataset(const ember_imatrix *im); /* first dataset, or NULL */
 
-/* Called once per tensor as it is written: index i of n (from 0), its name, the types
- * (ggml names, "q6_K") and sizes before and after. */
-typedef void (*ember_quantize_progress)(int i, int n, const char *name, const char *old_type,
-                                        const char *new_type, uint64_t old_bytes,
-                                        uint64_t new_bytes, void *user_data);
+/* Called once per tensor as it is written: index i of n (from 0), its name, its number of
+ * elements, the types (ggml names, "q6_K") and sizes before and after (so the caller can
+ * report bits per weight after the fallbacks). */
+typedef void (*ember_quantize_progress)(int i, int n, const char *name, uint64_t n_elements,
+                                        const char *old_type, const char *new_type,
+                                        uint64_t old_bytes, uint64_t new_bytes, void *user_data);
 
 typedef struct ember_quantize_params {
     int ftype;                    /* ember_ftype */

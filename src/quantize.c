@@ -766,8 +766,9 @@ ember_status ember_model_quantize(const char *in_path, const char *out_path, con
             pad -= k;
         }
         if (p->progress)
-            p->progress((int)i, (int)nt, t->name, gguf_type_name(t->type), gguf_type_name((uint32_t)types[i]),
-                        t->size, size, p->progress_user_data);
+            p->progress((int)i, (int)nt, t->name, (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]),
+                        gguf_type_name(t->type), gguf_type_name((uint32_t)types[i]), t->size, size,
+                        p->progress_user_data);
     }
     if (fsync(fd)) goto write_error;
     if (close(fd)) { fd = -1; goto write_error; }

@@ -19,9 +19,14 @@ static void quantize_usage(FILE *f) {
         "  N_THREADS               threads (default: physical cores)\n");
 }
 
-static void progress(int i, int n, const char *name, const char *old_type, const char *new_type,
-                     uint64_t old_bytes, uint64_t new_bytes, void *ud) {
-    (void)ud;
+typedef struct { uint64_t elements, old_bytes, new_bytes; } totals;
+
+static void progress(int i, int n, const char *name, uint64_t n_elements, const char *old_type,
+                     const char *new_type, uint64_t old_bytes, uint64_t new_bytes, void *ud) {
+    totals *t = ud;
+    t->elements += n_elements;
+    t->old_bytes += old_bytes;
+    t->new_bytes += new_bytes;
     if (strcmp(old_type, new_type))
         fprintf(stderr, "[%4d/%4d] %-36s - type = %6s, converting to %6s .. size = %8.2f MiB -> %8.2f MiB\n",
                 i + 1, n, name, old_type, new_type, old_bytes / 1048576.0, new_bytes / 1048576.0);
@@ -75,10 +80,18 @@ int cmd_quantize(int argc, char **argv) {
         fputc('\n', stderr);
         p.imatrix = im;
     }
+    totals tot = {0, 0, 0};
     p.progress = progress;
+    p.progress_user_data = &tot;
     fprintf(stderr, "quantizing %s to %s as %s\n", pos[0], pos[1], ember_ftype_name(p.ftype));
     ember_status st = ember_model_quantize(pos[0], pos[1], &p);
     ember_imatrix_free(im);
+    if (st == EMBER_OK && tot.elements) {  /* llama-quantize's closing lines */
+        fprintf(stderr, "model size  = %8.2f MiB (%.2f BPW)\n", tot.old_bytes / 1048576.0,
+                tot.old_bytes * 8.0 / (double)tot.elements);
+        fprintf(stderr, "quant size  = %8.2f MiB (%.2f BPW)\n", tot.new_bytes / 1048576.0,
+                tot.new_bytes * 8.0 / (double)tot.elements);
+    }
     if (st != EMBER_OK) {
         const char *e = ember_last_error();
         fprintf(stderr, "error: %s%s\n", e, strstr(e, "requantizing") ? " (see --allow-requantize)" : "");
