@@ -3,7 +3,8 @@
  * then tokenizes the input with and without special parsing, renders every id, and checks
  * the round trip where it must hold: BPE on valid UTF-8, SPM on input without spaces (byte
  * fallback keeps every byte); WordPiece (lowercasing, accent-stripping) only must not
- * crash and must give in-range ids. Fixture root: $EMBER_FIXTURES or ../shared/fixtures (run from the
+ * crash and must give in-range ids. Plain-text spans (em_tokenize_spans): no span equals
+ * special parsing, one span over everything equals none. Fixture root: $EMBER_FIXTURES or ../shared/fixtures (run from the
  * repository root); without the fixtures every input is a no-op. */
 #include <stdint.h>
 #include <stdio.h>
@@ -63,7 +64,35 @@ static void check(const em_vocab *v, const uint8_t *data, size_t size, int kind)
     ids = malloc((size_t)(need ? need : 1) * sizeof *ids);
     if (!ids || em_tokenize(v, text, size, 1, 1, ids, need) != need) abort();
     render(v, ids, need, 1, out, 4 * size + 16);
+    /* Spans: none is exactly parse_special; one over the whole text is exactly no special
+     * parsing; two spans taken from the input's first bytes keep the sizing contract. */
+    int32_t *alt = malloc((size_t)(need ? need : 1) * sizeof *alt);
+    if (!alt || em_tokenize_spans(v, text, size, 1, 1, NULL, 0, alt, need) != need ||
+        (need && memcmp(alt, ids, (size_t)need * sizeof *ids)))
+        abort();
+    free(alt);
     free(ids);
+    const em_span all = { 0, size };
+    n = em_tokenize(v, text, size, 1, 0, NULL, 0);
+    need = n < 0 ? -n : n;
+    ids = malloc((size_t)(need ? need : 1) * sizeof *ids);
+    alt = malloc((size_t)(need ? need : 1) * sizeof *alt);
+    if (!ids || !alt || em_tokenize(v, text, size, 1, 0, ids, need) != need ||
+        em_tokenize_spans(v, text, size, 1, 1, &all, 1, alt, need) != need ||
+        (need && memcmp(alt, ids, (size_t)need * sizeof *ids)))
+        abort();
+    free(alt);
+    free(ids);
+    if (size >= 4) {
+        const em_span sp[2] = { { data[0] % (size + 1), data[1] % 64 }, { data[2] % (size + 1), data[3] } };
+        n = em_tokenize_spans(v, text, size, 1, 1, sp, 2, NULL, 0);
+        need = n < 0 ? -n : n;
+        ids = malloc((size_t)(need ? need : 1) * sizeof *ids);
+        if (!ids || em_tokenize_spans(v, text, size, 1, 1, sp, 2, ids, need) != need) abort();
+        for (int i = 0; i < need; i++)
+            if (ids[i] < 0 || ids[i] >= em_vocab_n(v)) abort();
+        free(ids);
+    }
     free(out);
 }
 
