@@ -82,6 +82,21 @@ static void swiglu_ref(float *h, const float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+static void geglu_ref(float *h, const float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++) {
+        const float x = g[i];
+        float y;
+        if (x <= -10.0f) y = 0.0f;
+        else if (x >= 10.0f) y = x;
+        else {
+            const float xh = em_f16_to_f32(em_f32_to_f16(x));
+            const float t = tanhf(0.79788456080286535587989211986876f * xh * fmaf(0.044715f * xh, xh, 1.0f));
+            y = em_f16_to_f32(em_f32_to_f16(0.5f * xh * (1.0f + t)));
+        }
+        h[i] = y * u[i];
+    }
+}
+
 /* One-pass attention for a GQA group (the spec of kernels.h): per position and head, the
  * online update of llama.cpp's CPU flash attention. State per head: running max M, sum S
  * and the output accumulator (floats, or halves for F16). */
@@ -194,6 +209,7 @@ const em_kernels em_kernels_ref = {
     .softmax = softmax_ref,
     .softmax2 = softmax2_ref,
     .swiglu = swiglu_ref,
+    .geglu = geglu_ref,
     .attn = { [EM_F32] = attn_f32_ref, [EM_F16] = attn_f16_ref },
     .attn3 = { [EM_F32] = attn3_f32_ref, [EM_F16] = attn3_f16_ref },
 };

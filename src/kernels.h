@@ -38,6 +38,12 @@ typedef struct em_kernels {
     void (*softmax2)(float *x, int n);
     /* h[i] = silu(g[i]) * u[i]. */
     void (*swiglu)(float *h, const float *g, const float *u, int n);
+    /* h[i] = gelu(g[i]) * u[i] (h may alias g) with llama.cpp's CPU GELU for f32 input:
+     * 0 for g <= -10, g for g >= 10, otherwise the tanh approximation
+     * 0.5 g (1 + tanh(sqrt(2/pi) g (1 + 0.044715 g^2))) evaluated in float at g rounded to
+     * F16, the result rounded to F16 (llama.cpp reads it from a 65536-entry F16 table, built
+     * by its x86 FMA build with 1 + 0.044715 g^2 as one fused multiply-add). */
+    void (*geglu)(float *h, const float *g, const float *u, int n);
     /* Attention of n_q query heads that share one KV head (a GQA group; n_q <=
      * EM_ATTN_MAX_GROUP) over cached positions 0..n_kv-1, in one pass with an online
      * softmax, so K and V are each read once for the whole group and the scratch does not
