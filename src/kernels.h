@@ -53,7 +53,12 @@ typedef struct em_kernels {
      * attention, per position and head: the score (dot product summed in double); if it
      * exceeds the running max M, the output and the sum are rescaled by e^(M_old - s);
      * otherwise the V row is weighted by e^(s - M). For F16, q is rounded to F16 and the
-     * output accumulated in F16 (rounded after every step). SIMD kernels work through
+     * output accumulated in F16 (rounded after every step), and the arithmetic is that of
+     * llama.cpp's x86 (AVX2, FMA) build, which decides near-ties of models whose q/k are
+     * large (gemma3's normed heads): the score's first hd & ~31 products are fused into 32
+     * float partial sums reduced as its 4 x 8 lanes are (kern_ref.c dot_f16_ggml), the V
+     * rows of those lanes are added with a fused multiply-add, and so is the sum
+     * S = S * ms + vs. SIMD kernels work through
      * EM_ATTN_CHUNK positions at a time (scores of the chunk, then the update, then the V
      * rows), which changes nothing in the arithmetic: a chunk whose scores stay below M,
      * nearly every chunk, takes no rescale. */
