@@ -15,10 +15,18 @@ status is 1 if any divergence is not a near-tie (or the prompt tokens differ).
 The built-in prompts are code and text completions plus two ChatML conversations (for
 models with ChatML templates, e.g. Qwen2.5); --prompts takes a JSON list of strings, in
 which control tokens are written out (they are parsed as special tokens on both sides).
-scripts/gemma3_prompts.json holds plain and chat prompts for Gemma 3, one of them longer
+scripts/gemma3_prompts.json holds plain and chat prompts for Gemma 3, two of them longer
 than its 512-position sliding window (run it with -c 1024).
+
+--golden FILE also writes llama.cpp's results in the block format of
+tests/golden/smollm2/greedy.txt (name, prompt_b64, parse_special, prompt_ids, gen_ids,
+margins, min_margin) for tests/test_golden.c; tests/golden/gemma3/greedy.txt was made with
+    python3 scripts/greedy_vs_llamacpp.py -m gemma-3-270m-q4_k_m.gguf -c 1024 \
+        --prompts scripts/gemma3_prompts.json --golden tests/golden/gemma3/greedy.txt
+(the Gemma 3 270M Q4_K_M file of issue 10, sha256 a5fd3b62...6818).
 """
 import argparse
+import base64
 import ctypes
 import json
 import os
@@ -102,10 +110,19 @@ def main():
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("-c", "--ctx", type=int, default=512, help="context size of both engines")
     ap.add_argument("--prompts", help="JSON list of prompt strings")
+    ap.add_argument("--golden", help="also write llama.cpp's tokens and margins to this file")
     a = ap.parse_args()
     prompts = json.load(open(a.prompts)) if a.prompts else PROMPTS
     isa = ["--isa", a.isa] if a.isa else []
     ref = llama_greedy(a.model, prompts, a.n, a.ctx)
+    if a.golden:
+        with open(a.golden, "w") as f:
+            f.write(f"# llama.cpp (llama-cpp-python {llama_cpp.__version__}) greedy tokens for "
+                    f"{os.path.basename(a.model)}: scripts/greedy_vs_llamacpp.py -c {a.ctx} -n {a.n}\n")
+            for i, (p, r) in enumerate(zip(prompts, ref)):
+                f.write(f"\nname: p{i}\nprompt_b64: {base64.b64encode(p.encode()).decode()}\nparse_special: 1\n"
+                        f"prompt_ids: {' '.join(map(str, r['prompt_ids']))}\ngen_ids: {' '.join(map(str, r['ids']))}\n"
+                        f"margins: {' '.join('%.4f' % m for m in r['margins'])}\nmin_margin: {min(r['margins']):.4f}\n")
     identical = bad = 0
     for p, r in zip(prompts, ref):
         toks = ember_ids(a.ember, a, "tokenize", p, [])
