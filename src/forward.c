@@ -99,13 +99,16 @@ static void rope_cache(float *cs, int pos, int n_rot, float base, float freq_sca
     }
 }
 
+/* Rotates the pairs with one fused multiply-add each, as llama.cpp's build contracts
+ * x0*c - x1*s and x0*s + x1*c: a last-bit difference here can flip the F16 rounding of a
+ * cached K or of q and so decide a near-tie. */
 static void rope_apply(float *v, const float *cs, int n_rot, int neox) {
     const int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
         const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
         const float c = cs[2 * i], s = cs[2 * i + 1], x0 = v[i0], x1 = v[i1];
-        v[i0] = x0 * c - x1 * s;
-        v[i1] = x0 * s + x1 * c;
+        v[i0] = fmaf(x0, c, -(x1 * s));
+        v[i1] = fmaf(x0, s, x1 * c);
     }
 }
 
