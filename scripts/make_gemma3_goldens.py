@@ -11,15 +11,16 @@ period 6 makes layer 5 global and the others local; final_logit_softcapping 8). 
 tokens evaluated (ids 1, 300, ..., 346) are three times the window, so the window decides
 most attention rows. Norm weights are random around 1 (GGUF gemma norms include the +1).
 
-llama.cpp's quantizer turns the F32 file into a Q8_0 one (LLAMA_FTYPE_MOSTLY_Q8_0 = 7), and
-llama.cpp computes the logits of all 48 positions of one batch for each: flash attention
-on, F16 KV cache, n_ctx 256, one thread, no extra buffer types (as make_q5_goldens.py).
+llama.cpp's quantizer turns the F32 file into a Q8_0 one (LLAMA_FTYPE_MOSTLY_Q8_0 = 7) and a
+Q5_0 one (LLAMA_FTYPE_MOSTLY_Q5_0 = 8: Q5_0 matrices, the tied embedding Q8_0), and llama.cpp
+computes the logits of all 48 positions of one batch for each: flash attention on, F16 KV
+cache, n_ctx 256, one thread, no extra buffer types (as make_q5_goldens.py).
 
     pip install llama-cpp-python==0.3.36 gguf numpy
     python3 scripts/make_gemma3_goldens.py
 
-Writes tests/models/synthetic/gemma3-{f32,q8_0}.gguf and
-tests/golden/synthetic/gemma3-{f32,q8_0}.llamacpp_logits_48x512.f32 (48 x 512 float32,
+Writes tests/models/synthetic/gemma3-{f32,q8_0,q5_0}.gguf and
+tests/golden/synthetic/gemma3-{f32,q8_0,q5_0}.llamacpp_logits_48x512.f32 (48 x 512 float32,
 row-major, little-endian). The committed files were made with llama-cpp-python 0.3.36
 built with CMAKE_ARGS="-DGGML_NATIVE=OFF" (AVX2, FMA, F16C) and gguf 0.19.0; the weights are
 deterministic (fixed seed).
@@ -151,7 +152,9 @@ def main():
     write_f32(f32)
     q8 = os.path.join(models, "gemma3-q8_0.gguf")
     quantize(f32, q8, 7)
-    for name, path in (("f32", f32), ("q8_0", q8)):
+    q5 = os.path.join(models, "gemma3-q5_0.gguf")
+    quantize(f32, q5, 8)
+    for name, path in (("f32", f32), ("q8_0", q8), ("q5_0", q5)):
         types = {}
         for t in gguf.GGUFReader(path).tensors:
             types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
