@@ -135,7 +135,8 @@ EMBER_API int ember_token_to_piece(const ember_model *m, ember_token t, char *bu
 typedef struct ember_chat_message { const char *role; const char *content; } ember_chat_message;
 /* Renders a conversation with the model's tokenizer.chat_template, or with the family
  * `name` when not NULL: "chatml", "qwen3", "llama2", "llama3", "llama3.1", "mistral",
- * "mistral-nemo", "zephyr", "phi3", "phi3-mini", "gemma". add_assistant appends the assistant turn opener. Returns the rendered length
+ * "mistral-nemo", "zephyr", "phi3", "phi3-mini", "gemma" (a gemma3 model whose file has no
+ * template gets "gemma"). add_assistant appends the assistant turn opener. Returns the rendered length
  * (snprintf contract), or -1 if the template is not recognised (see ember_last_error). */
 EMBER_API int ember_chat_apply_template(const ember_model *m, const char *name,
                                         const ember_chat_message *msgs, size_t n,

@@ -3,20 +3,30 @@
 
 For each prompt, llama.cpp (llama-cpp-python) decodes the prompt as one batch and then
 takes N argmax steps, one token at a time, with the settings of make_smollm2_goldens.py:
-n_ctx 512, one thread, flash attention on, F16 KV cache, no extra buffer types. ember runs
-`ember run --temp 0 -n N --ids --special -c 512` on the same prompt. A divergence is a
+n_ctx 512 (or -c), one thread, flash attention on, F16 KV cache, no extra buffer types.
+ember runs `ember run --temp 0 -n N --ids --special -c N_CTX` on the same prompt. A divergence is a
 near-tie when llama.cpp's own top-2 logit margin at that step is at most 0.5; the exit
 status is 1 if any divergence is not a near-tie (or the prompt tokens differ).
 
     pip install llama-cpp-python==0.3.36 numpy
     python3 scripts/greedy_vs_llamacpp.py -m MODEL.gguf [--ember build/ember] [--isa avx2]
-        [-n 64] [--prompts prompts.json]
+        [-n 64] [-c 512] [--prompts prompts.json]
 
 The built-in prompts are code and text completions plus two ChatML conversations (for
 models with ChatML templates, e.g. Qwen2.5); --prompts takes a JSON list of strings, in
 which control tokens are written out (they are parsed as special tokens on both sides).
+scripts/gemma3_prompts.json holds plain and chat prompts for Gemma 3, two of them longer
+than its 512-position sliding window (run it with -c 1024).
+
+--golden FILE also writes llama.cpp's results in the block format of
+tests/golden/smollm2/greedy.txt (name, prompt_b64, parse_special, prompt_ids, gen_ids,
+margins, min_margin) for tests/test_golden.c; tests/golden/gemma3/greedy.txt was made with
+    python3 scripts/greedy_vs_llamacpp.py -m gemma-3-270m-q4_k_m.gguf -c 1024 \
+        --prompts scripts/gemma3_prompts.json --golden tests/golden/gemma3/greedy.txt
+(the Gemma 3 270M Q4_K_M file of issue 10, sha256 a5fd3b62...6818).
 """
 import argparse
+import base64
 import ctypes
 import json
 import os
@@ -45,7 +55,7 @@ PROMPTS = [
 NEAR_TIE = 0.5
 
 
-def llama_greedy(model, prompts, n_gen):
+def llama_greedy(model, prompts, n_gen, n_ctx):
     default_params = llama_c.llama_model_default_params
 
     def params():  # plain ggml-cpu kernels: no AMX / repacked weight layouts
@@ -53,7 +63,7 @@ def llama_greedy(model, prompts, n_gen):
         p.use_extra_bufts = False
         return p
     llama_c.llama_model_default_params = params
-    llm = llama_cpp.Llama(model_path=model, n_ctx=512, n_batch=512, n_ubatch=512, n_threads=1,
+    llm = llama_cpp.Llama(model_path=model, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=1,
                           n_threads_batch=1, logits_all=False, flash_attn=True, seed=0, verbose=False)
     llama_c.llama_model_default_params = default_params
     nv = llm.n_vocab()
@@ -98,15 +108,25 @@ def main():
     ap.add_argument("--ember", default=os.path.join(here, "..", "build", "ember"))
     ap.add_argument("--isa", help="ember kernel set (ref, avx2, avx512, neon)")
     ap.add_argument("-n", type=int, default=64)
+    ap.add_argument("-c", "--ctx", type=int, default=512, help="context size of both engines")
     ap.add_argument("--prompts", help="JSON list of prompt strings")
+    ap.add_argument("--golden", help="also write llama.cpp's tokens and margins to this file")
     a = ap.parse_args()
     prompts = json.load(open(a.prompts)) if a.prompts else PROMPTS
     isa = ["--isa", a.isa] if a.isa else []
-    ref = llama_greedy(a.model, prompts, a.n)
+    ref = llama_greedy(a.model, prompts, a.n, a.ctx)
+    if a.golden:
+        with open(a.golden, "w") as f:
+            f.write(f"# llama.cpp (llama-cpp-python {llama_cpp.__version__}) greedy tokens for "
+                    f"{os.path.basename(a.model)}: scripts/greedy_vs_llamacpp.py -c {a.ctx} -n {a.n}\n")
+            for i, (p, r) in enumerate(zip(prompts, ref)):
+                f.write(f"\nname: p{i}\nprompt_b64: {base64.b64encode(p.encode()).decode()}\nparse_special: 1\n"
+                        f"prompt_ids: {' '.join(map(str, r['prompt_ids']))}\ngen_ids: {' '.join(map(str, r['ids']))}\n"
+                        f"margins: {' '.join('%.4f' % m for m in r['margins'])}\nmin_margin: {min(r['margins']):.4f}\n")
     identical = bad = 0
     for p, r in zip(prompts, ref):
         toks = ember_ids(a.ember, a, "tokenize", p, [])
-        ids = ember_ids(a.ember, a, "run", p, ["--temp", "0", "-n", str(a.n), "--ids", "-c", "512"] + isa)
+        ids = ember_ids(a.ember, a, "run", p, ["--temp", "0", "-n", str(a.n), "--ids", "-c", str(a.ctx)] + isa)
         want = r["ids"]
         n = min(len(ids), len(want))
         div = next((i for i in range(n) if ids[i] != want[i]), None)
@@ -125,7 +145,7 @@ def main():
             bad += not tie
             what = (f"diverges at step {div} (ember {ids[div]}, llama.cpp {want[div]}), llama.cpp margin "
                     f"{m:.3f}: {'near-tie' if tie else 'NOT a near-tie'}")
-        print(f"{p[:44]!r:48} {len(want):3d} tokens  {what}")
+        print(f"{p[:44]!r:48} {len(r['prompt_ids']):4d}+{len(want):2d} tokens  {what}")
     print(f"{os.path.basename(a.model)}{' --isa ' + a.isa if a.isa else ''}: {identical}/{len(prompts)} identical, "
           f"{len(prompts) - identical - bad} near-tie divergences, {bad} failures")
     sys.exit(1 if bad else 0)

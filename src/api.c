@@ -51,7 +51,7 @@ uint64_t ember_model_size(const ember_model *m) { return m ? m->weight_bytes : 0
 const char *ember_model_chat_template(const ember_model *m) { return m ? m->chat_template : NULL; }
 
 static const char *arch_name(int arch) {
-    return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : "llama";
+    return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : arch == EM_ARCH_GEMMA3 ? "gemma3" : "llama";
 }
 
 int ember_model_desc(const ember_model *m, char *buf, size_t len) {
@@ -104,6 +104,13 @@ int ember_model_info(const ember_model *m, char *buf, size_t len) {
     appendf(buf, len, &u, "%-22s %d (kv %d, head_dim %d)\n", "n_head", hp->n_head, hp->n_head_kv, hp->head_dim);
     appendf(buf, len, &u, "%-22s %d\n", "n_ff", hp->n_ff);
     appendf(buf, len, &u, "%-22s %s, %d dims, base %g\n", "rope", hp->rope_neox ? "neox" : "norm", hp->n_rot, hp->rope_base);
+    if (hp->n_swa > 0) {
+        int n_local = 0;
+        for (int l = 0; l < hp->n_layer; l++) n_local += m->layers[l].swa;
+        appendf(buf, len, &u, "%-22s %d positions in %d of %d layers (rope base %g there)\n", "sliding window",
+                hp->n_swa, n_local, hp->n_layer, hp->rope_base_swa);
+    }
+    if (hp->logit_softcap > 0) appendf(buf, len, &u, "%-22s %g\n", "logit soft-cap", hp->logit_softcap);
     appendf(buf, len, &u, "%-22s %g\n", "rms_eps", hp->rms_eps);
     appendf(buf, len, &u, "%-22s %s\n", "output", m->tied_output ? "tied to token_embd" : "separate");
     if (m->gguf) {

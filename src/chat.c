@@ -391,14 +391,23 @@ int em_chat_render_spans(const char *tmpl, const char *name, const ember_chat_me
     return b.len > 0x7fffffff ? 0x7fffffff : (int)b.len;
 }
 
+/* The family to use when neither a name nor the file's template gives one: Gemma 3 files
+ * often carry no tokenizer.chat_template (the 270M one does not), and the architecture
+ * leaves no doubt about the format. Otherwise name as given (NULL: the file's template). */
+static const char *family(const ember_model *m, const char *name) {
+    if ((!name || !*name) && m && !m->chat_template && !m->vocab_only && m->hp.arch == EM_ARCH_GEMMA3)
+        return "gemma";
+    return name;
+}
+
 int ember_chat_apply_template(const ember_model *m, const char *name, const ember_chat_message *msgs,
                               size_t n, int add_ass, char *buf, size_t len) {
-    return em_chat_render(m ? m->chat_template : NULL, name, msgs, n, add_ass, NULL, buf, len);
+    return em_chat_render(m ? m->chat_template : NULL, family(m, name), msgs, n, add_ass, NULL, buf, len);
 }
 
 int ember_chat_apply_template_spans(const ember_model *m, const char *name, const ember_chat_message *msgs,
                                     size_t n, int add_ass, char *buf, size_t len,
                                     ember_span *spans, size_t max_spans, size_t *n_spans) {
-    return em_chat_render_spans(m ? m->chat_template : NULL, name, msgs, n, add_ass, NULL, buf, len,
+    return em_chat_render_spans(m ? m->chat_template : NULL, family(m, name), msgs, n, add_ass, NULL, buf, len,
                                 spans, max_spans, n_spans);
 }

@@ -89,6 +89,7 @@ static const em_kernels *merged(isa_entry *e) {
         if (!k.softmax) k.softmax = r->softmax;
         if (!k.softmax2) k.softmax2 = r->softmax2;
         if (!k.swiglu) k.swiglu = r->swiglu;
+        if (!k.geglu) k.geglu = r->geglu;
         e->merged = k;
         e->ready = 1;
     }

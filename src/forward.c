@@ -3,10 +3,13 @@
  * activations are token-major (T, width) so a matmul sees T activation columns and reads
  * each weight row once per chunk.
  *
- * Per layer (llama / qwen2 / qwen3):
- *   h   = x + Wo . attn(rope(norm_q(Wq . rms(x)) + bq), rope(norm_k(Wk . rms(x)) + bk), Wv . rms(x) + bv)
- *   x'  = h + Wdown . (silu(Wgate . rms(h)) * (Wup . rms(h)))
- * then logits = Wout . rms(x). Biases only for qwen2, q/k norms only for qwen3.
+ * Per layer (llama / qwen2 / qwen3 / gemma3):
+ *   h   = x + post(Wo . attn(rope(norm_q(Wq . rms(x)) + bq), rope(norm_k(Wk . rms(x)) + bk), Wv . rms(x) + bv))
+ *   x'  = h + post(Wdown . (act(Wgate . rms(h)) * (Wup . rms(h))))
+ * then logits = Wout . rms(x). Biases only for qwen2, q/k norms for qwen3 and gemma3;
+ * gemma3 adds: x0 = embedding * sqrt(n_embd), the post RMSNorms, act = GELU (SiLU
+ * elsewhere), queries scaled before attention, sliding-window layers with their own rope
+ * base, and optionally logits = c * tanh(logits / c).
  * Threads split matmul output rows and attention heads statically, so every output value
  * is computed by the same code in the same order whatever the thread count. */
 #include <math.h>
@@ -83,25 +86,29 @@ static void add_bias(float *y, int ldy, int T, const em_weight *b) {
 }
 
 /* ---- rope ---------------------------------------------------------------------------- */
-/* cos/sin for one position: theta_i = pos * base^(-2i/n_rot), computed by repeated
- * multiplication as llama.cpp does so the angles agree to the last bit. */
-static void rope_cache(float *cs, int pos, int n_rot, float base) {
+/* cos/sin for one position: theta_i = freq_scale * pos * base^(-2i/n_rot), the power
+ * computed by repeated multiplication as llama.cpp does so the angles agree to the last
+ * bit (freq_scale: linear rope scaling, 1 without). */
+static void rope_cache(float *cs, int pos, int n_rot, float base, float freq_scale) {
     const float scale = powf(base, -2.0f / n_rot);
     float theta = (float)pos;
     for (int i = 0; i < n_rot / 2; i++) {
-        cs[2 * i] = cosf(theta);
-        cs[2 * i + 1] = sinf(theta);
+        cs[2 * i] = cosf(freq_scale * theta);
+        cs[2 * i + 1] = sinf(freq_scale * theta);
         theta *= scale;
     }
 }
 
+/* Rotates the pairs with one fused multiply-add each, as llama.cpp's build contracts
+ * x0*c - x1*s and x0*s + x1*c: a last-bit difference here can flip the F16 rounding of a
+ * cached K or of q and so decide a near-tie. */
 static void rope_apply(float *v, const float *cs, int n_rot, int neox) {
     const int half = n_rot / 2;
     for (int i = 0; i < half; i++) {
         const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
         const float c = cs[2 * i], s = cs[2 * i + 1], x0 = v[i0], x1 = v[i1];
-        v[i0] = x0 * c - x1 * s;
-        v[i1] = x0 * s + x1 * c;
+        v[i0] = fmaf(x0, c, -(x1 * s));
+        v[i1] = fmaf(x0, s, x1 * c);
     }
 }
 
@@ -118,7 +125,9 @@ typedef struct {
 } attn_task;
 
 /* Work items are (token, KV head, slice of its query heads): one kernel call serves the
- * up to EM_ATTN_MAX_GROUP query heads of a GQA group that share the K/V rows. */
+ * up to EM_ATTN_MAX_GROUP query heads of a GQA group that share the K/V rows. A token at
+ * position pos attends to positions 0..pos, or in a sliding-window layer to the last
+ * n_swa of them (pos - n_swa + 1..pos, as llama.cpp masks). */
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_task *a = arg;
     struct ember_context *ctx = a->ctx;
@@ -127,13 +136,15 @@ static void attn_worker(void *arg, int ith, int nth) {
     const int n_sub = (group + EM_ATTN_MAX_GROUP - 1) / EM_ATTN_MAX_GROUP, per = (group + n_sub - 1) / n_sub;
     const size_t kvdim = (size_t)nkv * hd;
     const size_t esz = ctx->kv_type == EM_F16 ? 2 : 4;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = hp->attn_scale != 0.0f ? 1.0f : 1.0f / sqrtf((float)hd);  /* else q is pre-scaled */
+    const int window = ctx->m->layers[a->layer].swa ? hp->n_swa : 0;
     const int items = a->T * nkv * n_sub;
     for (int it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
         const int t = it / (nkv * n_sub), kvh = it / n_sub % nkv, sub = it % n_sub;
         const int h0 = kvh * group + sub * per, n_q = group - sub * per < per ? group - sub * per : per;
-        const size_t base = (kv_offset(ctx, a->layer, ctx->tok_seq[t], 0) + (size_t)kvh * hd) * esz;
-        const int n_kv = ctx->tok_pos[t] + 1;  /* causal: the sequence's positions 0..pos */
+        const int pos = ctx->tok_pos[t], p0 = window && pos >= window ? pos - window + 1 : 0;
+        const size_t base = (kv_offset(ctx, a->layer, ctx->tok_seq[t], p0) + (size_t)kvh * hd) * esz;
+        const int n_kv = pos + 1 - p0;
         ctx->kern->attn[ctx->kv_type](ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd,
                                       ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd, n_q,
                                       (const char *)ctx->k_cache + base, (const char *)ctx->v_cache + base, n_kv, hd,
@@ -157,9 +168,22 @@ static void kv_store(struct ember_context *ctx, int l, int seq, int pos, const f
 /* ---- one chunk of tokens --------------------------------------------------------------- */
 static void embed(struct ember_context *ctx, const ember_token *tokens, int T) {
     const em_weight *e = &ctx->m->tok_embd;
+    const int d = ctx->m->hp.n_embd;
+    const float sc = ctx->m->hp.embd_scale;
+    for (int t = 0; t < T; t++) {
+        float *x = ctx->x + (size_t)t * d;
+        em_dequantize_row(e->type, (const char *)e->data + (size_t)tokens[t] * e->row_bytes, x, e->cols);
+        if (sc != 0.0f)
+            for (int i = 0; i < d; i++) x[i] *= sc;
+    }
+}
+
+/* gemma3: RMSNorm of a block's output (xb2) before it joins the residual stream. */
+static void post_norm(struct ember_context *ctx, const em_weight *w, int T) {
+    if (!w->data) return;
+    const int d = ctx->m->hp.n_embd;
     for (int t = 0; t < T; t++)
-        em_dequantize_row(e->type, (const char *)e->data + (size_t)tokens[t] * e->row_bytes,
-                          ctx->x + (size_t)t * ctx->m->hp.n_embd, e->cols);
+        ctx->kern->rmsnorm(ctx->xb2 + (size_t)t * d, ctx->xb2 + (size_t)t * d, w->data, d, ctx->m->hp.rms_eps);
 }
 
 static void layer_forward(struct ember_context *ctx, int l, int T) {
@@ -186,15 +210,19 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
             for (int h = 0; h < nh; h++) k->rmsnorm(q + h * hd, q + h * hd, L->q_norm.data, hd, hp->rms_eps);
             for (int h = 0; h < nkv; h++) k->rmsnorm(kk + h * hd, kk + h * hd, L->k_norm.data, hd, hp->rms_eps);
         }
-        rope_cache(ctx->rope_cs, ctx->tok_pos[t], hp->n_rot, hp->rope_base);
+        rope_cache(ctx->rope_cs, ctx->tok_pos[t], hp->n_rot, L->swa ? hp->rope_base_swa : hp->rope_base,
+                   L->swa || hp->rope_freq_scale == 0.0f ? 1.0f : hp->rope_freq_scale);
         for (int h = 0; h < nh; h++) rope_apply(q + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         for (int h = 0; h < nkv; h++) rope_apply(kk + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
+        if (hp->attn_scale != 0.0f)
+            for (int i = 0; i < qdim; i++) q[i] *= hp->attn_scale;
         kv_store(ctx, l, ctx->tok_seq[t], ctx->tok_pos[t], kk, ctx->v + (size_t)t * kvdim);
     }
     attn_task at = { ctx, l, T };
     em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
 
     matmul(ctx, &L->wo, ctx->xb, qdim, T, ctx->xb2, d);
+    post_norm(ctx, &L->attn_post_norm, T);
     for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
 
     for (int t = 0; t < T; t++)
@@ -204,8 +232,10 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
     const int gu_ld[2] = { hp->n_ff, hp->n_ff };
     matmuls(ctx, ctx->xb, d, T, 2, gu, gu_out, gu_ld);
     for (int t = 0; t < T; t++)
-        k->swiglu(ctx->hg + (size_t)t * hp->n_ff, ctx->hg + (size_t)t * hp->n_ff, ctx->hu + (size_t)t * hp->n_ff, hp->n_ff);
+        (hp->gelu ? k->geglu : k->swiglu)(ctx->hg + (size_t)t * hp->n_ff, ctx->hg + (size_t)t * hp->n_ff,
+                                         ctx->hu + (size_t)t * hp->n_ff, hp->n_ff);
     matmul(ctx, &L->w_down, ctx->hg, hp->n_ff, T, ctx->xb2, d);
+    post_norm(ctx, &L->ffn_post_norm, T);
     for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
 }
 
@@ -217,6 +247,9 @@ static void output_forward(struct ember_context *ctx, int n, float *logits) {
     for (int r = 0; r < n; r++)
         ctx->kern->rmsnorm(ctx->xb + (size_t)r * d, ctx->x + (size_t)ctx->out_tok[r] * d, m->output_norm.data, d, m->hp.rms_eps);
     matmul(ctx, &m->output, ctx->xb, d, n, logits, m->hp.n_vocab);
+    const float cap = m->hp.logit_softcap;
+    if (cap > 0.0f)  /* as llama.cpp: scale by 1/cap, tanh, scale by cap */
+        for (size_t i = 0; i < (size_t)n * m->hp.n_vocab; i++) logits[i] = tanhf(logits[i] * (1.0f / cap)) * cap;
 }
 
 ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, const int *seq,

@@ -34,7 +34,7 @@ double em_time_ms(void);              /* monotonic clock */
 int em_physical_cores(void);
 
 /* ---- architectures ---- */
-enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3 };
+enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3, EM_ARCH_GEMMA3 };
 
 typedef struct em_hparams {
     int arch;           /* enum em_arch */
@@ -51,6 +51,15 @@ typedef struct em_hparams {
     int rope_neox;      /* 0: rotate (x[2i], x[2i+1]); 1: rotate (x[i], x[i + n_rot/2]) */
     float rope_base;    /* rope.freq_base */
     float rms_eps;
+    /* gemma3; zero everywhere else, and zero means the plain llama behaviour */
+    int gelu;           /* FFN gate activation: 0 SiLU (SwiGLU), 1 GELU (GeGLU) */
+    int n_swa;          /* attention.sliding_window: a local layer (em_layer.swa) sees the
+                         * last n_swa positions; 0: every layer is global */
+    float rope_base_swa;    /* rope base of the sliding-window layers */
+    float rope_freq_scale;  /* global layers: 1 / rope.scaling.factor (linear); 0: 1 */
+    float embd_scale;   /* token embeddings are multiplied by this (sqrt(n_embd)); 0: 1 */
+    float attn_scale;   /* queries are multiplied by this before attention; 0: 1/sqrt(head_dim) */
+    float logit_softcap;    /* final_logit_softcapping: logits = c*tanh(logits/c); 0 = off */
 } em_hparams;
 
 /* A weight matrix (or vector) view into the mapped file: rows of `cols` elements. */
@@ -67,9 +76,12 @@ typedef struct em_layer {
     em_weight wq, wk, wv, wo;       /* (n_head*hd, n_embd) (n_kv*hd, n_embd) x2, (n_embd, n_head*hd_v) */
     em_weight bq, bk, bv;           /* qwen2 biases, f32; absent elsewhere */
     em_weight q_norm, k_norm;       /* qwen3 per-head RMSNorm (head_dim) f32 */
+    em_weight attn_post_norm;       /* gemma3: RMSNorm of the attention output (n_embd) f32 */
     em_weight ffn_norm;             /* (n_embd) f32 */
+    em_weight ffn_post_norm;        /* gemma3: RMSNorm of the FFN output (n_embd) f32 */
     em_weight w_gate, w_up;         /* (n_ff, n_embd) */
     em_weight w_down;               /* (n_embd, n_ff) */
+    int swa;                        /* sliding-window (local) layer: window, rope_base_swa */
 } em_layer;
 
 struct ember_model {

@@ -844,18 +844,40 @@ INLINE double dot_qk(const int f16, const double *qd, const void *kp, int hd) {
     return s;
 }
 
-/* acc = acc * ms, or acc += v * w when v is given: multiply and add rounded separately
- * as in the ref; an F16 accumulator is rounded to F16 after each step. */
+/* The F16 score of kern_ref.c's dot_f16_ggml: 4 x 8 float lanes of fused products. */
+INLINE double dot_qk_f16(const float *q, const uint16_t *k, int hd) {
+    const int n32 = hd & ~31;
+    double s = 0.0;
+    if (n32) {
+        __m256 a[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        for (int i = 0; i < n32; i += 32)
+            for (int j = 0; j < 4; j++)
+                a[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8 * j))),
+                                       _mm256_loadu_ps(q + i + 8 * j), a[j]);
+        const __m256 r = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        s = (double)_mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+    }
+    for (int i = n32; i < hd; i++) s += (double)(em_f16_to_f32(k[i]) * q[i]);
+    return s;
+}
+
+/* acc = acc * ms, or acc += v * w when v is given: F32 multiplies and adds rounded
+ * separately as in the ref; an F16 accumulator adds the first hd & ~31 with a fused
+ * multiply-add and is rounded to F16 after each step. */
 INLINE void acc_update(const int f16, void *accp, const void *vp, float m, int hd) {
     const __m256 mv = _mm256_set1_ps(m);
     int i = 0;
     if (f16) {
         uint16_t *acc = accp;
         const uint16_t *v = vp;
+        const int n32 = hd & ~31;
         for (; i + 8 <= hd; i += 8) {
             const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
-            const __m256 r = v ? _mm256_add_ps(a, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))), mv))
-                               : _mm256_mul_ps(a, mv);
+            const __m256 vv = v ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))) : a;
+            const __m256 r = !v ? _mm256_mul_ps(a, mv)
+                           : i < n32 ? _mm256_fmadd_ps(vv, mv, a) : _mm256_add_ps(a, _mm256_mul_ps(vv, mv));
             _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT));
         }
         for (; i < hd; i++) {
@@ -883,6 +905,7 @@ INLINE void attn_common(const int f16, float *out, const float *q, int n_q, cons
                         int n_kv, int hd, size_t kstride, float scale) {
     enum { G = EM_ATTN_MAX_GROUP };
     double qd[G][EM_ATTN_MAX_HD];
+    float qf[G][EM_ATTN_MAX_HD];  /* F16: q rounded to F16, as floats */
     _Alignas(32) uint16_t acc16[G][EM_ATTN_MAX_HD];
     float M[G], S[G];
     const size_t es = f16 ? 2 : 4;
@@ -890,7 +913,8 @@ INLINE void attn_common(const int f16, float *out, const float *q, int n_q, cons
         M[h] = -INFINITY;
         S[h] = 0.0f;
         for (int i = 0; i < hd; i++) {
-            qd[h][i] = f16 ? (double)em_f16_to_f32(em_f32_to_f16(q[h * hd + i])) : (double)q[h * hd + i];
+            qf[h][i] = f16 ? em_f16_to_f32(em_f32_to_f16(q[h * hd + i])) : q[h * hd + i];
+            qd[h][i] = (double)qf[h][i];
             acc16[h][i] = 0;
             out[h * hd + i] = 0.0f;
         }
@@ -899,7 +923,7 @@ INLINE void attn_common(const int f16, float *out, const float *q, int n_q, cons
         const char *kt = (const char *)k + (size_t)j * kstride * es, *vt = (const char *)v + (size_t)j * kstride * es;
         for (int h = 0; h < n_q; h++) {
             void *acc = f16 ? (void *)acc16[h] : (void *)(out + h * hd);
-            const float s = (float)dot_qk(f16, qd[h], kt, hd) * scale;
+            const float s = (float)(f16 ? dot_qk_f16(qf[h], (const uint16_t *)kt, hd) : dot_qk(0, qd[h], kt, hd)) * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > M[h]) {
                 ms = expf(M[h] - s);
@@ -910,7 +934,7 @@ INLINE void attn_common(const int f16, float *out, const float *q, int n_q, cons
             }
             acc_update(f16, acc, vt, vs, hd);
             const float Sm = S[h] * ms;  /* two statements: no FMA contraction (clang), as ref */
-            S[h] = Sm + vs;
+            S[h] = f16 ? fmaf(S[h], ms, vs) : Sm + vs;
         }
     }
     for (int h = 0; h < n_q; h++) {

@@ -923,8 +923,33 @@ AI float attn_dot(int t, const double *qd, const void *kt, int hd) {
  * of the dot products are in another order than ref's. */
 #define QD_W (EM_ATTN_MAX_HD + 16)
 
+/* The F16 score of kern_ref.c's dot_f16_ggml (llama.cpp's AVX2 layout: 4 x 8 float lanes
+ * of fused products, reduced as there, the rest in double); qd holds F16 values. */
+AI double dot_f16_ggml(const double *qd, const uint16_t *k, int hd) {
+    const int n32 = hd & ~31;
+    double s = 0.0;
+    if (n32) {
+        __m256 a[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        for (int i = 0; i < n32; i += 32)
+            for (int j = 0; j < 4; j++)
+                a[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8 * j))),
+                                       _mm512_cvtpd_ps(_mm512_loadu_pd(qd + i + 8 * j)), a[j]);
+        const __m256 r = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        s = (double)_mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+    }
+    for (int i = n32; i < hd; i++) s += (double)(em_f16_to_f32(k[i]) * (float)qd[i]);
+    return s;
+}
+
 AI void attn_scores(int t, double (*qd)[QD_W], int n_q, const void *kt, int hd, float scale,
                     float (*s)[EM_ATTN_CHUNK], int j) {
+    if (t == EM_F16) {
+        _Pragma("GCC unroll 8")
+        for (int h = 0; h < n_q; h++) s[h][j] = (float)dot_f16_ggml(qd[h], kt, hd) * scale;
+        return;
+    }
     __m512d a0[EM_ATTN_MAX_GROUP], a1[EM_ATTN_MAX_GROUP];
     _Pragma("GCC unroll 8")
     for (int h = 0; h < EM_ATTN_MAX_GROUP; h++) a0[h] = a1[h] = _mm512_setzero_pd();  /* all: no false uninitialized warnings */
@@ -981,8 +1006,9 @@ AI void attn_vblock(int t, int n_q, int ns, int i0, int hd, float *out, uint16_t
                 }
             }
             _Pragma("GCC unroll 8")
-            for (int g = 0; g < ns; g++) {
-                a[h][g] = _mm512_add_ps(a[h][g], _mm512_mul_ps(vv[g], w));
+            for (int g = 0; g < ns; g++) {  /* F16: fused below hd & ~31, as llama.cpp */
+                a[h][g] = t == EM_F16 && i0 + 16 * g < (hd & ~31) ? _mm512_fmadd_ps(vv[g], w, a[h][g])
+                                                                  : _mm512_add_ps(a[h][g], _mm512_mul_ps(vv[g], w));
                 if (t == EM_F16) a[h][g] = _mm512_cvtph_ps(_mm512_cvtps_ph(a[h][g], RNE));  /* F16 accumulator */
             }
         }
@@ -1030,7 +1056,7 @@ AI void attn_x(int t, float *out, const float *q, int n_q, const void *k, const 
                     else vs = expf(s[h][j] - M[h]);
                     msc[h][j] = ms;
                     s[h][j] = vs;
-                    S[h] = S[h] * ms + vs;
+                    S[h] = t == EM_F16 ? fmaf(S[h], ms, vs) : S[h] * ms + vs;
                 }
                 grew = 1;
             } else {

@@ -836,11 +836,6 @@ static void attn_f32(float *out, const float *q, int n_q, const void *k, const v
                      size_t kstride, float scale) {
     for (int h = 0; h < n_q; h++) attn_common(0, out + h * hd, q + h * hd, k, v, n_kv, hd, kstride, scale);
 }
-static void attn_f16(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv, int hd,
-                     size_t kstride, float scale) {
-    for (int h = 0; h < n_q; h++) attn_common(1, out + h * hd, q + h * hd, k, v, n_kv, hd, kstride, scale);
-}
-
 const em_kernels em_kernels_neon = {
     .name = "neon",
     .quantize_act = {
@@ -856,5 +851,5 @@ const em_kernels em_kernels_neon = {
     .rmsnorm = rmsnorm_neon,
     .softmax = softmax_neon,
     .swiglu = swiglu_neon,
-    .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
+    .attn = { [EM_F32] = attn_f32 },  /* F16: ref's, whose scores follow llama.cpp's x86 lanes */
 };

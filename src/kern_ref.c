@@ -82,11 +82,42 @@ static void swiglu_ref(float *h, const float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+static void geglu_ref(float *h, const float *g, const float *u, int n) {
+    for (int i = 0; i < n; i++) {
+        const float x = g[i];
+        float y;
+        if (x <= -10.0f) y = 0.0f;
+        else if (x >= 10.0f) y = x;
+        else {
+            const float xh = em_f16_to_f32(em_f32_to_f16(x));
+            const float t = tanhf(0.79788456080286535587989211986876f * xh * fmaf(0.044715f * xh, xh, 1.0f));
+            y = em_f16_to_f32(em_f32_to_f16(0.5f * xh * (1.0f + t)));
+        }
+        h[i] = y * u[i];
+    }
+}
+
 /* One-pass attention for a GQA group (the spec of kernels.h): per position and head, the
  * online update of llama.cpp's CPU flash attention. State per head: running max M, sum S
  * and the output accumulator (floats, or halves for F16). */
 static float kv_elem(int t, const void *row, int i) {
     return t == EM_F32 ? ((const float *)row)[i] : em_f16_to_f32(((const uint16_t *)row)[i]);
+}
+
+/* The F16 score as llama.cpp's x86 (AVX2) build computes it: the first hd & ~31 products
+ * are fused-multiply-added into 32 float partial sums (element i into sum i % 32), which
+ * are reduced as its 4 x 8-lane registers are: p[l] + p[16+l] and p[8+l] + p[24+l], their
+ * sum a[l], then (a0+a4 + a1+a5) + (a2+a6 + a3+a7); the rest is added in double. */
+static double dot_f16_ggml(const float *q, const uint16_t *k, int hd) {
+    const int n32 = hd & ~31;
+    float p[32] = { 0 };
+    for (int i = 0; i < n32; i++) p[i % 32] = fmaf(em_f16_to_f32(k[i]), q[i], p[i % 32]);
+    float a[8];
+    for (int l = 0; l < 8; l++) a[l] = (p[l] + p[16 + l]) + (p[8 + l] + p[24 + l]);
+    const float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
+    double dot = n32 ? (double)((t0 + t1) + (t2 + t3)) : 0.0;
+    for (int i = n32; i < hd; i++) dot += (double)(em_f16_to_f32(k[i]) * q[i]);
+    return dot;
 }
 
 static void attn_x(int t, float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
@@ -109,7 +140,8 @@ static void attn_x(int t, float *out, const float *q, int n_q, const void *k, co
         const char *kt = (const char *)k + (size_t)j * kstride * esz, *vt = (const char *)v + (size_t)j * kstride * esz;
         for (int h = 0; h < n_q; h++) {
             double dot = 0.0;
-            for (int i = 0; i < hd; i++) dot += (double)qv[h][i] * kv_elem(t, kt, i);
+            if (t == EM_F16) dot = dot_f16_ggml(qv[h], (const uint16_t *)kt, hd);
+            else for (int i = 0; i < hd; i++) dot += (double)qv[h][i] * kv_elem(t, kt, i);
             const float s = (float)dot * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > M[h]) {  /* new maximum: rescale what was accumulated so far */
@@ -122,11 +154,12 @@ static void attn_x(int t, float *out, const float *q, int n_q, const void *k, co
             } else {
                 vs = expf(s - M[h]);
             }
-            for (int i = 0; i < hd; i++) {
+            for (int i = 0; i < hd; i++) {  /* F16: fused for the first hd & ~31, as llama.cpp */
                 if (t == EM_F32) out[h * hd + i] += kv_elem(t, vt, i) * vs;
+                else if (i < (hd & ~31)) acc16[h][i] = em_f32_to_f16(fmaf(kv_elem(t, vt, i), vs, em_f16_to_f32(acc16[h][i])));
                 else acc16[h][i] = em_f32_to_f16(em_f16_to_f32(acc16[h][i]) + kv_elem(t, vt, i) * vs);
             }
-            S[h] = S[h] * ms + vs;
+            S[h] = t == EM_F16 ? fmaf(S[h], ms, vs) : S[h] * ms + vs;  /* F16: fused, as llama.cpp's x86 build */
         }
     }
     for (int h = 0; h < n_q; h++) {
@@ -194,6 +227,7 @@ const em_kernels em_kernels_ref = {
     .softmax = softmax_ref,
     .softmax2 = softmax2_ref,
     .swiglu = swiglu_ref,
+    .geglu = geglu_ref,
     .attn = { [EM_F32] = attn_f32_ref, [EM_F16] = attn_f16_ref },
     .attn3 = { [EM_F32] = attn3_f32_ref, [EM_F16] = attn3_f16_ref },
 };

@@ -38,6 +38,12 @@ typedef struct em_kernels {
     void (*softmax2)(float *x, int n);
     /* h[i] = silu(g[i]) * u[i]. */
     void (*swiglu)(float *h, const float *g, const float *u, int n);
+    /* h[i] = gelu(g[i]) * u[i] (h may alias g) with llama.cpp's CPU GELU for f32 input:
+     * 0 for g <= -10, g for g >= 10, otherwise the tanh approximation
+     * 0.5 g (1 + tanh(sqrt(2/pi) g (1 + 0.044715 g^2))) evaluated in float at g rounded to
+     * F16, the result rounded to F16 (llama.cpp reads it from a 65536-entry F16 table, built
+     * by its x86 FMA build with 1 + 0.044715 g^2 as one fused multiply-add). */
+    void (*geglu)(float *h, const float *g, const float *u, int n);
     /* Attention of n_q query heads that share one KV head (a GQA group; n_q <=
      * EM_ATTN_MAX_GROUP) over cached positions 0..n_kv-1, in one pass with an online
      * softmax, so K and V are each read once for the whole group and the scratch does not
@@ -47,7 +53,12 @@ typedef struct em_kernels {
      * attention, per position and head: the score (dot product summed in double); if it
      * exceeds the running max M, the output and the sum are rescaled by e^(M_old - s);
      * otherwise the V row is weighted by e^(s - M). For F16, q is rounded to F16 and the
-     * output accumulated in F16 (rounded after every step). SIMD kernels work through
+     * output accumulated in F16 (rounded after every step), and the arithmetic is that of
+     * llama.cpp's x86 (AVX2, FMA) build, which decides near-ties of models whose q/k are
+     * large (gemma3's normed heads): the score's first hd & ~31 products are fused into 32
+     * float partial sums reduced as its 4 x 8 lanes are (kern_ref.c dot_f16_ggml), the V
+     * rows of those lanes are added with a fused multiply-add, and so is the sum
+     * S = S * ms + vs. SIMD kernels work through
      * EM_ATTN_CHUNK positions at a time (scores of the chunk, then the update, then the V
      * rows), which changes nothing in the arithmetic: a chunk whose scores stay below M,
      * nearly every chunk, takes no rescale. */

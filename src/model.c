@@ -1,8 +1,10 @@
 /* model.c: GGUF metadata -> hyper-parameters, and tensor binding per architecture.
  * Supported: llama (Llama 2/3, TinyLlama, SmolLM2, Mistral-style), qwen2 (q/k/v biases,
- * NEOX rope) and qwen3 (per-head q/k RMSNorm, head_dim from attention.key_length, NEOX
- * rope). Every tensor is checked for presence, type and shape before the forward pass
- * ever sees it; weights stay in the read-only mapping. */
+ * NEOX rope), qwen3 (per-head q/k RMSNorm, head_dim from attention.key_length, NEOX rope)
+ * and gemma3 (qwen3's plus post-norms, GeGLU, sliding-window layers: see read_gemma3).
+ * Every tensor is checked for presence, type and shape before the forward pass ever sees
+ * it; weights stay in the read-only mapping. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 
 static const struct { const char *name; int arch; } arch_names[] = {
     { "llama", EM_ARCH_LLAMA }, { "qwen2", EM_ARCH_QWEN2 }, { "qwen3", EM_ARCH_QWEN3 },
+    { "gemma3", EM_ARCH_GEMMA3 },
 };
 
 /* Reads "{arch}.{key}" as an integer; def when absent. Fails on wrong type or range. */
@@ -45,6 +48,70 @@ static ember_status get_float(const gguf_ctx *g, const char *arch, const char *k
     return EMBER_OK;
 }
 
+/* Gemma 3, as llama.cpp reads it: token embeddings times sqrt(n_embd); queries times
+ * 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the 62-layer 27B); GeGLU; sliding-window
+ * layers when attention.sliding_window > 0 (which layers: see read_swa) with their own
+ * rope base (rope.freq_base_swa, else 10000) and no rope scaling; linear rope scaling
+ * (rope.scaling.factor) on the global layers; optional final logit soft-capping. */
+static ember_status read_gemma3(em_hparams *hp, const gguf_ctx *g, const char *arch) {
+    ember_status st;
+    if ((st = get_int(g, arch, "attention.sliding_window", 0, 0, &hp->n_swa)) ||
+        (st = get_float(g, arch, "rope.freq_base_swa", 10000.0f, &hp->rope_base_swa)))
+        return st;
+    char full[128];
+    double v;
+    snprintf(full, sizeof full, "%s.final_logit_softcapping", arch);
+    int r = gguf_get_float(g, full, &v);
+    if (r == -2 || (r == 0 && !(v >= 0 && v < 1e30)))
+        return em_fail(EMBER_E_FORMAT, "key '%s' is not a number >= 0", full);
+    hp->logit_softcap = r == 0 ? (float)v : 0.0f;
+    const char *s;
+    size_t len;
+    snprintf(full, sizeof full, "%s.rope.scaling.type", arch);
+    if (gguf_get_str(g, full, &s, &len) == 0 && !(len == 6 && !memcmp(s, "linear", 6)) &&
+        !(len == 4 && !memcmp(s, "none", 4)))
+        return em_fail(EMBER_E_UNSUPPORTED, "rope scaling '%.*s' is not supported for %s", (int)(len < 32 ? len : 32), s, arch);
+    float factor = 0.0f;
+    if ((st = get_float(g, arch, "rope.scaling.factor", 0.0f, &factor))) return st;
+    if (factor == 0.0f && (st = get_float(g, arch, "rope.scale_linear", 0.0f, &factor))) return st;
+    hp->rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
+    hp->embd_scale = sqrtf((float)hp->n_embd);
+    hp->attn_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
+                                       : 1.0f / sqrtf((float)hp->head_dim);
+    hp->gelu = 1;
+    return EMBER_OK;
+}
+
+/* Which layers use the sliding window (n_swa > 0): attention.sliding_window_pattern as one
+ * flag per layer, or as a period p (default 6): layer i is local unless i % p == p - 1, so
+ * every p-th layer is global (p = 0: all local). */
+static ember_status read_swa(struct ember_model *m, const char *arch) {
+    const em_hparams *hp = &m->hp;
+    if (hp->n_swa <= 0) return EMBER_OK;
+    char full[128];
+    snprintf(full, sizeof full, "%s.attention.sliding_window_pattern", arch);
+    int et;
+    uint64_t n;
+    const void *data;
+    if (gguf_get_arr(m->gguf, full, &et, &n, &data) == 0) {
+        const int esz = et == GGUF_BOOL || et == GGUF_U8 || et == GGUF_I8 ? 1
+                      : et == GGUF_U16 || et == GGUF_I16 ? 2 : et == GGUF_U32 || et == GGUF_I32 ? 4 : 0;
+        if (!esz || !data || n != (uint64_t)hp->n_layer)
+            return em_fail(EMBER_E_FORMAT, "key '%s' must be %d flags", full, hp->n_layer);
+        for (int i = 0; i < hp->n_layer; i++) {
+            uint32_t f = 0;
+            memcpy(&f, (const char *)data + (size_t)i * esz, (size_t)esz);  /* little-endian */
+            m->layers[i].swa = f != 0;
+        }
+        return EMBER_OK;
+    }
+    int p;
+    ember_status st = get_int(m->gguf, arch, "attention.sliding_window_pattern", 6, 0, &p);
+    if (st) return st;
+    for (int i = 0; i < hp->n_layer; i++) m->layers[i].swa = p == 0 || i % p < p - 1;
+    return EMBER_OK;
+}
+
 static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
     const char *s;
     size_t len;
@@ -66,7 +133,8 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
         (st = get_int(g, arch, "attention.head_count_kv", hp->n_head, 0, &hp->n_head_kv)) ||
         (st = get_int(g, arch, "context_length", -1, 0, &hp->n_ctx_train)) ||
         (st = get_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps)) ||
-        (st = get_float(g, arch, "rope.freq_base", hp->arch == EM_ARCH_LLAMA ? 10000.0f : 1e6f, &hp->rope_base)))
+        (st = get_float(g, arch, "rope.freq_base",
+                         hp->arch == EM_ARCH_LLAMA || hp->arch == EM_ARCH_GEMMA3 ? 10000.0f : 1e6f, &hp->rope_base)))
         return st;
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 ||
         hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
@@ -93,7 +161,7 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
         hp->n_ctx_train = EM_DEFAULT_N_CTX_TRAIN;
     }
     hp->rope_neox = hp->arch != EM_ARCH_LLAMA;
-    return EMBER_OK;
+    return hp->arch == EM_ARCH_GEMMA3 ? read_gemma3(hp, g, arch) : EMBER_OK;
 }
 
 /* Binds tensor `name`, checking its shape (ne0, ne1); ne1 = 0 means a vector. Vectors must
@@ -130,7 +198,8 @@ static ember_status bind_layers(struct ember_model *m) {
     const int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
     const int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim, vv = (int64_t)hp->n_head_kv * hp->head_dim_v;
     const int64_t o = (int64_t)hp->n_head * hp->head_dim_v;
-    const int bias = hp->arch == EM_ARCH_QWEN2, qknorm = hp->arch == EM_ARCH_QWEN3;
+    const int bias = hp->arch == EM_ARCH_QWEN2, gemma = hp->arch == EM_ARCH_GEMMA3;
+    const int qknorm = hp->arch == EM_ARCH_QWEN3 || gemma;
     for (int i = 0; i < hp->n_layer; i++) {
         em_layer *L = &m->layers[i];
         char n[15][96];
@@ -147,6 +216,10 @@ static ember_status bind_layers(struct ember_model *m) {
             (st = bind(m, n[9], hp->head_dim, 0, qknorm, &L->k_norm)) ||
             (st = bind(m, n[10], d, 0, 1, &L->ffn_norm)) || (st = bind(m, n[11], d, hp->n_ff, 1, &L->w_gate)) ||
             (st = bind(m, n[12], d, hp->n_ff, 1, &L->w_up)) || (st = bind(m, n[13], hp->n_ff, d, 1, &L->w_down)))
+            return st;
+        snprintf(n[0], sizeof n[0], "blk.%d.post_attention_norm.weight", i);
+        snprintf(n[1], sizeof n[1], "blk.%d.post_ffw_norm.weight", i);
+        if ((st = bind(m, n[0], d, 0, gemma, &L->attn_post_norm)) || (st = bind(m, n[1], d, 0, gemma, &L->ffn_post_norm)))
             return st;
     }
     return EMBER_OK;
@@ -244,5 +317,11 @@ ember_status em_model_load_gguf(struct ember_model *m, const char *path, int voc
     if (m->vocab && em_vocab_n(m->vocab) > m->hp.n_vocab)
         return em_fail(EMBER_E_FORMAT, "tokenizer has %d tokens but the model only %d",
                        em_vocab_n(m->vocab), m->hp.n_vocab);
-    return bind_layers(m);
+    if ((st = bind_layers(m))) return st;
+    const char *arch;
+    size_t len;
+    gguf_get_str(m->gguf, "general.architecture", &arch, &len);  /* read_hparams checked it */
+    char a[64];
+    snprintf(a, sizeof a, "%.*s", (int)(len < 63 ? len : 63), arch);
+    return read_swa(m, a);
 }

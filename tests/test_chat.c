@@ -158,6 +158,25 @@ TEST(smollm2_model) {
     ember_model_free(m);
 }
 
+/* A gemma3 file without tokenizer.chat_template (as the real 270M one) renders Gemma's
+ * format; another architecture without one is still an error. */
+TEST(gemma3_default) {
+    const char *path = "tests/models/synthetic/gemma3-q8_0.gguf";
+    FILE *f = fopen(path, "rb");
+    if (!f) SKIP("model missing: %s", path);
+    fclose(f);
+    ember_model *m = NULL;
+    CHECK(ember_model_load(path, NULL, &m) == EMBER_OK);
+    if (!m) return;
+    CHECK(ember_model_chat_template(m) == NULL);
+    const ember_chat_message msgs[2] = {{"system", "Be brief."}, {"user", "Hello"}};
+    char out[512];
+    int n = ember_chat_apply_template(m, NULL, msgs, 2, 1, out, sizeof out);
+    CHECK(n > 0 && !strcmp(out, "<bos><start_of_turn>user\nBe brief.\n\nHello<end_of_turn>\n<start_of_turn>model\n"));
+    CHECK(ember_chat_apply_template(m, "chatml", msgs + 1, 1, 0, out, sizeof out) > 0 && !strncmp(out, "<|im_start|>", 12));
+    ember_model_free(m);
+}
+
 /* Counts the control tokens (rendered only with special = 1) in t[0..n). */
 static int n_control(const ember_model *m, const ember_token *t, int n) {
     int k = 0;
@@ -269,6 +288,7 @@ int main(void) {
     RUN(contract_and_errors);
     RUN(llama32_date);
     RUN(smollm2_model);
+    RUN(gemma3_default);
     RUN(chat_spans_no_injection);
     return test_done();
 }
