@@ -329,7 +329,7 @@ TEST(gemma3_270m_greedy_vs_llamacpp) {
     size_t gn;
     char *g = (char *)read_file("tests/golden/gemma3/greedy.txt", &gn);
     if (!g) SKIP("tests/golden/gemma3/greedy.txt missing");
-    if (!file_exists(model)) { free(g); SKIP("Gemma 3 270M missing: %s (set EMBER_GEMMA3)", model); }
+    if (!file_exists(model)) { free(g); SKIP_OPTIONAL("Gemma 3 270M missing: %s (scripts/fetch-model.sh --optional, or set EMBER_GEMMA3)", model); }
     ember_model *m = load(model, NULL);
     CHECK(m);
     static char prompt[65536], name[128];
