@@ -134,7 +134,9 @@ static void check_model(const char *name, const char *file) {
             ember_context_truncate(c, 0);
             int err = ember_decode(c, want_p, nwp, 0) != EMBER_OK, same;
             for (int i = 0; !err && i < nwg; i++) {
-                got[i] = argmax(ember_get_logits(c, -1), nv);
+                const float *l = ember_get_logits(c, -1);
+                if (!l) { err = 1; break; }
+                got[i] = argmax(l, nv);
                 if (i + 1 < nwg) err = ember_decode(c, &got[i], 1, 0) != EMBER_OK;
             }
             CHECKF(!err, "%s %s: decode: %s", name, pname, ember_last_error());
