@@ -16,8 +16,8 @@ llama.cpp with add_special=True (BOS only where the model asks for it) and speci
 parsed only for the chat prompts; it is decoded as one batch, then 64 tokens are chosen by a
 plain argmax over the float32 logits, each fed back one at a time; EOS does not stop the
 loop. Chat prompts are rendered from the GGUF's tokenizer.chat_template with jinja2 (trim_blocks,
-lstrip_blocks, add_generation_prompt=True); a BOS the template writes itself is dropped from
-the text when the tokenizer adds one.
+lstrip_blocks, add_generation_prompt=True; Gemma 3's published template where a gemma3 file has
+none); a BOS the template writes itself is dropped from the text when the tokenizer adds one.
 
 greedy.txt: the format of tests/golden/smollm2/greedy.txt ('#' comments, blocks separated
 by a blank line, "key: value" lines): name, prompt_b64, parse_special, prompt_ids, gen_ids,
@@ -87,10 +87,35 @@ def no_extra_bufts():
     llama_c.llama_model_default_params = params
 
 
+# Gemma 3's published chat template (its text-only part: a system message becomes the
+# first user turn's prefix), for Gemma 3 files that carry none, such as the 270M one here.
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+
 def chat_template(model_path):
     r = GGUFReader(model_path)
-    f = r.fields["tokenizer.chat_template"]
-    return bytes(f.parts[f.data[0]]).decode("utf-8")
+    f = r.fields.get("tokenizer.chat_template")
+    if f is not None:
+        return bytes(f.parts[f.data[0]]).decode("utf-8")
+    arch = r.fields["general.architecture"]
+    if bytes(arch.parts[arch.data[0]]).decode() == "gemma3":
+        return GEMMA3_TEMPLATE
+    sys.exit(f"{model_path} has no tokenizer.chat_template")
 
 
 def render_chat(template, messages, bos_text):
