@@ -6,7 +6,8 @@ takes N argmax steps, one token at a time, with the settings of make_smollm2_gol
 n_ctx 512 (or -c), one thread, flash attention on, F16 KV cache, no extra buffer types.
 ember runs `ember run --temp 0 -n N --ids --special -c N_CTX` on the same prompt. A divergence is a
 near-tie when llama.cpp's own top-2 logit margin at that step is at most 0.5; the exit
-status is 1 if any divergence is not a near-tie (or the prompt tokens differ).
+status is 1 if any divergence is not a near-tie (or the prompt tokens differ). Both stop at
+an end-of-generation token (llama.cpp's list ends with it; `ember run` does not print it).
 
     pip install llama-cpp-python==0.3.36 numpy
     python3 scripts/greedy_vs_llamacpp.py -m MODEL.gguf [--ember build/ember] [--isa avx2]
@@ -88,7 +89,7 @@ def llama_greedy(model, prompts, n_gen, n_ctx):
                 break
             llm.eval([t])
             lg = last()
-        out.append(dict(prompt_ids=ids, ids=gen, margins=margins))
+        out.append(dict(prompt_ids=ids, ids=gen, margins=margins, eog=bool(gen) and gen[-1] in eog))
     llm.close()
     return out
 
@@ -128,8 +129,12 @@ def main():
         toks = ember_ids(a.ember, a, "tokenize", p, [])
         ids = ember_ids(a.ember, a, "run", p, ["--temp", "0", "-n", str(a.n), "--ids", "-c", str(a.ctx)] + isa)
         want = r["ids"]
+        if r["eog"] and ids == want[:-1]:
+            ids = want  # `ember run` stops at an end-of-generation token without printing it
         n = min(len(ids), len(want))
         div = next((i for i in range(n) if ids[i] != want[i]), None)
+        if div is None and len(ids) < len(want):
+            div = len(ids)  # ember ended there (an end-of-generation token), llama.cpp went on
         if toks != r["prompt_ids"]:
             bad += 1
             what = f"prompt tokens differ: ember {toks[:10]} llama.cpp {r['prompt_ids'][:10]}"
@@ -143,7 +148,7 @@ def main():
             m = r["margins"][div]
             tie = m <= NEAR_TIE
             bad += not tie
-            what = (f"diverges at step {div} (ember {ids[div]}, llama.cpp {want[div]}), llama.cpp margin "
+            what = (f"diverges at step {div} (ember {ids[div] if div < len(ids) else 'EOG'}, llama.cpp {want[div]}), llama.cpp margin "
                     f"{m:.3f}: {'near-tie' if tie else 'NOT a near-tie'}")
         print(f"{p[:44]!r:48} {len(r['prompt_ids']):4d}+{len(want):2d} tokens  {what}")
     print(f"{os.path.basename(a.model)}{' --isa ' + a.isa if a.isa else ''}: {identical}/{len(prompts)} identical, "

@@ -13,6 +13,7 @@
 #   O       build directory           (build-arm; kept apart from the native build/)
 #   EMBER_GOLDEN_PROMPTS  SmolLM2 golden prompts test_golden runs (default: 3 of the 15,
 #           see below; set it empty to run all 15, about 14 minutes more)
+#   EMBER_REALMODELS      real models test_realmodels runs (default: none)
 # Exit status is make's: nonzero when any test fails.
 set -eu
 cd "$(dirname "$0")/.."
@@ -57,6 +58,10 @@ export EMBER_BIN
 # in full 8-column tiles). test_kernels still holds every NEON kernel to the reference.
 EMBER_GOLDEN_PROMPTS=${EMBER_GOLDEN_PROMPTS-capital,fibonacci,chat_multiturn}
 export EMBER_GOLDEN_PROMPTS
+# The optional real models (scripts/fetch-models.sh, when fetched into models/) would take
+# hours under qemu; test_realmodels skips them here unless EMBER_REALMODELS names some.
+EMBER_REALMODELS=${EMBER_REALMODELS:-none}
+export EMBER_REALMODELS
 
 start=$(date +%s)
 make CC="$CROSS" AR="$AR" O="$O" "$@" all

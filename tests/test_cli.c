@@ -127,6 +127,7 @@ TEST(info_and_tokenize) {
     snprintf(args, sizeof args, "info -m %s", m);
     CHECK(ember(args) == 0);
     CHECK(strstr(out, "llama") && strstr(out, "n_layer") && strstr(out, "parameters"));
+    CHECKF(!strstr(out, "size label"), "stories260K has no general.size_label:\n%s", out);
     snprintf(args, sizeof args, "tokenize -m %s -p 'Once upon a time' --no-bos", m);
     CHECK(ember(args) == 0);
     CHECKF(!strcmp(out, "403 407 261 378\n"), "%s", out);
@@ -147,6 +148,9 @@ TEST(default_model_run) {
     CHECKF(!strncmp(out, "The capital of France is", 24) && strlen(out) > 30, "%s", out);
     CHECK(ember("run -p 'The capital of France is' -n 8 --temp 0 -ctk f32") == 0 && strlen(out) > 30);
     CHECK(ember("run -p hi -n 2 -ctk q3_x") == 1 && strstr(err, "not supported"));
+    /* info: the file's general.size_label beside the parameter count */
+    CHECK(ember("info -m models/SmolLM2-135M-Instruct.Q4_1.gguf") == 0);
+    CHECKF(strstr(out, "parameters             134515008 (134.52 M, size label 135M)\n"), "%s", out);
 }
 
 /* Chat renders SmolLM2's ChatML template (with its default system prompt) and streams

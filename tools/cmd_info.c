@@ -1,5 +1,5 @@
 /* cmd_info.c: `ember info -m MODEL`: architecture, hyper-parameters, tensor types,
- * parameter count, file and memory sizes, and the kernel ISA this CPU would use. */
+ * parameter count (with the file's size label), file and memory sizes, and the kernel ISA this CPU would use. */
 #include <stdlib.h>
 #include <string.h>
 #include "common.h"
@@ -33,7 +33,15 @@ int cmd_info(int argc, char **argv) {
     }
     meta(m, "tokenizer", "tokenizer.ggml.model");
     meta(m, "pre-tokenizer", "tokenizer.ggml.pre");
-    printf("%-22s %lld (%.2f M)\n", "parameters", (long long)ember_model_n_params(m), ember_model_n_params(m) / 1e6);
+    /* the file's own size label (general.size_label, e.g. "1.5B") beside the count */
+    char label[64];
+    printf("%-22s %lld (%.2f M", "parameters", (long long)ember_model_n_params(m), ember_model_n_params(m) / 1e6);
+    if (ember_model_meta_str(m, "general.size_label", label, sizeof label) > 0) {
+        for (char *c = label; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';  /* a hostile label stays one line */
+        printf(", size label %s", label);
+    }
+    printf(")\n");
     printf("%-22s %.2f MiB\n", "weights", ember_model_size(m) / 1048576.0);
     const char *t = ember_model_chat_template(m);
     printf("%-22s %s\n", "chat template", t ? "yes" : "none");
