@@ -16,15 +16,12 @@ an end-of-generation token (llama.cpp's list ends with it; `ember run` does not 
 The built-in prompts are code and text completions plus two ChatML conversations (for
 models with ChatML templates, e.g. Qwen2.5); --prompts takes a JSON list of strings, in
 which control tokens are written out (they are parsed as special tokens on both sides).
-scripts/gemma3_prompts.json holds plain and chat prompts for Gemma 3, two of them longer
-than its 512-position sliding window (run it with -c 1024).
+Use -c 1024 for prompts longer than Gemma 3's 512-position sliding window.
 
 --golden FILE also writes llama.cpp's results in the block format of
 tests/golden/smollm2/greedy.txt (name, prompt_b64, parse_special, prompt_ids, gen_ids,
-margins, min_margin) for tests/test_golden.c; tests/golden/gemma3/greedy.txt was made with
-    python3 scripts/greedy_vs_llamacpp.py -m gemma-3-270m-q4_k_m.gguf -c 1024 \
-        --prompts scripts/gemma3_prompts.json --golden tests/golden/gemma3/greedy.txt
-(the Gemma 3 270M Q4_K_M file of issue 10, sha256 a5fd3b62...6818).
+margins, min_margin). The goldens that tests/test_realmodels.c checks come from
+scripts/make_realmodel_goldens.py.
 """
 import argparse
 import base64
