@@ -33,8 +33,10 @@
  *     wider calls unpack each weight block once and dot it with every column.
  *
  * Attention follows attn_*_ref step for step (same expf calls, same branch on a new
- * maximum, V update as a multiply then an add, F16 accumulator rounded after the rescale
- * and after every update); only q.k is vectorized, summed in double lanes. rmsnorm sums
+ * maximum, F16 accumulator rounded after the rescale and after every update). F32: V
+ * update as a multiply then an add, q.k summed in double lanes. F16: the score in ref's
+ * 32 float partial sums of fused products (8 x 4 lanes, FMLA) and its reduction order, the
+ * V update fused for the first hd & ~31 elements, S = fma(S, ms, vs). rmsnorm sums
  * float squares in double lanes. swiglu and softmax use exp4, the same Cephes-style expf
  * as kern_avx2.c's exp256 (within ~1 ulp of e^x, subnormal results handled).
  *
@@ -836,6 +838,95 @@ static void attn_f32(float *out, const float *q, int n_q, const void *k, const v
                      size_t kstride, float scale) {
     for (int h = 0; h < n_q; h++) attn_common(0, out + h * hd, q + h * hd, k, v, n_kv, hd, kstride, scale);
 }
+/* The F16 score of kern_ref.c's dot_f16_ggml: 32 float partial sums of fused products in
+ * 8 x 4 lanes (register j, lane l holds element 4j + l of each 32), reduced in ref's order:
+ * a[l] = (p[l] + p[16+l]) + (p[8+l] + p[24+l]), i.e. (r0 + r4) + (r2 + r6) for l < 4 and
+ * (r1 + r5) + (r3 + r7) for l >= 4, then t = a[0..3] + a[4..7] and (t0 + t1) + (t2 + t3).
+ * Elements past hd & ~31 are added in double as in the ref. */
+INLINE double dot_qk_f16(const float *q, const uint16_t *k, int hd) {
+    const int n32 = hd & ~31;
+    double s = 0.0;
+    if (n32) {
+        float32x4_t r[8];
+        for (int j = 0; j < 8; j++) r[j] = vdupq_n_f32(0.0f);
+        for (int i = 0; i < n32; i += 32)
+            for (int j = 0; j < 8; j++) r[j] = vfmaq_f32(r[j], ld4h(k + i + 4 * j), vld1q_f32(q + i + 4 * j));
+        const float32x4_t lo = vaddq_f32(vaddq_f32(r[0], r[4]), vaddq_f32(r[2], r[6]));
+        const float32x4_t hi = vaddq_f32(vaddq_f32(r[1], r[5]), vaddq_f32(r[3], r[7]));
+        const float32x4_t t = vaddq_f32(lo, hi);
+        const float t01 = vgetq_lane_f32(t, 0) + vgetq_lane_f32(t, 1);
+        const float t23 = vgetq_lane_f32(t, 2) + vgetq_lane_f32(t, 3);
+        s = (double)(t01 + t23);
+    }
+    for (int i = n32; i < hd; i++) {
+        const float p = h2f(k[i]) * q[i];
+        s += (double)p;
+    }
+    return s;
+}
+
+/* F16 accumulator, rounded to F16 after each call: acc = acc * m when v is NULL, else
+ * acc += v * m, fused (FMLA) for the first hd & ~31 elements and a multiply then an add
+ * for the rest, as in the ref. */
+INLINE void acc_update_f16(uint16_t *acc, const uint16_t *v, float m, int hd) {
+    const int n32 = hd & ~31;
+    const float32x4_t mv = vdupq_n_f32(m);
+    int i = 0;
+    if (!v) {
+        for (; i + 4 <= hd; i += 4) st4h(acc + i, vmulq_f32(ld4h(acc + i), mv));
+        for (; i < hd; i++) acc[i] = f2h(h2f(acc[i]) * m);
+        return;
+    }
+    for (; i < n32; i += 4) st4h(acc + i, vfmaq_f32(ld4h(acc + i), ld4h(v + i), mv));
+    for (; i + 4 <= hd; i += 4) st4h(acc + i, vaddq_f32(ld4h(acc + i), vmulq_f32(ld4h(v + i), mv)));
+    for (; i < hd; i++) {
+        const float t = h2f(v[i]) * m;
+        acc[i] = f2h(h2f(acc[i]) + t);
+    }
+}
+
+/* One-pass F16 attention of a GQA group, step for step as attn_x in kern_ref.c: q rounded
+ * to F16, the score of dot_f16_ggml, the same expf calls and branch on a new maximum, the
+ * F16 accumulator and S = fma(S, ms, vs). Each K and V row is read once for the group. */
+static void attn_f16(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv, int hd,
+                     size_t kstride, float scale) {
+    enum { G = EM_ATTN_MAX_GROUP };
+    float qf[G][EM_ATTN_MAX_HD];
+    uint16_t acc16[G][EM_ATTN_MAX_HD];
+    float M[G], S[G];
+    for (int h = 0; h < n_q; h++) {
+        M[h] = -INFINITY;
+        S[h] = 0.0f;
+        for (int i = 0; i < hd; i++) {
+            qf[h][i] = h2f(f2h(q[h * hd + i]));
+            acc16[h][i] = 0;
+        }
+    }
+    for (int j = 0; j < n_kv; j++) {
+        const uint16_t *kt = (const uint16_t *)k + (size_t)j * kstride, *vt = (const uint16_t *)v + (size_t)j * kstride;
+        for (int h = 0; h < n_q; h++) {
+            const float s = (float)dot_qk_f16(qf[h], kt, hd) * scale;
+            float ms = 1.0f, vs = 1.0f;
+            if (s > M[h]) {  /* new maximum: rescale what was accumulated so far */
+                ms = expf(M[h] - s);
+                M[h] = s;
+                acc_update_f16(acc16[h], NULL, ms, hd);
+            } else {
+                vs = expf(s - M[h]);
+            }
+            acc_update_f16(acc16[h], vt, vs, hd);
+            S[h] = fmaf(S[h], ms, vs);
+        }
+    }
+    for (int h = 0; h < n_q; h++) {
+        const float inv = S[h] == 0.0f ? 0.0f : 1.0f / S[h];
+        float *o = out + h * hd;
+        int i = 0;
+        for (; i + 4 <= hd; i += 4) vst1q_f32(o + i, vmulq_n_f32(ld4h(acc16[h] + i), inv));
+        for (; i < hd; i++) o[i] = h2f(acc16[h][i]) * inv;
+    }
+}
+
 const em_kernels em_kernels_neon = {
     .name = "neon",
     .quantize_act = {
@@ -851,5 +942,5 @@ const em_kernels em_kernels_neon = {
     .rmsnorm = rmsnorm_neon,
     .softmax = softmax_neon,
     .swiglu = swiglu_neon,
-    .attn = { [EM_F32] = attn_f32 },  /* F16: ref's, whose scores follow llama.cpp's x86 lanes */
+    .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
 };
