@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "ember.h"
 #include "test.h"
+#include "golden_file.h"
 
 static ember_model *load(const char *path, const char *tok) {
     ember_model_params mp = ember_model_default_params();
@@ -23,12 +24,6 @@ static ember_context *new_ctx(ember_model *m, int n_threads) {
     ember_context *c = NULL;
     if (ember_context_new(m, &cp, &c)) printf("  context: %s\n", ember_last_error());
     return c;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
-    return b;
 }
 
 /* Feeds prompt, then appends n_gen greedy tokens to out (argmax of the logits). */
@@ -170,46 +165,6 @@ TEST(tinystories656k_q8_0) {
     ember_model_free(m);
 }
 
-/* Base64 decoding for the golden prompts. */
-static int b64(const char *s, char *out, int cap) {
-    int n = 0, bits = 0;
-    unsigned acc = 0;
-    for (; *s && *s != '\n'; s++) {
-        const char *tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        const char *q = strchr(tbl, *s);
-        if (*s == '=' || !q) continue;
-        acc = ((acc << 6) | (unsigned)(q - tbl)) & 0xFFFFFFu;
-        bits += 6;
-        if (bits >= 8) { bits -= 8; if (n + 1 < cap) out[n++] = (char)((acc >> bits) & 0xFF); }
-    }
-    out[n] = 0;
-    return n;
-}
-
-static int parse_ids(const char *s, ember_token *ids, int max) {
-    int n = 0;
-    char *end;
-    while (n < max) {
-        long v = strtol(s, &end, 10);
-        if (end == s) break;
-        ids[n++] = (ember_token)v;
-        s = end;
-    }
-    return n;
-}
-
-static int parse_floats(const char *s, float *v, int max) {
-    int n = 0;
-    char *end;
-    while (n < max) {
-        float x = strtof(s, &end);
-        if (end == s) break;
-        v[n++] = x;
-        s = end;
-    }
-    return n;
-}
-
 /* SmolLM2 against llama.cpp (tests/golden/smollm2/greedy.txt, flash attention on, F16 KV).
  * Two checks per prompt:
  *  - teacher-forced: feed llama.cpp's tokens; at every step ember's argmax must be
@@ -228,19 +183,6 @@ static int parse_floats(const char *s, float *v, int max) {
  * in full, but MIN_IDENTICAL, a count over all 15 prompts, is only required of a full run. */
 #define NEAR_TIE 1.0f
 #define MIN_IDENTICAL 5
-
-/* Is name in the comma-separated list? */
-static int in_list(const char *list, const char *name) {
-    const size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        const size_t k = e ? (size_t)(e - p) : strlen(p);
-        if (k == n && !strncmp(p, name, n)) return 1;
-        if (!e) break;
-        p = e + 1;
-    }
-    return 0;
-}
 
 TEST(smollm2_greedy_vs_llamacpp) {
     const char *model = getenv("EMBER_SMOLLM2");

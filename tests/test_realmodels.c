@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "ember.h"
 #include "test.h"
+#include "golden_file.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
@@ -29,63 +30,6 @@
 
 #define NEAR_TIE 0.5f
 #define N_CTX 1024
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static int b64(const char *s, char *out, int cap) {
-    int n = 0, bits = 0;
-    unsigned acc = 0;
-    for (; *s && *s != '\n'; s++) {
-        const char *tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        const char *q = strchr(tbl, *s);
-        if (*s == '=' || !q) continue;
-        acc = ((acc << 6) | (unsigned)(q - tbl)) & 0xFFFFFFu;
-        bits += 6;
-        if (bits >= 8) { bits -= 8; if (n + 1 < cap) out[n++] = (char)((acc >> bits) & 0xFF); }
-    }
-    out[n] = 0;
-    return n;
-}
-
-static int parse_ids(const char *s, ember_token *ids, int max) {
-    int n = 0;
-    char *end;
-    while (n < max) {
-        long v = strtol(s, &end, 10);
-        if (end == s) break;
-        ids[n++] = (ember_token)v;
-        s = end;
-    }
-    return n;
-}
-
-static int parse_floats(const char *s, float *v, int max) {
-    int n = 0;
-    char *end;
-    while (n < max) {
-        float x = strtof(s, &end);
-        if (end == s) break;
-        v[n++] = x;
-        s = end;
-    }
-    return n;
-}
-
-static int in_list(const char *list, const char *name) {
-    const size_t n = strlen(name);
-    for (const char *p = list; *p;) {
-        const char *e = strchr(p, ',');
-        const size_t k = e ? (size_t)(e - p) : strlen(p);
-        if (k == n && !strncmp(p, name, n)) return 1;
-        if (!e) break;
-        p = e + 1;
-    }
-    return 0;
-}
 
 /* One model: every prompt block of tests/golden/<name>/greedy.txt. */
 static void check_model(const char *name, const char *file) {
