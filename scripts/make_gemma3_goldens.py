@@ -25,7 +25,6 @@ row-major, little-endian). The committed files were made with llama-cpp-python 0
 built with CMAKE_ARGS="-DGGML_NATIVE=OFF" (AVX2, FMA, F16C) and gguf 0.19.0; the weights are
 deterministic (fixed seed).
 """
-import ctypes
 import os
 import sys
 
@@ -33,10 +32,12 @@ import numpy as np
 
 try:
     import gguf
-    import llama_cpp
-    import llama_cpp.llama_cpp as llama_c
 except ImportError:
     sys.exit("needs: pip install llama-cpp-python==0.3.36 gguf numpy")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama_cpp  # noqa: E402
+from llamacpp_ref import quantize, logits as llamacpp_logits  # noqa: E402
 
 ARCH = "gemma3"
 D, N_LAYER, N_HEAD, N_KV, HD, FF, N_VOCAB = 128, 8, 4, 2, 64, 256, 512
@@ -111,35 +112,6 @@ def write_f32(path, seed=310):
     w.close()
 
 
-def quantize(src, dst, ftype):
-    p = llama_cpp.llama_model_quantize_default_params()
-    p.ftype = ftype
-    p.nthread = 1
-    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
-    if rc != 0:
-        sys.exit(f"llama_model_quantize({src} -> {dst}, ftype {ftype}) failed: {rc}")
-
-
-def logits(path):
-    default_params = llama_c.llama_model_default_params
-
-    def params():  # plain ggml-cpu kernels: no AMX / repacked weight layouts
-        p = default_params()
-        p.use_extra_bufts = False
-        return p
-    llama_c.llama_model_default_params = params
-    try:
-        llm = llama_cpp.Llama(model_path=path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX,
-                              n_threads=1, n_threads_batch=1, logits_all=True,
-                              flash_attn=True, verbose=False)
-        llm.eval(TOKENS)
-        out = np.array(llm.scores[:len(TOKENS)], dtype=np.float32)
-        llm.close()
-        return out
-    finally:
-        llama_c.llama_model_default_params = default_params
-
-
 def main():
     root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     models = os.path.join(root, "tests", "models", "synthetic")
@@ -158,7 +130,7 @@ def main():
         types = {}
         for t in gguf.GGUFReader(path).tensors:
             types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        lg = logits(path)
+        lg = llamacpp_logits(path, TOKENS, N_CTX)
         assert lg.shape == (len(TOKENS), N_VOCAB)
         out = os.path.join(golden, f"gemma3-{name}.llamacpp_logits_{len(TOKENS)}x{N_VOCAB}.f32")
         lg.astype("<f4").tofile(out)

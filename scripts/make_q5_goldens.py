@@ -21,7 +21,6 @@ built from source with CMAKE_ARGS="-DGGML_NATIVE=OFF" (its default x86 set: AVX2
 F16C; the x86 dot products of Q5_0/Q5_1 are then the AVX2 ones) and gguf 0.19.0.
 """
 import argparse
-import ctypes
 import os
 import sys
 
@@ -29,43 +28,16 @@ import numpy as np
 
 try:
     import gguf
-    import llama_cpp
-    import llama_cpp.llama_cpp as llama_c
 except ImportError:
     sys.exit("needs: pip install llama-cpp-python==0.3.36 gguf numpy")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama_cpp  # noqa: E402
+from llamacpp_ref import quantize, logits as llamacpp_logits  # noqa: E402
 
 FTYPES = {"q5_0": 8, "q5_1": 9}  # LLAMA_FTYPE_MOSTLY_Q5_0 / _Q5_1
 TOKENS = [1] + list(range(300, 331))
 N_CTX = 256
-
-
-def quantize(src, dst, ftype):
-    p = llama_cpp.llama_model_quantize_default_params()
-    p.ftype = ftype
-    p.nthread = 1
-    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
-    if rc != 0:
-        sys.exit(f"llama_model_quantize({src} -> {dst}, ftype {ftype}) failed: {rc}")
-
-
-def logits(path):
-    default_params = llama_c.llama_model_default_params
-
-    def params():  # plain ggml-cpu kernels: no AMX / repacked weight layouts
-        p = default_params()
-        p.use_extra_bufts = False
-        return p
-    llama_c.llama_model_default_params = params
-    try:
-        llm = llama_cpp.Llama(model_path=path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX,
-                              n_threads=1, n_threads_batch=1, logits_all=True,
-                              flash_attn=True, verbose=False)
-        llm.eval(TOKENS)
-        out = np.array(llm.scores[:len(TOKENS)], dtype=np.float32)
-        llm.close()
-        return out
-    finally:
-        llama_c.llama_model_default_params = default_params
 
 
 def main():
@@ -89,7 +61,7 @@ def main():
         types = {}
         for t in gguf.GGUFReader(dst).tensors:
             types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        lg = logits(dst)
+        lg = llamacpp_logits(dst, TOKENS, N_CTX)
         assert lg.shape == (len(TOKENS), 512)
         out = os.path.join(golden, f"llama-{name}.llamacpp_logits_32x512.f32")
         lg.astype("<f4").tofile(out)
