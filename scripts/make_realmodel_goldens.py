@@ -3,7 +3,7 @@
 as golden data for tests/test_realmodels.c.
 
 Makes tests/golden/<name>/greedy.txt for each model named (default: the two Qwen2.5-Coder
-files; `gemma3-270m` is known too, for when ember runs gemma3):
+files; `gemma3-270m` for the Gemma 3 file):
     python3 scripts/make_realmodel_goldens.py [NAME ...] [--model-dir models]
 Needs `pip install llama-cpp-python==0.3.36 jinja2 gguf numpy` and the models from
 scripts/fetch-models.sh. About 2 minutes for the 0.5B model and 5 for the 1.5B one.
