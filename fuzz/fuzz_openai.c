@@ -1,4 +1,4 @@
-/* fuzz/fuzz_openai.c: libFuzzer target for the OpenAI JSON translation (tools/openai.c).
+/* fuzz/fuzz_openai.c: libFuzzer target for the OpenAI JSON translation (server/openai.c).
  * The first input byte picks the endpoint (chat or completions); the rest is the request
  * body. Every accepted request must be well-formed (counts and strings consistent), every
  * rejection a 4xx with a message, and the builders fed the parsed strings must produce
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
-#include "../tools/openai.h"
+#include "openai.h"
 
 static void check_json(char *s) {
     if (!s) abort();

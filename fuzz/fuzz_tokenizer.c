@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "gguf.h"
-#include "tokenizer.h"
-#include "unicode.h"
+#include "model/gguf.h"
+#include "text/tokenizer.h"
+#include "text/unicode.h"
 
 static em_vocab *load(const char *name) {
     const char *root = getenv("EMBER_FIXTURES");

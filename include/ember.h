@@ -236,7 +236,7 @@ EMBER_API void ember_sampler_accept(ember_sampler *s, ember_token t); /* e.g. pr
 EMBER_API void ember_sampler_reset(ember_sampler *s);
 EMBER_API uint64_t ember_sampler_seed(const ember_sampler *s);
 
-/* ---- quantization (src/quantize.c; used by `ember quantize`) ----------------------- */
+/* ---- quantization (src/quant/quantize.c; used by `ember quantize`) ----------------------- */
 /* llama.cpp's file types (llama_ftype values, written to general.file_type) that ember
  * can produce; the _S/_M mixes pick per-tensor types exactly as llama-quantize does. */
 typedef enum ember_ftype {
@@ -291,7 +291,7 @@ EMBER_API ember_quantize_params ember_quantize_default_params(void); /* Q8_0, as
 EMBER_API ember_status ember_model_quantize(const char *in_path, const char *out_path,
                                             const ember_quantize_params *params);
 
-/* ---- benchmarking support (src/bandwidth.c; used by `ember bench`) ------------------- */
+/* ---- benchmarking support (src/runtime/bandwidth.c; used by `ember bench`) ------------------- */
 /* Memory read bandwidth, STREAM-style: n_threads threads (0: ember_cpu_cores()) write a
  * buffer of `bytes` (0: 1 GiB; make it much larger than the last-level cache), then sum
  * their slices of it `passes` times (0: 5); the best pass goes to *gbps in GB/s (1e9 B/s). */

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""gen_unicode.py: regenerates the Unicode tables inside src/unicode.c.
+"""gen_unicode.py: regenerates the Unicode tables inside src/text/unicode.c.
 
 The tokenizer's pre-tokenizers need, per codepoint, the general-category class that
 llama.cpp's unicode-data.cpp records (\\p{N} L Z M P S C) and the White_Space property.
-The table is written between the BEGIN/END GENERATED markers of src/unicode.c as
+The table is written between the BEGIN/END GENERATED markers of src/text/unicode.c as
 (first codepoint, class) runs, so the C side can binary-search it. WordPiece (BERT)
 tokenization also needs llama.cpp's two maps: simple lowercase (codepoint -> the first
 codepoint of its lowercase) and "NFD" (codepoint -> the first codepoint of its canonical
@@ -22,7 +22,7 @@ import os
 import sys
 import unicodedata
 
-# Class codes shared with src/unicode.h (enum em_ucat).
+# Class codes shared with src/text/unicode.h (enum em_ucat).
 CLASS = {"N": 1, "L": 2, "Z": 3, "M": 4, "P": 5, "S": 6, "C": 7}
 MAX_CP = 0x110000
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test-arm.sh: cross-builds ember for aarch64 and runs the whole test suite under qemu-user,
-# so the NEON kernels (src/kern_neon.c) are checked against the reference on an x86 host.
+# so the NEON kernels (src/kernels/kern_neon.c) are checked against the reference on an x86 host.
 #   scripts/test-arm.sh [extra make arguments, e.g. WERROR=1 -j2]
 # Needs gcc-aarch64-linux-gnu and qemu-user, and for the `ember` binary (it links `ember
 # serve`) the arm64 libmicrohttpd and cJSON through Debian multiarch:

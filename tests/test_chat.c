@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "test.h"
-#include "chat.h"
+#include "text/chat.h"
 #include "ember.h"
 
 #define CHAT_DIR "tests/golden/chat/"

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "gguf.h"
+#include "model/gguf.h"
 #include "test.h"
 
 /* ---- raw byte builder for hand-made (mostly hostile) files ---- */

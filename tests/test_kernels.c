@@ -24,7 +24,7 @@
  *                 exact, libm's within 1, plus the divide/multiply roundings); the largest
  *                 error seen is printed in ulps. */
 #include <stdint.h>
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "test.h"
 
 static const em_kernels *ref, *isa;

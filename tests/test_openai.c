@@ -1,9 +1,9 @@
-/* test_openai.c: unit tests of the OpenAI JSON translation (tools/openai.c), no sockets
+/* test_openai.c: unit tests of the OpenAI JSON translation (server/openai.c), no sockets
  * and no model: request parsing (fields, defaults, type and range errors), response and
  * chunk shapes (usage always present, choices [] in the usage chunk), error bodies, the
  * UTF-8 and stop-string helpers the server streams with. */
 #include <cjson/cJSON.h>
-#include "../tools/openai.h"
+#include "openai.h"
 #include "test.h"
 
 static int parse(oai_kind kind, const char *body, oai_request *r, oai_error *e) {

@@ -1,4 +1,4 @@
-/* test_quant.c: src/quant.c against independent references.
+/* test_quant.c: src/quant/quant.c against independent references.
  *   - fp16/bf16: every half / bf16 value, every rounding tie, a 1M-value sample of all
  *     floats against a double-precision rounding reference, and numpy / gguf-py vectors.
  *   - dequantizers and Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 quantizers: bit-exact against gguf-py vectors in
@@ -8,8 +8,8 @@
  *   - vec_dot: against a double dot of the dequantized operands with a bound derived from
  *     the float operations involved, and bit for bit against re-statements of ggml's
  *     generic k-quant loops (their summation order is part of the spec). */
-#include "gguf.h"
-#include "quant.h"
+#include "model/gguf.h"
+#include "quant/quant.h"
 #include "test.h"
 
 #include <stdint.h>

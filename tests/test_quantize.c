@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "ember.h"
-#include "gguf.h"
+#include "model/gguf.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------- sha256 (FIPS 180-4) */

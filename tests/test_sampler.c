@@ -3,7 +3,7 @@
  * reset replay, empirical frequencies vs softmax(logits/temp), exact top_k/top_p/min_p
  * kept sets (small hand cases and a 50k vocab vs a full-sort reference), penalties,
  * NaN/inf logits, and that the caller's logits are never written. */
-#include "sampler.h"
+#include "runtime/sampler.h"
 #include "test.h"
 
 #include <float.h>

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <time.h>
 #include "test.h"
-#include "gguf.h"
-#include "tokenizer.h"
-#include "unicode.h"
+#include "model/gguf.h"
+#include "text/tokenizer.h"
+#include "text/unicode.h"
 
 #define SMOLLM2_PATH "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 #define GOLDEN_DIR "tests/golden/tokenizer/"

@@ -1,0 +1,85 @@
+/* kernels.h: the kernel table. Every compute kernel the forward pass uses is a pointer
+ * in struct em_kernels; kern_ref.c fills the table with the scalar specification and each
+ * ISA file (kern_avx2.c, kern_avx512.c, kern_neon.c) overrides the slots it speeds up.
+ * Empty slots fall back to ref. The table is chosen per context (cpu.c), so one process
+ * can test every ISA the CPU has.
+ *
+ * Contract shared by all kernels: no allocation, no printing, no global state; results
+ * for a given output element never depend on how rows are split across threads. */
+#ifndef EMBER_KERNELS_H
+#define EMBER_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "quant/quant.h"
+
+typedef struct em_kernels {
+    const char *name;  /* "ref", "avx2", "avx512", "neon" */
+
+    /* Activations -> the weight type's vec_dot type: quantize_act[t](x, y, n) for
+     * t in {F32, F16, BF16, Q8_0, Q8_1, Q8_K}; n a multiple of the block size. */
+    void (*quantize_act[EM_TYPE_COUNT])(const float *x, void *y, int64_t n);
+
+    /* Matrix times up to 8 activation columns, rows [r0, r1):
+     *   y[c*ldy + r] = dot(W row r, x column c),  c < ncols <= 8.
+     * W rows are wrow bytes apart, in weight type t; x columns are xcol bytes apart, already
+     * in t's vec_dot type; n is the inner dimension. */
+    void (*matmul[EM_TYPE_COUNT])(int64_t n, const void *w, size_t wrow, int r0, int r1,
+                                  const void *x, size_t xcol, int ncols, float *y, int ldy);
+
+    /* o = x * w / sqrt(mean(x^2) + eps)  (RMSNorm; o may alias x). */
+    void (*rmsnorm)(float *o, const float *x, const float *w, int n, float eps);
+    /* In place softmax over n values, three passes: max; e^(x-max) stored and summed;
+     * scaled by 1/sum (reads x three times, writes it twice). */
+    void (*softmax)(float *x, int n);
+    /* The same in two passes (Dukhan & Ablavatski, TECHNIQUES.md §1): pass 1 sums e^x as
+     * extended floats m*2^e, so no max pass is needed and nothing overflows; pass 2
+     * recomputes e^x and scales. Reads x twice, writes it once, which is what counts once
+     * x is out of cache. Inputs are clamped to [-2^22, 2^22]; a NaN makes every output NaN. */
+    void (*softmax2)(float *x, int n);
+    /* h[i] = silu(g[i]) * u[i]. */
+    void (*swiglu)(float *h, const float *g, const float *u, int n);
+    /* h[i] = gelu(g[i]) * u[i] (h may alias g) with llama.cpp's CPU GELU for f32 input:
+     * 0 for g <= -10, g for g >= 10, otherwise the tanh approximation
+     * 0.5 g (1 + tanh(sqrt(2/pi) g (1 + 0.044715 g^2))) evaluated in float at g rounded to
+     * F16, the result rounded to F16 (llama.cpp reads it from a 65536-entry F16 table, built
+     * by its x86 FMA build with 1 + 0.044715 g^2 as one fused multiply-add). */
+    void (*geglu)(float *h, const float *g, const float *u, int n);
+    /* Attention of n_q query heads that share one KV head (a GQA group; n_q <=
+     * EM_ATTN_MAX_GROUP) over cached positions 0..n_kv-1, in one pass with an online
+     * softmax, so K and V are each read once for the whole group and the scratch does not
+     * grow with the context:  out_h = softmax(scale * q_h.K^T) V  for h < n_q.
+     * q and out hold the n_q heads hd floats apart; K/V rows are of cache type t (F32 or
+     * F16), kstride elements apart. The numerics are those of llama.cpp's CPU flash
+     * attention, per position and head: the score (dot product summed in double); if it
+     * exceeds the running max M, the output and the sum are rescaled by e^(M_old - s);
+     * otherwise the V row is weighted by e^(s - M). For F16, q is rounded to F16 and the
+     * output accumulated in F16 (rounded after every step), and the arithmetic is that of
+     * llama.cpp's x86 (AVX2, FMA) build, which decides near-ties of models whose q/k are
+     * large (gemma3's normed heads): the score's first hd & ~31 products are fused into 32
+     * float partial sums reduced as its 4 x 8 lanes are (kern_ref.c dot_f16_ggml), the V
+     * rows of those lanes are added with a fused multiply-add, and so is the sum
+     * S = S * ms + vs. SIMD kernels work through
+     * EM_ATTN_CHUNK positions at a time (scores of the chunk, then the update, then the V
+     * rows), which changes nothing in the arithmetic: a chunk whose scores stay below M,
+     * nearly every chunk, takes no rescale. */
+    void (*attn[EM_TYPE_COUNT])(float *out, const float *q, int n_q, const void *k, const void *v,
+                                int n_kv, int hd, size_t kstride, float scale);
+    /* The straightforward three-pass attention, kept as the baseline of the attention
+     * micro-benchmark (not used by the forward pass): all scores into scores[0..n_kv)
+     * and their max; e^(s-max) and the sum; the V rows weighted by them (F32 accumulator). */
+    void (*attn3[EM_TYPE_COUNT])(float *out, const float *q, const void *k, const void *v,
+                                 int n_kv, int hd, size_t kstride, float scale, float *scores);
+} em_kernels;
+
+#define EM_ATTN_CHUNK 16     /* positions per step of the SIMD attention kernels */
+#define EM_ATTN_MAX_GROUP 8  /* query heads per attn call */
+#define EM_ATTN_MAX_HD 512   /* head widths above this are refused at model load */
+
+extern const em_kernels em_kernels_ref;
+/* The best table for this CPU, or the one EMBER_ISA names ("ref", "avx2", "avx512",
+ * "neon"); unknown or unsupported names fall back to the best with a warning flag set. */
+const em_kernels *em_kernels_best(void);
+const em_kernels *em_kernels_by_name(const char *name);  /* NULL if absent/unsupported */
+/* Names of the ISAs usable on this CPU, best first ("avx512", "avx2", "ref"). */
+int em_kernels_list(const char **names, int max);
+#endif

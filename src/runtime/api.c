@@ -1,0 +1,383 @@
+/* api.c: the ember_* entry points. Argument checks, object lifecycles and the mapping
+ * from public structs to the internal modules; no computation lives here. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "runtime/internal.h"
+#include "runtime/sampler.h"
+
+#define CHECK_ARG(c, ...) do { if (!(c)) return em_fail(EMBER_E_INVALID, __VA_ARGS__); } while (0)
+
+/* ---- models ---- */
+ember_model_params ember_model_default_params(void) {
+    ember_model_params p = { 0, NULL };
+    return p;
+}
+
+ember_status ember_model_load(const char *path, const ember_model_params *params, ember_model **out) {
+    CHECK_ARG(out, "ember_model_load: out is NULL");
+    *out = NULL;
+    CHECK_ARG(path && *path, "ember_model_load: no path");
+    ember_model_params p = params ? *params : ember_model_default_params();
+    em_clear_error();
+    ember_status st = em_check_regular(path);  /* before anything opens it */
+    if (st) return st;
+    struct ember_model *m = calloc(1, sizeof *m);
+    if (!m) return em_fail(EMBER_E_NOMEM, "out of memory");
+    st = em_is_l2c_checkpoint(path) ? em_model_load_l2c(m, path, p.tokenizer_path)
+                                    : em_model_load_gguf(m, path, p.vocab_only);
+    if (st) { ember_model_free(m); return st; }
+    *out = m;
+    return EMBER_OK;
+}
+
+void ember_model_free(ember_model *m) {
+    if (!m) return;
+    free(m->layers);
+    gguf_close(m->gguf);
+    em_free_aligned(m->owned);
+    em_vocab_free(m->vocab);
+    free(m->chat_template);
+    free(m);
+}
+
+int ember_model_n_vocab(const ember_model *m) { return m ? (m->vocab_only ? em_vocab_n(m->vocab) : m->hp.n_vocab) : 0; }
+int ember_model_n_ctx_train(const ember_model *m) { return m ? m->hp.n_ctx_train : 0; }
+int ember_model_n_embd(const ember_model *m) { return m ? m->hp.n_embd : 0; }
+int ember_model_n_layer(const ember_model *m) { return m ? m->hp.n_layer : 0; }
+int64_t ember_model_n_params(const ember_model *m) { return m ? m->n_params : 0; }
+uint64_t ember_model_size(const ember_model *m) { return m ? m->weight_bytes : 0; }
+const char *ember_model_chat_template(const ember_model *m) { return m ? m->chat_template : NULL; }
+
+static const char *arch_name(int arch) {
+    return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : arch == EM_ARCH_GEMMA3 ? "gemma3" : "llama";
+}
+
+int ember_model_desc(const ember_model *m, char *buf, size_t len) {
+    if (!m) return snprintf(buf, len, "(null)");
+    if (m->vocab_only) return snprintf(buf, len, "vocab-only (%d tokens)", em_vocab_n(m->vocab));
+    double n = (double)m->n_params;
+    const em_type_info *ti = em_type_get(m->ftype_main);
+    char size[32];
+    if (n >= 1e9) snprintf(size, sizeof size, "%.1fB", n / 1e9);
+    else if (n >= 1e6) snprintf(size, sizeof size, "%.0fM", n / 1e6);
+    else snprintf(size, sizeof size, "%.0fK", n / 1e3);
+    char tn[16];
+    snprintf(tn, sizeof tn, "%s", ti ? ti->name : "?");
+    for (char *c = tn; *c; c++) if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
+    return snprintf(buf, len, "%s %s %s", arch_name(m->hp.arch), size, tn);
+}
+
+int ember_model_meta_str(const ember_model *m, const char *key, char *buf, size_t len) {
+    if (!m || !m->gguf || !key) return -1;
+    int64_t i = gguf_find_key(m->gguf, key);
+    if (i < 0) return -1;
+    int64_t iv; double fv; const char *s; size_t sl; int et; uint64_t n; const void *d;
+    switch (gguf_kv_type(m->gguf, i)) {
+    case GGUF_STRING: gguf_get_str(m->gguf, key, &s, &sl); return snprintf(buf, len, "%.*s", (int)(sl > 1 << 20 ? 1 << 20 : sl), s);
+    case GGUF_F32: case GGUF_F64: gguf_get_float(m->gguf, key, &fv); return snprintf(buf, len, "%g", fv);
+    case GGUF_BOOL: gguf_get_int(m->gguf, key, &iv); return snprintf(buf, len, "%s", iv ? "true" : "false");
+    case GGUF_ARRAY: gguf_get_arr(m->gguf, key, &et, &n, &d); return snprintf(buf, len, "[%llu items]", (unsigned long long)n);
+    default:
+        if (gguf_get_int(m->gguf, key, &iv) == 0) return snprintf(buf, len, "%lld", (long long)iv);
+        return snprintf(buf, len, "?");
+    }
+}
+
+/* Appends printf output to buf at *used, keeping the snprintf contract over the whole. */
+static void appendf(char *buf, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t len, size_t *used, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(*used < len ? buf + *used : NULL, *used < len ? len - *used : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) *used += (size_t)n;
+}
+
+int ember_model_info(const ember_model *m, char *buf, size_t len) {
+    size_t u = 0;
+    if (buf && len) buf[0] = 0;
+    if (!m || m->vocab_only) return 0;
+    const em_hparams *hp = &m->hp;
+    appendf(buf, len, &u, "%-22s %d (kv %d, head_dim %d)\n", "n_head", hp->n_head, hp->n_head_kv, hp->head_dim);
+    appendf(buf, len, &u, "%-22s %d\n", "n_ff", hp->n_ff);
+    appendf(buf, len, &u, "%-22s %s, %d dims, base %g\n", "rope", hp->rope_neox ? "neox" : "norm", hp->n_rot, hp->rope_base);
+    if (hp->n_swa > 0) {
+        int n_local = 0;
+        for (int l = 0; l < hp->n_layer; l++) n_local += m->layers[l].swa;
+        appendf(buf, len, &u, "%-22s %d positions in %d of %d layers (rope base %g there)\n", "sliding window",
+                hp->n_swa, n_local, hp->n_layer, hp->rope_base_swa);
+    }
+    if (hp->logit_softcap > 0) appendf(buf, len, &u, "%-22s %g\n", "logit soft-cap", hp->logit_softcap);
+    appendf(buf, len, &u, "%-22s %g\n", "rms_eps", hp->rms_eps);
+    appendf(buf, len, &u, "%-22s %s\n", "output", m->tied_output ? "tied to token_embd" : "separate");
+    if (m->gguf) {
+        int64_t count[EM_TYPE_COUNT + 1] = { 0 };
+        for (int64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+            uint32_t t = gguf_tensor_at(m->gguf, i)->type;
+            count[t < EM_TYPE_COUNT ? t : EM_TYPE_COUNT]++;
+        }
+        appendf(buf, len, &u, "%-22s", "tensor types");
+        for (int t = 0; t <= EM_TYPE_COUNT; t++)
+            if (count[t]) appendf(buf, len, &u, " %s:%lld", t < EM_TYPE_COUNT && gguf_type_name((uint32_t)t) ? gguf_type_name((uint32_t)t) : "other", (long long)count[t]);
+        appendf(buf, len, &u, "\n");
+    }
+    appendf(buf, len, &u, "%-22s %.2f MiB (%s)\n", "file", m->file_bytes / 1048576.0,
+            m->gguf ? "memory-mapped, read-only" : "read into memory");
+    const double kv_tok = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    const int n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    appendf(buf, len, &u, "%-22s %.1f KiB per token (f16); %.1f MiB at the default context of %d\n",
+            "kv cache", kv_tok / 1024.0, kv_tok * n_ctx / 1048576.0, n_ctx);
+    appendf(buf, len, &u, "%-22s %.1f MiB weights + %.1f MiB kv cache\n", "memory",
+            m->weight_bytes / 1048576.0, kv_tok * n_ctx / 1048576.0);
+    appendf(buf, len, &u, "%-22s %s\n", "kernels", em_kernels_best()->name);
+    return (int)(u > 0x7fffffff ? 0x7fffffff : u);
+}
+
+/* ---- tokens ---- */
+ember_token ember_token_bos(const ember_model *m) { return m && m->vocab ? em_vocab_bos(m->vocab) : 1; }
+ember_token ember_token_eos(const ember_model *m) { return m && m->vocab ? em_vocab_eos(m->vocab) : 2; }
+int ember_token_is_eog(const ember_model *m, ember_token t) {
+    return m && m->vocab ? em_vocab_is_eog(m->vocab, t) : t == 2;
+}
+int ember_add_bos(const ember_model *m) { return m && m->vocab ? em_vocab_add_bos(m->vocab) : 1; }
+
+int ember_tokenize(const ember_model *m, const char *text, size_t len, ember_token *out, int n_max,
+                   int add_special, int parse_special) {
+    if (!m || !m->vocab) { em_fail(EMBER_E_INVALID, "model has no tokenizer"); return 0; }
+    if (!text) len = 0;
+    return em_tokenize(m->vocab, text ? text : "", len, add_special, parse_special, out, n_max);
+}
+
+int ember_tokenize_spans(const ember_model *m, const char *text, size_t len, const ember_span *plain,
+                         size_t n_plain, ember_token *out, int n_max, int add_special) {
+    if (!m || !m->vocab) { em_fail(EMBER_E_INVALID, "model has no tokenizer"); return 0; }
+    if (!plain && n_plain) { em_fail(EMBER_E_INVALID, "ember_tokenize_spans: NULL spans"); return 0; }
+    if (!text) len = 0;
+    /* ember_span and em_span have the same layout: two size_t. */
+    em_span *sp = n_plain ? malloc(n_plain * sizeof *sp) : NULL;
+    if (n_plain && !sp) { em_fail(EMBER_E_NOMEM, "out of memory"); return 0; }
+    for (size_t i = 0; i < n_plain; i++) sp[i] = (em_span){plain[i].off, plain[i].len};
+    int n = em_tokenize_spans(m->vocab, text ? text : "", len, add_special, 1, sp, n_plain, out, n_max);
+    free(sp);
+    return n;
+}
+
+int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len, int special) {
+    if (!m || !m->vocab) return 0;
+    return em_token_to_piece(m->vocab, t, buf, len, special);
+}
+
+/* ---- contexts ---- */
+ember_context_params ember_context_default_params(void) {
+    ember_context_params p = { 0, 0, 0, NULL, NULL, 0 };
+    return p;
+}
+
+ember_status ember_context_new(ember_model *m, const ember_context_params *params, ember_context **out) {
+    CHECK_ARG(out, "ember_context_new: out is NULL");
+    *out = NULL;
+    CHECK_ARG(m, "ember_context_new: model is NULL");
+    if (m->vocab_only) return em_fail(EMBER_E_INVALID, "model was loaded vocab-only; it cannot decode");
+    ember_context_params p = params ? *params : ember_context_default_params();
+    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0, "ember_context_new: negative parameter");
+    CHECK_ARG(p.n_seq <= 4096, "ember_context_new: %d sequences is too many (at most 4096)", p.n_seq);
+    const em_hparams *hp = &m->hp;
+    struct ember_context *c = calloc(1, sizeof *c);
+    if (!c) return em_fail(EMBER_E_NOMEM, "out of memory");
+    c->m = m;
+    c->kern = p.isa ? em_kernels_by_name(p.isa) : em_kernels_best();
+    if (!c->kern) { free(c); return em_fail(EMBER_E_UNSUPPORTED, "ISA '%s' is not available on this CPU", p.isa); }
+    c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    c->n_batch = p.n_batch ? p.n_batch : 64;
+    c->n_seq = p.n_seq ? p.n_seq : 1;
+    if (!p.kv_type || !strcmp(p.kv_type, "f16")) c->kv_type = EM_F16;
+    else if (!strcmp(p.kv_type, "f32")) c->kv_type = EM_F32;
+    else { free(c); return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (f16, f32)", p.kv_type); }
+    int nt = p.n_threads ? p.n_threads : em_physical_cores();
+    if (nt > 256) nt = 256;
+    c->pool = em_pool_new(nt);
+    const size_t kvdim = (size_t)hp->n_head_kv * hp->head_dim, qdim = (size_t)hp->n_head * hp->head_dim;
+    const size_t B = (size_t)c->n_batch, d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
+    size_t maxw = d > qdim ? d : qdim;
+    if (ff > maxw) maxw = ff;
+    c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
+    size_t cache = (size_t)hp->n_layer * (size_t)c->n_ctx * kvdim;  /* bounded by load checks */
+    if (cache > SIZE_MAX / 4 / (size_t)c->n_seq) {
+        const int ns = c->n_seq, nc = c->n_ctx;
+        em_pool_free(c->pool);
+        free(c);
+        return em_fail(EMBER_E_NOMEM, "a KV cache of %d sequences x %d positions is too large", ns, nc);
+    }
+    cache *= (size_t)c->n_seq;
+    /* calloc: large zeroed blocks come from fresh pages, so unused context costs no RAM. */
+    c->k_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
+    c->v_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
+    c->x = em_alloc_aligned(B * d * sizeof(float));
+    c->xb = em_alloc_aligned(B * (d > qdim ? d : qdim) * sizeof(float));
+    c->xb2 = em_alloc_aligned(B * d * sizeof(float));
+    c->q = em_alloc_aligned(B * qdim * sizeof(float));
+    c->k = em_alloc_aligned(B * kvdim * sizeof(float));
+    c->v = em_alloc_aligned(B * kvdim * sizeof(float));
+    c->hg = em_alloc_aligned(B * ff * sizeof(float));
+    c->hu = em_alloc_aligned(B * ff * sizeof(float));
+    c->xq = em_alloc_aligned(3 * B * c->xq_col);  /* one slot per vec_dot type in a matmul group */
+    c->rope_cs = em_alloc_aligned((size_t)hp->n_rot * sizeof(float));
+    c->n_past = calloc((size_t)c->n_seq, sizeof *c->n_past);
+    c->seq_cnt = calloc((size_t)c->n_seq, sizeof *c->seq_cnt);
+    c->tok_seq = malloc(B * sizeof *c->tok_seq);
+    c->tok_pos = malloc(B * sizeof *c->tok_pos);
+    c->out_tok = malloc(B * sizeof *c->out_tok);
+    c->logits = malloc((size_t)hp->n_vocab * sizeof(float));
+    c->n_logits_cap = 1;
+    if (!c->pool || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->xb2 || !c->q || !c->k ||
+        !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits || !c->n_past || !c->seq_cnt ||
+        !c->tok_seq || !c->tok_pos || !c->out_tok) {
+        ember_context_free(c);
+        return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", c->n_ctx);
+    }
+    *out = c;
+    return EMBER_OK;
+}
+
+void ember_context_free(ember_context *c) {
+    if (!c) return;
+    em_pool_free(c->pool);
+    free(c->k_cache); free(c->v_cache);
+    em_free_aligned(c->x); em_free_aligned(c->xb); em_free_aligned(c->xb2);
+    em_free_aligned(c->q); em_free_aligned(c->k); em_free_aligned(c->v);
+    em_free_aligned(c->hg); em_free_aligned(c->hu);
+    em_free_aligned(c->xq); em_free_aligned(c->rope_cs);
+    free(c->logits); free(c->logit_row);
+    free(c->n_past); free(c->seq_cnt); free(c->tok_seq); free(c->tok_pos); free(c->out_tok);
+    free(c);
+}
+
+int ember_context_n_ctx(const ember_context *c) { return c ? c->n_ctx : 0; }
+int ember_context_n_batch(const ember_context *c) { return c ? c->n_batch : 0; }
+int ember_context_n_past(const ember_context *c) { return c ? c->n_past[0] : 0; }
+int ember_context_n_seq(const ember_context *c) { return c ? c->n_seq : 0; }
+const char *ember_context_isa(const ember_context *c) { return c ? c->kern->name : ""; }
+
+int ember_seq_n_past(const ember_context *c, int seq) {
+    return c && seq >= 0 && seq < c->n_seq ? c->n_past[seq] : 0;
+}
+
+ember_status ember_seq_truncate(ember_context *c, int seq, int n_past) {
+    CHECK_ARG(c && seq >= 0 && seq < c->n_seq, "ember_seq_truncate: bad sequence %d", seq);
+    CHECK_ARG(n_past >= 0 && n_past <= c->n_past[seq], "ember_seq_truncate: bad position %d", n_past);
+    c->n_past[seq] = n_past;
+    return EMBER_OK;
+}
+
+ember_status ember_context_truncate(ember_context *c, int n_past) { return ember_seq_truncate(c, 0, n_past); }
+
+ember_status ember_decode(ember_context *c, const ember_token *tokens, int n, int all_logits) {
+    CHECK_ARG(c && (tokens || n == 0), "ember_decode: NULL argument");
+    if (!all_logits) return em_forward(c, tokens, NULL, NULL, n);
+    int8_t *want = malloc(n > 0 ? (size_t)n : 1);
+    if (!want) return em_fail(EMBER_E_NOMEM, "out of memory");
+    memset(want, 1, n > 0 ? (size_t)n : 1);
+    ember_status st = em_forward(c, tokens, NULL, want, n);
+    free(want);
+    return st;
+}
+
+ember_status ember_decode_batch(ember_context *c, const ember_batch *b) {
+    CHECK_ARG(c && b && (b->token || b->n_tokens == 0), "ember_decode_batch: NULL argument");
+    return em_forward(c, b->token, b->seq, b->logits, b->n_tokens);
+}
+
+const float *ember_get_logits(ember_context *c, int i) {
+    if (!c || c->last_n == 0) return NULL;
+    if (i < 0) i = c->last_n + i;
+    if (i < 0 || i >= c->last_n || c->logit_row[i] < 0) return NULL;
+    return c->logits + (size_t)c->logit_row[i] * c->m->hp.n_vocab;
+}
+
+/* ---- sampling ---- */
+struct ember_sampler { em_sampler *s; int n_vocab; };
+
+ember_sampler_params ember_sampler_default_params(void) {
+    em_sampler_params e;
+    em_sampler_default_params(&e);
+    ember_sampler_params p = { e.temp, e.top_k, e.top_p, e.min_p, e.repeat_penalty, e.repeat_last_n,
+                               e.presence_penalty, e.frequency_penalty, e.seed };
+    return p;
+}
+
+/* The allowed range of each sampling parameter: the one table the CLI, the server and
+ * ember_sampler_new check against. */
+static const struct { const char *name; double lo, hi; } param_range[] = {
+    { "temp", 0, 100 },                 /* 0: greedy */
+    { "top_k", 0, 1 << 30 },            /* 0: off */
+    { "top_p", 0, 1 },                  /* 1: off */
+    { "min_p", 0, 1 },                  /* 0: off */
+    { "repeat_penalty", 1e-6, 100 },    /* 1: off; 0 would zero the logits */
+    { "repeat_last_n", -1, 1 << 30 },   /* -1: the whole context */
+    { "presence_penalty", -2, 2 },      /* OpenAI's range */
+    { "frequency_penalty", -2, 2 },
+};
+
+int ember_sampler_param_range(const char *name, double *lo, double *hi) {
+    for (size_t i = 0; name && i < sizeof param_range / sizeof *param_range; i++)
+        if (!strcmp(name, param_range[i].name)) {
+            if (lo) *lo = param_range[i].lo;
+            if (hi) *hi = param_range[i].hi;
+            return 0;
+        }
+    return -1;
+}
+
+ember_status ember_sampler_params_check(const ember_sampler_params *p, const char **bad_field) {
+    if (bad_field) *bad_field = NULL;
+    CHECK_ARG(p, "ember_sampler_params_check: NULL argument");
+    const double v[] = { p->temp, p->top_k, p->top_p, p->min_p, p->repeat_penalty, p->repeat_last_n,
+                         p->presence_penalty, p->frequency_penalty };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        /* Bounds as floats: the fields are floats, and a bound like 1e-6 read into a float
+         * (as the CLI and the server do) lands just below the double 1e-6. NaN fails. */
+        if (v[i] >= (float)param_range[i].lo && v[i] <= (float)param_range[i].hi) continue;
+        if (bad_field) *bad_field = param_range[i].name;
+        return em_fail(EMBER_E_INVALID, "%s must be in [%g, %g], got %g", param_range[i].name,
+                       param_range[i].lo, param_range[i].hi, v[i]);
+    }
+    return EMBER_OK;
+}
+
+ember_status ember_sampler_new(const ember_model *m, const ember_sampler_params *p, ember_sampler **out) {
+    CHECK_ARG(out && m, "ember_sampler_new: NULL argument");
+    *out = NULL;
+    ember_sampler_params q = p ? *p : ember_sampler_default_params();
+    ember_status st = ember_sampler_params_check(&q, NULL);
+    if (st) return st;
+    em_sampler_params e = { q.temp, q.top_k, q.top_p, q.min_p, q.repeat_penalty, q.repeat_last_n,
+                            q.presence_penalty, q.frequency_penalty, q.seed };
+    ember_sampler *s = calloc(1, sizeof *s);
+    if (!s) return em_fail(EMBER_E_NOMEM, "out of memory");
+    s->n_vocab = m->hp.n_vocab;
+    s->s = em_sampler_new(&e, s->n_vocab);
+    if (!s->s) { free(s); return em_fail(EMBER_E_INVALID, "bad sampler parameters"); }
+    *out = s;
+    return EMBER_OK;
+}
+
+void ember_sampler_free(ember_sampler *s) {
+    if (!s) return;
+    em_sampler_free(s->s);
+    free(s);
+}
+
+ember_token ember_sampler_sample(ember_sampler *s, ember_context *c, int i) {
+    const float *logits = ember_get_logits(c, i);
+    if (!s || !logits) { em_fail(EMBER_E_INVALID, "no logits for token %d", i); return -1; }
+    ember_token t = em_sampler_sample(s->s, logits);
+    em_sampler_accept(s->s, t);
+    return t;
+}
+
+void ember_sampler_accept(ember_sampler *s, ember_token t) { if (s) em_sampler_accept(s->s, t); }
+void ember_sampler_reset(ember_sampler *s) { if (s) em_sampler_reset(s->s); }
+uint64_t ember_sampler_seed(const ember_sampler *s) { return s ? em_sampler_seed(s->s) : 0; }
