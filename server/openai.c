@@ -1,5 +1,5 @@
 /* openai.c: JSON <-> request/response translation for `ember serve` (see openai.h).
- * Follows CONVENTIONS.md §2c: unknown fields are ignored, wrong types and out-of-range
+ * Follows docs/server.md: unknown fields are ignored, wrong types and out-of-range
  * values are 400 invalid_request_error, responses always carry usage, streamed chunks
  * repeat id/created/model. No sockets and no model state here: the server passes in what
  * it knows (ids, counts), so every function is deterministic and fuzzable. */

@@ -1,5 +1,5 @@
 /* openai.h: the OpenAI-compatible JSON <-> request/response translation used by
- * `ember serve` (CONVENTIONS.md §2c). Pure functions over byte buffers: no sockets, no
+ * `ember serve` (docs/server.md). Pure functions over byte buffers: no sockets, no
  * model, no threads, so it can be unit-tested (tests/test_openai.c) and fuzzed
  * (fuzz/fuzz_openai.c) on its own. Depends on cJSON and on ember.h only for the
  * ember_sampler_params struct.

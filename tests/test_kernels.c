@@ -436,7 +436,7 @@ static void softmax_exact(const float *x, double *y, int n) {
     for (int i = 0; i < n; i++) y[i] /= sum;
 }
 
-/* Two-pass softmax (TECHNIQUES.md section 1) against softmax in double: a worst relative
+/* Two-pass softmax (docs/techniques.md §1) against softmax in double: a worst relative
  * error of 2^-17 covers the float (M, E) accumulators over up to 2^18 values (the
  * three-pass kernels lose up to ~40 ulp on small outputs already, by rounding x - max
  * to float); outputs below 1e-37 may be flushed. Also sums to 1, no overflow where

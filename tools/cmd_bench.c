@@ -1,5 +1,5 @@
 /* cmd_bench.c: `ember bench`: throughput in llama-bench's format, so tables can be put side
- * by side with llama.cpp's (tools/llama-bench, CONVENTIONS.md §2b).
+ * by side with llama.cpp's (tools/llama-bench, its Markdown table).
  *
  *   ember bench -m MODEL[,MODEL...] [-p 512] [-n 128] [-r 5] [-t 1,2] [-o md|csv|json]
  *               [--isa NAME] [-b N] [--no-bw] [--progress]

@@ -1,4 +1,4 @@
-/* cmd_serve.c: `ember serve`, an OpenAI-compatible HTTP server (CONVENTIONS.md §2c) on
+/* cmd_serve.c: `ember serve`, an OpenAI-compatible HTTP server (docs/server.md) on
  * libmicrohttpd, with the JSON translation in openai.c.
  *
  * Threads and ownership:
@@ -21,7 +21,7 @@
  * the main thread waits until every answered request has sent its end (JSON error, or an
  * error event and [DONE]), then MHD_stop_daemon joins the threads and contexts and the
  * model are freed.
- * Defences (tests/server/README.md): JSON bodies only (415), CORS only for --cors origins,
+ * Defences (docs/server.md): JSON bodies only (415), CORS only for --cors origins,
  * message text never tokenized into control tokens (ember_tokenize_spans), our own JSON
  * 414/431 below libmicrohttpd's limits, the API key from a file or the environment. */
 #include <arpa/inet.h>

@@ -31,7 +31,7 @@ typedef struct em_kernels {
     /* In place softmax over n values, three passes: max; e^(x-max) stored and summed;
      * scaled by 1/sum (reads x three times, writes it twice). */
     void (*softmax)(float *x, int n);
-    /* The same in two passes (Dukhan & Ablavatski, TECHNIQUES.md §1): pass 1 sums e^x as
+    /* The same in two passes (Dukhan & Ablavatski, docs/techniques.md §1): pass 1 sums e^x as
      * extended floats m*2^e, so no max pass is needed and nothing overflows; pass 2
      * recomputes e^x and scales. Reads x twice, writes it once, which is what counts once
      * x is out of cache. Inputs are clamped to [-2^22, 2^22]; a NaN makes every output NaN. */

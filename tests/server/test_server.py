@@ -496,7 +496,7 @@ def test_too_long_request_json_error(what, want):
 
 def test_http_version_not_supported():
     # libmicrohttpd answers 505 before the server sees the request: that body stays the
-    # library's HTML (tests/server/README.md); the status is right and the server lives.
+    # library's HTML (docs/server.md); the status is right and the server lives.
     raw = raw_response(b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 505")
     assert healthy()
