@@ -16,6 +16,9 @@ Output (models/bench/, gitignored; regenerate on demand, never commit):
                                    embeddings, rope theta 500000, context 131072 (no llama3
                                    rope-scaling tensor: it does not change the cost)
 
+    llama3.2-1b-f16.gguf           made first when a derived type (q3_K, iq4_xs, tq2_0, ...) is
+                                   asked for: `ember quantize --pure` turns it into that type
+
 Every matrix, token_embd included, is stored in the file's type (llama-quantize would keep
 token_embd in Q8_0/Q6_K for some ftypes; one type keeps the comparison simple). Norms are
 F32. Weights are random normals quantized with gguf.quants.quantize (Q4_0/Q8_0 as
@@ -27,6 +30,7 @@ decreasing scores), so that llama.cpp and ember both load the file.
 """
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -46,7 +50,13 @@ SHAPES = {
                         n_head=32, n_kv=8, n_ff=8192, n_vocab=128256, rope_base=500000.0,
                         n_ctx=131072),
 }
-TYPES = {"q4_0": (T.Q4_0, FT.MOSTLY_Q4_0), "q8_0": (T.Q8_0, FT.MOSTLY_Q8_0)}
+TYPES = {"q4_0": (T.Q4_0, FT.MOSTLY_Q4_0), "q8_0": (T.Q8_0, FT.MOSTLY_Q8_0),
+         "q5_0": (T.Q5_0, FT.MOSTLY_Q5_0), "f16": (T.F16, FT.MOSTLY_F16)}
+# Types gguf-py cannot quantize: made from the shape's f16 file by `ember quantize --pure`
+# (byte-identical to llama-quantize, tests/test_quantize.c), so every matrix, token_embd
+# included, is in the ftype's base type. File-name type -> ember quantize's type name.
+DERIVED = {"q3_K": "Q3_K_M", "q2_K": "Q2_K", "iq4_xs": "IQ4_XS", "iq4_nl": "IQ4_NL",
+           "tq2_0": "TQ2_0", "tq1_0": "TQ1_0", "q4_K": "Q4_K_M", "q5_K": "Q5_K_M", "q6_K": "Q6_K"}
 
 
 def vocab(n):
@@ -62,7 +72,10 @@ def add_matrix(w, name, rng, rows, cols, qtype, std):
     """A (rows=out, cols=in) matrix in qtype; GGUF ne = {cols, rows}."""
     x = rng.standard_normal((rows, cols), dtype=np.float32)
     x *= np.float32(std)
-    w.add_tensor(name, quantize(x, qtype), raw_dtype=qtype)
+    if qtype == T.F16:
+        w.add_tensor(name, x.astype(np.float16))
+    else:
+        w.add_tensor(name, quantize(x, qtype), raw_dtype=qtype)
 
 
 def add_norm(w, name, rng, n):
@@ -126,7 +139,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=sorted(SHAPES), action="append",
                     help="model shape to write (repeatable; default: all)")
-    ap.add_argument("--types", default="q4_0,q8_0", help="comma list of q4_0, q8_0")
+    ap.add_argument("--types", default="q4_0,q8_0",
+                    help="comma list of " + ", ".join(list(TYPES) + list(DERIVED)))
+    ap.add_argument("--ember", default=os.path.join(ROOT, "build", "ember"),
+                    help="ember binary that quantizes the derived types (default build/ember)")
     ap.add_argument("--out", default=OUT, help="output folder (default models/bench)")
     ap.add_argument("--force", action="store_true", help="rewrite existing files")
     a = ap.parse_args()
@@ -134,15 +150,25 @@ def main():
     for si, shape in enumerate(sorted(SHAPES)):
         if a.only and shape not in a.only:
             continue
-        for ti, tname in enumerate(a.types.split(",")):
-            if tname not in TYPES:
-                sys.exit(f"unknown type {tname!r} (q4_0, q8_0)")
+        for tname in a.types.split(","):
+            if tname not in TYPES and tname not in DERIVED:
+                sys.exit(f"unknown type {tname!r} ({', '.join(list(TYPES) + list(DERIVED))})")
             path = os.path.join(a.out, f"{shape}-{tname}.gguf")
             if os.path.exists(path) and not a.force:
                 print(f"exists: {path}")
                 continue
             t0 = time.time()
-            write_model(path, SHAPES[shape], tname, seed=1000 + 10 * si + ti)
+            if tname in DERIVED:
+                src = os.path.join(a.out, f"{shape}-f16.gguf")
+                if not os.path.exists(src):
+                    write_model(src, SHAPES[shape], "f16", seed=1000 + 10 * si + list(TYPES).index("f16"))
+                r = subprocess.run([a.ember, "quantize", "--pure", src, path, DERIVED[tname]],
+                                   capture_output=True, text=True)
+                if r.returncode != 0:
+                    sys.exit(f"ember quantize failed for {path}:\n{r.stderr[-2000:]}")
+            else:
+                # seeds by the type's position in TYPES, so adding types keeps old files' bytes
+                write_model(path, SHAPES[shape], tname, seed=1000 + 10 * si + list(TYPES).index(tname))
             print(f"wrote {path} ({os.path.getsize(path) / 2**20:.0f} MiB, {time.time() - t0:.0f} s)")
 
 
