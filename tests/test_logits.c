@@ -4,7 +4,8 @@
  *    of one 32/64-token batch. Types the fixtures lack (Q5_0, Q5_1) are quantized from the
  *    same F32 model by llama.cpp and committed under tests/models/synthetic, as are a
  *    random-weight gemma3 model (F32, Q8_0) and its logits for a 48-token batch, and
- *    random-weight phi3 models (fused tensors, LongRoPE at two context sizes).
+ *    random-weight phi3 models (fused tensors, LongRoPE at two context sizes), and a
+ *    llama model with Llama 3.1's rope_freqs, 2560 positions long.
  *  - numpy: tiny generated models (scripts/make_tiny_models.py, scripts/ref_forward.py),
  *    float64 forward pass over dequantized weights.
  *  - invariants: identical logits for 1, 2, 3 and 7 threads, and for one batch versus
@@ -178,6 +179,38 @@ TEST(phi3_vs_llamacpp) {
     snprintf(label, sizeof label, "%s (n_ctx %d)", m, n_ctx);
     if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_phi3_goldens.py)", m);
     check_llamacpp_ctx(m, g, label, 48, 300, n_ctx);
+}
+
+/* Llama 3.1/3.2 rope scaling: a random llama model with a rope_freqs tensor as llama.cpp's
+ * converter computes it for rope_type "llama3" (factor 8, low/high frequency factors 1/4,
+ * original context 8192; rope base 5e5), F16 by llama.cpp's quantizer, 2560 tokens and the
+ * logits of the last 64 positions, where the slow pairs' angles (divided by up to 8) have
+ * moved far apart (scripts/make_rope_freqs_goldens.py). The engines agree to 0.4% of the
+ * logit rms there; without the factors the logits differ by 2.8 (rms 1). F16 tolerance. */
+TEST(rope_freqs_vs_llamacpp) {
+    const char *mp = "tests/models/synthetic/llama31-f16.gguf";
+    const char *gp = "tests/golden/synthetic/llama31-f16.llamacpp_logits_last64x512.f32";
+    if (!file_exists(mp) || !file_exists(gp)) SKIP("missing: %s (scripts/make_rope_freqs_goldens.py)", mp);
+    enum { N = 2560, KEEP = 64 };
+    ember_model *m = load(mp);
+    CHECK(m);
+    if (!m) return;
+    static ember_token toks[N];
+    toks[0] = 1;
+    for (int i = 1; i < N; i++) toks[i] = 3 + (int)((i * 7919L) % 509);
+    size_t sz;
+    float *want = (float *)read_file(gp, &sz), *got = run_logits_ctx(m, toks, N, 0, 0, NULL, N);
+    const int nv = ember_model_n_vocab(m);
+    CHECK(want && got && sz == (size_t)KEEP * nv * sizeof(float));
+    if (want && got && sz == (size_t)KEEP * nv * sizeof(float)) {
+        double rms, d = max_abs_diff(got + (size_t)(N - KEEP) * nv, want, (size_t)KEEP * nv, &rms);
+        double tol = tol_for("f16", rms);
+        printf("  %-48s max|diff| %.3g (logit rms %.3g, tol %.1g)\n", "llama31-f16.gguf (positions 2496..2559)", d, rms, tol);
+        CHECK(d <= tol);
+    }
+    free(want);
+    free(got);
+    ember_model_free(m);
 }
 
 TEST(stories260K_vs_llamacpp) {
@@ -379,6 +412,7 @@ int main(void) {
         RUN(synthetic_local_vs_llamacpp);
     for (syn_i = 0; syn_i < (int)(sizeof gemma3_names / sizeof gemma3_names[0]); syn_i++) RUN(gemma3_vs_llamacpp);
     for (syn_i = 0; syn_i < (int)(sizeof phi3_runs / sizeof phi3_runs[0]); syn_i++) RUN(phi3_vs_llamacpp);
+    RUN(rope_freqs_vs_llamacpp);
     RUN(stories260K_vs_llamacpp);
     RUN(tinystories656k_vs_llamacpp);
     FILE *p = popen("ls tests/models/*.gguf 2>/dev/null", "r");
