@@ -4,7 +4,8 @@
  *    of one 32/64-token batch. Types the fixtures lack (Q5_0, Q5_1) are quantized from the
  *    same F32 model by llama.cpp and committed under tests/models/synthetic, as are a
  *    random-weight gemma3 model (F32, Q8_0) and its logits for a 48-token batch, and
- *    random-weight phi3 models (fused tensors, LongRoPE at two context sizes), and a
+ *    random-weight gemma2 model (F32, Q8_0; attention soft-capping), random-weight phi3
+ *    models (fused tensors, LongRoPE at two context sizes), and a
  *    llama model with Llama 3.1's rope_freqs, 2560 positions long.
  *  - numpy: tiny generated models (scripts/make_tiny_models.py, scripts/ref_forward.py),
  *    float64 forward pass over dequantized weights.
@@ -156,6 +157,19 @@ TEST(gemma3_vs_llamacpp) {
     snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", gemma3_names[syn_i]);
     snprintf(g, sizeof g, "tests/golden/synthetic/%s.llamacpp_logits_48x512.f32", gemma3_names[syn_i]);
     if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_gemma3_goldens.py)", m);
+    check_llamacpp_at(m, g, m, 48, 300);
+}
+
+/* gemma2: a random-weight model under llama.cpp's names (4 layers, every other one local
+ * with a 16-position window, GeGLU, post-norms, no q/k norms, attention scores soft-capped
+ * at 5 with q/k weights large enough to reach the cap, soft-capped tied output), F32 and
+ * llama.cpp's Q8_0, 48 tokens (scripts/make_gemma2_goldens.py). Generic tolerances. */
+static const char *gemma2_names[] = { "gemma2-f32", "gemma2-q8_0" };
+TEST(gemma2_vs_llamacpp) {
+    char m[128], g[160];
+    snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", gemma2_names[syn_i]);
+    snprintf(g, sizeof g, "tests/golden/synthetic/%s.llamacpp_logits_48x512.f32", gemma2_names[syn_i]);
+    if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_gemma2_goldens.py)", m);
     check_llamacpp_at(m, g, m, 48, 300);
 }
 
@@ -411,6 +425,7 @@ int main(void) {
     for (syn_i = 0; syn_i < (int)(sizeof syn_local_names / sizeof syn_local_names[0]); syn_i++)
         RUN(synthetic_local_vs_llamacpp);
     for (syn_i = 0; syn_i < (int)(sizeof gemma3_names / sizeof gemma3_names[0]); syn_i++) RUN(gemma3_vs_llamacpp);
+    for (syn_i = 0; syn_i < (int)(sizeof gemma2_names / sizeof gemma2_names[0]); syn_i++) RUN(gemma2_vs_llamacpp);
     for (syn_i = 0; syn_i < (int)(sizeof phi3_runs / sizeof phi3_runs[0]); syn_i++) RUN(phi3_vs_llamacpp);
     RUN(rope_freqs_vs_llamacpp);
     RUN(stories260K_vs_llamacpp);

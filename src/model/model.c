@@ -1,7 +1,8 @@
 /* model.c: GGUF metadata -> hyper-parameters, and tensor binding per architecture.
  * Supported: llama (Llama 2/3, TinyLlama, SmolLM2, Mistral-style), qwen2 (q/k/v biases,
  * NEOX rope), qwen3 (per-head q/k RMSNorm, head_dim from attention.key_length, NEOX rope)
- * gemma3 (qwen3's plus post-norms, GeGLU, sliding-window layers: see read_gemma3) and phi3
+ * gemma3 (qwen3's plus post-norms, GeGLU, sliding-window layers: see read_gemma3), gemma2
+ * (read_gemma2: no q/k norms, attention soft-capping, every other layer local) and phi3
  * (Phi-3/3.5: fused attn_qkv and gate+up ffn_up, see bind_fused; LongRoPE factors). Rope
  * scaling (read_rope_scaling) and llama's rope_freqs (Llama 3.1/3.2) for every one of them.
  * Every tensor is checked for presence, type and shape before the forward pass ever sees
@@ -17,7 +18,7 @@
 
 static const struct { const char *name; int arch; } arch_names[] = {
     { "llama", EM_ARCH_LLAMA }, { "qwen2", EM_ARCH_QWEN2 }, { "qwen3", EM_ARCH_QWEN3 },
-    { "gemma3", EM_ARCH_GEMMA3 }, { "phi3", EM_ARCH_PHI3 },
+    { "gemma3", EM_ARCH_GEMMA3 }, { "phi3", EM_ARCH_PHI3 }, { "gemma2", EM_ARCH_GEMMA2 },
 };
 
 /* Reads "{arch}.{key}" as an integer; def when absent. Fails on wrong type or range. */
@@ -74,6 +75,39 @@ static ember_status read_gemma3(em_hparams *hp, const gguf_ctx *g, const char *a
     return EMBER_OK;
 }
 
+/* "{arch}.{key}" as a number >= 0 (0 turns the feature off); def when absent. */
+static ember_status get_nonneg(const gguf_ctx *g, const char *arch, const char *key, float def, float *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    double v;
+    int r = gguf_get_float(g, full, &v);
+    if (r == -2 || (r == 0 && !(v >= 0 && v < 1e30)))
+        return em_fail(EMBER_E_FORMAT, "key '%s' is not a number >= 0", full);
+    *out = r == 0 ? (float)v : def;
+    return EMBER_OK;
+}
+
+/* Gemma 2, as llama.cpp reads it: Gemma 3's embedding scale, query scale, GeGLU and
+ * post-norms, no q/k norms; a sliding window (default 4096) on every other layer (pattern
+ * period 2: even layers local) with the global rope base and scale unless
+ * rope.freq_base_swa says otherwise; attention logits soft-capped at
+ * attn_logit_softcapping (default 50) and the output at final_logit_softcapping (default
+ * 30); the output is always the token embedding. */
+static ember_status read_gemma2(em_hparams *hp, const gguf_ctx *g, const char *arch) {
+    ember_status st;
+    if ((st = get_int(g, arch, "attention.sliding_window", 4096, 0, &hp->n_swa)) ||
+        (st = get_float(g, arch, "rope.freq_base_swa", hp->rope_base, &hp->rope_base_swa)) ||
+        (st = get_nonneg(g, arch, "attn_logit_softcapping", 50.0f, &hp->attn_softcap)) ||
+        (st = get_nonneg(g, arch, "final_logit_softcapping", 30.0f, &hp->logit_softcap)))
+        return st;
+    hp->rope_freq_scale_swa = hp->rope_freq_scale;
+    hp->embd_scale = sqrtf((float)hp->n_embd);
+    hp->attn_scale = hp->n_layer == 46 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
+                                       : 1.0f / sqrtf((float)hp->head_dim);
+    hp->gelu = 1;
+    return EMBER_OK;
+}
+
 /* Rope scaling as llama.cpp reads it for every architecture: rope.scaling.type absent,
  * "none", "linear" or "longrope" (phi3: its frequency factors are tensors, bound later);
  * rope.scaling.factor (or the old rope.scale_linear) divides every angle unless the type is
@@ -105,8 +139,8 @@ static ember_status read_rope_scaling(em_hparams *hp, const gguf_ctx *g, const c
 }
 
 /* Which layers use the sliding window (n_swa > 0): attention.sliding_window_pattern as one
- * flag per layer, or as a period p (default 6): layer i is local unless i % p == p - 1, so
- * every p-th layer is global (p = 0: all local). */
+ * flag per layer, or as a period p (default 6; gemma2: 2): layer i is local unless
+ * i % p == p - 1, so every p-th layer is global (p = 0: all local). */
 static ember_status read_swa(struct ember_model *m, const char *arch) {
     const em_hparams *hp = &m->hp;
     if (hp->n_swa <= 0) return EMBER_OK;
@@ -128,7 +162,8 @@ static ember_status read_swa(struct ember_model *m, const char *arch) {
         return EMBER_OK;
     }
     int p;
-    ember_status st = get_int(m->gguf, arch, "attention.sliding_window_pattern", 6, 0, &p);
+    ember_status st = get_int(m->gguf, arch, "attention.sliding_window_pattern",
+                              hp->arch == EM_ARCH_GEMMA2 ? 2 : 6, 0, &p);
     if (st) return st;
     for (int i = 0; i < hp->n_layer; i++) m->layers[i].swa = p == 0 || i % p < p - 1;
     return EMBER_OK;
@@ -185,7 +220,8 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
     hp->rope_neox = hp->arch != EM_ARCH_LLAMA;
     if ((st = read_rope_scaling(hp, g, arch))) return st;
     /* phi3: llama.cpp turns the sliding window off (attention.sliding_window is ignored) */
-    return hp->arch == EM_ARCH_GEMMA3 ? read_gemma3(hp, g, arch) : EMBER_OK;
+    return hp->arch == EM_ARCH_GEMMA3 ? read_gemma3(hp, g, arch)
+         : hp->arch == EM_ARCH_GEMMA2 ? read_gemma2(hp, g, arch) : EMBER_OK;
 }
 
 /* Binds tensor `name`, checking its shape (ne0, ne1); ne1 = 0 means a vector. Vectors must
@@ -263,8 +299,8 @@ static ember_status bind_layers(struct ember_model *m) {
     const int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
     const int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim, vv = (int64_t)hp->n_head_kv * hp->head_dim_v;
     const int64_t o = (int64_t)hp->n_head * hp->head_dim_v;
-    const int bias = hp->arch == EM_ARCH_QWEN2, gemma = hp->arch == EM_ARCH_GEMMA3;
-    const int qknorm = hp->arch == EM_ARCH_QWEN3 || gemma, sep = hp->arch != EM_ARCH_PHI3;
+    const int bias = hp->arch == EM_ARCH_QWEN2, gemma = hp->arch == EM_ARCH_GEMMA3 || hp->arch == EM_ARCH_GEMMA2;
+    const int qknorm = hp->arch == EM_ARCH_QWEN3 || hp->arch == EM_ARCH_GEMMA3, sep = hp->arch != EM_ARCH_PHI3;
     for (int i = 0; i < hp->n_layer; i++) {
         em_layer *L = &m->layers[i];
         char n[15][96];
@@ -403,7 +439,7 @@ ember_status em_model_load_gguf(struct ember_model *m, const char *path, int voc
     const int64_t d = m->hp.n_embd, nv = m->hp.n_vocab;
     if ((st = bind(m, "token_embd.weight", d, nv, 1, &m->tok_embd)) ||
         (st = bind(m, "output_norm.weight", d, 0, 1, &m->output_norm)) ||
-        (st = bind(m, "output.weight", d, nv, 0, &m->output)))
+        (m->hp.arch != EM_ARCH_GEMMA2 && (st = bind(m, "output.weight", d, nv, 0, &m->output))))
         return st;
     if (!m->output.data) { m->output = m->tok_embd; m->tied_output = 1; }
     if (m->vocab && em_vocab_n(m->vocab) > m->hp.n_vocab)

@@ -34,7 +34,7 @@ double em_time_ms(void);              /* monotonic clock */
 int em_physical_cores(void);
 
 /* ---- architectures ---- */
-enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3, EM_ARCH_GEMMA3, EM_ARCH_PHI3 };
+enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3, EM_ARCH_GEMMA3, EM_ARCH_PHI3, EM_ARCH_GEMMA2 };
 
 typedef struct em_hparams {
     int arch;           /* enum em_arch */
@@ -56,11 +56,13 @@ typedef struct em_hparams {
     float rope_attn_factor; /* rope.scaling.attn_factor: cos and sin are multiplied by it; 0: 1 */
     int n_ctx_orig;     /* rope.scaling.original_context_length (else n_ctx_train): a context
                          * longer than this takes rope_factors_long instead of _short */
-    /* gemma3; zero everywhere else, and zero means the plain llama behaviour */
+    /* gemma3 and gemma2; zero everywhere else, and zero means the plain llama behaviour */
     int gelu;           /* FFN gate activation: 0 SiLU (SwiGLU), 1 GELU (GeGLU) */
     int n_swa;          /* attention.sliding_window: a local layer (em_layer.swa) sees the
                          * last n_swa positions; 0: every layer is global */
     float rope_base_swa;    /* rope base of the sliding-window layers */
+    float rope_freq_scale_swa;  /* their rope scale (gemma2: the global one; gemma3: 1); 0: 1 */
+    float attn_softcap; /* gemma2 attn_logit_softcapping: scores = c*tanh(scores/c); 0 = off */
     float embd_scale;   /* token embeddings are multiplied by this (sqrt(n_embd)); 0: 1 */
     float attn_scale;   /* queries are multiplied by this before attention; 0: 1/sqrt(head_dim) */
     float logit_softcap;    /* final_logit_softcapping: logits = c*tanh(logits/c); 0 = off */
@@ -81,9 +83,9 @@ typedef struct em_layer {
                                      * phi3: wq/wk/wv are row ranges of the fused attn_qkv */
     em_weight bq, bk, bv;           /* qwen2 biases, f32; absent elsewhere */
     em_weight q_norm, k_norm;       /* qwen3 per-head RMSNorm (head_dim) f32 */
-    em_weight attn_post_norm;       /* gemma3: RMSNorm of the attention output (n_embd) f32 */
+    em_weight attn_post_norm;       /* gemma2/3: RMSNorm of the attention output (n_embd) f32 */
     em_weight ffn_norm;             /* (n_embd) f32 */
-    em_weight ffn_post_norm;        /* gemma3: RMSNorm of the FFN output (n_embd) f32 */
+    em_weight ffn_post_norm;        /* gemma2/3: RMSNorm of the FFN output (n_embd) f32 */
     em_weight w_gate, w_up;         /* (n_ff, n_embd); phi3: the two halves of ffn_up */
     em_weight w_down;               /* (n_embd, n_ff) */
     em_weight wqkv, w_gate_up;      /* phi3: the fused tensors (q+k+v, 2*n_ff rows) that wq/wk/wv
