@@ -52,7 +52,7 @@ typedef struct em_hparams {
     float rope_base;    /* rope.freq_base */
     float rms_eps;
     /* rope scaling, every architecture (llama.cpp's reading of the rope.scaling.* keys) */
-    float rope_freq_scale;  /* 1 / rope.scaling.factor (linear; sliding-window layers: 1); 0: 1 */
+    float rope_freq_scale;  /* 1 / rope.scaling.factor (linear), global layers; 0: 1 */
     float rope_attn_factor; /* rope.scaling.attn_factor: cos and sin are multiplied by it; 0: 1 */
     int n_ctx_orig;     /* rope.scaling.original_context_length (else n_ctx_train): a context
                          * longer than this takes rope_factors_long instead of _short */
