@@ -3,7 +3,10 @@
  *    F32/Q8_0/Q4_K_M (qwen2, qwen3), stories260K and TinyStories-656K Q8_0; all positions
  *    of one 32/64-token batch. Types the fixtures lack (Q5_0, Q5_1) are quantized from the
  *    same F32 model by llama.cpp and committed under tests/models/synthetic, as are a
- *    random-weight gemma3 model (F32, Q8_0) and its logits for a 48-token batch.
+ *    random-weight gemma3 model (F32, Q8_0) and its logits for a 48-token batch, and
+ *    random-weight gemma2 model (F32, Q8_0; attention soft-capping), random-weight phi3
+ *    models (fused tensors, LongRoPE at two context sizes), and a
+ *    llama model with Llama 3.1's rope_freqs, 2304 positions long.
  *  - numpy: tiny generated models (scripts/make_tiny_models.py, scripts/ref_forward.py),
  *    float64 forward pass over dequantized weights.
  *  - invariants: identical logits for 1, 2, 3 and 7 threads, and for one batch versus
@@ -19,12 +22,12 @@ static ember_model *load(const char *path) {
     return m;
 }
 
-/* All-position logits of tokens through a fresh context (n_threads, n_batch as given;
- * batch 0 = one token per decode call). Returns malloc'ed (n x n_vocab) or NULL. */
-static float *run_logits(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
-                         const char *kv_type) {
+/* All-position logits of tokens through a fresh context of n_ctx positions (n_threads as
+ * given; one_by_one: one token per decode call). Returns malloc'ed (n x n_vocab) or NULL. */
+static float *run_logits_ctx(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
+                             const char *kv_type, int n_ctx) {
     ember_context_params cp = ember_context_default_params();
-    cp.n_ctx = 256;
+    cp.n_ctx = n_ctx;
     cp.kv_type = kv_type;
     cp.n_threads = n_threads;
     ember_context *c = NULL;
@@ -43,6 +46,11 @@ static float *run_logits(ember_model *m, const ember_token *toks, int n, int n_t
     if (!ok) { printf("  decode: %s\n", ember_last_error()); free(out); out = NULL; }
     ember_context_free(c);
     return out;
+}
+
+static float *run_logits(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
+                         const char *kv_type) {
+    return run_logits_ctx(m, toks, n, n_threads, one_by_one, kv_type, 256);
 }
 
 static double max_abs_diff(const float *a, const float *b, size_t n, double *rms) {
@@ -72,8 +80,9 @@ static double tol_for(const char *name, double rms) {
     return 0.10 * rms;
 }
 
-/* model and gold are paths; label names the model in the output and picks the tolerance. */
-static void check_llamacpp_at(const char *model, const char *gold, const char *label, int n, int t0) {
+/* model and gold are paths; label names the model in the output and picks the tolerance;
+ * the context has n_ctx positions. */
+static void check_llamacpp_ctx(const char *model, const char *gold, const char *label, int n, int t0, int n_ctx) {
     ember_model *m = load(model);
     CHECK(m);
     if (!m) return;
@@ -84,7 +93,7 @@ static void check_llamacpp_at(const char *model, const char *gold, const char *l
     float *want = (float *)read_file(gold, &sz);
     const int nv = ember_model_n_vocab(m);
     CHECK(want && sz == (size_t)n * nv * sizeof(float));
-    float *got = run_logits(m, toks, n, 0, 0, NULL);
+    float *got = run_logits_ctx(m, toks, n, 0, 0, NULL, n_ctx);
     CHECK(got);
     if (got && want && sz == (size_t)n * nv * sizeof(float)) {
         double rms, d = max_abs_diff(got, want, (size_t)n * nv, &rms);
@@ -95,6 +104,10 @@ static void check_llamacpp_at(const char *model, const char *gold, const char *l
     free(got);
     free(want);
     ember_model_free(m);
+}
+
+static void check_llamacpp_at(const char *model, const char *gold, const char *label, int n, int t0) {
+    check_llamacpp_ctx(model, gold, label, n, t0, 256);
 }
 
 static void check_llamacpp(const char *model_rel, const char *gold_rel, int n, int t0) {
@@ -145,6 +158,73 @@ TEST(gemma3_vs_llamacpp) {
     snprintf(g, sizeof g, "tests/golden/synthetic/%s.llamacpp_logits_48x512.f32", gemma3_names[syn_i]);
     if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_gemma3_goldens.py)", m);
     check_llamacpp_at(m, g, m, 48, 300);
+}
+
+/* gemma2: a random-weight model under llama.cpp's names (4 layers, every other one local
+ * with a 16-position window, GeGLU, post-norms, no q/k norms, attention scores soft-capped
+ * at 5 with q/k weights large enough to reach the cap, soft-capped tied output), F32 and
+ * llama.cpp's Q8_0, 48 tokens (scripts/make_gemma2_goldens.py). Generic tolerances. */
+static const char *gemma2_names[] = { "gemma2-f32", "gemma2-q8_0" };
+TEST(gemma2_vs_llamacpp) {
+    char m[128], g[160];
+    snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", gemma2_names[syn_i]);
+    snprintf(g, sizeof g, "tests/golden/synthetic/%s.llamacpp_logits_48x512.f32", gemma2_names[syn_i]);
+    if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_gemma2_goldens.py)", m);
+    check_llamacpp_at(m, g, m, 48, 300);
+}
+
+/* phi3: random-weight models under llama.cpp's converter names (fused attn_qkv, gate+up
+ * ffn_up), 48 tokens (scripts/make_phi3_goldens.py): Phi-3-mini-4k style with a declared
+ * 16-position sliding window that llama.cpp ignores for phi3 (F32, llama.cpp's Q4_0), and
+ * LongRoPE (F32, llama.cpp's Q8_0) at n_ctx 256, which takes the short factors, and 512,
+ * which takes the long ones (original context 256); both scale cos/sin by the attention
+ * factor. The two contexts' logits differ by 4x the logit rms, so a wrong choice of
+ * factors fails. The generic tolerances apply. */
+static const struct { const char *name; int n_ctx; } phi3_runs[] = {
+    { "phi3-f32", 256 }, { "phi3-q4_0", 256 }, { "phi3-longrope-f32", 256 }, { "phi3-longrope-f32", 512 },
+    { "phi3-longrope-q8_0", 256 }, { "phi3-longrope-q8_0", 512 },
+};
+TEST(phi3_vs_llamacpp) {
+    char m[128], g[192], label[160];
+    const char *name = phi3_runs[syn_i].name;
+    const int n_ctx = phi3_runs[syn_i].n_ctx;
+    snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", name);
+    snprintf(g, sizeof g, "tests/golden/synthetic/%s%s.llamacpp_logits_48x512.f32", name, n_ctx == 256 ? "" : ".ctx512");
+    snprintf(label, sizeof label, "%s (n_ctx %d)", m, n_ctx);
+    if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_phi3_goldens.py)", m);
+    check_llamacpp_ctx(m, g, label, 48, 300, n_ctx);
+}
+
+/* Llama 3.1/3.2 rope scaling: a small random llama model with a rope_freqs tensor as
+ * llama.cpp's converter computes it for rope_type "llama3" (factor 8, low/high frequency
+ * factors 1/4, original context 8192; rope base 5e5), F16 by llama.cpp's quantizer, 2304
+ * tokens and the logits of the last 64 positions, where the slow pairs' angles (divided by
+ * up to 8) have moved far apart (scripts/make_rope_freqs_goldens.py). F16 tolerance; without
+ * the factors the logits there differ by about 3x the logit rms. */
+TEST(rope_freqs_vs_llamacpp) {
+    const char *mp = "tests/models/synthetic/llama31-f16.gguf";
+    const char *gp = "tests/golden/synthetic/llama31-f16.llamacpp_logits_last64x512.f32";
+    if (!file_exists(mp) || !file_exists(gp)) SKIP("missing: %s (scripts/make_rope_freqs_goldens.py)", mp);
+    enum { N = 2304, KEEP = 64 };
+    ember_model *m = load(mp);
+    CHECK(m);
+    if (!m) return;
+    static ember_token toks[N];
+    toks[0] = 1;
+    for (int i = 1; i < N; i++) toks[i] = 3 + (int)((i * 7919L) % 509);
+    size_t sz;
+    float *want = (float *)read_file(gp, &sz), *got = run_logits_ctx(m, toks, N, 0, 0, NULL, N);
+    const int nv = ember_model_n_vocab(m);
+    CHECK(want && got && sz == (size_t)KEEP * nv * sizeof(float));
+    if (want && got && sz == (size_t)KEEP * nv * sizeof(float)) {
+        double rms, d = max_abs_diff(got + (size_t)(N - KEEP) * nv, want, (size_t)KEEP * nv, &rms);
+        double tol = tol_for("f16", rms);
+        printf("  %-48s max|diff| %.3g (logit rms %.3g, tol %.1g)\n", "llama31-f16.gguf (positions 2240..2303)", d, rms, tol);
+        CHECK(d <= tol);
+    }
+    free(want);
+    free(got);
+    ember_model_free(m);
 }
 
 TEST(stories260K_vs_llamacpp) {
@@ -345,6 +425,9 @@ int main(void) {
     for (syn_i = 0; syn_i < (int)(sizeof syn_local_names / sizeof syn_local_names[0]); syn_i++)
         RUN(synthetic_local_vs_llamacpp);
     for (syn_i = 0; syn_i < (int)(sizeof gemma3_names / sizeof gemma3_names[0]); syn_i++) RUN(gemma3_vs_llamacpp);
+    for (syn_i = 0; syn_i < (int)(sizeof gemma2_names / sizeof gemma2_names[0]); syn_i++) RUN(gemma2_vs_llamacpp);
+    for (syn_i = 0; syn_i < (int)(sizeof phi3_runs / sizeof phi3_runs[0]); syn_i++) RUN(phi3_vs_llamacpp);
+    RUN(rope_freqs_vs_llamacpp);
     RUN(stories260K_vs_llamacpp);
     RUN(tinystories656k_vs_llamacpp);
     FILE *p = popen("ls tests/models/*.gguf 2>/dev/null", "r");

@@ -111,6 +111,34 @@ TEST(unsupported_weight_type) {
     unlink("/tmp/ember_test_type.gguf");
 }
 
+/* phi3 LongRoPE files: one of the two factor tensors missing, or an unknown rope scaling
+ * type, is refused with a message naming it (the names are patched in place, same length). */
+static void patched_phi3(const char *from, const char *to, ember_status want, const char *msg) {
+    const char *p = "tests/models/synthetic/phi3-longrope-f32.gguf";
+    if (!file_exists(p)) SKIP("missing: %s (scripts/make_phi3_goldens.py)", p);
+    size_t n, len = strlen(from);
+    unsigned char *d = read_file(p, &n);
+    unsigned char *hit = NULL;
+    for (size_t i = 0; i + len < n && i < 65536 && !hit; i++)
+        if (!memcmp(d + i, from, len)) hit = d + i;
+    CHECK(hit);
+    if (hit) {
+        CHECK(load_bytes(d, n, "/tmp/ember_test_phi3.gguf") == EMBER_OK);  /* the file as made */
+        memcpy(hit, to, len);
+        ember_status st = load_bytes(d, n, "/tmp/ember_test_phi3.gguf");
+        CHECK(st == want);
+        CHECKF(strstr(ember_last_error(), msg), "%s", ember_last_error());
+    }
+    free(d);
+    unlink("/tmp/ember_test_phi3.gguf");
+}
+
+TEST(phi3_longrope_bad) {
+    patched_phi3("rope_factors_short.weight", "rope_factors_shorx.weight", EMBER_E_FORMAT,
+                 "rope_factors_short.weight is missing");
+    patched_phi3("longrope", "longropx", EMBER_E_UNSUPPORTED, "rope scaling 'longropx' is not supported");
+}
+
 /* Truncation at every offset in the header/metadata and at a stride through the data. */
 static void truncations(const char *rel, size_t stride) {
     const char *p = fixture_path(rel);
@@ -196,6 +224,7 @@ int main(void) {
     RUN(missing_file_and_bad_args);
     RUN(unsupported_architecture);
     RUN(unsupported_weight_type);
+    RUN(phi3_longrope_bad);
     RUN(truncated_stories_gguf);
     RUN(truncated_q4_k_m);
     RUN(flipped_bytes);

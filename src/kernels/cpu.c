@@ -83,6 +83,7 @@ static const em_kernels *merged(isa_entry *e) {
             if (!k.quantize_act[t]) k.quantize_act[t] = r->quantize_act[t];
             if (!k.matmul[t]) k.matmul[t] = r->matmul[t];
             if (!k.attn[t]) k.attn[t] = r->attn[t];
+            if (!k.attn_softcap[t]) k.attn_softcap[t] = r->attn_softcap[t];
             if (!k.attn3[t]) k.attn3[t] = r->attn3[t];
         }
         if (!k.rmsnorm) k.rmsnorm = r->rmsnorm;

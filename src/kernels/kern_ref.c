@@ -121,7 +121,8 @@ static double dot_f16_ggml(const float *q, const uint16_t *k, int hd) {
 }
 
 static void attn_x(int t, float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
-                   int hd, size_t kstride, float scale) {
+                   int hd, size_t kstride, float scale, float softcap) {
+    const float cap_scale = softcap != 0.0f ? scale / softcap : 0.0f;
     enum { G = EM_ATTN_MAX_GROUP };
     float qv[G][EM_ATTN_MAX_HD];
     uint16_t acc16[G][EM_ATTN_MAX_HD];
@@ -142,7 +143,7 @@ static void attn_x(int t, float *out, const float *q, int n_q, const void *k, co
             double dot = 0.0;
             if (t == EM_F16) dot = dot_f16_ggml(qv[h], (const uint16_t *)kt, hd);
             else for (int i = 0; i < hd; i++) dot += (double)qv[h][i] * kv_elem(t, kt, i);
-            const float s = (float)dot * scale;
+            const float s = softcap != 0.0f ? softcap * tanhf((float)dot * cap_scale) : (float)dot * scale;
             float ms = 1.0f, vs = 1.0f;
             if (s > M[h]) {  /* new maximum: rescale what was accumulated so far */
                 ms = expf(M[h] - s);
@@ -171,11 +172,19 @@ static void attn_x(int t, float *out, const float *q, int n_q, const void *k, co
 
 static void attn_f32_ref(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
                          int hd, size_t kstride, float scale) {
-    attn_x(EM_F32, out, q, n_q, k, v, n_kv, hd, kstride, scale);
+    attn_x(EM_F32, out, q, n_q, k, v, n_kv, hd, kstride, scale, 0.0f);
 }
 static void attn_f16_ref(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
                          int hd, size_t kstride, float scale) {
-    attn_x(EM_F16, out, q, n_q, k, v, n_kv, hd, kstride, scale);
+    attn_x(EM_F16, out, q, n_q, k, v, n_kv, hd, kstride, scale, 0.0f);
+}
+static void attn_softcap_f32_ref(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
+                                 int hd, size_t kstride, float scale, float softcap) {
+    attn_x(EM_F32, out, q, n_q, k, v, n_kv, hd, kstride, scale, softcap);
+}
+static void attn_softcap_f16_ref(float *out, const float *q, int n_q, const void *k, const void *v, int n_kv,
+                                 int hd, size_t kstride, float scale, float softcap) {
+    attn_x(EM_F16, out, q, n_q, k, v, n_kv, hd, kstride, scale, softcap);
 }
 
 /* Three-pass attention (the micro-benchmark's baseline): scores, then e^(s - max) and
@@ -229,5 +238,6 @@ const em_kernels em_kernels_ref = {
     .swiglu = swiglu_ref,
     .geglu = geglu_ref,
     .attn = { [EM_F32] = attn_f32_ref, [EM_F16] = attn_f16_ref },
+    .attn_softcap = { [EM_F32] = attn_softcap_f32_ref, [EM_F16] = attn_softcap_f16_ref },
     .attn3 = { [EM_F32] = attn3_f32_ref, [EM_F16] = attn3_f16_ref },
 };

@@ -64,6 +64,11 @@ typedef struct em_kernels {
      * nearly every chunk, takes no rescale. */
     void (*attn[EM_TYPE_COUNT])(float *out, const float *q, int n_q, const void *k, const void *v,
                                 int n_kv, int hd, size_t kstride, float scale);
+    /* attn with llama.cpp's attention logit soft-capping (gemma2): each score becomes
+     * softcap * tanh(dot * (scale / softcap)), in float, before the online update. Only the
+     * reference implements it (the ISA tables take it from there). */
+    void (*attn_softcap[EM_TYPE_COUNT])(float *out, const float *q, int n_q, const void *k, const void *v,
+                                        int n_kv, int hd, size_t kstride, float scale, float softcap);
     /* The straightforward three-pass attention, kept as the baseline of the attention
      * micro-benchmark (not used by the forward pass): all scores into scores[0..n_kv)
      * and their max; e^(s-max) and the sum; the V rows weighted by them (F32 accumulator). */

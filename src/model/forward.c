@@ -3,13 +3,15 @@
  * activations are token-major (T, width) so a matmul sees T activation columns and reads
  * each weight row once per chunk.
  *
- * Per layer (llama / qwen2 / qwen3 / gemma3):
+ * Per layer (llama / qwen2 / qwen3 / gemma3 / gemma2 / phi3):
  *   h   = x + post(Wo . attn(rope(norm_q(Wq . rms(x)) + bq), rope(norm_k(Wk . rms(x)) + bk), Wv . rms(x) + bv))
  *   x'  = h + post(Wdown . (act(Wgate . rms(h)) * (Wup . rms(h))))
  * then logits = Wout . rms(x). Biases only for qwen2, q/k norms for qwen3 and gemma3;
  * gemma3 adds: x0 = embedding * sqrt(n_embd), the post RMSNorms, act = GELU (SiLU
  * elsewhere), queries scaled before attention, sliding-window layers with their own rope
- * base, and optionally logits = c * tanh(logits / c).
+ * base, and optionally logits = c * tanh(logits / c); gemma2 is gemma3 without q/k norms
+ * and with attention scores soft-capped the same way. phi3's fused q/k/v and gate/up
+ * matrices arrive as row ranges of one tensor (model.c), so they run as the same group.
  * Threads split matmul output rows and attention heads statically, so every output value
  * is computed by the same code in the same order whatever the thread count. */
 #include <math.h>
@@ -86,17 +88,30 @@ static void add_bias(float *y, int ldy, int T, const em_weight *b) {
 }
 
 /* ---- rope ---------------------------------------------------------------------------- */
-/* cos/sin for one position: theta_i = freq_scale * pos * base^(-2i/n_rot), the power
- * computed by repeated multiplication as llama.cpp does so the angles agree to the last
- * bit (freq_scale: linear rope scaling, 1 without). */
-static void rope_cache(float *cs, int pos, int n_rot, float base, float freq_scale) {
+/* cos/sin for one position: theta_i = freq_scale * (pos * base^(-2i/n_rot) / ff[i]), the
+ * power computed by repeated multiplication as llama.cpp does so the angles agree to the
+ * last bit (freq_scale: linear rope scaling, 1 without; ff: frequency factors, NULL for
+ * none), cos and sin then multiplied by mscale (rope.scaling.attn_factor, 1 without). */
+static void rope_cache(float *cs, int pos, int n_rot, float base, float freq_scale,
+                       const float *ff, float mscale) {
     const float scale = powf(base, -2.0f / n_rot);
     float theta = (float)pos;
     for (int i = 0; i < n_rot / 2; i++) {
-        cs[2 * i] = cosf(freq_scale * theta);
-        cs[2 * i + 1] = sinf(freq_scale * theta);
+        const float t = freq_scale * (ff ? theta / ff[i] : theta);
+        cs[2 * i] = cosf(t) * mscale;
+        cs[2 * i + 1] = sinf(t) * mscale;
         theta *= scale;
     }
+}
+
+/* The frequency factors a context uses: llama's rope_freqs, or phi3's long factors when
+ * the context is longer than the original one and its short factors otherwise. llama.cpp
+ * compares its per-sequence context rounded up to a multiple of 256, so ember does too. */
+static const float *rope_factors(const struct ember_context *ctx) {
+    const struct ember_model *m = ctx->m;
+    if (m->rope_freqs.data) return m->rope_freqs.data;
+    const int64_t padded = ((int64_t)ctx->n_ctx + 255) / 256 * 256;
+    return padded > m->hp.n_ctx_orig ? m->rope_long.data : m->rope_short.data;
 }
 
 /* Rotates the pairs with one fused multiply-add each, as llama.cpp's build contracts
@@ -145,10 +160,13 @@ static void attn_worker(void *arg, int ith, int nth) {
         const int pos = ctx->tok_pos[t], p0 = window && pos >= window ? pos - window + 1 : 0;
         const size_t base = (kv_offset(ctx, a->layer, ctx->tok_seq[t], p0) + (size_t)kvh * hd) * esz;
         const int n_kv = pos + 1 - p0;
-        ctx->kern->attn[ctx->kv_type](ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd,
-                                      ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd, n_q,
-                                      (const char *)ctx->k_cache + base, (const char *)ctx->v_cache + base, n_kv, hd,
-                                      kvdim, scale);
+        float *out = ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd;
+        const float *q = ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd;
+        const char *kc = (const char *)ctx->k_cache + base, *vc = (const char *)ctx->v_cache + base;
+        if (hp->attn_softcap > 0.0f)  /* gemma2 */
+            ctx->kern->attn_softcap[ctx->kv_type](out, q, n_q, kc, vc, n_kv, hd, kvdim, scale, hp->attn_softcap);
+        else
+            ctx->kern->attn[ctx->kv_type](out, q, n_q, kc, vc, n_kv, hd, kvdim, scale);
     }
 }
 
@@ -178,7 +196,7 @@ static void embed(struct ember_context *ctx, const ember_token *tokens, int T) {
     }
 }
 
-/* gemma3: RMSNorm of a block's output (xb2) before it joins the residual stream. */
+/* gemma2/3: RMSNorm of a block's output (xb2) before it joins the residual stream. */
 static void post_norm(struct ember_context *ctx, const em_weight *w, int T) {
     if (!w->data) return;
     const int d = ctx->m->hp.n_embd;
@@ -211,7 +229,9 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
             for (int h = 0; h < nkv; h++) k->rmsnorm(kk + h * hd, kk + h * hd, L->k_norm.data, hd, hp->rms_eps);
         }
         rope_cache(ctx->rope_cs, ctx->tok_pos[t], hp->n_rot, L->swa ? hp->rope_base_swa : hp->rope_base,
-                   L->swa || hp->rope_freq_scale == 0.0f ? 1.0f : hp->rope_freq_scale);
+                   L->swa ? (hp->rope_freq_scale_swa == 0.0f ? 1.0f : hp->rope_freq_scale_swa)
+                          : hp->rope_freq_scale == 0.0f ? 1.0f : hp->rope_freq_scale, rope_factors(ctx),
+                   hp->rope_attn_factor == 0.0f ? 1.0f : hp->rope_attn_factor);
         for (int h = 0; h < nh; h++) rope_apply(q + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         for (int h = 0; h < nkv; h++) rope_apply(kk + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         if (hp->attn_scale != 0.0f)

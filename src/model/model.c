@@ -1,7 +1,10 @@
 /* model.c: GGUF metadata -> hyper-parameters, and tensor binding per architecture.
  * Supported: llama (Llama 2/3, TinyLlama, SmolLM2, Mistral-style), qwen2 (q/k/v biases,
  * NEOX rope), qwen3 (per-head q/k RMSNorm, head_dim from attention.key_length, NEOX rope)
- * and gemma3 (qwen3's plus post-norms, GeGLU, sliding-window layers: see read_gemma3).
+ * gemma3 (qwen3's plus post-norms, GeGLU, sliding-window layers: see read_gemma3), gemma2
+ * (read_gemma2: no q/k norms, attention soft-capping, every other layer local) and phi3
+ * (Phi-3/3.5: fused attn_qkv and gate+up ffn_up, see bind_fused; LongRoPE factors). Rope
+ * scaling (read_rope_scaling) and llama's rope_freqs (Llama 3.1/3.2) for every one of them.
  * Every tensor is checked for presence, type and shape before the forward pass ever sees
  * it; weights stay in the read-only mapping. */
 #include <math.h>
@@ -15,7 +18,7 @@
 
 static const struct { const char *name; int arch; } arch_names[] = {
     { "llama", EM_ARCH_LLAMA }, { "qwen2", EM_ARCH_QWEN2 }, { "qwen3", EM_ARCH_QWEN3 },
-    { "gemma3", EM_ARCH_GEMMA3 },
+    { "gemma3", EM_ARCH_GEMMA3 }, { "phi3", EM_ARCH_PHI3 }, { "gemma2", EM_ARCH_GEMMA2 },
 };
 
 /* Reads "{arch}.{key}" as an integer; def when absent. Fails on wrong type or range. */
@@ -51,8 +54,8 @@ static ember_status get_float(const gguf_ctx *g, const char *arch, const char *k
 /* Gemma 3, as llama.cpp reads it: token embeddings times sqrt(n_embd); queries times
  * 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the 62-layer 27B); GeGLU; sliding-window
  * layers when attention.sliding_window > 0 (which layers: see read_swa) with their own
- * rope base (rope.freq_base_swa, else 10000) and no rope scaling; linear rope scaling
- * (rope.scaling.factor) on the global layers; optional final logit soft-capping. */
+ * rope base (rope.freq_base_swa, else 10000) and no rope scaling, which the global layers
+ * keep (read_rope_scaling); optional final logit soft-capping. */
 static ember_status read_gemma3(em_hparams *hp, const gguf_ctx *g, const char *arch) {
     ember_status st;
     if ((st = get_int(g, arch, "attention.sliding_window", 0, 0, &hp->n_swa)) ||
@@ -65,16 +68,6 @@ static ember_status read_gemma3(em_hparams *hp, const gguf_ctx *g, const char *a
     if (r == -2 || (r == 0 && !(v >= 0 && v < 1e30)))
         return em_fail(EMBER_E_FORMAT, "key '%s' is not a number >= 0", full);
     hp->logit_softcap = r == 0 ? (float)v : 0.0f;
-    const char *s;
-    size_t len;
-    snprintf(full, sizeof full, "%s.rope.scaling.type", arch);
-    if (gguf_get_str(g, full, &s, &len) == 0 && !(len == 6 && !memcmp(s, "linear", 6)) &&
-        !(len == 4 && !memcmp(s, "none", 4)))
-        return em_fail(EMBER_E_UNSUPPORTED, "rope scaling '%.*s' is not supported for %s", (int)(len < 32 ? len : 32), s, arch);
-    float factor = 0.0f;
-    if ((st = get_float(g, arch, "rope.scaling.factor", 0.0f, &factor))) return st;
-    if (factor == 0.0f && (st = get_float(g, arch, "rope.scale_linear", 0.0f, &factor))) return st;
-    hp->rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
     hp->embd_scale = sqrtf((float)hp->n_embd);
     hp->attn_scale = hp->n_layer == 62 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
                                        : 1.0f / sqrtf((float)hp->head_dim);
@@ -82,9 +75,72 @@ static ember_status read_gemma3(em_hparams *hp, const gguf_ctx *g, const char *a
     return EMBER_OK;
 }
 
+/* "{arch}.{key}" as a number >= 0 (0 turns the feature off); def when absent. */
+static ember_status get_nonneg(const gguf_ctx *g, const char *arch, const char *key, float def, float *out) {
+    char full[128];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    double v;
+    int r = gguf_get_float(g, full, &v);
+    if (r == -2 || (r == 0 && !(v >= 0 && v < 1e30)))
+        return em_fail(EMBER_E_FORMAT, "key '%s' is not a number >= 0", full);
+    *out = r == 0 ? (float)v : def;
+    return EMBER_OK;
+}
+
+/* Gemma 2, as llama.cpp reads it: Gemma 3's embedding scale, query scale, GeGLU and
+ * post-norms, no q/k norms; a sliding window (default 4096) on every other layer (pattern
+ * period 2: even layers local) with the global rope base and scale unless
+ * rope.freq_base_swa says otherwise; attention logits soft-capped at
+ * attn_logit_softcapping (default 50) and the output at final_logit_softcapping (default
+ * 30); the output is always the token embedding. */
+static ember_status read_gemma2(em_hparams *hp, const gguf_ctx *g, const char *arch) {
+    ember_status st;
+    if ((st = get_int(g, arch, "attention.sliding_window", 4096, 0, &hp->n_swa)) ||
+        (st = get_float(g, arch, "rope.freq_base_swa", hp->rope_base, &hp->rope_base_swa)) ||
+        (st = get_nonneg(g, arch, "attn_logit_softcapping", 50.0f, &hp->attn_softcap)) ||
+        (st = get_nonneg(g, arch, "final_logit_softcapping", 30.0f, &hp->logit_softcap)))
+        return st;
+    hp->rope_freq_scale_swa = hp->rope_freq_scale;
+    hp->embd_scale = sqrtf((float)hp->n_embd);
+    hp->attn_scale = hp->n_layer == 46 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
+                                       : 1.0f / sqrtf((float)hp->head_dim);
+    hp->gelu = 1;
+    return EMBER_OK;
+}
+
+/* Rope scaling as llama.cpp reads it for every architecture: rope.scaling.type absent,
+ * "none", "linear" or "longrope" (phi3: its frequency factors are tensors, bound later);
+ * rope.scaling.factor (or the old rope.scale_linear) divides every angle unless the type is
+ * "none"; rope.scaling.attn_factor multiplies cos and sin; rope.scaling.original_context_length
+ * (default: the training context) decides phi3's long or short factors. YaRN is refused
+ * rather than run without its ramp. */
+static ember_status read_rope_scaling(em_hparams *hp, const gguf_ctx *g, const char *arch) {
+    char full[128];
+    const char *s;
+    size_t len;
+    int none = 0;
+    snprintf(full, sizeof full, "%s.rope.scaling.type", arch);
+    if (gguf_get_str(g, full, &s, &len) == 0) {
+        none = len == 4 && !memcmp(s, "none", 4);
+        if (!none && !(len == 6 && !memcmp(s, "linear", 6)) && !(len == 8 && !memcmp(s, "longrope", 8)))
+            return em_fail(EMBER_E_UNSUPPORTED, "rope scaling '%.*s' is not supported for %s",
+                           (int)(len < 32 ? len : 32), s, arch);
+    }
+    ember_status st;
+    float factor = 0.0f;
+    if ((st = get_float(g, arch, "rope.scaling.factor", 0.0f, &factor))) return st;
+    if (factor == 0.0f && (st = get_float(g, arch, "rope.scale_linear", 0.0f, &factor))) return st;
+    hp->rope_freq_scale = factor == 0.0f || none ? 1.0f : 1.0f / factor;
+    if ((st = get_float(g, arch, "rope.scaling.attn_factor", 1.0f, &hp->rope_attn_factor)) ||
+        (st = get_int(g, arch, "rope.scaling.original_context_length", hp->n_ctx_train, 0, &hp->n_ctx_orig)))
+        return st;
+    if (hp->n_ctx_orig <= 0) hp->n_ctx_orig = hp->n_ctx_train;
+    return EMBER_OK;
+}
+
 /* Which layers use the sliding window (n_swa > 0): attention.sliding_window_pattern as one
- * flag per layer, or as a period p (default 6): layer i is local unless i % p == p - 1, so
- * every p-th layer is global (p = 0: all local). */
+ * flag per layer, or as a period p (default 6; gemma2: 2): layer i is local unless
+ * i % p == p - 1, so every p-th layer is global (p = 0: all local). */
 static ember_status read_swa(struct ember_model *m, const char *arch) {
     const em_hparams *hp = &m->hp;
     if (hp->n_swa <= 0) return EMBER_OK;
@@ -106,7 +162,8 @@ static ember_status read_swa(struct ember_model *m, const char *arch) {
         return EMBER_OK;
     }
     int p;
-    ember_status st = get_int(m->gguf, arch, "attention.sliding_window_pattern", 6, 0, &p);
+    ember_status st = get_int(m->gguf, arch, "attention.sliding_window_pattern",
+                              hp->arch == EM_ARCH_GEMMA2 ? 2 : 6, 0, &p);
     if (st) return st;
     for (int i = 0; i < hp->n_layer; i++) m->layers[i].swa = p == 0 || i % p < p - 1;
     return EMBER_OK;
@@ -134,7 +191,7 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
         (st = get_int(g, arch, "context_length", -1, 0, &hp->n_ctx_train)) ||
         (st = get_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps)) ||
         (st = get_float(g, arch, "rope.freq_base",
-                         hp->arch == EM_ARCH_LLAMA || hp->arch == EM_ARCH_GEMMA3 ? 10000.0f : 1e6f, &hp->rope_base)))
+                         hp->arch == EM_ARCH_QWEN2 || hp->arch == EM_ARCH_QWEN3 ? 1e6f : 10000.0f, &hp->rope_base)))
         return st;
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_ff <= 0 || hp->n_head <= 0 ||
         hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
@@ -161,7 +218,10 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
         hp->n_ctx_train = EM_DEFAULT_N_CTX_TRAIN;
     }
     hp->rope_neox = hp->arch != EM_ARCH_LLAMA;
-    return hp->arch == EM_ARCH_GEMMA3 ? read_gemma3(hp, g, arch) : EMBER_OK;
+    if ((st = read_rope_scaling(hp, g, arch))) return st;
+    /* phi3: llama.cpp turns the sliding window off (attention.sliding_window is ignored) */
+    return hp->arch == EM_ARCH_GEMMA3 ? read_gemma3(hp, g, arch)
+         : hp->arch == EM_ARCH_GEMMA2 ? read_gemma2(hp, g, arch) : EMBER_OK;
 }
 
 /* Binds tensor `name`, checking its shape (ne0, ne1); ne1 = 0 means a vector. Vectors must
@@ -191,6 +251,47 @@ static ember_status bind(struct ember_model *m, const char *name, int64_t ne0, i
     return EMBER_OK;
 }
 
+/* Rows r0..r0+n of a bound matrix, as a matrix of its own (fused tensors). */
+static em_weight row_range(const em_weight *w, int64_t r0, int64_t n) {
+    em_weight v = *w;
+    v.data = (const char *)w->data + (size_t)r0 * w->row_bytes;
+    v.rows = n;
+    return v;
+}
+
+/* phi3's fused tensors: attn_qkv (q, k, v rows in that order; separate attn_q/k/v are
+ * accepted too, as llama.cpp does) and ffn_up, whose first n_ff rows are the gate and the
+ * rest the up projection (llama.cpp's swiglu of one 2*n_ff-wide output). The forward pass
+ * sees row ranges, so it runs them as the group of matmuls it runs for separate tensors. */
+static ember_status bind_fused(struct ember_model *m, int i, em_layer *L) {
+    const em_hparams *hp = &m->hp;
+    const int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim, vv = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    char n[3][96];
+    snprintf(n[0], sizeof n[0], "blk.%d.attn_qkv.weight", i);
+    snprintf(n[1], sizeof n[1], "blk.%d.ffn_up.weight", i);
+    ember_status st;
+    if ((st = bind(m, n[0], d, q + kv + vv, 0, &L->wqkv)) ||
+        (st = bind(m, n[1], d, 2 * (int64_t)hp->n_ff, 1, &L->w_gate_up)))
+        return st;
+    if (L->wqkv.data) {
+        L->wq = row_range(&L->wqkv, 0, q);
+        L->wk = row_range(&L->wqkv, q, kv);
+        L->wv = row_range(&L->wqkv, q + kv, vv);
+    } else {
+        const char *sfx[3] = { "attn_q", "attn_k", "attn_v" };
+        em_weight *w[3] = { &L->wq, &L->wk, &L->wv };
+        const int64_t rows[3] = { q, kv, vv };
+        for (int j = 0; j < 3; j++) {
+            snprintf(n[2], sizeof n[2], "blk.%d.%s.weight", i, sfx[j]);
+            if ((st = bind(m, n[2], d, rows[j], 1, w[j]))) return st;
+        }
+    }
+    L->w_gate = row_range(&L->w_gate_up, 0, hp->n_ff);
+    L->w_up = row_range(&L->w_gate_up, hp->n_ff, hp->n_ff);
+    return EMBER_OK;
+}
+
 static ember_status bind_layers(struct ember_model *m) {
     const em_hparams *hp = &m->hp;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
@@ -198,8 +299,8 @@ static ember_status bind_layers(struct ember_model *m) {
     const int64_t d = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim;
     const int64_t kv = (int64_t)hp->n_head_kv * hp->head_dim, vv = (int64_t)hp->n_head_kv * hp->head_dim_v;
     const int64_t o = (int64_t)hp->n_head * hp->head_dim_v;
-    const int bias = hp->arch == EM_ARCH_QWEN2, gemma = hp->arch == EM_ARCH_GEMMA3;
-    const int qknorm = hp->arch == EM_ARCH_QWEN3 || gemma;
+    const int bias = hp->arch == EM_ARCH_QWEN2, gemma = hp->arch == EM_ARCH_GEMMA3 || hp->arch == EM_ARCH_GEMMA2;
+    const int qknorm = hp->arch == EM_ARCH_QWEN3 || hp->arch == EM_ARCH_GEMMA3, sep = hp->arch != EM_ARCH_PHI3;
     for (int i = 0; i < hp->n_layer; i++) {
         em_layer *L = &m->layers[i];
         char n[15][96];
@@ -208,20 +309,47 @@ static ember_status bind_layers(struct ember_model *m) {
             "attn_k_norm.weight", "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight", "" };
         for (int j = 0; j < 14; j++) snprintf(n[j], sizeof n[j], "blk.%d.%s", i, suffix[j]);
         ember_status st;
-        if ((st = bind(m, n[0], d, 0, 1, &L->attn_norm)) || (st = bind(m, n[1], d, q, 1, &L->wq)) ||
-            (st = bind(m, n[2], d, kv, 1, &L->wk)) || (st = bind(m, n[3], d, vv, 1, &L->wv)) ||
+        if ((st = bind(m, n[0], d, 0, 1, &L->attn_norm)) ||
+            (sep && ((st = bind(m, n[1], d, q, 1, &L->wq)) || (st = bind(m, n[2], d, kv, 1, &L->wk)) ||
+                     (st = bind(m, n[3], d, vv, 1, &L->wv)) || (st = bind(m, n[11], d, hp->n_ff, 1, &L->w_gate)) ||
+                     (st = bind(m, n[12], d, hp->n_ff, 1, &L->w_up)))) ||
+            (!sep && (st = bind_fused(m, i, L))) ||
             (st = bind(m, n[4], o, d, 1, &L->wo)) || (st = bind(m, n[5], q, 0, bias, &L->bq)) ||
             (st = bind(m, n[6], kv, 0, bias, &L->bk)) || (st = bind(m, n[7], vv, 0, bias, &L->bv)) ||
             (st = bind(m, n[8], hp->head_dim, 0, qknorm, &L->q_norm)) ||
             (st = bind(m, n[9], hp->head_dim, 0, qknorm, &L->k_norm)) ||
-            (st = bind(m, n[10], d, 0, 1, &L->ffn_norm)) || (st = bind(m, n[11], d, hp->n_ff, 1, &L->w_gate)) ||
-            (st = bind(m, n[12], d, hp->n_ff, 1, &L->w_up)) || (st = bind(m, n[13], hp->n_ff, d, 1, &L->w_down)))
+            (st = bind(m, n[10], d, 0, 1, &L->ffn_norm)) || (st = bind(m, n[13], hp->n_ff, d, 1, &L->w_down)))
             return st;
         snprintf(n[0], sizeof n[0], "blk.%d.post_attention_norm.weight", i);
         snprintf(n[1], sizeof n[1], "blk.%d.post_ffw_norm.weight", i);
         if ((st = bind(m, n[0], d, 0, gemma, &L->attn_post_norm)) || (st = bind(m, n[1], d, 0, gemma, &L->ffn_post_norm)))
             return st;
     }
+    return EMBER_OK;
+}
+
+/* Rope frequency factors: rope_freqs (llama) or rope_factors_long/_short (phi3, both or
+ * neither), n_rot/2 positive finite floats each. */
+static ember_status bind_rope_factors(struct ember_model *m) {
+    const int64_t nf = m->hp.n_rot / 2;
+    const int llama = m->hp.arch == EM_ARCH_LLAMA, phi3 = m->hp.arch == EM_ARCH_PHI3;
+    ember_status st;
+    if ((llama && (st = bind(m, "rope_freqs.weight", nf, 0, 0, &m->rope_freqs))) ||
+        (phi3 && ((st = bind(m, "rope_factors_long.weight", nf, 0, 0, &m->rope_long)) ||
+                  (st = bind(m, "rope_factors_short.weight", nf, 0, 0, &m->rope_short)))))
+        return st;
+    if (!m->rope_long.data != !m->rope_short.data)
+        return em_fail(EMBER_E_FORMAT, "rope_factors_%s.weight is missing (LongRoPE needs both)",
+                       m->rope_long.data ? "short" : "long");
+    const em_weight *w[3] = { &m->rope_freqs, &m->rope_long, &m->rope_short };
+    static const char *const names[3] = { "rope_freqs", "rope_factors_long", "rope_factors_short" };
+    for (int j = 0; j < 3; j++)
+        for (int64_t i = 0; w[j]->data && i < nf; i++) {
+            const float f = ((const float *)w[j]->data)[i];
+            if (!(f > 0.0f && f < 1e30f))
+                return em_fail(EMBER_E_FORMAT, "%s.weight[%lld] = %g is not a positive number",
+                               names[j], (long long)i, (double)f);
+        }
     return EMBER_OK;
 }
 
@@ -311,13 +439,13 @@ ember_status em_model_load_gguf(struct ember_model *m, const char *path, int voc
     const int64_t d = m->hp.n_embd, nv = m->hp.n_vocab;
     if ((st = bind(m, "token_embd.weight", d, nv, 1, &m->tok_embd)) ||
         (st = bind(m, "output_norm.weight", d, 0, 1, &m->output_norm)) ||
-        (st = bind(m, "output.weight", d, nv, 0, &m->output)))
+        (m->hp.arch != EM_ARCH_GEMMA2 && (st = bind(m, "output.weight", d, nv, 0, &m->output))))
         return st;
     if (!m->output.data) { m->output = m->tok_embd; m->tied_output = 1; }
     if (m->vocab && em_vocab_n(m->vocab) > m->hp.n_vocab)
         return em_fail(EMBER_E_FORMAT, "tokenizer has %d tokens but the model only %d",
                        em_vocab_n(m->vocab), m->hp.n_vocab);
-    if ((st = bind_layers(m))) return st;
+    if ((st = bind_layers(m)) || (st = bind_rope_factors(m))) return st;
     const char *arch;
     size_t len;
     gguf_get_str(m->gguf, "general.architecture", &arch, &len);  /* read_hparams checked it */

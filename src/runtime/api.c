@@ -51,7 +51,8 @@ uint64_t ember_model_size(const ember_model *m) { return m ? m->weight_bytes : 0
 const char *ember_model_chat_template(const ember_model *m) { return m ? m->chat_template : NULL; }
 
 static const char *arch_name(int arch) {
-    return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : arch == EM_ARCH_GEMMA3 ? "gemma3" : "llama";
+    return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : arch == EM_ARCH_GEMMA3 ? "gemma3"
+         : arch == EM_ARCH_PHI3 ? "phi3" : arch == EM_ARCH_GEMMA2 ? "gemma2" : "llama";
 }
 
 int ember_model_desc(const ember_model *m, char *buf, size_t len) {

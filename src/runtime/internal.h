@@ -34,7 +34,7 @@ double em_time_ms(void);              /* monotonic clock */
 int em_physical_cores(void);
 
 /* ---- architectures ---- */
-enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3, EM_ARCH_GEMMA3 };
+enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3, EM_ARCH_GEMMA3, EM_ARCH_PHI3, EM_ARCH_GEMMA2 };
 
 typedef struct em_hparams {
     int arch;           /* enum em_arch */
@@ -51,12 +51,18 @@ typedef struct em_hparams {
     int rope_neox;      /* 0: rotate (x[2i], x[2i+1]); 1: rotate (x[i], x[i + n_rot/2]) */
     float rope_base;    /* rope.freq_base */
     float rms_eps;
-    /* gemma3; zero everywhere else, and zero means the plain llama behaviour */
+    /* rope scaling, every architecture (llama.cpp's reading of the rope.scaling.* keys) */
+    float rope_freq_scale;  /* 1 / rope.scaling.factor (linear), global layers; 0: 1 */
+    float rope_attn_factor; /* rope.scaling.attn_factor: cos and sin are multiplied by it; 0: 1 */
+    int n_ctx_orig;     /* rope.scaling.original_context_length (else n_ctx_train): a context
+                         * longer than this takes rope_factors_long instead of _short */
+    /* gemma3 and gemma2; zero everywhere else, and zero means the plain llama behaviour */
     int gelu;           /* FFN gate activation: 0 SiLU (SwiGLU), 1 GELU (GeGLU) */
     int n_swa;          /* attention.sliding_window: a local layer (em_layer.swa) sees the
                          * last n_swa positions; 0: every layer is global */
     float rope_base_swa;    /* rope base of the sliding-window layers */
-    float rope_freq_scale;  /* global layers: 1 / rope.scaling.factor (linear); 0: 1 */
+    float rope_freq_scale_swa;  /* their rope scale (gemma2: the global one; gemma3: 1); 0: 1 */
+    float attn_softcap; /* gemma2 attn_logit_softcapping: scores = c*tanh(scores/c); 0 = off */
     float embd_scale;   /* token embeddings are multiplied by this (sqrt(n_embd)); 0: 1 */
     float attn_scale;   /* queries are multiplied by this before attention; 0: 1/sqrt(head_dim) */
     float logit_softcap;    /* final_logit_softcapping: logits = c*tanh(logits/c); 0 = off */
@@ -73,14 +79,17 @@ typedef struct em_weight {
 
 typedef struct em_layer {
     em_weight attn_norm;            /* (n_embd) f32 */
-    em_weight wq, wk, wv, wo;       /* (n_head*hd, n_embd) (n_kv*hd, n_embd) x2, (n_embd, n_head*hd_v) */
+    em_weight wq, wk, wv, wo;       /* (n_head*hd, n_embd) (n_kv*hd, n_embd) x2, (n_embd, n_head*hd_v);
+                                     * phi3: wq/wk/wv are row ranges of the fused attn_qkv */
     em_weight bq, bk, bv;           /* qwen2 biases, f32; absent elsewhere */
     em_weight q_norm, k_norm;       /* qwen3 per-head RMSNorm (head_dim) f32 */
-    em_weight attn_post_norm;       /* gemma3: RMSNorm of the attention output (n_embd) f32 */
+    em_weight attn_post_norm;       /* gemma2/3: RMSNorm of the attention output (n_embd) f32 */
     em_weight ffn_norm;             /* (n_embd) f32 */
-    em_weight ffn_post_norm;        /* gemma3: RMSNorm of the FFN output (n_embd) f32 */
-    em_weight w_gate, w_up;         /* (n_ff, n_embd) */
+    em_weight ffn_post_norm;        /* gemma2/3: RMSNorm of the FFN output (n_embd) f32 */
+    em_weight w_gate, w_up;         /* (n_ff, n_embd); phi3: the two halves of ffn_up */
     em_weight w_down;               /* (n_embd, n_ff) */
+    em_weight wqkv, w_gate_up;      /* phi3: the fused tensors (q+k+v, 2*n_ff rows) that wq/wk/wv
+                                     * and w_gate/w_up are views of; NULL data elsewhere */
     int swa;                        /* sliding-window (local) layer: window, rope_base_swa */
 } em_layer;
 
@@ -91,6 +100,10 @@ struct ember_model {
     em_weight output_norm;          /* (n_embd) f32 */
     em_weight output;               /* (n_vocab, n_embd); tok_embd when tied */
     int tied_output;
+    /* rope frequency factors (n_rot/2) f32, each pair's angle divided by its factor: llama's
+     * rope_freqs (Llama 3.1 scaling), phi3's LongRoPE pair (long when the context is longer
+     * than hp.n_ctx_orig); absent: NULL data */
+    em_weight rope_freqs, rope_long, rope_short;
     gguf_ctx *gguf;                 /* GGUF files: the mapping the weights point into */
     float *owned;                   /* llama2.c checkpoints: weights read into memory */
     size_t owned_bytes;

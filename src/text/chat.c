@@ -393,9 +393,10 @@ int em_chat_render_spans(const char *tmpl, const char *name, const ember_chat_me
 
 /* The family to use when neither a name nor the file's template gives one: Gemma 3 files
  * often carry no tokenizer.chat_template (the 270M one does not), and the architecture
- * leaves no doubt about the format. Otherwise name as given (NULL: the file's template). */
+ * (gemma3 or gemma2) leaves no doubt about the format. Otherwise name as given (NULL: the file's template). */
 static const char *family(const ember_model *m, const char *name) {
-    if ((!name || !*name) && m && !m->chat_template && !m->vocab_only && m->hp.arch == EM_ARCH_GEMMA3)
+    if ((!name || !*name) && m && !m->chat_template && !m->vocab_only &&
+        (m->hp.arch == EM_ARCH_GEMMA3 || m->hp.arch == EM_ARCH_GEMMA2))
         return "gemma";
     return name;
 }

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""make_gemma2_goldens.py: a random-weight gemma2 model and llama.cpp's logits for it, for
+tests/test_logits.c.
+
+The model is written with the `gguf` package under llama.cpp's key and tensor names
+(gemma2: dim 128, 4 layers, 4 heads, 2 kv heads, head_dim 64 from attention.key_length,
+ffn 256, vocab 512, tied embeddings, post-attention/post-FFN norms and no q/k norms, rms eps
+1e-6, rope.freq_base 10000; attention.sliding_window 16 and no pattern key, so llama.cpp's
+gemma2 default period 2 makes layers 0 and 2 local and 1 and 3 global;
+attn_logit_softcapping 2, low enough for the scores to feel it: without the cap llama.cpp's
+logits move by 1.6, logit rms 1; final_logit_softcapping 8). The 48 tokens
+evaluated (ids 1, 300, ..., 346) are three times the window. Norm weights are random
+around 1 (GGUF gemma norms include the +1).
+
+llama.cpp's quantizer makes a Q8_0 file (LLAMA_FTYPE_MOSTLY_Q8_0 = 7) from the F32 one, and
+llama.cpp computes the logits of all 48 positions of one batch for each: flash attention
+on, F16 KV cache, n_ctx 256, one thread, no extra buffer types (scripts/llamacpp_ref.py).
+
+    pip install llama-cpp-python==0.3.36 gguf numpy
+    python3 scripts/make_gemma2_goldens.py
+
+Writes tests/models/synthetic/gemma2-{f32,q8_0}.gguf and
+tests/golden/synthetic/gemma2-{f32,q8_0}.llamacpp_logits_48x512.f32 (48 x 512 float32,
+row-major, little-endian). Made with llama-cpp-python 0.3.36 (CMAKE_ARGS="-DGGML_NATIVE=OFF")
+and gguf 0.19.0; the weights are deterministic (fixed seed).
+"""
+import os
+import sys
+
+import numpy as np
+
+try:
+    import gguf
+except ImportError:
+    sys.exit("needs: pip install llama-cpp-python==0.3.36 gguf numpy")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama_cpp  # noqa: E402
+from llamacpp_ref import quantize, logits as llamacpp_logits  # noqa: E402
+
+ARCH = "gemma2"
+D, N_LAYER, N_HEAD, N_KV, HD, FF, N_VOCAB = 128, 4, 4, 2, 64, 256, 512
+N_CTX, WINDOW, ATTN_SOFTCAP, SOFTCAP, EPS = 256, 16, 2.0, 8.0, 1e-6
+TOKENS = [1] + list(range(300, 347))
+
+
+def vocab():
+    normal = [f"\u2581w{i}" for i in range(N_VOCAB - 259)]
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + normal
+    scores = [0.0] * 259 + [-float(i) for i in range(len(normal))]
+    types = [2, 3, 3] + [6] * 256 + [1] * len(normal)
+    return tokens, scores, types
+
+
+def write_f32(path, seed=320):
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(path, ARCH)
+    w.add_name("gemma2-synthetic")
+    w.add_file_type(int(gguf.LlamaFileType.ALL_F32))
+    w.add_context_length(N_CTX)
+    w.add_embedding_length(D)
+    w.add_block_count(N_LAYER)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(N_HEAD)
+    w.add_head_count_kv(N_KV)
+    w.add_key_length(HD)
+    w.add_value_length(HD)
+    w.add_layer_norm_rms_eps(EPS)
+    w.add_rope_freq_base(10000.0)
+    w.add_sliding_window(WINDOW)
+    w.add_attn_logit_softcapping(ATTN_SOFTCAP)
+    w.add_final_logit_softcapping(SOFTCAP)
+    tokens, scores, types = vocab()
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+
+    def mat(name, rows, cols, std):
+        w.add_tensor(name, (rng.standard_normal((rows, cols)) * std).astype(np.float32))
+
+    def vec(name, n, std):
+        w.add_tensor(name, (1.0 + rng.standard_normal(n) * std).astype(np.float32))
+
+    # the embedding is scaled by sqrt(D) on input and is the (tied) output matrix
+    mat("token_embd.weight", N_VOCAB, D, 1.0 / np.sqrt(D))
+    for l in range(N_LAYER):
+        p = f"blk.{l}."
+        vec(p + "attn_norm.weight", D, 0.1)
+        mat(p + "attn_q.weight", N_HEAD * HD, D, 1.0 / np.sqrt(D))
+        mat(p + "attn_k.weight", N_KV * HD, D, 1.0 / np.sqrt(D))
+        mat(p + "attn_v.weight", N_KV * HD, D, 1.0 / np.sqrt(D))
+        mat(p + "attn_output.weight", D, N_HEAD * HD, 1.0 / np.sqrt(N_HEAD * HD))
+        vec(p + "post_attention_norm.weight", D, 0.1)
+        vec(p + "ffn_norm.weight", D, 0.1)
+        mat(p + "ffn_gate.weight", FF, D, 1.0 / np.sqrt(D))
+        mat(p + "ffn_up.weight", FF, D, 1.0 / np.sqrt(D))
+        mat(p + "ffn_down.weight", D, FF, 1.0 / np.sqrt(FF))
+        vec(p + "post_ffw_norm.weight", D, 0.1)
+    vec("output_norm.weight", D, 0.1)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main():
+    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    models = os.path.join(root, "tests", "models", "synthetic")
+    golden = os.path.join(root, "tests", "golden", "synthetic")
+    os.makedirs(models, exist_ok=True)
+    os.makedirs(golden, exist_ok=True)
+    from importlib import metadata
+    print(f"llama-cpp-python {llama_cpp.__version__}, gguf {metadata.version('gguf')}")
+    f32 = os.path.join(models, "gemma2-f32.gguf")
+    write_f32(f32)
+    q8 = os.path.join(models, "gemma2-q8_0.gguf")
+    quantize(f32, q8, 7)
+    for name, path in (("f32", f32), ("q8_0", q8)):
+        types = {}
+        for t in gguf.GGUFReader(path).tensors:
+            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+        lg = llamacpp_logits(path, TOKENS, N_CTX)
+        assert lg.shape == (len(TOKENS), N_VOCAB)
+        out = os.path.join(golden, f"gemma2-{name}.llamacpp_logits_{len(TOKENS)}x{N_VOCAB}.f32")
+        lg.astype("<f4").tofile(out)
+        print(f"{os.path.relpath(path, root)}: {os.path.getsize(path)} bytes, tensors {types}; "
+              f"logit rms {np.sqrt((lg.astype(np.float64) ** 2).mean()):.3f} -> {os.path.relpath(out, root)}")
+
+
+if __name__ == "__main__":
+    main()
