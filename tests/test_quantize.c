@@ -356,7 +356,7 @@ TEST(test_vs_llamacpp) {
         same += ok;
     }
     printf("  %d of %d cases byte-identical to llama-quantize\n", same, cases);
-    CHECK(cases >= 52);
+    CHECK(cases >= 70);
     if (no_fixture) {
         free(g);
         SKIP("%d stories260K cases: fixture %s missing", no_fixture, fixture_path(STORIES));
@@ -397,8 +397,14 @@ TEST(test_failure_leaves_no_file) {
     qp.allow_requantize = 1;
     CHECK(ember_model_quantize(tpath("out.gguf"), tpath("out2.gguf"), &qp) == EMBER_OK);
     /* unknown file types are refused */
-    qp.ftype = 10;  /* Q2_K: llama.cpp has it, ember does not */
+    qp.ftype = 19;  /* IQ2_XXS: llama.cpp has it, ember does not */
     CHECK(ember_model_quantize(tpath("A.gguf"), tpath("out2.gguf"), &qp) == EMBER_E_INVALID);
+    /* Q2_K_S without an importance matrix is refused, as llama-quantize refuses it */
+    qp.ftype = EMBER_FTYPE_MOSTLY_Q2_K_S;
+    unlink(tpath("out2.gguf"));
+    CHECK(ember_model_quantize(tpath("A.gguf"), tpath("out2.gguf"), &qp) == EMBER_E_INVALID);
+    CHECK(strstr(ember_last_error(), "importance matrix") != NULL);
+    CHECK(stat(tpath("out2.gguf"), &st) != 0 && stat(tpath("out2.gguf.tmp"), &st) != 0);
     /* a weight beyond the f16 range: inf after conversion fails validation, as in ggml */
     gguf_writer *w = gguf_writer_new();
     float x[64] = {0};
@@ -424,7 +430,9 @@ TEST(test_failure_leaves_no_file) {
     CHECK(ember_model_quantize(tpath("out.gguf"), tpath("out2.gguf"), &qp) == EMBER_OK);
     CHECK(ember_ftype_from_name("q4_k_m") == EMBER_FTYPE_MOSTLY_Q4_K_M);
     CHECK(ember_ftype_from_name("15") == EMBER_FTYPE_MOSTLY_Q4_K_M);
-    CHECK(ember_ftype_from_name("Q2_K") == -1);
+    CHECK(ember_ftype_from_name("q3_k_m") == EMBER_FTYPE_MOSTLY_Q3_K_M);
+    CHECK(ember_ftype_from_name("Q2_K_S") == EMBER_FTYPE_MOSTLY_Q2_K_S);
+    CHECK(ember_ftype_from_name("IQ2_XXS") == -1);
     CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_BF16), "BF16"));
 }
 
