@@ -30,7 +30,9 @@
  *     (xtab, [block][column]) so the inner loop broadcasts them from L1.
  *   - k-quants (x in q8_K): per 32-element run, maddubs then madd by the run's int16
  *     scale, summed in int32 lanes over the block; the q4_K/q5_K mins and the q6_K "-32"
- *     come from the q8_K bsums (madd of bsums with the mins or scales), all exact.
+ *     come from the q8_K bsums (madd of bsums with the mins or scales), all exact. q2_K and
+ *     q3_K runs of 32 span two 16-element sub-blocks (one scale per 128-bit half); q2_K's
+ *     mins and q3_K's -4 also go through the bsums.
  *   - f32 / f16 / bf16: one FMA chain of 8 lanes per (row, column); f16 and bf16 products
  *     are exact in float, so fma equals ref's multiply-then-add per term.
  *

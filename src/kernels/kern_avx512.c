@@ -26,7 +26,9 @@
  *   - K-quants read the q8_K activation blocks directly (qs are contiguous). The weights
  *     are unpacked to u8 (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63), multiplied with vpmaddubsw
  *     (pairs cannot saturate: 2*63*128 < 32768) and the sub-block scales applied with
- *     vpdpwssd. Q4_K/Q5_K mins and Q6_K's -32 offset go through the q8_K bsums.
+ *     vpdpwssd. Q4_K/Q5_K mins and Q6_K's -32 offset go through the q8_K bsums; Q2_K
+ *     (0..3, mins as Q4_K's) and Q3_K (0..7 standing for -4..3, the -4 as Q6_K's -32) use
+ *     the same block form.
  *   - Attention follows attn_*_ref step by step (same expf calls, same float operations on
  *     the output; the F16 accumulator is rounded to F16 after every update); only the
  *     q.k dot products are summed in a different order (still in double).

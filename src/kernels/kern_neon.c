@@ -26,7 +26,8 @@
  *   - k-quants: each 32-element (q4_K/q5_K) or 16-element (q6_K) run's int32 lanes are
  *     multiplied by the run's scale in int32 (vmlaq_n_s32), summed over the block, then
  *     converted; the q4_K/q5_K mins term comes from the q8_K bsums, also in int32. q6_K
- *     weights are made signed (-32) before the multiply, so it needs no bsums.
+ *     weights are made signed (-32) before the multiply, so it needs no bsums. q2_K
+ *     (16-element runs, mins from the bsums) and q3_K (signed -4..3) work as q6_K does.
  *   - f32 / f16 / bf16: two 4-lane FMA chains per (row, column); f16 and bf16 products are
  *     exact in float, so each fma equals ref's multiply-then-add per term.
  *   - Decode (1 column) runs 4 rows side by side (independent weight streams and chains);
