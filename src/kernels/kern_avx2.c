@@ -608,7 +608,7 @@ INLINE void k23_tile(const int q3, const int C, int64_t nb, const char *wr, cons
             u[1] = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
             u[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
             u[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
-            sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)u)), _mm256_set1_epi16(32));
+            sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0])), _mm256_set1_epi16(32));
             d = h2f(blk->d);
         } else {
             const block_q2_K *blk = (const block_q2_K *)wr + b;

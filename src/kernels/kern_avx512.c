@@ -818,7 +818,7 @@ AI void unpack_k3(const block_q3_K *x, kblk *b) {
     u[1] = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
     u[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
     u[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
-    const __m256i s16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)u)), _mm256_set1_epi16(32));
+    const __m256i s16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0])), _mm256_set1_epi16(32));
     for (int k = 0; k < 4; k++) b->sc[k] = _mm512_permutexvar_epi16(idx(IDX_K6_SC[k]), _mm512_castsi256_si512(s16));
     b->mb = _mm256_mullo_epi16(s16, _mm256_set1_epi16(-4));
     b->d = h2f(x->d);
