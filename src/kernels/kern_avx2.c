@@ -643,8 +643,9 @@ INLINE void k23_tile(const int q3, const int C, int64_t nb, const char *wr, cons
                 const __m256i Lc = _mm256_sub_epi32(L[c], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc), 2));
                 acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(Lc), acc[c]);
             } else {
-                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(L[c]), acc[c]);
+                /* mins first, as llama.cpp's AVX2 q2_K: the same float steps, so its logits */
                 acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * a->d), _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn)), acc[c]);
+                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(L[c]), acc[c]);
             }
         }
     }
