@@ -458,6 +458,16 @@ TEST(test_default_model_imatrix) {
     qp.imatrix = im;
     const char *out = tpath("out.gguf");
     CHECKF(ember_model_quantize(model, out, &qp) == EMBER_OK, "%s", ember_last_error());
+    /* Q2_K_S with this matrix (blocks 0-3 only): llama-quantize bails out at the first Q2_K
+     * tensor the matrix lacks (blk.4.ffn_down; the 576-wide rows fall back to Q4_0) */
+    qp.ftype = EMBER_FTYPE_MOSTLY_Q2_K_S;
+    const char *out2 = tpath("out2.gguf");
+    unlink(out2);
+    CHECK(ember_model_quantize(model, out2, &qp) == EMBER_E_INVALID);
+    CHECKF(strstr(ember_last_error(), "missing importance matrix for tensor blk.4.ffn_down.weight"), "%s",
+           ember_last_error());
+    struct stat st;
+    CHECK(stat(out2, &st) != 0);
     ember_imatrix_free(im);
     unsigned char *data = read_file(out, &n);
     char hex[65] = "";

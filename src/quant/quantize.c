@@ -514,6 +514,13 @@ static int fallback_type(qstate *qs, const gguf_tensor *t, int type) {
     return r;
 }
 
+/* llama.cpp's tensor_requires_imatrix for the types ember writes: Q2_K_S's Q2_K tensors
+ * (other than token_embd and output). */
+static int requires_imatrix(const char *name, int type, int ftype) {
+    return type == EM_Q2_K && ftype == EMBER_FTYPE_MOSTLY_Q2_K_S && !is_token_embd(name) &&
+           strcmp(name, "output.weight");
+}
+
 static int is_float_type(int type) { return type == EM_F32 || type == EM_F16 || type == EM_BF16; }
 
 /* ---------------------------------------------------------------- the driver */
@@ -643,9 +650,7 @@ static ember_status choose_types(gguf_ctx *g, const gguf_tensor **order, int64_t
                 if (!p->pure && mix_type(&qs, type, t, category(t->name), &type)) return EMBER_E_FORMAT;
                 type = fallback_type(&qs, t, type);
             }
-            /* llama.cpp's tensor_requires_imatrix: Q2_K_S's Q2_K tensors */
-            if (type == EM_Q2_K && p->ftype == EMBER_FTYPE_MOSTLY_Q2_K_S && !p->imatrix &&
-                !is_token_embd(t->name) && strcmp(t->name, "output.weight"))
+            if (!p->imatrix && requires_imatrix(t->name, type, p->ftype))
                 return em_fail(EMBER_E_INVALID, "tensor '%s': file type Q2_K_S requires an importance matrix "
                                "(--imatrix)", t->name);
         }
@@ -781,6 +786,11 @@ ember_status ember_model_quantize(const char *in_path, const char *out_path, con
                 }
             } else if (p->imatrix) {
                 em_log(EMBER_LOG_INFO, "imatrix has no weights for %s", t->name);
+            }
+            if (!j.imatrix && requires_imatrix(t->name, types[i], p->ftype)) {
+                st = em_fail(EMBER_E_INVALID, "missing importance matrix for tensor %s in a very low-bit "
+                             "quantization (%s)", t->name, gguf_type_name((uint32_t)types[i]));
+                goto done;
             }
             size = j.row_out * (size_t)j.nrows;
             free(out);
