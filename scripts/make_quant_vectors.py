@@ -14,7 +14,7 @@ Output files (all little-endian), each a 32-byte header then a payload:
             8  u32 kind: 1 = dequantize (payload: blocks, then the reference floats)
                          2 = quantize   (payload: input floats, then the reference blocks)
            12  u32 ggml type id (F32 0, F16 1, Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8,
-               Q4_K 12, Q5_K 13, Q6_K 14, BF16 30)
+               Q2_K 10, Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, BF16 30)
            16  u32 number of blocks
            20  u32 bytes per block
            24  u32 elements per block
@@ -24,7 +24,8 @@ Files:
                         magnitude in [1e-3, 1e-1] and random sign, plus a few edge blocks)
     quant_<type>.bin    kind 2 for q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16
     fixture_<type>.bin  kind 1, the first blocks of one tensor of that type read from the
-                        synthetic GGUF fixtures (real quantizer output), if they are present
+                        synthetic GGUF fixtures (real quantizer output), if they are present;
+                        q2_K/q3_K from tests/models/synthetic/llama-q2_k.gguf
 
 Rounding caveats: gguf-py's Q8_0 rounds half away from zero with multiplier 1/d, while
 ember rounds half to even with multiplier 127/amax (llama.cpp's x86 path). The two agree
@@ -48,7 +49,8 @@ except ImportError:
 MAGIC = b"EMQV"
 KIND_DEQ, KIND_QUANT = 1, 2
 NAMES = {T.F16: "f16", T.BF16: "bf16", T.Q8_0: "q8_0", T.Q4_0: "q4_0", T.Q4_1: "q4_1",
-         T.Q5_0: "q5_0", T.Q5_1: "q5_1", T.Q4_K: "q4_K", T.Q5_K: "q5_K", T.Q6_K: "q6_K"}
+         T.Q5_0: "q5_0", T.Q5_1: "q5_1", T.Q4_K: "q4_K", T.Q5_K: "q5_K", T.Q6_K: "q6_K",
+         T.Q2_K: "q2_K", T.Q3_K: "q3_K"}
 
 
 def block_info(t):
@@ -80,8 +82,10 @@ def random_blocks(rng, t, nblocks):
         fields = [0]
     elif t in (T.Q4_1, T.Q5_1, T.Q4_K, T.Q5_K):
         fields = [0, 2]  # d, m / d, dmin
-    elif t == T.Q6_K:
+    elif t in (T.Q6_K, T.Q3_K):
         fields = [nbytes - 2]  # d is last
+    elif t == T.Q2_K:
+        fields = [nbytes - 4, nbytes - 2]  # d, dmin at the end
     else:
         raise ValueError(t)
     for off in fields:
@@ -192,6 +196,32 @@ def q5_vectors(out, seed):
         write(os.path.join(out, f"quant_{NAMES[t]}.bin"), KIND_QUANT, t, 128, x.astype("<f4").tobytes(), q.tobytes())
 
 
+def q2q3_vectors(out, seed, root):
+    """Q2_K / Q3_K, added later still: their own random stream; and, as fixture_*.bin, the
+    first 8 blocks of the first tensor of each type in tests/models/synthetic/llama-q2_k.gguf
+    (llama.cpp's quantizer output, scripts/make_q2q3_goldens.py)."""
+    rng = np.random.default_rng(seed)
+    for t in (T.Q2_K, T.Q3_K):
+        b = random_blocks(rng, t, 24)
+        y = quants.dequantize(b, t).astype("<f4").reshape(-1)
+        write(os.path.join(out, f"deq_{NAMES[t]}.bin"), KIND_DEQ, t, 24, b.tobytes(), y.tobytes())
+    path = os.path.join(root, "tests", "models", "synthetic", "llama-q2_k.gguf")
+    if not os.path.exists(path):
+        print(f"skip {path}: absent")
+        return
+    done = set()
+    for tensor in gguf.GGUFReader(path).tensors:
+        t = tensor.tensor_type
+        if t not in (T.Q2_K, T.Q3_K) or t in done:
+            continue
+        blck, nbytes = block_info(t)
+        b = np.asarray(tensor.data).view(np.uint8).reshape(-1)[:8 * nbytes].reshape(8, nbytes)
+        y = quants.dequantize(b, t).astype("<f4").reshape(-1)
+        print(f"  llama-q2_k.gguf: {tensor.name} {NAMES[t]}")
+        write(os.path.join(out, f"fixture_{NAMES[t]}.bin"), KIND_DEQ, t, 8, b.tobytes(), y.tobytes())
+        done.add(t)
+
+
 def fixture_vectors(fixtures, out):
     """The first blocks (8 k-quant, 64 small, 2048 f16/bf16 values) of the first tensor of each type found in the synthetic GGUFs."""
     files = ["llama-q4_k_m.gguf", "llama-q5_k_m.gguf", "llama-q6_k.gguf", "llama-q4_0.gguf",
@@ -233,6 +263,7 @@ def main():
     quant_vectors(rng, a.out)
     fixture_vectors(a.fixtures, a.out)
     q5_vectors(a.out, a.seed + 5)
+    q2q3_vectors(a.out, a.seed + 23, os.path.normpath(os.path.join(here, "..")))
 
 
 if __name__ == "__main__":

@@ -42,9 +42,11 @@ and the sha256 of the whole OUT file -> tests/golden/quantize/smollm2.txt.
 Models:
   A (llama, tied):  n_embd 256, 8 layers, 4 heads, 1 kv head, ffn 256, vocab 128; every row
                     a multiple of 256; no output.weight, so token_embd follows the output rule.
+                    GQA 4 (Q2_K's attn_v rule picks Q4_K).
   B (qwen2):        n_embd 288, 4 layers, 3 heads, 1 kv head, ffn 200, vocab 96, output.weight;
                     rows of 288 (multiple of 32, not 256: the k-quant fallbacks) and 200 (not a
-                    multiple of 32: F16), q/k/v biases.
+                    multiple of 32: F16), q/k/v biases. GQA 3 (Q2_K's attn_v is Q3_K).
+Q2_K_S has only -imatrix cases: llama-quantize refuses it without one (so does ember).
 """
 import hashlib
 import os
@@ -58,7 +60,8 @@ import gguf
 SEED = 0x5EED0F11
 M64 = (1 << 64) - 1
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M",
-         "Q6_K", "F16", "BF16", "F32"]
+         "Q6_K", "F16", "BF16", "F32", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L"]
+IMATRIX_ONLY = ("Q2_K_S",)  # llama-quantize refuses these without an importance matrix
 
 
 def splitmix(c0, n):
@@ -156,7 +159,8 @@ def write_imatrix(path, c0, tensors):
 def cases(models):
     for m in models:
         for t in TYPES:
-            yield m, t, False, False, False
+            if t not in IMATRIX_ONLY:
+                yield m, t, False, False, False
             if t not in ("F16", "BF16", "F32", "Q8_0"):
                 yield m, t, True, False, False
         if m == "S":

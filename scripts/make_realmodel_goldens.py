@@ -3,7 +3,8 @@
 as golden data for tests/test_realmodels.c.
 
 Makes tests/golden/<name>/greedy.txt for each model named (default: the two Qwen2.5-Coder
-files; `gemma3-270m` for the Gemma 3 file):
+files; `gemma3-270m` for the Gemma 3 file; `qwen2.5-coder-{0.5b,1.5b}-{q2_k,q3_k_m}` for the
+requantized files of scripts/make-requant-models.sh, in models/requant/):
     python3 scripts/make_realmodel_goldens.py [NAME ...] [--model-dir models]
 Needs `pip install llama-cpp-python==0.3.36 jinja2 gguf numpy` and the models from
 scripts/fetch-models.sh. About 2 minutes for the 0.5B model and 5 for the 1.5B one.
@@ -44,6 +45,11 @@ MODELS = {
     "qwen2.5-coder-1.5b": "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf",
     "qwen2.5-coder-0.5b": "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf",
     "gemma3-270m": "gemma-3-270m-Q4_K_M.gguf",
+    # llama-quantize's requantizations of the Qwen files (scripts/make-requant-models.sh)
+    "qwen2.5-coder-0.5b-q2_k": "requant/Qwen2.5-Coder-0.5B-Instruct-Q2_K.gguf",
+    "qwen2.5-coder-0.5b-q3_k_m": "requant/Qwen2.5-Coder-0.5B-Instruct-Q3_K_M.gguf",
+    "qwen2.5-coder-1.5b-q2_k": "requant/Qwen2.5-Coder-1.5B-Instruct-Q2_K.gguf",
+    "qwen2.5-coder-1.5b-q3_k_m": "requant/Qwen2.5-Coder-1.5B-Instruct-Q3_K_M.gguf",
 }
 DEFAULT = ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"]
 
@@ -206,7 +212,8 @@ def main():
         if n not in MODELS:
             sys.exit(f"unknown model {n!r} (known: {', '.join(MODELS)})")
         if not os.path.exists(os.path.join(a.model_dir, MODELS[n])):
-            sys.exit(f"{MODELS[n]} missing in {a.model_dir}: run scripts/fetch-models.sh {n}")
+            how = "scripts/make-requant-models.sh" if MODELS[n].startswith("requant/") else f"scripts/fetch-models.sh {n}"
+            sys.exit(f"{MODELS[n]} missing in {a.model_dir}: run {how}")
     no_extra_bufts()
     for n in a.names:
         make(n, os.path.join(a.model_dir, MODELS[n]))

@@ -67,6 +67,8 @@ static void rand_row(int t, void *w, int64_t n) {
             break;
         }
         case EM_Q6_K: { block_q6_K *b = (block_q6_K *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
+        case EM_Q2_K: { block_q2_K *b = (block_q2_K *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); b->dmin = h16(0.01f * (float)rnd() / 4294967296.0f); break; }
+        case EM_Q3_K: { block_q3_K *b = (block_q3_K *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         }
     }
 }
@@ -82,12 +84,13 @@ static void dequant_part(int t, const void *w, int64_t n, int part, float *out) 
         if (t == EM_Q5_1) { block_q5_1 *b = (block_q5_1 *)(c + off); if (part) b->d = 0; else b->m = 0; }
         if (t == EM_Q4_K) { block_q4_K *b = (block_q4_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
         if (t == EM_Q5_K) { block_q5_K *b = (block_q5_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
+        if (t == EM_Q2_K) { block_q2_K *b = (block_q2_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
     }
     em_dequantize_row(t, c, out, n);
     free(c);
 }
 
-static int affine(int t) { return t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K; }
+static int affine(int t) { return t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K || t == EM_Q2_K; }
 
 /* ---- matmul ---- */
 
@@ -191,7 +194,8 @@ static int mm_check(mm_case *m) {
     return t_cur_fail - before;
 }
 
-static const int mm_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q4_K, EM_Q5_K, EM_Q6_K };
+static const int mm_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q4_K, EM_Q5_K, EM_Q6_K,
+                                EM_Q2_K, EM_Q3_K };
 
 static int mm_one(int t, int64_t n, int rows, int r0, int r1, int ncols) {
     mm_case m = { .t = t, .n = n, .rows = rows, .r0 = r0, .r1 = r1, .ncols = ncols };
@@ -243,6 +247,8 @@ TEST(matmul_long_rows) {
         mm_one(EM_Q5_1, 32 * 515, 3, 0, 3, nc);
         mm_one(EM_Q8_0, 32 * 1025, 2, 0, 2, nc);
         mm_one(EM_Q6_K, 256 * 70, 2, 0, 2, nc);
+        mm_one(EM_Q2_K, 256 * 70, 2, 0, 2, nc);
+        mm_one(EM_Q3_K, 256 * 70, 2, 0, 2, nc);
     }
 }
 

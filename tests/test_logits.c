@@ -132,8 +132,9 @@ static int syn_i;
 TEST(synthetic_vs_llamacpp) { syn(syn_names[syn_i]); }
 
 /* The same synthetic F32 model quantized to more types by llama.cpp, committed with their
- * logits (scripts/make_q5_goldens.py): tests/models/synthetic, tests/golden/synthetic. */
-static const char *syn_local_names[] = { "llama-q5_0", "llama-q5_1" };
+ * logits (scripts/make_q5_goldens.py, scripts/make_q2q3_goldens.py): tests/models/synthetic,
+ * tests/golden/synthetic. */
+static const char *syn_local_names[] = { "llama-q5_0", "llama-q5_1", "llama-q2_k", "llama-q3_k_s" };
 TEST(synthetic_local_vs_llamacpp) {
     char m[128], g[160], label[128];
     snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", syn_local_names[syn_i]);

@@ -50,6 +50,8 @@ static void rand_weight_blocks(int type, void *buf, int64_t nb) {
         case EM_Q4_0: case EM_Q5_0: case EM_Q8_0: memcpy(blk, &s0, 2); break;
         case EM_Q4_1: case EM_Q5_1: case EM_Q4_K: case EM_Q5_K: memcpy(blk, &s0, 2); memcpy(blk + 2, &s1, 2); break;
         case EM_Q6_K: memcpy(blk + 208, &s0, 2); break;
+        case EM_Q2_K: memcpy(blk + 80, &s0, 2); memcpy(blk + 82, &s1, 2); break;
+        case EM_Q3_K: memcpy(blk + 108, &s0, 2); break;
         default: break;
         }
     }
@@ -96,7 +98,8 @@ TEST(test_type_info) {
         { EM_Q4_1, "q4_1", 32, 20, EM_Q8_1 },  { EM_Q5_0, "q5_0", 32, 22, EM_Q8_0 },
         { EM_Q5_1, "q5_1", 32, 24, EM_Q8_1 },  { EM_Q4_K, "q4_K", 256, 144, EM_Q8_K },
         { EM_Q5_K, "q5_K", 256, 176, EM_Q8_K }, { EM_Q6_K, "q6_K", 256, 210, EM_Q8_K },
-        { EM_Q8_K, "q8_K", 256, 292, -1 },
+        { EM_Q8_K, "q8_K", 256, 292, -1 },     { EM_Q2_K, "q2_K", 256, 84, EM_Q8_K },
+        { EM_Q3_K, "q3_K", 256, 110, EM_Q8_K },
     };
     int count = 0;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -110,11 +113,11 @@ TEST(test_type_info) {
         CHECK(em_row_size(want[i].t, 4096) == 4096 / want[i].blck * want[i].bytes);
     }
     for (int t = -2; t < EM_TYPE_COUNT + 2; t++) count += em_type_get(t) != NULL;
-    CHECK(count == 13);
-    CHECK(em_type_get(10) == NULL && em_type_get(EM_TYPE_COUNT) == NULL && em_type_get(-1) == NULL);
+    CHECK(count == 15);
+    CHECK(em_type_get(16) == NULL && em_type_get(EM_TYPE_COUNT) == NULL && em_type_get(-1) == NULL);
     /* the same table knows the types ember does not compute with, for GGUF layout */
-    const em_type_info *q2 = em_type_traits(10), *mx = em_type_traits(39);
-    CHECK(q2 && !strcmp(q2->name, "q2_K") && q2->blck == 256 && q2->bytes == 84 && !q2->to_float);
+    const em_type_info *iq2 = em_type_traits(16), *mx = em_type_traits(39);
+    CHECK(iq2 && !strcmp(iq2->name, "iq2_xxs") && iq2->blck == 256 && iq2->bytes == 66 && !iq2->to_float);
     CHECK(mx && !strcmp(mx->name, "mxfp4") && mx->blck == 32 && mx->bytes == 17);
     CHECK(em_type_traits(4) == NULL && em_type_traits(EM_TYPE_COUNT) == NULL && em_type_traits(0xFFFFFFFFu) == NULL);
     for (int t = 0; t < EM_TYPE_COUNT; t++) {
@@ -123,7 +126,7 @@ TEST(test_type_info) {
     }
     CHECK(em_row_size(EM_Q4_0, 33) == 0);
     CHECK(em_row_size(EM_Q4_K, -256) == 0);
-    CHECK(em_row_size(10, 256) == 0);
+    CHECK(em_row_size(16, 256) == 0);
     CHECK(em_row_size(EM_Q6_K, 0) == 0);
 }
 
@@ -296,7 +299,8 @@ static void check_deq_file(const char *name, int *seen) {
 }
 
 TEST(test_dequant_vectors) {
-    static const char *types[] = { "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K" };
+    static const char *types[] = { "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K",
+                                   "q2_K", "q3_K" };
     int seen = 0;
     char name[64];
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
@@ -304,12 +308,12 @@ TEST(test_dequant_vectors) {
         check_deq_file(name, &seen);
     }
     if (!seen) SKIP("tests/data/quant/deq_*.bin missing (scripts/make_quant_vectors.py)");
-    CHECK(seen == 10);
+    CHECK(seen == 12);
 }
 
 /* Blocks cut from the synthetic GGUF fixtures: real quantizer output, not random bytes. */
 TEST(test_fixture_vectors) {
-    static const char *types[] = { "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_K", "q5_K", "q6_K" };
+    static const char *types[] = { "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_K", "q5_K", "q6_K", "q2_K", "q3_K" };
     int seen = 0;
     char name[64];
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
@@ -663,6 +667,75 @@ static float ggml_shape_q6_K(int nb, const block_q6_K *x, const block_q8_K *y) {
     return sumf;
 }
 
+/* ggml's generic q2_K dot: per block, the mins term from bsums, then per 128-element half
+ * four 2-bit shifts, each two runs of 16 with their own scale; one float sum. */
+static float ggml_shape_q2_K(int nb, const block_q2_K *x, const block_q8_K *y) {
+    float sumf = 0;
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *q2 = x[i].qs, *sc = x[i].scales;
+        const int8_t *q8 = y[i].qs;
+        int summs = 0;
+        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * (sc[j] >> 4);
+        const float dall = y[i].d * em_f16_to_f32(x[i].d);
+        const float dmin = y[i].d * em_f16_to_f32(x[i].dmin);
+        int isum = 0, is = 0;
+        for (int k = 0; k < QK_K / 128; k++, q2 += 32) {
+            for (int shift = 0; shift < 8; shift += 2, q8 += 32) {
+                int d = sc[is++] & 0xF, isuml = 0;
+                for (int l = 0; l < 16; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                isum += d * isuml;
+                d = sc[is++] & 0xF;
+                isuml = 0;
+                for (int l = 16; l < 32; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                isum += d * isuml;
+            }
+        }
+        sumf += dall * isum - dmin * summs;
+    }
+    return sumf;
+}
+
+/* ggml's generic q3_K dot: aux8 from the planes and hmask (m walks the 8 bits), the
+ * kmask scale unpack into auxs, 8 int16 products per step into 8 int32 lanes. */
+static float ggml_shape_q3_K(int nb, const block_q3_K *x, const block_q8_K *y) {
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    int8_t aux8[QK_K];
+    int16_t aux16[8];
+    int32_t aux32[8];
+    uint32_t auxs[4];
+    float sums[8] = { 0 }, sumf = 0;
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *q3 = x[i].qs, *hm = x[i].hmask;
+        int8_t *a = aux8;
+        uint8_t m = 1;
+        for (int j = 0; j < QK_K; j += 128, q3 += 32) {
+            for (int shift = 0; shift < 8; shift += 2, a += 32, m = (uint8_t)(m << 1))
+                for (int l = 0; l < 32; l++) a[l] = (int8_t)(((q3[l] >> shift) & 3) - (hm[l] & m ? 0 : 4));
+        }
+        memcpy(auxs, x[i].scales, 12);
+        const uint32_t tmp = auxs[2];
+        auxs[2] = ((auxs[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+        auxs[3] = ((auxs[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+        auxs[0] = (auxs[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+        auxs[1] = (auxs[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+        int8_t scales[16];
+        memcpy(scales, auxs, 16);
+        memset(aux32, 0, sizeof aux32);
+        const int8_t *q8 = y[i].qs;
+        a = aux8;
+        for (int j = 0; j < QK_K / 16; j++) {
+            for (int k = 0; k < 2; k++, q8 += 8, a += 8) {
+                for (int l = 0; l < 8; l++) aux16[l] = (int16_t)(q8[l] * a[l]);
+                for (int l = 0; l < 8; l++) aux32[l] += (scales[j] - 32) * aux16[l];
+            }
+        }
+        const float d = em_f16_to_f32(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
+    }
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    return sumf;
+}
+
 /* ggml's generic q4_0/q4_1/q5_0/q5_1/q8_0 dots, with their exact float expressions. */
 static float ggml_shape_small(int t, int nb, const void *vx, const void *vy) {
     float sumf = 0;
@@ -747,7 +820,8 @@ static void make_operands(int t, int n, float scale, uint8_t **w, uint8_t **a) {
  * tol = (k + 8) * 2^-23 * A with k = n for f32 (sequential float sum), 1 for f16/bf16
  * (double sum), and the number of blocks for quantized types. */
 TEST(test_vec_dot_vs_double) {
-    const int types[] = { EM_F32, EM_F16, EM_BF16, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K };
+    const int types[] = { EM_F32, EM_F16, EM_BF16, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K,
+                          EM_Q2_K, EM_Q3_K };
     const int n = 4096;
     float *wf = malloc(n * sizeof *wf), *af = malloc(n * sizeof *af), *wz = malloc(n * sizeof *wz);
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
@@ -761,6 +835,14 @@ TEST(test_vec_dot_vs_double) {
             em_dequantize_row(ti->vec_dot_type, a, af, n);
             /* the min terms: dequantize with every quant bit cleared */
             memset(wz, 0, n * sizeof *wz);
+            if (t == EM_Q2_K) {  /* codes 0: scales (mins) kept, qs cleared */
+                for (int b = 0; b < n / ti->blck; b++) {
+                    block_q2_K tmp;
+                    memcpy(&tmp, w + (size_t)b * ti->bytes, sizeof tmp);
+                    memset(tmp.qs, 0, sizeof tmp.qs);
+                    em_dequantize_row(t, &tmp, wz + b * ti->blck, ti->blck);
+                }
+            }
             if (t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K) {
                 for (int b = 0; b < n / ti->blck; b++) {
                     uint8_t *blk = w + (size_t)b * ti->bytes;
@@ -787,6 +869,12 @@ TEST(test_vec_dot_vs_double) {
                 CHECKF(f2u(g2) == f2u(got), "%s: %.9g vs ggml-shaped %.9g", ti->name, got, g2);
             } else if (t == EM_Q6_K) {
                 float g2 = ggml_shape_q6_K(n / QK_K, (const block_q6_K *)w, (const block_q8_K *)a);
+                CHECKF(f2u(g2) == f2u(got), "%s: %.9g vs ggml-shaped %.9g", ti->name, got, g2);
+            } else if (t == EM_Q2_K) {
+                float g2 = ggml_shape_q2_K(n / QK_K, (const block_q2_K *)w, (const block_q8_K *)a);
+                CHECKF(f2u(g2) == f2u(got), "%s: %.9g vs ggml-shaped %.9g", ti->name, got, g2);
+            } else if (t == EM_Q3_K) {
+                float g2 = ggml_shape_q3_K(n / QK_K, (const block_q3_K *)w, (const block_q8_K *)a);
                 CHECKF(f2u(g2) == f2u(got), "%s: %.9g vs ggml-shaped %.9g", ti->name, got, g2);
             } else if (t == EM_Q4_0 || t == EM_Q4_1 || t == EM_Q5_0 || t == EM_Q5_1 || t == EM_Q8_0) {
                 float g2 = ggml_shape_small(t, n / 32, w, a);

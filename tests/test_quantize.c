@@ -356,7 +356,7 @@ TEST(test_vs_llamacpp) {
         same += ok;
     }
     printf("  %d of %d cases byte-identical to llama-quantize\n", same, cases);
-    CHECK(cases >= 52);
+    CHECK(cases >= 70);
     if (no_fixture) {
         free(g);
         SKIP("%d stories260K cases: fixture %s missing", no_fixture, fixture_path(STORIES));
@@ -397,8 +397,14 @@ TEST(test_failure_leaves_no_file) {
     qp.allow_requantize = 1;
     CHECK(ember_model_quantize(tpath("out.gguf"), tpath("out2.gguf"), &qp) == EMBER_OK);
     /* unknown file types are refused */
-    qp.ftype = 10;  /* Q2_K: llama.cpp has it, ember does not */
+    qp.ftype = 19;  /* IQ2_XXS: llama.cpp has it, ember does not */
     CHECK(ember_model_quantize(tpath("A.gguf"), tpath("out2.gguf"), &qp) == EMBER_E_INVALID);
+    /* Q2_K_S without an importance matrix is refused, as llama-quantize refuses it */
+    qp.ftype = EMBER_FTYPE_MOSTLY_Q2_K_S;
+    unlink(tpath("out2.gguf"));
+    CHECK(ember_model_quantize(tpath("A.gguf"), tpath("out2.gguf"), &qp) == EMBER_E_INVALID);
+    CHECK(strstr(ember_last_error(), "importance matrix") != NULL);
+    CHECK(stat(tpath("out2.gguf"), &st) != 0 && stat(tpath("out2.gguf.tmp"), &st) != 0);
     /* a weight beyond the f16 range: inf after conversion fails validation, as in ggml */
     gguf_writer *w = gguf_writer_new();
     float x[64] = {0};
@@ -424,7 +430,9 @@ TEST(test_failure_leaves_no_file) {
     CHECK(ember_model_quantize(tpath("out.gguf"), tpath("out2.gguf"), &qp) == EMBER_OK);
     CHECK(ember_ftype_from_name("q4_k_m") == EMBER_FTYPE_MOSTLY_Q4_K_M);
     CHECK(ember_ftype_from_name("15") == EMBER_FTYPE_MOSTLY_Q4_K_M);
-    CHECK(ember_ftype_from_name("Q2_K") == -1);
+    CHECK(ember_ftype_from_name("q3_k_m") == EMBER_FTYPE_MOSTLY_Q3_K_M);
+    CHECK(ember_ftype_from_name("Q2_K_S") == EMBER_FTYPE_MOSTLY_Q2_K_S);
+    CHECK(ember_ftype_from_name("IQ2_XXS") == -1);
     CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_BF16), "BF16"));
 }
 
@@ -450,6 +458,16 @@ TEST(test_default_model_imatrix) {
     qp.imatrix = im;
     const char *out = tpath("out.gguf");
     CHECKF(ember_model_quantize(model, out, &qp) == EMBER_OK, "%s", ember_last_error());
+    /* Q2_K_S with this matrix (blocks 0-3 only): llama-quantize bails out at the first Q2_K
+     * tensor the matrix lacks (blk.4.ffn_down; the 576-wide rows fall back to Q4_0) */
+    qp.ftype = EMBER_FTYPE_MOSTLY_Q2_K_S;
+    const char *out2 = tpath("out2.gguf");
+    unlink(out2);
+    CHECK(ember_model_quantize(model, out2, &qp) == EMBER_E_INVALID);
+    CHECKF(strstr(ember_last_error(), "missing importance matrix for tensor blk.4.ffn_down.weight"), "%s",
+           ember_last_error());
+    struct stat st;
+    CHECK(stat(out2, &st) != 0);
     ember_imatrix_free(im);
     unsigned char *data = read_file(out, &n);
     char hex[65] = "";

@@ -43,7 +43,10 @@ static void check_model(const char *name, const char *file) {
     snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "models", file);
     snprintf(gpath, sizeof gpath, "tests/golden/%s/greedy.txt", name);
     if (!file_exists(gpath)) SKIP_OPTIONAL("%s: no goldens yet (scripts/make_realmodel_goldens.py %s)", name, name);
-    if (!file_exists(path)) SKIP_OPTIONAL("%s absent (scripts/fetch-models.sh %s)", path, name);
+    if (!file_exists(path)) {
+        if (!strncmp(file, "requant/", 8)) SKIP_OPTIONAL("%s absent (scripts/make-requant-models.sh)", path);
+        SKIP_OPTIONAL("%s absent (scripts/fetch-models.sh %s)", path, name);
+    }
     char *g = (char *)read_file(gpath, NULL);
     CHECK(g);
     ember_model *m = NULL;
@@ -112,10 +115,19 @@ static void check_model(const char *name, const char *file) {
 TEST(qwen2_5_coder_1_5b_q4_k_m) { check_model("qwen2.5-coder-1.5b", "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"); }
 TEST(qwen2_5_coder_0_5b_q4_k_m) { check_model("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf"); }
 TEST(gemma3_270m_q4_k_m) { check_model("gemma3-270m", "gemma-3-270m-Q4_K_M.gguf"); }
+/* llama-quantize's Q2_K and Q3_K_M of the Qwen files (scripts/make-requant-models.sh) */
+TEST(qwen2_5_coder_0_5b_q2_k) { check_model("qwen2.5-coder-0.5b-q2_k", "requant/Qwen2.5-Coder-0.5B-Instruct-Q2_K.gguf"); }
+TEST(qwen2_5_coder_0_5b_q3_k_m) { check_model("qwen2.5-coder-0.5b-q3_k_m", "requant/Qwen2.5-Coder-0.5B-Instruct-Q3_K_M.gguf"); }
+TEST(qwen2_5_coder_1_5b_q2_k) { check_model("qwen2.5-coder-1.5b-q2_k", "requant/Qwen2.5-Coder-1.5B-Instruct-Q2_K.gguf"); }
+TEST(qwen2_5_coder_1_5b_q3_k_m) { check_model("qwen2.5-coder-1.5b-q3_k_m", "requant/Qwen2.5-Coder-1.5B-Instruct-Q3_K_M.gguf"); }
 
 int main(void) {
     RUN(qwen2_5_coder_1_5b_q4_k_m);
     RUN(qwen2_5_coder_0_5b_q4_k_m);
     RUN(gemma3_270m_q4_k_m);
+    RUN(qwen2_5_coder_0_5b_q2_k);
+    RUN(qwen2_5_coder_0_5b_q3_k_m);
+    RUN(qwen2_5_coder_1_5b_q2_k);
+    RUN(qwen2_5_coder_1_5b_q3_k_m);
     return test_done();
 }

@@ -30,7 +30,9 @@
  *     (xtab, [block][column]) so the inner loop broadcasts them from L1.
  *   - k-quants (x in q8_K): per 32-element run, maddubs then madd by the run's int16
  *     scale, summed in int32 lanes over the block; the q4_K/q5_K mins and the q6_K "-32"
- *     come from the q8_K bsums (madd of bsums with the mins or scales), all exact.
+ *     come from the q8_K bsums (madd of bsums with the mins or scales), all exact. q2_K and
+ *     q3_K runs of 32 span two 16-element sub-blocks (one scale per 128-bit half); q2_K's
+ *     mins and q3_K's -4 also go through the bsums.
  *   - f32 / f16 / bf16: one FMA chain of 8 lanes per (row, column); f16 and bf16 products
  *     are exact in float, so fma equals ref's multiply-then-add per term.
  *
@@ -577,6 +579,107 @@ static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const
     mm_k(EM_Q6_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 
+/* Q2_K and Q3_K: one row, C columns. Per 128-element half h, 32 bytes of qs hold four
+ * 2-bit planes; run p (elements 128h + 32p ..) is bits 2p of each byte, and spans
+ * sub-blocks 8h + 2p (low 128 bits) and 8h + 2p + 1 (high), each with its own scale.
+ *   Q2_K: weights 0..3; scales are low nibbles, mins high nibbles; the mins term is
+ *         madd(bsums, mins) with factor -dmin (16 sub-blocks = 16 bsums).
+ *   Q3_K: weight + 4 = plane | (bit 4h+p of hmask[l]) << 2, 0..7 for maddubs; the -4
+ *         is 4 * sum(scale_j * bsum_j), subtracted in the integer lanes (as Q6_K's -32). */
+INLINE void k23_tile(const int q3, const int C, int64_t nb, const char *wr, const char *x, size_t xcol,
+                     float *y, int ldy) {
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *qs;
+        __m256i sc, mn = _mm256_setzero_si256(), H = _mm256_setzero_si256();
+        float d, dmin = 0.0f;
+        if (q3) {
+            const block_q3_K *blk = (const block_q3_K *)wr + b;
+            _mm_prefetch((const char *)blk + 4 * sizeof *blk, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + 4 * sizeof *blk + 64, _MM_HINT_T0);
+            qs = blk->qs;
+            H = _mm256_loadu_si256((const __m256i *)blk->hmask);
+            uint32_t a[3], u[4];
+            memcpy(a, blk->scales, 12);
+            u[0] = (a[0] & 0x0f0f0f0f) | ((a[2] & 0x03030303) << 4);
+            u[1] = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
+            u[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
+            u[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
+            sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0])), _mm256_set1_epi16(32));
+            d = h2f(blk->d);
+        } else {
+            const block_q2_K *blk = (const block_q2_K *)wr + b;
+            _mm_prefetch((const char *)blk + 4 * sizeof *blk, _MM_HINT_T0);
+            _mm_prefetch((const char *)blk + 4 * sizeof *blk + 64, _MM_HINT_T0);
+            qs = blk->qs;
+            const __m256i s8 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)blk->scales));
+            sc = _mm256_and_si256(s8, _mm256_set1_epi16(0xF));
+            mn = _mm256_srli_epi16(s8, 4);
+            d = h2f(blk->d);
+            dmin = h2f(blk->dmin);
+        }
+        __m256i L[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) L[c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i Q = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+            const __m256i s = _mm256_permute2x128_si256(sc, sc, h ? 0x11 : 0x00);  /* scales 8h..8h+7 */
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) {
+                __m256i w = _mm256_and_si256(_mm256_srli_epi16(Q, 2 * p), m3);
+                if (q3) w = _mm256_or_si256(w, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(H, 4 * h + p), one), 2));
+                k_run(C, w, bcast16(s, 2 * p, 2 * p + 1), x, xcol, b, 128 * h + 32 * p, L);
+            }
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const block_q8_K *a = xk(x, xcol, c, b);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)a->bsums);
+            if (q3) {
+                const __m256i Lc = _mm256_sub_epi32(L[c], _mm256_slli_epi32(_mm256_madd_epi16(bs, sc), 2));
+                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(Lc), acc[c]);
+            } else {
+                /* mins first, as llama.cpp's AVX2 q2_K: the same float steps, so its logits */
+                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * a->d), _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn)), acc[c]);
+                acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(L[c]), acc[c]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) y[(size_t)c * ldy] = hsum8(acc[c]);
+}
+
+INLINE void mm_k23(const int q3, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                   size_t xcol, int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_K;
+    for (int r = r0; r < r1; r++) {
+        const char *wr = (const char *)w + (size_t)r * wrow;
+        switch (ncols) {
+        case 1: k23_tile(q3, 1, nb, wr, x, xcol, y + r, ldy); break;
+        case 2: k23_tile(q3, 2, nb, wr, x, xcol, y + r, ldy); break;
+        case 3: k23_tile(q3, 3, nb, wr, x, xcol, y + r, ldy); break;
+        case 4: k23_tile(q3, 4, nb, wr, x, xcol, y + r, ldy); break;
+        case 5: k23_tile(q3, 5, nb, wr, x, xcol, y + r, ldy); break;
+        case 6: k23_tile(q3, 6, nb, wr, x, xcol, y + r, ldy); break;
+        case 7: k23_tile(q3, 7, nb, wr, x, xcol, y + r, ldy); break;
+        default: k23_tile(q3, 8, nb, wr, x, xcol, y + r, ldy); break;
+        }
+    }
+}
+
+static void mm_q2_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_k23(0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q3_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_k23(1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
 /* ------------------------------------------------------------------ float weight types */
 
 /* 8 elements of an f32 / f16 / bf16 row starting at element i, as floats. */
@@ -961,6 +1064,7 @@ const em_kernels em_kernels_avx2 = {
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
         [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
+        [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
     },
     .rmsnorm = rmsnorm_avx2,

@@ -26,7 +26,9 @@
  *   - K-quants read the q8_K activation blocks directly (qs are contiguous). The weights
  *     are unpacked to u8 (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63), multiplied with vpmaddubsw
  *     (pairs cannot saturate: 2*63*128 < 32768) and the sub-block scales applied with
- *     vpdpwssd. Q4_K/Q5_K mins and Q6_K's -32 offset go through the q8_K bsums.
+ *     vpdpwssd. Q4_K/Q5_K mins and Q6_K's -32 offset go through the q8_K bsums; Q2_K
+ *     (0..3, mins as Q4_K's) and Q3_K (0..7 standing for -4..3, the -4 as Q6_K's -32) use
+ *     the same block form.
  *   - Attention follows attn_*_ref step by step (same expf calls, same float operations on
  *     the output; the F16 accumulator is rounded to F16 after every update); only the
  *     q.k dot products are summed in a different order (still in double).
@@ -772,6 +774,107 @@ static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const
     mm_kq(EM_Q6_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 
+/* Q2_K and Q3_K (in kblk form, reusing kblk_dot). Both hold 2-bit planes: per 128-element
+ * half, element e (0..127) is bits 2*(e/32) of qs[32h + e%32], so q[k] (elements 64k..)
+ * takes planes 2(k%2) (low 256 bits) and 2(k%2)+1 (high) of the half's 32 bytes. Their
+ * 16 sub-blocks of 16 line up with the 16 q8_K bsums and with IDX_K6_SC.
+ *   Q2_K: weights 0..3, scale = low nibble, min = high nibble (the Q4_K form: mins times
+ *         bsums, factor dmin).
+ *   Q3_K: weight = plane | hmask bit << 2 (0..7) stands for value - 4, so the -4 goes
+ *         through the bsums with the main factor d (the Q6_K form, mb = -4 * scale); hmask
+ *         bit e/32 of byte e%32 is tested like Q5_K's qh. */
+AI void unpack_k23_planes(const uint8_t *qs, kblk *b) {
+    const __m512i m3 = _mm512_set1_epi8(3);
+    for (int h = 0; h < 2; h++) {
+        const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * h)));
+        const __m512i s0 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+        const __m512i s1 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+        b->q[2 * h] = _mm512_and_si512(_mm512_srlv_epi16(v, s0), m3);
+        b->q[2 * h + 1] = _mm512_and_si512(_mm512_srlv_epi16(v, s1), m3);
+    }
+}
+
+AI void unpack_k2(const block_q2_K *x, kblk *b) {
+    unpack_k23_planes(x->qs, b);
+    const __m256i s8 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    const __m256i sc = _mm256_and_si256(s8, _mm256_set1_epi16(0xF));
+    for (int k = 0; k < 4; k++) b->sc[k] = _mm512_permutexvar_epi16(idx(IDX_K6_SC[k]), _mm512_castsi256_si512(sc));
+    b->mb = _mm256_srli_epi16(s8, 4);
+    b->d = h2f(x->d);
+    b->dmin = h2f(x->dmin);
+}
+
+AI void unpack_k3(const block_q3_K *x, kblk *b) {
+    unpack_k23_planes(x->qs, b);
+    const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->hmask));
+    for (int k = 0; k < 4; k++) {
+        const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * k))),
+                                               _mm256_set1_epi8((char)(2 << (2 * k))), 1);
+        b->q[k] = _mm512_mask_add_epi8(b->q[k], _mm512_test_epi8_mask(hb, sel), b->q[k], _mm512_set1_epi8(4));
+    }
+    uint32_t a[3], u[4];
+    memcpy(a, x->scales, 12);
+    u[0] = (a[0] & 0x0f0f0f0f) | ((a[2] & 0x03030303) << 4);
+    u[1] = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
+    u[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
+    u[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
+    const __m256i s16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0])), _mm256_set1_epi16(32));
+    for (int k = 0; k < 4; k++) b->sc[k] = _mm512_permutexvar_epi16(idx(IDX_K6_SC[k]), _mm512_castsi256_si512(s16));
+    b->mb = _mm256_mullo_epi16(s16, _mm256_set1_epi16(-4));
+    b->d = h2f(x->d);
+    b->dmin = 0.0f;
+}
+
+AI void k23_rows(int t, const int C, int64_t nb, const char *w, size_t wrow, int r0, int r1,
+                 const char *x, size_t xcol, float *y, int ldy) {
+    const size_t bsz = t == EM_Q2_K ? sizeof(block_q2_K) : sizeof(block_q3_K);
+    const int form = t == EM_Q2_K ? EM_Q4_K : EM_Q6_K;  /* how kblk_dot applies mb */
+    for (int r = r0; r < r1; r++) {
+        const char *wr = w + (size_t)r * wrow;
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            kblk b;
+            const char *blk = wr + (size_t)i * bsz;
+            pf(blk, PF_DIST);
+            pf(blk + 64, PF_DIST);
+            if (t == EM_Q2_K) unpack_k2((const block_q2_K *)blk, &b);
+            else unpack_k3((const block_q3_K *)blk, &b);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++)
+                acc[c] = kblk_dot(form, &b, (const block_q8_K *)(x + (size_t)c * xcol) + i, acc[c]);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum(acc[c]);
+    }
+}
+
+AI void mm_k23(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+               size_t xcol, int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_K;
+    switch (ncols) {
+    case 1: k23_rows(t, 1, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 2: k23_rows(t, 2, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 3: k23_rows(t, 3, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 4: k23_rows(t, 4, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 5: k23_rows(t, 5, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 6: k23_rows(t, 6, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 7: k23_rows(t, 7, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 8: k23_rows(t, 8, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    default: break;
+    }
+}
+
+static void mm_q2_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+    mm_k23(EM_Q2_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q3_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+    mm_k23(EM_Q3_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
 /* ---------------------------------------------------------------- norms and activations */
 
 static inline __mmask16 tail_mask(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
@@ -1155,6 +1258,7 @@ const em_kernels em_kernels_avx512 = {
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
         [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
+        [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
     },

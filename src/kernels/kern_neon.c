@@ -26,7 +26,8 @@
  *   - k-quants: each 32-element (q4_K/q5_K) or 16-element (q6_K) run's int32 lanes are
  *     multiplied by the run's scale in int32 (vmlaq_n_s32), summed over the block, then
  *     converted; the q4_K/q5_K mins term comes from the q8_K bsums, also in int32. q6_K
- *     weights are made signed (-32) before the multiply, so it needs no bsums.
+ *     weights are made signed (-32) before the multiply, so it needs no bsums. q2_K
+ *     (16-element runs, mins from the bsums) and q3_K (signed -4..3) work as q6_K does.
  *   - f32 / f16 / bf16: two 4-lane FMA chains per (row, column); f16 and bf16 products are
  *     exact in float, so each fma equals ref's multiply-then-add per term.
  *   - Decode (1 column) runs 4 rows side by side (independent weight streams and chains);
@@ -558,6 +559,128 @@ static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const
     mm_k(EM_Q6_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 
+/* Q2_K and Q3_K: one row, C columns. Per 128-element half h, qs[32h..32h+31] hold four
+ * 2-bit planes; plane p of bytes 0-15 is sub-block 8h+2p, of bytes 16-31 sub-block
+ * 8h+2p+1 (16 elements each, one scale each). Q2_K weights are 0..3 with the mins term
+ * from the 16 q8_K bsums (factor -dmin); Q3_K weights are plane - 4, plus 4 where bit
+ * 4h+p of hmask[l] is set, used signed (-4..3) so no offset term is needed. */
+INLINE void k23_run(const int C, int8x16_t w0, int8x16_t w1, int s0, int s1, const char *x, size_t xcol,
+                    int64_t b, int off, int32x4_t L[8]) {
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) {
+        const int8_t *a = xk(x, xcol, c, b)->qs + off;
+        L[c] = vmlaq_n_s32(L[c], dot16(w0, a), s0);
+        L[c] = vmlaq_n_s32(L[c], dot16(w1, a + 16), s1);
+    }
+}
+
+INLINE void k23_tile(const int q3, const int C, int64_t nb, const char *wr, const char *x, size_t xcol,
+                     float *y, int ldy) {
+    const uint8x16_t m3 = vdupq_n_u8(3), b4 = vdupq_n_u8(4);
+    float32x4_t acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[c] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *qs, *hm = NULL;
+        int8_t sc[16];
+        int16x8_t mn0 = vdupq_n_s16(0), mn1 = vdupq_n_s16(0);
+        float d, dmin = 0.0f;
+        if (q3) {
+            const block_q3_K *blk = (const block_q3_K *)wr + b;
+            __builtin_prefetch((const char *)blk + 2 * sizeof *blk);
+            __builtin_prefetch((const char *)blk + 2 * sizeof *blk + 64);
+            qs = blk->qs;
+            hm = blk->hmask;
+            uint32_t a[3], u[4];
+            memcpy(a, blk->scales, 12);
+            u[0] = (a[0] & 0x0f0f0f0f) | ((a[2] & 0x03030303) << 4);
+            u[1] = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
+            u[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
+            u[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
+            vst1q_s8(sc, vsubq_s8(vreinterpretq_s8_u8(vld1q_u8((const uint8_t *)u)), vdupq_n_s8(32)));
+            d = h2f(blk->d);
+        } else {
+            const block_q2_K *blk = (const block_q2_K *)wr + b;
+            __builtin_prefetch((const char *)blk + 2 * sizeof *blk);
+            __builtin_prefetch((const char *)blk + 2 * sizeof *blk + 64);
+            qs = blk->qs;
+            const uint8x16_t s8 = vld1q_u8(blk->scales);
+            vst1q_s8(sc, vreinterpretq_s8_u8(vandq_u8(s8, vdupq_n_u8(0xF))));
+            const uint8x16_t m = vshrq_n_u8(s8, 4);
+            mn0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(m)));
+            mn1 = vreinterpretq_s16_u16(vmovl_high_u8(m));
+            d = h2f(blk->d);
+            dmin = h2f(blk->dmin);
+        }
+        const uint8x16_t H0 = q3 ? vld1q_u8(hm) : vdupq_n_u8(0), H1 = q3 ? vld1q_u8(hm + 16) : vdupq_n_u8(0);
+        int32x4_t L[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) L[c] = vdupq_n_s32(0);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t Q0 = vld1q_u8(qs + 32 * h), Q1 = vld1q_u8(qs + 32 * h + 16);
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++) {
+                const int8x16_t sh = vdupq_n_s8((int8_t)(-2 * p));
+                uint8x16_t w0 = vandq_u8(vshlq_u8(Q0, sh), m3), w1 = vandq_u8(vshlq_u8(Q1, sh), m3);
+                int8x16_t v0 = vreinterpretq_s8_u8(w0), v1 = vreinterpretq_s8_u8(w1);
+                if (q3) {
+                    const uint8x16_t bit = vdupq_n_u8((uint8_t)(1u << (4 * h + p)));
+                    w0 = vorrq_u8(w0, vandq_u8(vtstq_u8(H0, bit), b4));
+                    w1 = vorrq_u8(w1, vandq_u8(vtstq_u8(H1, bit), b4));
+                    v0 = vsubq_s8(vreinterpretq_s8_u8(w0), vdupq_n_s8(4));
+                    v1 = vsubq_s8(vreinterpretq_s8_u8(w1), vdupq_n_s8(4));
+                }
+                const int j = 8 * h + 2 * p;
+                k23_run(C, v0, v1, sc[j], sc[j + 1], x, xcol, b, 128 * h + 32 * p, L);
+            }
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const block_q8_K *a = xk(x, xcol, c, b);
+            if (q3) {
+                acc[c] = vfmaq_n_f32(acc[c], vcvtq_f32_s32(L[c]), d * a->d);
+            } else {
+                const int16x8_t bs0 = vld1q_s16(a->bsums), bs1 = vld1q_s16(a->bsums + 8);
+                int32x4_t M = vmull_s16(vget_low_s16(bs0), vget_low_s16(mn0));
+                M = vmlal_high_s16(M, bs0, mn0);
+                M = vmlal_s16(M, vget_low_s16(bs1), vget_low_s16(mn1));
+                M = vmlal_high_s16(M, bs1, mn1);
+                acc[c] = k_fold(acc[c], L[c], M, d * a->d, dmin * a->d);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) y[(size_t)c * ldy] = vaddvq_f32(acc[c]);
+}
+
+INLINE void mm_k23(const int q3, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                   size_t xcol, int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_K;
+    for (int r = r0; r < r1; r++) {
+        const char *wr = (const char *)w + (size_t)r * wrow;
+        switch (ncols) {
+        case 1: k23_tile(q3, 1, nb, wr, x, xcol, y + r, ldy); break;
+        case 2: k23_tile(q3, 2, nb, wr, x, xcol, y + r, ldy); break;
+        case 3: k23_tile(q3, 3, nb, wr, x, xcol, y + r, ldy); break;
+        case 4: k23_tile(q3, 4, nb, wr, x, xcol, y + r, ldy); break;
+        case 5: k23_tile(q3, 5, nb, wr, x, xcol, y + r, ldy); break;
+        case 6: k23_tile(q3, 6, nb, wr, x, xcol, y + r, ldy); break;
+        case 7: k23_tile(q3, 7, nb, wr, x, xcol, y + r, ldy); break;
+        default: k23_tile(q3, 8, nb, wr, x, xcol, y + r, ldy); break;
+        }
+    }
+}
+
+static void mm_q2_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_k23(0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_q3_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    mm_k23(1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
 /* ------------------------------------------------------------------ float weight types */
 
 /* 8 elements of an f32 / f16 / bf16 row starting at element i, as two float vectors. */
@@ -936,6 +1059,7 @@ const em_kernels em_kernels_neon = {
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
         [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
+        [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
     },

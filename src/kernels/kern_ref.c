@@ -33,6 +33,8 @@ REF_MATMUL(mm_q4_0, EM_Q4_0)
 REF_MATMUL(mm_q4_1, EM_Q4_1)
 REF_MATMUL(mm_q5_0, EM_Q5_0)
 REF_MATMUL(mm_q5_1, EM_Q5_1)
+REF_MATMUL(mm_q2_K, EM_Q2_K)
+REF_MATMUL(mm_q3_K, EM_Q3_K)
 REF_MATMUL(mm_q4_K, EM_Q4_K)
 REF_MATMUL(mm_q5_K, EM_Q5_K)
 REF_MATMUL(mm_q6_K, EM_Q6_K)
@@ -230,6 +232,7 @@ const em_kernels em_kernels_ref = {
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
         [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
+        [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
     },
     .rmsnorm = rmsnorm_ref,

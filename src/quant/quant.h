@@ -7,7 +7,7 @@
  * as llama.cpp does, so logits agree with it:
  *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0 -> Q8_0, Q4_0 / Q5_0 -> Q8_0,
  *   Q4_1 / Q5_1 -> Q8_1,
- *   Q4_K / Q5_K / Q6_K -> Q8_K. */
+ *   Q2_K / Q3_K / Q4_K / Q5_K / Q6_K -> Q8_K. */
 #ifndef EMBER_QUANT_H
 #define EMBER_QUANT_H
 #include <stddef.h>
@@ -16,7 +16,7 @@
 enum em_type {
     EM_F32 = 0, EM_F16 = 1, EM_Q4_0 = 2, EM_Q4_1 = 3, EM_Q5_0 = 6, EM_Q5_1 = 7,
     EM_Q8_0 = 8, EM_Q8_1 = 9,
-    EM_Q4_K = 12, EM_Q5_K = 13, EM_Q6_K = 14, EM_Q8_K = 15, EM_BF16 = 30,
+    EM_Q2_K = 10, EM_Q3_K = 11, EM_Q4_K = 12, EM_Q5_K = 13, EM_Q6_K = 14, EM_Q8_K = 15, EM_BF16 = 30,
     EM_TYPE_COUNT = 40,  /* ggml type ids 0..39 (mxfp4 = 39), computed or not */
 };
 
@@ -37,6 +37,10 @@ typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;
 typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;
 typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;
 typedef struct { uint16_t d, s; int8_t qs[QK8_1]; } block_q8_1;   /* s = d * sum(qs) */
+/* q2_K: scales[j] = 4-bit scale (low nibble) and min (high) of sub-block j (16 elements);
+ * q3_K: 2 low bits in qs as q2_K, the third bit in hmask, 16 six-bit scales in 12 bytes. */
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;
 typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
 typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
@@ -48,6 +52,8 @@ _Static_assert(sizeof(block_q5_0) == 22, "q5_0 block");
 _Static_assert(sizeof(block_q5_1) == 24, "q5_1 block");
 _Static_assert(sizeof(block_q8_0) == 34, "q8_0 block");
 _Static_assert(sizeof(block_q8_1) == 36, "q8_1 block");
+_Static_assert(sizeof(block_q2_K) == 84, "q2_K block");
+_Static_assert(sizeof(block_q3_K) == 110, "q3_K block");
 _Static_assert(sizeof(block_q4_K) == 144, "q4_K block");
 _Static_assert(sizeof(block_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K block");
@@ -89,7 +95,7 @@ uint16_t em_f32_to_bf16(float f);
  * has no quantizer. em_dequantize_row supports every type above. */
 int em_quantize_row(int type, const float *x, void *y, int64_t n);
 /* Weight quantization as llama-quantize does it (ggml's quantize_<type>, byte-identical):
- * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K. imatrix: n_per_row
+ * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. imatrix: n_per_row
  * importance weights or NULL (Q8_0, F16, BF16 and F32 ignore it). Returns the bytes
  * written, 0 if the type has no weight quantizer or n_per_row is not whole blocks. */
 size_t em_quantize_weights(int type, const float *x, void *y, int64_t nrows, int64_t n_per_row,

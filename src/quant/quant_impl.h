@@ -74,6 +74,10 @@ EM_QUANTIZE_FN(q5_0)
 EM_QUANTIZE_FN(q5_1)
 EM_QUANTIZE_FN(q8_0)
 /* quant_k.c: 256-element super-block types */
+void em_to_float_q2_K(const void *x, float *y, int64_t nb);
+float em_vec_dot_q2_K(int64_t nb, const void *w, const void *a);
+void em_to_float_q3_K(const void *x, float *y, int64_t nb);
+float em_vec_dot_q3_K(int64_t nb, const void *w, const void *a);
 void em_to_float_q4_K(const void *x, float *y, int64_t nb);
 float em_vec_dot_q4_K(int64_t nb, const void *w, const void *a);
 void em_to_float_q5_K(const void *x, float *y, int64_t nb);
@@ -82,6 +86,8 @@ void em_to_float_q6_K(const void *x, float *y, int64_t nb);
 float em_vec_dot_q6_K(int64_t nb, const void *w, const void *a);
 void em_to_float_q8_K(const void *x, float *y, int64_t nb);
 void em_from_float_q8_K(const float *x, void *y, int64_t nb);
+EM_QUANTIZE_FN(q2_K)
+EM_QUANTIZE_FN(q3_K)
 EM_QUANTIZE_FN(q4_K)
 EM_QUANTIZE_FN(q5_K)
 EM_QUANTIZE_FN(q6_K)

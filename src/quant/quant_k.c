@@ -1,4 +1,4 @@
-/* quant_k.c: the 256-element super-block family (k-quants): Q4_K, Q5_K, Q6_K (weights)
+/* quant_k.c: the 256-element super-block family (k-quants): Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (weights)
  * and Q8_K (activations). Reference dequantizers, the Q8_K quantizer and ggml's generic
  * dot products; part of the numerical specification described in quant.c. */
 #include "quant/quant_impl.h"
@@ -54,6 +54,53 @@ void em_to_float_q8_K(const void *vx, float *y, int64_t nb) {
     const block_q8_K *x = vx;
     for (int64_t i = 0; i < nb; i++, y += QK_K) {
         for (int j = 0; j < QK_K; j++) y[j] = x[i].d * x[i].qs[j];
+    }
+}
+
+/* dequantize_row_q2_K: 16 sub-blocks of 16, each with a 4-bit scale (low nibble) and
+ * 4-bit min (high nibble). Per 128-element half, 32 bytes of qs hold four 2-bit planes:
+ * element e of the half is bits 2*(e/32) of qs[e % 32]. y = (d*sc)*q - (dmin*m). */
+void em_to_float_q2_K(const void *vx, float *y, int64_t nb) {
+    const block_q2_K *x = vx;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = em_f16_to_f32(x[i].d), dmin = em_f16_to_f32(x[i].dmin);
+        const uint8_t *q = x[i].qs;
+        for (int e = 0; e < QK_K; e++) {
+            const uint8_t sc = x[i].scales[e / 16];
+            const float dl = d * (sc & 0xF), ml = dmin * (sc >> 4);
+            const int v = (q[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+            y[e] = dl * v - ml;
+        }
+        y += QK_K;
+    }
+}
+
+/* The 16 six-bit Q3_K sub-block scales, unbiased (-32..31): bytes 0-7 hold the low
+ * nibbles (scale j in byte j % 8, high nibble for j >= 8), bytes 8-11 the top two bits
+ * (scale j in byte 8 + j % 4, bits 2*(j/4)). */
+static void q3_k_scales(const uint8_t s[12], int8_t out[16]) {
+    for (int j = 0; j < 16; j++) {
+        const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+        const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        out[j] = (int8_t)((lo | hi << 4) - 32);
+    }
+}
+
+/* dequantize_row_q3_K: the 2-bit planes as in q2_K plus a third bit in hmask (element e:
+ * bit e/32 of hmask[e % 32]); a clear bit subtracts 4, so q is in -4..3. y = (d*sc)*q. */
+void em_to_float_q3_K(const void *vx, float *y, int64_t nb) {
+    const block_q3_K *x = vx;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = em_f16_to_f32(x[i].d);
+        int8_t sc[16];
+        q3_k_scales(x[i].scales, sc);
+        for (int e = 0; e < QK_K; e++) {
+            const float dl = d * sc[e / 16];
+            int v = (x[i].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+            v -= (x[i].hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4;
+            y[e] = dl * v;
+        }
+        y += QK_K;
     }
 }
 
@@ -134,6 +181,52 @@ static void lanes_add(int32_t lane[8], int scale, const int8_t *w, const int8_t 
 static float finish_lanes(float sumf, const float sums[8]) {
     for (int l = 0; l < 8; l++) sumf += sums[l];
     return sumf;
+}
+
+/* Unpacks the 2-bit planes of a q2_K/q3_K block to w[e] (0..3), element order. */
+static void unpack_2bit(const uint8_t qs[QK_K / 4], int8_t w[QK_K]) {
+    for (int e = 0; e < QK_K; e++) w[e] = (int8_t)((qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3);
+}
+
+/* ggml's q2_K generic dot has no lanes: one integer sum per block (sub-block sums times
+ * the 4-bit scales) and the mins term from the bsums, folded as sumf += dall*isum -
+ * dmin*summs. */
+float em_vec_dot_q2_K(int64_t nb, const void *vx, const void *vy) {
+    const block_q2_K *x = vx;
+    const block_q8_K *y = vy;
+    float sumf = 0.0f;
+    int8_t w[QK_K];
+    for (int64_t i = 0; i < nb; i++) {
+        unpack_2bit(x[i].qs, w);
+        int summs = 0, isum = 0;
+        for (int j = 0; j < 16; j++) {
+            summs += y[i].bsums[j] * (x[i].scales[j] >> 4);
+            int s = 0;
+            for (int l = 0; l < 16; l++) s += y[i].qs[16 * j + l] * w[16 * j + l];
+            isum += (x[i].scales[j] & 0xF) * s;
+        }
+        const float dall = y[i].d * em_f16_to_f32(x[i].d);
+        const float dmin = y[i].d * em_f16_to_f32(x[i].dmin);
+        sumf += dall * isum - dmin * summs;
+    }
+    return sumf;
+}
+
+float em_vec_dot_q3_K(int64_t nb, const void *vx, const void *vy) {
+    const block_q3_K *x = vx;
+    const block_q8_K *y = vy;
+    float sums[8] = {0};
+    int8_t w[QK_K], sc[16];
+    for (int64_t i = 0; i < nb; i++) {
+        unpack_2bit(x[i].qs, w);
+        for (int e = 0; e < QK_K; e++) w[e] = (int8_t)(w[e] - ((x[i].hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4));
+        q3_k_scales(x[i].scales, sc);
+        int32_t lane[8] = {0};
+        for (int j = 0; j < QK_K / 16; j++) lanes_add(lane, sc[j], w + 16 * j, y[i].qs + 16 * j, 16);
+        const float d = em_f16_to_f32(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * lane[l];
+    }
+    return finish_lanes(0.0f, sums);
 }
 
 /* Shared by q4_K and q5_K once their 256 weights are unpacked to w[] (0..31). */
@@ -614,4 +707,252 @@ size_t em_quantize_q6_K(const float *x, void *vy, int64_t nrows, int64_t n_per_r
         }
     }
     return (size_t)(nrows * nb_row) * sizeof(block_q6_K);
+}
+
+/* ---------------------------------------------------------------- Q2_K and Q3_K quantizers */
+
+/* Packs 256 levels (0..3 after any high bit is split off) into the four 2-bit planes. */
+static void pack_2bit(const uint8_t L[QK_K], uint8_t qs[QK_K / 4]) {
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+/* Final Q2_K levels from the stored 4-bit scales and mins (both quantizers requantize). */
+static void q2_k_levels(const float *x, const block_q2_K *y, uint8_t L[QK_K]) {
+    const float d0 = em_f16_to_f32(y->d), m0 = em_f16_to_f32(y->dmin);
+    for (int j = 0; j < QK_K / 16; j++) {
+        const float d = d0 * (y->scales[j] & 0xF);
+        if (!d) continue;
+        const float dm = m0 * (y->scales[j] >> 4);
+        for (int ii = 0; ii < 16; ii++) {
+            const int l = em_round_even((x[16 * j + ii] + dm) / d);
+            L[16 * j + ii] = (uint8_t)EM_MAX(0, EM_MIN(3, l));
+        }
+    }
+}
+
+/* quantize_row_q2_K_ref: each sub-block of 16 fitted by make_qkx2_quants (levels 0..3,
+ * weights |x|, mean absolute error), then scales and mins to 4 bits against their largest
+ * values (15 steps, no clamp: the largest rounds to 15). */
+static void q2_k_block_ref(const float *x, block_q2_K *y) {
+    uint8_t L[QK_K], Laux[16];
+    float weights[16], mins[QK_K / 16], scales[QK_K / 16];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 16; j++) {
+        for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
+        scales[j] = make_qkx_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 1, 0);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    if (max_scale > 0) {
+        const float iscale = 15.f / max_scale;
+        for (int j = 0; j < QK_K / 16; j++) y->scales[j] = (uint8_t)em_round_even(iscale * scales[j]);
+        y->d = em_f32_to_f16(max_scale / 15.f);
+    } else {
+        memset(y->scales, 0, sizeof y->scales);
+        y->d = em_f32_to_f16(0.f);
+    }
+    if (max_min > 0) {
+        const float iscale = 15.f / max_min;
+        for (int j = 0; j < QK_K / 16; j++) y->scales[j] = (uint8_t)(y->scales[j] | (em_round_even(iscale * mins[j]) << 4));
+        y->dmin = em_f32_to_f16(max_min / 15.f);
+    } else {
+        y->dmin = em_f32_to_f16(0.f);
+    }
+    q2_k_levels(x, y, L);
+    pack_2bit(L, y->qs);
+}
+
+/* quantize_row_q2_K_impl (with an imatrix): weights qw * sqrt(sigma2 + x^2) with sigma2
+ * the block's mean square, make_qkx3_quants per sub-block, then the 16 scales and 16 mins
+ * each fitted by make_qp_quants (levels 0..15) weighted by the sub-blocks' total weight. */
+static void q2_k_block_imatrix(const float *x, const float *qw, block_q2_K *y) {
+    uint8_t L[QK_K], Laux[16], Ls[QK_K / 16], Lm[QK_K / 16];
+    float weight[16], mins[QK_K / 16], scales[QK_K / 16], sw[QK_K / 16];
+    float sumx2 = 0;
+    for (int j = 0; j < QK_K; j++) sumx2 += x[j] * x[j];
+    const float sigma2 = sumx2 / QK_K;
+    for (int j = 0; j < QK_K / 16; j++) {
+        for (int l = 0; l < 16; l++) weight[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+        float s = 0;
+        for (int l = 0; l < 16; l++) s += weight[l];
+        sw[j] = s;
+        scales[j] = make_qkx_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, 0, 1);
+    }
+    const float dm = make_qp_quants(QK_K / 16, 15, scales, Ls, sw);
+    const float mm = make_qp_quants(QK_K / 16, 15, mins, Lm, sw);
+    y->d = em_f32_to_f16(dm);
+    y->dmin = em_f32_to_f16(mm);
+    for (int j = 0; j < QK_K / 16; j++) y->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+    q2_k_levels(x, y, L);
+    pack_2bit(L, y->qs);
+}
+
+size_t em_quantize_q2_K(const float *x, void *vy, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    block_q2_K *y = vy;
+    const int64_t nb_row = n_per_row / QK_K;
+    for (int64_t r = 0; r < nrows; r++)
+        for (int64_t i = 0; i < nb_row; i++, x += QK_K, y++) {
+            if (imatrix) q2_k_block_imatrix(x, imatrix + QK_K * i, y);
+            else q2_k_block_ref(x, y);
+        }
+    return (size_t)(nrows * nb_row) * sizeof(block_q2_K);
+}
+
+/* make_q3_quants: symmetric levels -nmax..nmax-1 around the value of largest magnitude,
+ * then (do_rmse) up to 5 rounds of coordinate descent on the levels under weights x^2.
+ * Returns the scale; L holds level + nmax. */
+static float make_q3_quants(int n, int nmax, const float *x, int8_t *L, int do_rmse) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) { amax = ax; max = x[i]; }
+    }
+    if (amax < EM_GROUP_MAX_EPS) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        return 0.f;
+    }
+    const float iscale = -nmax / max;
+    if (do_rmse) {
+        float sumlx = 0, suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = em_round_even(iscale * x[i]);
+            l = EM_MAX(-nmax, EM_MIN(nmax - 1, l));
+            L[i] = (int8_t)l;
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        for (int itry = 0; itry < 5; itry++) {
+            int n_changed = 0;
+            for (int i = 0; i < n; i++) {
+                const float w = x[i] * x[i];
+                float slx = sumlx - w * x[i] * L[i];
+                if (slx > 0) {
+                    float sl2 = suml2 - w * L[i] * L[i];
+                    int new_l = em_round_even(x[i] * sl2 / slx);
+                    new_l = EM_MAX(-nmax, EM_MIN(nmax - 1, new_l));
+                    if (new_l != L[i]) {
+                        slx += w * x[i] * new_l;
+                        sl2 += w * new_l * new_l;
+                        if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                            L[i] = (int8_t)new_l;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            n_changed++;
+                        }
+                    }
+                }
+            }
+            if (!n_changed) break;
+        }
+        for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+        return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+    }
+    for (int i = 0; i < n; i++) {
+        int l = em_round_even(iscale * x[i]);
+        l = EM_MAX(-nmax, EM_MIN(nmax - 1, l));
+        L[i] = (int8_t)(l + nmax);
+    }
+    return 1 / iscale;
+}
+
+/* Stores the 16 six-bit biased scales (0..63) in the 12-byte layout q3_k_scales reads. */
+static void put_q3_k_scales(uint8_t s[12], const int ls[16]) {
+    memset(s, 0, 12);
+    for (int j = 0; j < 16; j++) {
+        const int l = ls[j];
+        if (j < 8) s[j] = (uint8_t)(l & 0xF);
+        else s[j - 8] = (uint8_t)(s[j - 8] | ((l & 0xF) << 4));
+        s[8 + j % 4] = (uint8_t)(s[8 + j % 4] | ((l >> 4) << (2 * (j / 4))));
+    }
+}
+
+/* The final Q3_K levels from the stored scales, split into qs planes and the hmask bit. */
+static void q3_k_finish(const float *x, block_q3_K *y, int8_t L[QK_K]) {
+    int8_t sc[16];
+    q3_k_scales(y->scales, sc);
+    for (int j = 0; j < QK_K / 16; j++) {
+        const float d = em_f16_to_f32(y->d) * sc[j];
+        if (!d) continue;
+        for (int ii = 0; ii < 16; ii++) {
+            int l = em_round_even(x[16 * j + ii] / d);
+            l = EM_MAX(-4, EM_MIN(3, l));
+            L[16 * j + ii] = (int8_t)(l + 4);
+        }
+    }
+    memset(y->hmask, 0, sizeof y->hmask);
+    uint8_t U[QK_K];
+    for (int j = 0; j < QK_K; j++) {
+        U[j] = (uint8_t)L[j];
+        if (U[j] > 3) {
+            y->hmask[j % 32] = (uint8_t)(y->hmask[j % 32] | (1u << (j / 32)));
+            U[j] = (uint8_t)(U[j] - 4);
+        }
+    }
+    pack_2bit(U, y->qs);
+}
+
+/* quantize_row_q3_K_ref: make_q3_quants per sub-block of 16, then the scales to 6 bits
+ * against the scale of largest magnitude (-32/max_scale, clamped to -32..31). */
+static void q3_k_block_ref(const float *x, block_q3_K *y) {
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    float max_scale = 0, amax = 0;
+    for (int j = 0; j < QK_K / 16; j++) {
+        scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j, 1);
+        const float a = fabsf(scales[j]);
+        if (a > amax) { amax = a; max_scale = scales[j]; }
+    }
+    int ls[16] = {0};
+    if (max_scale) {
+        const float iscale = -32.f / max_scale;
+        for (int j = 0; j < QK_K / 16; j++) {
+            /* ggml stores the rounded value in an int8_t before clamping; |value| <= 32 */
+            const int l = (int8_t)em_round_even(iscale * scales[j]);
+            ls[j] = EM_MAX(-32, EM_MIN(31, l)) + 32;
+        }
+        put_q3_k_scales(y->scales, ls);
+        y->d = em_f32_to_f16(1 / iscale);
+    } else {
+        memset(y->scales, 0, sizeof y->scales);
+        y->d = em_f32_to_f16(0.f);
+    }
+    q3_k_finish(x, y, L);
+}
+
+/* quantize_row_q3_K_impl (with an imatrix): weights qw * sqrt(2*mean(x^2) + x^2),
+ * make_qx_quants per sub-block, and the 16 scales themselves fitted by make_qx_quants
+ * (levels -32..31) weighted by the sub-blocks' total weight. */
+static void q3_k_block_imatrix(const float *x, const float *qw, block_q3_K *y) {
+    int8_t L[QK_K], Ls[QK_K / 16];
+    float scales[QK_K / 16], weight[16], sw[QK_K / 16];
+    float sumx2 = 0;
+    for (int j = 0; j < QK_K; j++) sumx2 += x[j] * x[j];
+    const float sigma2 = 2 * sumx2 / QK_K;
+    for (int j = 0; j < QK_K / 16; j++) {
+        for (int l = 0; l < 16; l++) weight[l] = qw[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 16; l++) sumw += weight[l];
+        sw[j] = sumw;
+        scales[j] = em_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
+    }
+    const float d_block = em_make_qx_quants(QK_K / 16, 32, scales, Ls, 1, sw);
+    int ls[16];
+    for (int j = 0; j < 16; j++) ls[j] = Ls[j];
+    put_q3_k_scales(y->scales, ls);
+    y->d = em_f32_to_f16(d_block);
+    q3_k_finish(x, y, L);
+}
+
+size_t em_quantize_q3_K(const float *x, void *vy, int64_t nrows, int64_t n_per_row, const float *imatrix) {
+    block_q3_K *y = vy;
+    const int64_t nb_row = n_per_row / QK_K;
+    for (int64_t r = 0; r < nrows; r++)
+        for (int64_t i = 0; i < nb_row; i++, x += QK_K, y++) {
+            if (imatrix) q3_k_block_imatrix(x, imatrix + QK_K * i, y);
+            else q3_k_block_ref(x, y);
+        }
+    return (size_t)(nrows * nb_row) * sizeof(block_q3_K);
 }

@@ -9,8 +9,9 @@
  *     its name ends in "weight", and it is not a norm, an expert router, a positional or
  *     token-type embedding, or one of the small special tensors named below;
  *   - the type: the file type's base type, changed by the _S/_M mix rules (unless pure),
- *     then the fallback for rows that are not a multiple of the block size (Q4_K -> Q5_0,
- *     Q5_K -> Q5_1, Q6_K -> Q8_0; F16 when even 32 does not divide the row). F32/F16/BF16
+ *     then the fallback for rows that are not a multiple of the block size (Q2_K, Q3_K ->
+ *     Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; F16 when even 32 does not divide the
+ *     row); Q2_K_S refuses to run without an importance matrix, as llama-quantize does. F32/F16/BF16
  *     file types take no mix and no fallback;
  *   - the output tensor (and token_embd when there is no output.weight: tied embeddings)
  *     becomes Q8_0 when the row is not a multiple of the base type's block, else Q6_K
@@ -45,6 +46,9 @@ static const struct { int ftype; const char *name; int base; } ftypes[] = {
     { EMBER_FTYPE_MOSTLY_Q4_0, "Q4_0", EM_Q4_0 },     { EMBER_FTYPE_MOSTLY_Q4_1, "Q4_1", EM_Q4_1 },
     { EMBER_FTYPE_MOSTLY_Q5_0, "Q5_0", EM_Q5_0 },     { EMBER_FTYPE_MOSTLY_Q5_1, "Q5_1", EM_Q5_1 },
     { EMBER_FTYPE_MOSTLY_Q8_0, "Q8_0", EM_Q8_0 },
+    { EMBER_FTYPE_MOSTLY_Q2_K, "Q2_K", EM_Q2_K },     { EMBER_FTYPE_MOSTLY_Q2_K_S, "Q2_K_S", EM_Q2_K },
+    { EMBER_FTYPE_MOSTLY_Q3_K_S, "Q3_K_S", EM_Q3_K }, { EMBER_FTYPE_MOSTLY_Q3_K_M, "Q3_K_M", EM_Q3_K },
+    { EMBER_FTYPE_MOSTLY_Q3_K_L, "Q3_K_L", EM_Q3_K },
     { EMBER_FTYPE_MOSTLY_Q4_K_S, "Q4_K_S", EM_Q4_K }, { EMBER_FTYPE_MOSTLY_Q4_K_M, "Q4_K_M", EM_Q4_K },
     { EMBER_FTYPE_MOSTLY_Q5_K_S, "Q5_K_S", EM_Q5_K }, { EMBER_FTYPE_MOSTLY_Q5_K_M, "Q5_K_M", EM_Q5_K },
     { EMBER_FTYPE_MOSTLY_Q6_K, "Q6_K", EM_Q6_K },
@@ -389,6 +393,7 @@ static int allows_quantization(const gguf_tensor *t, int leave_output) {
 
 typedef struct qstate {
     int ftype, has_imatrix, falcon, is_70b, n_expert;
+    int n_gqa;                 /* n_head / n_head_kv (0 when unknown), as llama.cpp's n_gqa() */
     int has_tied;              /* no output.weight: token_embd doubles as the output */
     int n_attention_wv, i_attention_wv;
     int n_layer, i_ffn_down, i_ffn_gate, i_ffn_up;
@@ -421,12 +426,20 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
     } else if (c == CAT_TOKEN_EMBD) {
         /* no rule for these file types */
     } else if (is_attn_v(c)) {
-        if ((ft == EMBER_FTYPE_MOSTLY_Q4_K_M || ft == EMBER_FTYPE_MOSTLY_Q5_K_M) &&
+        if (ft == EMBER_FTYPE_MOSTLY_Q2_K)
+            new_type = qs->n_gqa >= 4 ? EM_Q4_K : EM_Q3_K;
+        else if (ft == EMBER_FTYPE_MOSTLY_Q2_K_S && qs->n_gqa >= 4)
+            new_type = EM_Q4_K;
+        else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_M)
+            new_type = qs->i_attention_wv < 2 ? EM_Q5_K : EM_Q4_K;
+        else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_L)
+            new_type = EM_Q5_K;
+        else if ((ft == EMBER_FTYPE_MOSTLY_Q4_K_M || ft == EMBER_FTYPE_MOSTLY_Q5_K_M) &&
             use_more_bits(qs->i_attention_wv, qs->n_attention_wv))
             new_type = EM_Q6_K;
         else if (ft == EMBER_FTYPE_MOSTLY_Q4_K_S && qs->i_attention_wv < 4)
             new_type = EM_Q5_K;
-        if (qs->is_70b && new_type == EM_Q4_K) new_type = EM_Q5_K;
+        if (qs->is_70b && (new_type == EM_Q3_K || new_type == EM_Q4_K)) new_type = EM_Q5_K;
         if (qs->n_expert == 8) new_type = EM_Q8_0;
         qs->i_attention_wv++;
     } else if (c == CAT_ATTN_K) {
@@ -434,7 +447,16 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
     } else if (c == CAT_FFN_DOWN) {
         if (layer_of(qs, qs->i_ffn_down, name, &i_layer)) return -1;
         const int n_layer = qs->n_layer;
-        if (ft == EMBER_FTYPE_MOSTLY_Q4_K_M) {
+        if (ft == EMBER_FTYPE_MOSTLY_Q2_K) {
+            new_type = EM_Q3_K;
+        } else if (ft == EMBER_FTYPE_MOSTLY_Q2_K_S) {
+            if (i_layer < n_layer / 8) new_type = EM_Q4_K;
+        } else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_M) {
+            new_type = i_layer < n_layer / 16 ? EM_Q5_K
+                     : !qs->falcon || use_more_bits(i_layer, n_layer) ? EM_Q4_K : EM_Q3_K;
+        } else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_L) {
+            new_type = qs->falcon ? EM_Q4_K : EM_Q5_K;
+        } else if (ft == EMBER_FTYPE_MOSTLY_Q4_K_M) {
             if (qs->falcon)
                 new_type = i_layer < n_layer / 16 ? EM_Q6_K : use_more_bits(i_layer, n_layer) ? EM_Q5_K : EM_Q4_K;
             else if (use_more_bits(i_layer, n_layer))
@@ -449,9 +471,17 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
         }
         qs->i_ffn_down++;
     } else if (c == CAT_ATTN_OUTPUT) {
-        if (!qs->falcon && qs->n_expert == 8 &&
-            (ft == EMBER_FTYPE_MOSTLY_Q4_K_S || ft == EMBER_FTYPE_MOSTLY_Q4_K_M))
-            new_type = EM_Q5_K;
+        if (!qs->falcon && qs->n_expert == 8) {
+            if (ft == EMBER_FTYPE_MOSTLY_Q2_K || ft == EMBER_FTYPE_MOSTLY_Q3_K_S || ft == EMBER_FTYPE_MOSTLY_Q3_K_M ||
+                ft == EMBER_FTYPE_MOSTLY_Q4_K_S || ft == EMBER_FTYPE_MOSTLY_Q4_K_M)
+                new_type = EM_Q5_K;
+        } else if (!qs->falcon) {
+            if (ft == EMBER_FTYPE_MOSTLY_Q2_K) new_type = EM_Q3_K;
+            else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_M) new_type = EM_Q4_K;
+            else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_L) new_type = EM_Q5_K;
+        } else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_L) {
+            new_type = EM_Q4_K;
+        }
     } else if (c == CAT_FFN_GATE) {
         if (layer_of(qs, qs->i_ffn_gate, name, &i_layer)) return -1;
         qs->i_ffn_gate++;
@@ -471,6 +501,7 @@ static int fallback_type(qstate *qs, const gguf_tensor *t, int type) {
     qs->n_fallback++;
     int r = type;
     switch (type) {
+    case EM_Q2_K: case EM_Q3_K: r = EM_Q4_0; break;
     case EM_Q4_K: r = EM_Q5_0; break;
     case EM_Q5_K: r = EM_Q5_1; break;
     case EM_Q6_K: r = EM_Q8_0; break;
@@ -481,6 +512,13 @@ static int fallback_type(qstate *qs, const gguf_tensor *t, int type) {
            t->name, (long long)ncols, (long long)blck, em_type_traits((uint32_t)type)->name,
            em_type_traits((uint32_t)r)->name);
     return r;
+}
+
+/* llama.cpp's tensor_requires_imatrix for the types ember writes: Q2_K_S's Q2_K tensors
+ * (other than token_embd and output). */
+static int requires_imatrix(const char *name, int type, int ftype) {
+    return type == EM_Q2_K && ftype == EMBER_FTYPE_MOSTLY_Q2_K_S && !is_token_embd(name) &&
+           strcmp(name, "output.weight");
 }
 
 static int is_float_type(int type) { return type == EM_F32 || type == EM_F16 || type == EM_BF16; }
@@ -591,6 +629,7 @@ static ember_status choose_types(gguf_ctx *g, const gguf_tensor **order, int64_t
     if (gguf_get_int(g, key, &v) == 0) n_head = v;
     snprintf(key, sizeof key, "%s.attention.head_count_kv", archs);
     n_head_kv = gguf_get_int(g, key, &v) == 0 ? v : n_head;
+    if (n_head_kv > 0 && n_head > 0 && n_head / n_head_kv < 100000) qs.n_gqa = (int)(n_head / n_head_kv);
     qs.falcon = !strcmp(archs, "falcon");
     /* llama.cpp's model size class matters for one rule (70B attn_v) */
     if (qs.n_layer == 80 && ((!strcmp(archs, "llama") && qs.n_expert != 8 && n_head != n_head_kv) ||
@@ -611,6 +650,9 @@ static ember_status choose_types(gguf_ctx *g, const gguf_tensor **order, int64_t
                 if (!p->pure && mix_type(&qs, type, t, category(t->name), &type)) return EMBER_E_FORMAT;
                 type = fallback_type(&qs, t, type);
             }
+            if (!p->imatrix && requires_imatrix(t->name, type, p->ftype))
+                return em_fail(EMBER_E_INVALID, "tensor '%s': file type Q2_K_S requires an importance matrix "
+                               "(--imatrix)", t->name);
         }
         types[i] = type;
     }
@@ -744,6 +786,11 @@ ember_status ember_model_quantize(const char *in_path, const char *out_path, con
                 }
             } else if (p->imatrix) {
                 em_log(EMBER_LOG_INFO, "imatrix has no weights for %s", t->name);
+            }
+            if (!j.imatrix && requires_imatrix(t->name, types[i], p->ftype)) {
+                st = em_fail(EMBER_E_INVALID, "missing importance matrix for tensor %s in a very low-bit "
+                             "quantization (%s)", t->name, gguf_type_name((uint32_t)types[i]));
+                goto done;
             }
             size = j.row_out * (size_t)j.nrows;
             free(out);
