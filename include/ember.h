@@ -245,6 +245,8 @@ typedef enum ember_ftype {
     EMBER_FTYPE_MOSTLY_Q5_1 = 9, EMBER_FTYPE_MOSTLY_Q4_K_S = 14, EMBER_FTYPE_MOSTLY_Q4_K_M = 15,
     EMBER_FTYPE_MOSTLY_Q5_K_S = 16, EMBER_FTYPE_MOSTLY_Q5_K_M = 17, EMBER_FTYPE_MOSTLY_Q6_K = 18,
     EMBER_FTYPE_MOSTLY_BF16 = 32,
+    EMBER_FTYPE_MOSTLY_IQ4_NL = 25, EMBER_FTYPE_MOSTLY_IQ4_XS = 30,
+    EMBER_FTYPE_MOSTLY_TQ1_0 = 36, EMBER_FTYPE_MOSTLY_TQ2_0 = 37,
 } ember_ftype;
 
 /* llama-quantize's name of a file type ("Q4_K_M", "F16", ...), NULL if ember lacks it. */

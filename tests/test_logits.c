@@ -1,7 +1,8 @@
 /* test_logits.c: logits against independent references, per architecture and weight type.
  *  - llama.cpp: the synthetic random-weight models in every weight type (llama) and in
  *    F32/Q8_0/Q4_K_M (qwen2, qwen3), stories260K and TinyStories-656K Q8_0; all positions
- *    of one 32/64-token batch. Types the fixtures lack (Q5_0, Q5_1) are quantized from the
+ *    of one 32/64-token batch. Types the fixtures lack (Q5_0, Q5_1, IQ4_NL, IQ4_XS, TQ2_0,
+ *    TQ1_0) are quantized from the
  *    same F32 model by llama.cpp and committed under tests/models/synthetic, as are a
  *    random-weight gemma3 model (F32, Q8_0) and its logits for a 48-token batch.
  *  - numpy: tiny generated models (scripts/make_tiny_models.py, scripts/ref_forward.py),
@@ -119,8 +120,10 @@ static int syn_i;
 TEST(synthetic_vs_llamacpp) { syn(syn_names[syn_i]); }
 
 /* The same synthetic F32 model quantized to more types by llama.cpp, committed with their
- * logits (scripts/make_q5_goldens.py): tests/models/synthetic, tests/golden/synthetic. */
-static const char *syn_local_names[] = { "llama-q5_0", "llama-q5_1" };
+ * logits (scripts/make_q5_goldens.py, scripts/make_iq_tq_goldens.py): tests/models/synthetic,
+ * tests/golden/synthetic. */
+static const char *syn_local_names[] = { "llama-q5_0", "llama-q5_1", "llama-iq4_nl", "llama-iq4_xs",
+                                         "llama-tq2_0", "llama-tq1_0" };
 TEST(synthetic_local_vs_llamacpp) {
     char m[128], g[160], label[128];
     snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", syn_local_names[syn_i]);

@@ -356,7 +356,7 @@ TEST(test_vs_llamacpp) {
         same += ok;
     }
     printf("  %d of %d cases byte-identical to llama-quantize\n", same, cases);
-    CHECK(cases >= 52);
+    CHECK(cases >= 68);
     if (no_fixture) {
         free(g);
         SKIP("%d stories260K cases: fixture %s missing", no_fixture, fixture_path(STORIES));
@@ -425,6 +425,9 @@ TEST(test_failure_leaves_no_file) {
     CHECK(ember_ftype_from_name("q4_k_m") == EMBER_FTYPE_MOSTLY_Q4_K_M);
     CHECK(ember_ftype_from_name("15") == EMBER_FTYPE_MOSTLY_Q4_K_M);
     CHECK(ember_ftype_from_name("Q2_K") == -1);
+    CHECK(ember_ftype_from_name("iq4_xs") == EMBER_FTYPE_MOSTLY_IQ4_XS);
+    CHECK(ember_ftype_from_name("37") == EMBER_FTYPE_MOSTLY_TQ2_0);
+    CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_TQ1_0), "TQ1_0"));
     CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_BF16), "BF16"));
 }
 

@@ -10,7 +10,8 @@
  *     token-type embedding, or one of the small special tensors named below;
  *   - the type: the file type's base type, changed by the _S/_M mix rules (unless pure),
  *     then the fallback for rows that are not a multiple of the block size (Q4_K -> Q5_0,
- *     Q5_K -> Q5_1, Q6_K -> Q8_0; F16 when even 32 does not divide the row). F32/F16/BF16
+ *     Q5_K -> Q5_1, Q6_K -> Q8_0, IQ4_XS -> IQ4_NL, TQ1_0/TQ2_0 -> Q4_0; F16 when even 32
+ *     does not divide the row). F32/F16/BF16
  *     file types take no mix and no fallback;
  *   - the output tensor (and token_embd when there is no output.weight: tied embeddings)
  *     becomes Q8_0 when the row is not a multiple of the base type's block, else Q6_K
@@ -48,6 +49,8 @@ static const struct { int ftype; const char *name; int base; } ftypes[] = {
     { EMBER_FTYPE_MOSTLY_Q4_K_S, "Q4_K_S", EM_Q4_K }, { EMBER_FTYPE_MOSTLY_Q4_K_M, "Q4_K_M", EM_Q4_K },
     { EMBER_FTYPE_MOSTLY_Q5_K_S, "Q5_K_S", EM_Q5_K }, { EMBER_FTYPE_MOSTLY_Q5_K_M, "Q5_K_M", EM_Q5_K },
     { EMBER_FTYPE_MOSTLY_Q6_K, "Q6_K", EM_Q6_K },
+    { EMBER_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", EM_IQ4_NL }, { EMBER_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS", EM_IQ4_XS },
+    { EMBER_FTYPE_MOSTLY_TQ1_0, "TQ1_0", EM_TQ1_0 },    { EMBER_FTYPE_MOSTLY_TQ2_0, "TQ2_0", EM_TQ2_0 },
     { EMBER_FTYPE_MOSTLY_F16, "F16", EM_F16 },        { EMBER_FTYPE_MOSTLY_BF16, "BF16", EM_BF16 },
     { EMBER_FTYPE_ALL_F32, "F32", EM_F32 },
 };
@@ -389,6 +392,7 @@ static int allows_quantization(const gguf_tensor *t, int leave_output) {
 
 typedef struct qstate {
     int ftype, has_imatrix, falcon, is_70b, n_expert;
+    int n_gqa;                 /* n_head / n_head_kv (0 when n_head_kv is 0) */
     int has_tied;              /* no output.weight: token_embd doubles as the output */
     int n_attention_wv, i_attention_wv;
     int n_layer, i_ffn_down, i_ffn_gate, i_ffn_up;
@@ -409,6 +413,8 @@ static int layer_of(const qstate *qs, int counter, const char *name, int *i_laye
     return 0;
 }
 
+static int is_iq4(int ft) { return ft == EMBER_FTYPE_MOSTLY_IQ4_NL || ft == EMBER_FTYPE_MOSTLY_IQ4_XS; }
+
 /* llama_tensor_get_type_impl, restricted to the file types ember produces. */
 static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, int *type_out) {
     const int ft = qs->ftype;
@@ -419,9 +425,11 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
         if (qs->falcon || t->ne[0] % blck) new_type = EM_Q8_0;
         else if (new_type != EM_Q8_0) new_type = EM_Q6_K;
     } else if (c == CAT_TOKEN_EMBD) {
-        /* no rule for these file types */
+        if (ft == EMBER_FTYPE_MOSTLY_TQ1_0 || ft == EMBER_FTYPE_MOSTLY_TQ2_0) new_type = EM_Q4_K;
     } else if (is_attn_v(c)) {
-        if ((ft == EMBER_FTYPE_MOSTLY_Q4_K_M || ft == EMBER_FTYPE_MOSTLY_Q5_K_M) &&
+        if (is_iq4(ft) && qs->n_gqa >= 4)
+            new_type = EM_Q5_K;
+        else if ((ft == EMBER_FTYPE_MOSTLY_Q4_K_M || ft == EMBER_FTYPE_MOSTLY_Q5_K_M) &&
             use_more_bits(qs->i_attention_wv, qs->n_attention_wv))
             new_type = EM_Q6_K;
         else if (ft == EMBER_FTYPE_MOSTLY_Q4_K_S && qs->i_attention_wv < 4)
@@ -439,6 +447,8 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
                 new_type = i_layer < n_layer / 16 ? EM_Q6_K : use_more_bits(i_layer, n_layer) ? EM_Q5_K : EM_Q4_K;
             else if (use_more_bits(i_layer, n_layer))
                 new_type = EM_Q6_K;
+        } else if (is_iq4(ft) && !qs->has_imatrix && i_layer < n_layer / 8) {
+            new_type = EM_Q5_K;
         } else if (ft == EMBER_FTYPE_MOSTLY_Q5_K_M && use_more_bits(i_layer, n_layer)) {
             new_type = EM_Q6_K;
         } else if (ft == EMBER_FTYPE_MOSTLY_Q4_K_S && !qs->falcon && i_layer < n_layer / 8) {
@@ -450,7 +460,7 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
         qs->i_ffn_down++;
     } else if (c == CAT_ATTN_OUTPUT) {
         if (!qs->falcon && qs->n_expert == 8 &&
-            (ft == EMBER_FTYPE_MOSTLY_Q4_K_S || ft == EMBER_FTYPE_MOSTLY_Q4_K_M))
+            (ft == EMBER_FTYPE_MOSTLY_Q4_K_S || ft == EMBER_FTYPE_MOSTLY_Q4_K_M || is_iq4(ft)))
             new_type = EM_Q5_K;
     } else if (c == CAT_FFN_GATE) {
         if (layer_of(qs, qs->i_ffn_gate, name, &i_layer)) return -1;
@@ -474,6 +484,8 @@ static int fallback_type(qstate *qs, const gguf_tensor *t, int type) {
     case EM_Q4_K: r = EM_Q5_0; break;
     case EM_Q5_K: r = EM_Q5_1; break;
     case EM_Q6_K: r = EM_Q8_0; break;
+    case EM_IQ4_XS: r = EM_IQ4_NL; break;
+    case EM_TQ1_0: case EM_TQ2_0: r = EM_Q4_0; break;
     default: break;  /* a 32-block type has nothing smaller: F16 below */
     }
     if (ncols % em_type_traits((uint32_t)r)->blck) r = EM_F16;
@@ -592,6 +604,7 @@ static ember_status choose_types(gguf_ctx *g, const gguf_tensor **order, int64_t
     snprintf(key, sizeof key, "%s.attention.head_count_kv", archs);
     n_head_kv = gguf_get_int(g, key, &v) == 0 ? v : n_head;
     qs.falcon = !strcmp(archs, "falcon");
+    qs.n_gqa = n_head_kv > 0 ? (int)(n_head / n_head_kv) : 0;
     /* llama.cpp's model size class matters for one rule (70B attn_v) */
     if (qs.n_layer == 80 && ((!strcmp(archs, "llama") && qs.n_expert != 8 && n_head != n_head_kv) ||
                              !strcmp(archs, "qwen2")))
