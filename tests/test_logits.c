@@ -129,7 +129,7 @@ TEST(synthetic_local_vs_llamacpp) {
     snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", syn_local_names[syn_i]);
     snprintf(g, sizeof g, "tests/golden/synthetic/%s.llamacpp_logits_32x512.f32", syn_local_names[syn_i]);
     snprintf(label, sizeof label, "tests/models/synthetic/%s.gguf", syn_local_names[syn_i]);
-    if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_q5_goldens.py)", m);
+    if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_q5_goldens.py, make_iq_tq_goldens.py)", m);
     check_llamacpp_at(m, g, label, 32, 300);
 }
 

@@ -33,6 +33,10 @@
  *     come from the q8_K bsums (madd of bsums with the mins or scales), all exact.
  *   - f32 / f16 / bf16: one FMA chain of 8 lanes per (row, column); f16 and bf16 products
  *     are exact in float, so fma equals ref's multiply-then-add per term.
+ *   - iq4_nl / iq4_xs: vpshufb maps the 4-bit codes to their int8 values, then the q4_0
+ *     sign trick; iq4_xs applies each sub-block scale in madd. tq1_0 / tq2_0: the ternary
+ *     codes (0..2) go unsigned into maddubs and sum(a) comes off through the q8_K bsums;
+ *     tq1_0's base-3 bytes are decoded with 16-bit multiplies (see tq1_trits).
  *
  * Attention follows attn_*_ref step for step (same expf calls, same branch on a new
  * maximum, V update as a multiply then an add without FMA, F16 accumulator rounded after

@@ -27,6 +27,10 @@
  *     are unpacked to u8 (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63), multiplied with vpmaddubsw
  *     (pairs cannot saturate: 2*63*128 < 32768) and the sub-block scales applied with
  *     vpdpwssd. Q4_K/Q5_K mins and Q6_K's -32 offset go through the q8_K bsums.
+ *   - IQ4_NL (one block per ymm, vpdpbusd), IQ4_XS (two sub-blocks per zmm, vpmaddubsw +
+ *     vpdpwssd with the sub-block scales), TQ1_0 / TQ2_0 (codes 0..2 through vpdpbusd,
+ *     sum(a) off through the bsums): IQ4 values come from a vpshufb table lookup; see
+ *     their section.
  *   - Attention follows attn_*_ref step by step (same expf calls, same float operations on
  *     the output; the F16 accumulator is rounded to F16 after every update); only the
  *     q.k dot products are summed in a different order (still in double).

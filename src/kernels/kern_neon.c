@@ -27,6 +27,9 @@
  *     multiplied by the run's scale in int32 (vmlaq_n_s32), summed over the block, then
  *     converted; the q4_K/q5_K mins term comes from the q8_K bsums, also in int32. q6_K
  *     weights are made signed (-32) before the multiply, so it needs no bsums.
+ *   - iq4_nl / iq4_xs: codes to int8 values with one TBL (vqtbl1q_s8); tq1_0 / tq2_0:
+ *     ternary codes through the narrow dot32, sum(a) off through the bsums (see their
+ *     section).
  *   - f32 / f16 / bf16: two 4-lane FMA chains per (row, column); f16 and bf16 products are
  *     exact in float, so each fma equals ref's multiply-then-add per term.
  *   - Decode (1 column) runs 4 rows side by side (independent weight streams and chains);
