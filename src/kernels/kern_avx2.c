@@ -973,16 +973,21 @@ INLINE __m256i sdot16(__m256i w, __m256i a) {
     return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
 }
 
-/* iq4_nl (x in q8_0): R rows x C columns, as q32_tile; decode runs 4 rows side by side. */
+/* iq4_nl (x in q8_0): R rows x C columns; decode runs 4 rows side by side. The float order
+ * is that of llama.cpp's AVX2 ggml_vec_dot_iq4_nl_q8_0 (its decode path): blocks 2i and
+ * 2i+1 go to two accumulators (fma of dy*dw with the 8 int32 lanes), added and reduced at
+ * the end; with an odd block count the last block is added in ref's scalar form. */
 INLINE void iq4nl_tile(const int R, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
                        size_t xcol, float *y, int ldy) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4][8];
+    __m256 acc[4][8][2];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
+        for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+    const int64_t nb2 = nb & ~(int64_t)1;
+    for (int64_t b = 0; b < nb2; b++) {
+        const int k = (int)(b & 1);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const block_iq4_nl *blk = (const block_iq4_nl *)(w + (size_t)r * wrow) + b;
@@ -993,14 +998,25 @@ INLINE void iq4nl_tile(const int R, const int C, int64_t nb, const char *w, size
             for (int c = 0; c < C; c++) {
                 const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
                 const __m256i s = _mm256_madd_epi16(sdot16(wq, _mm256_loadu_si256((const __m256i *)a->qs)), ones);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(a->d)), _mm256_cvtepi32_ps(s), acc[r][c]);
+                acc[r][c][k] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * dw), _mm256_cvtepi32_ps(s), acc[r][c][k]);
             }
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
+    for (int r = 0; r < R; r++) {
 #pragma GCC unroll 8
-        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]);
+        for (int c = 0; c < C; c++) {
+            float sumf = hsum8(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
+            if (nb2 < nb) {
+                const block_iq4_nl *blk = (const block_iq4_nl *)(w + (size_t)r * wrow) + nb2;
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + nb2;
+                const __m256i s = _mm256_madd_epi16(sdot16(iq4_values(nibbles32(blk->qs)),
+                                                           _mm256_loadu_si256((const __m256i *)a->qs)), ones);
+                sumf += (h2f(a->d) * h2f(blk->d)) * (float)hsum8i(s);
+            }
+            y[(size_t)c * ldy + r] = sumf;
+        }
+    }
 }
 
 static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
@@ -1026,7 +1042,9 @@ static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, con
 }
 
 /* iq4_xs: one row, C columns; per 32-element sub-block the int16 pair sums are multiplied
- * by its scale (ls - 32) in madd and summed in int32 lanes over the block. */
+ * by its scale (ls - 32) in madd and summed in int32 lanes over the block, then one fma per
+ * block: the operations of llama.cpp's AVX2 ggml_vec_dot_iq4_xs_q8_K, so the results are
+ * bit-identical to its. */
 INLINE void iq4xs_tile(const int C, int64_t nb, const char *wr, const char *x, size_t xcol, float *y, int ldy) {
     __m256 acc[8];
 #pragma GCC unroll 8
@@ -1109,7 +1127,9 @@ INLINE void tq_runs(const int type, const char *wr, int64_t b, __m256i runs[8], 
 }
 
 /* tq1_0 / tq2_0: one row, C columns: sum(code * a) in int16 (at most 8 * 2 * 3 * 127),
- * widened once per block, minus sum(a) from the bsums; then one float multiply-add. */
+ * widened once per block, minus sum(a) from the bsums; the int32 lanes hold what llama.cpp's
+ * AVX2 kernels hold (element pairs 2k, 2k+1 of every 32, bsums 2k, 2k+1), and the float
+ * steps are its, so the results are bit-identical. */
 INLINE void tq_tile(const int type, const int C, int64_t nb, const char *wr, const char *x, size_t xcol,
                     float *y, int ldy) {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -1129,7 +1149,8 @@ INLINE void tq_tile(const int type, const int C, int64_t nb, const char *wr, con
                 s = _mm256_add_epi16(s, _mm256_maddubs_epi16(runs[j], _mm256_loadu_si256((const __m256i *)(a->qs + 32 * j))));
             const __m256i L = _mm256_sub_epi32(_mm256_madd_epi16(s, ones),
                                                _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), ones));
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a->d), _mm256_cvtepi32_ps(L), acc[c]);
+            /* multiply, then add: llama.cpp's AVX2 tq dot products, bit for bit */
+            acc[c] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(L), _mm256_set1_ps(a->d * d)), acc[c]);
         }
     }
 #pragma GCC unroll 8

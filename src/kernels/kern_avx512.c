@@ -1172,17 +1172,22 @@ AI __m256i iqtq_nibbles(const uint8_t *qs) {
 }
 
 /* iq4_nl (x in q8_0): R rows x C columns; decode runs 4 rows side by side. One block per
- * ymm: vpdpbusd(|w|, sign(a, w)). */
+ * ymm: vpdpbusd(|w|, sign(a, w)) gives the int32 lanes of llama.cpp's AVX2 kernel, and the
+ * float order is that kernel's (ggml_vec_dot_iq4_nl_q8_0, its decode path): blocks 2i and
+ * 2i+1 in two accumulators, added and reduced at the end, an odd last block in ref's
+ * scalar form. */
 AI void iq4nl_tile(const int R, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
                    size_t xcol, float *y, int ldy) {
     const __m256i tab = _mm256_broadcastsi128_si256(_mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10,
                                                                   1, 13, 25, 38, 53, 69, 89, 113));
-    __m256 acc[4][8];
+    __m256 acc[4][8][2];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+        for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+    const int64_t nb2 = nb & ~(int64_t)1;
     for (int64_t b = 0; b < nb; b++) {
+        const int k = (int)(b & 1);
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const block_iq4_nl *blk = (const block_iq4_nl *)(w + (size_t)r * wrow) + b;
@@ -1195,14 +1200,23 @@ AI void iq4nl_tile(const int R, const int C, int64_t nb, const char *w, size_t w
                 const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
                 const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wa,
                                                       _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->qs), wq));
-                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * h2f(a->d)), _mm256_cvtepi32_ps(s), acc[r][c]);
+                if (b < nb2) {
+                    acc[r][c][k] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * dw), _mm256_cvtepi32_ps(s), acc[r][c][k]);
+                } else {  /* the odd last block: after the reduction, in scalar */
+                    int32_t l[8];
+                    _mm256_storeu_si256((__m256i *)l, s);
+                    const int si = l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7];
+                    y[(size_t)c * ldy + r] = hsum8(_mm256_add_ps(acc[r][c][0], acc[r][c][1])) + (h2f(a->d) * dw) * (float)si;
+                }
             }
         }
     }
+    if (nb2 == nb) {
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
+        for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[r][c]);
+            for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
+    }
 }
 
 static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
@@ -1303,11 +1317,13 @@ AI void iqtq_unpack(const int t, const char *wr, int64_t b, iqtq_blk *u) {
     }
 }
 
-/* acc += one block times one q8_K column. */
-AI __m512 iqtq_dot(const int t, const iqtq_blk *u, const block_q8_K *x, __m512 acc) {
-    __m512i s;
+/* acc += one block times one q8_K column. The 16 int32 lanes are folded to 8 (lane l then
+ * holds elements 4l..4l+3 of every 32, as llama.cpp's AVX2 kernels; for the ternary types
+ * minus bsums 2l and 2l+1), and the float steps are those kernels' (IQ4_XS: fma; TQ:
+ * multiply, then add), so the results are bit-identical to llama.cpp's x86 build. */
+AI __m256 iqtq_dot(const int t, const iqtq_blk *u, const block_q8_K *x, __m256 acc) {
+    __m512i s = _mm512_setzero_si512();
     if (t == EM_IQ4_XS) {
-        s = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const __m512i a = _mm512_loadu_si512(x->qs + 64 * k);
@@ -1315,21 +1331,23 @@ AI __m512 iqtq_dot(const int t, const iqtq_blk *u, const block_q8_K *x, __m512 a
             s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(_mm512_abs_epi8(u->q[k]), as), u->sc[k]);
         }
     } else {
-        s = _mm512_sub_epi32(_mm512_setzero_si512(),
-                             _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)x->bsums)));
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) s = _mm512_dpbusd_epi32(s, u->q[k], _mm512_loadu_si512(x->qs + 64 * k));
     }
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(u->d * x->d), acc);
+    __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    if (t == EM_IQ4_XS)
+        return _mm256_fmadd_ps(_mm256_set1_ps(u->d * x->d), _mm256_cvtepi32_ps(s8), acc);
+    s8 = _mm256_sub_epi32(s8, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), _mm256_set1_epi16(1)));
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s8), _mm256_set1_ps(x->d * u->d)), acc);
 }
 
 AI void iqtq_rows(const int t, const int C, int64_t nb, const char *w, size_t wrow, int r0, int r1,
                   const char *x, size_t xcol, float *y, int ldy) {
     for (int r = r0; r < r1; r++) {
         const char *wr = w + (size_t)r * wrow;
-        __m512 acc[8];
+        __m256 acc[8];
 #pragma GCC unroll 8
-        for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+        for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t i = 0; i < nb; i++) {
             iqtq_blk u;
             iqtq_unpack(t, wr, i, &u);
@@ -1337,7 +1355,7 @@ AI void iqtq_rows(const int t, const int C, int64_t nb, const char *w, size_t wr
             for (int c = 0; c < C; c++) acc[c] = iqtq_dot(t, &u, (const block_q8_K *)(x + (size_t)c * xcol) + i, acc[c]);
         }
 #pragma GCC unroll 8
-        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum(acc[c]);
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[c]);
     }
 }
 
