@@ -14,7 +14,8 @@ Output files (all little-endian), each a 32-byte header then a payload:
             8  u32 kind: 1 = dequantize (payload: blocks, then the reference floats)
                          2 = quantize   (payload: input floats, then the reference blocks)
            12  u32 ggml type id (F32 0, F16 1, Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8,
-               Q2_K 10, Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, BF16 30)
+               Q2_K 10, Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, IQ4_NL 20, IQ4_XS 23, BF16 30, TQ1_0 34,
+               TQ2_0 35)
            16  u32 number of blocks
            20  u32 bytes per block
            24  u32 elements per block
@@ -22,7 +23,7 @@ Output files (all little-endian), each a 32-byte header then a payload:
 Files:
     deq_<type>.bin      kind 1, random but valid blocks (random bytes, fp16 scales with
                         magnitude in [1e-3, 1e-1] and random sign, plus a few edge blocks)
-    quant_<type>.bin    kind 2 for q8_0, q4_0, q4_1, q5_0, q5_1, f16, bf16
+    quant_<type>.bin    kind 2 for q8_0, q4_0, q4_1, q5_0, q5_1, tq1_0, tq2_0, f16, bf16
     fixture_<type>.bin  kind 1, the first blocks of one tensor of that type read from the
                         synthetic GGUF fixtures (real quantizer output), if they are present;
                         q2_K/q3_K from tests/models/synthetic/llama-q2_k.gguf
@@ -50,7 +51,8 @@ MAGIC = b"EMQV"
 KIND_DEQ, KIND_QUANT = 1, 2
 NAMES = {T.F16: "f16", T.BF16: "bf16", T.Q8_0: "q8_0", T.Q4_0: "q4_0", T.Q4_1: "q4_1",
          T.Q5_0: "q5_0", T.Q5_1: "q5_1", T.Q4_K: "q4_K", T.Q5_K: "q5_K", T.Q6_K: "q6_K",
-         T.Q2_K: "q2_K", T.Q3_K: "q3_K"}
+         T.Q2_K: "q2_K", T.Q3_K: "q3_K",
+         T.IQ4_NL: "iq4_nl", T.IQ4_XS: "iq4_xs", T.TQ1_0: "tq1_0", T.TQ2_0: "tq2_0"}
 
 
 def block_info(t):
@@ -78,11 +80,11 @@ def random_blocks(rng, t, nblocks):
     blocks are edge cases: subnormal and zero scales, all-ones bytes."""
     blck, nbytes = block_info(t)
     b = rng.integers(0, 256, (nblocks, nbytes), dtype=np.uint8)
-    if t in (T.Q8_0, T.Q4_0, T.Q5_0):
+    if t in (T.Q8_0, T.Q4_0, T.Q5_0, T.IQ4_NL, T.IQ4_XS):
         fields = [0]
     elif t in (T.Q4_1, T.Q5_1, T.Q4_K, T.Q5_K):
         fields = [0, 2]  # d, m / d, dmin
-    elif t in (T.Q6_K, T.Q3_K):
+    elif t in (T.Q6_K, T.Q3_K, T.TQ1_0, T.TQ2_0):
         fields = [nbytes - 2]  # d is last
     elif t == T.Q2_K:
         fields = [nbytes - 4, nbytes - 2]  # d, dmin at the end
@@ -222,6 +224,28 @@ def q2q3_vectors(out, seed, root):
         done.add(t)
 
 
+def iq_tq_vectors(out, seed):
+    """IQ4_NL, IQ4_XS, TQ1_0, TQ2_0 (dequantization; TQ1_0/TQ2_0 also quantization, which
+    gguf-py implements), added later: their own random stream. Random tq2_0 bytes include
+    the unused code 3, which gguf-py and ggml both read as value 2."""
+    rng = np.random.default_rng(seed)
+    for t, nblocks in ((T.IQ4_NL, 128), (T.IQ4_XS, 24), (T.TQ1_0, 24), (T.TQ2_0, 24)):
+        b = random_blocks(rng, t, nblocks)
+        y = quants.dequantize(b, t).astype("<f4").reshape(-1)
+        write(os.path.join(out, f"deq_{NAMES[t]}.bin"), KIND_DEQ, t, nblocks, b.tobytes(), y.tobytes())
+    for t in (T.TQ1_0, T.TQ2_0):
+        n = 32
+        scale = np.exp(rng.uniform(np.log(1e-3), np.log(1e2), (n, 1)))
+        x = (rng.standard_normal((n, 256)) * scale).astype(np.float32)
+        x[0, :] = 0.0                                         # d = 0
+        x[1, :] = np.float32(0.25)                            # every code +1
+        x[2, :] = -np.linspace(0, 1, 256, dtype=np.float32)   # negative max, both thresholds
+        x[3, :] = np.where(np.arange(256) % 2, np.float32(0.5), np.float32(-0.5))
+        x[3, 0] = 1.0                                         # exact halves: round away from 0
+        q = quants.quantize(x, t)
+        write(os.path.join(out, f"quant_{NAMES[t]}.bin"), KIND_QUANT, t, n, x.astype("<f4").tobytes(), q.tobytes())
+
+
 def fixture_vectors(fixtures, out):
     """The first blocks (8 k-quant, 64 small, 2048 f16/bf16 values) of the first tensor of each type found in the synthetic GGUFs."""
     files = ["llama-q4_k_m.gguf", "llama-q5_k_m.gguf", "llama-q6_k.gguf", "llama-q4_0.gguf",
@@ -264,6 +288,7 @@ def main():
     fixture_vectors(a.fixtures, a.out)
     q5_vectors(a.out, a.seed + 5)
     q2q3_vectors(a.out, a.seed + 23, os.path.normpath(os.path.join(here, "..")))
+    iq_tq_vectors(a.out, a.seed + 20)
 
 
 if __name__ == "__main__":

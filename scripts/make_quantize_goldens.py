@@ -60,7 +60,8 @@ import gguf
 SEED = 0x5EED0F11
 M64 = (1 << 64) - 1
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M",
-         "Q6_K", "F16", "BF16", "F32", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L"]
+         "Q6_K", "F16", "BF16", "F32", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L",
+         "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"]
 IMATRIX_ONLY = ("Q2_K_S",)  # llama-quantize refuses these without an importance matrix
 
 

@@ -69,6 +69,13 @@ static void rand_row(int t, void *w, int64_t n) {
         case EM_Q6_K: { block_q6_K *b = (block_q6_K *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         case EM_Q2_K: { block_q2_K *b = (block_q2_K *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); b->dmin = h16(0.01f * (float)rnd() / 4294967296.0f); break; }
         case EM_Q3_K: { block_q3_K *b = (block_q3_K *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
+        /* random codes; iq4_xs scales span -32..31; random tq1_0 bytes are valid trits,
+         * random tq2_0 bytes include the unused code 3 (value 2), which kernels must
+         * treat as ref does */
+        case EM_IQ4_NL: { block_iq4_nl *b = (block_iq4_nl *)w + i; rand_bytes(b->qs, sizeof b->qs); b->d = rscale(); break; }
+        case EM_IQ4_XS: { block_iq4_xs *b = (block_iq4_xs *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
+        case EM_TQ1_0: { block_tq1_0 *b = (block_tq1_0 *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
+        case EM_TQ2_0: { block_tq2_0 *b = (block_tq2_0 *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         }
     }
 }
@@ -195,7 +202,8 @@ static int mm_check(mm_case *m) {
 }
 
 static const int mm_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q4_K, EM_Q5_K, EM_Q6_K,
-                                EM_Q2_K, EM_Q3_K };
+                                EM_Q2_K, EM_Q3_K,
+                                EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0 };
 
 static int mm_one(int t, int64_t n, int rows, int r0, int r1, int ncols) {
     mm_case m = { .t = t, .n = n, .rows = rows, .r0 = r0, .r1 = r1, .ncols = ncols };
@@ -249,6 +257,8 @@ TEST(matmul_long_rows) {
         mm_one(EM_Q6_K, 256 * 70, 2, 0, 2, nc);
         mm_one(EM_Q2_K, 256 * 70, 2, 0, 2, nc);
         mm_one(EM_Q3_K, 256 * 70, 2, 0, 2, nc);
+        mm_one(EM_IQ4_NL, 32 * 515, 5, 1, 5, nc);
+        mm_one(EM_IQ4_XS, 256 * 70, 2, 0, 2, nc);
     }
 }
 

@@ -83,11 +83,11 @@ TEST(unsupported_architecture) {
 }
 
 /* A weight type GGUF knows but ember does not compute with: the load is refused with the
- * tensor's name and the type's name. q4_0 and iq4_nl blocks have the same size (32
- * elements, 18 bytes), so retyping a q4_0 tensor in its header keeps the file valid. */
+ * tensor's name and the type's name. tq2_0 and iq2_xxs blocks have the same size (256
+ * elements, 66 bytes), so retyping a tq2_0 tensor in its header keeps the file valid. */
 TEST(unsupported_weight_type) {
-    const char *p = fixture_path("synthetic/llama-q4_0.gguf");
-    if (!file_exists(p)) SKIP("fixture missing: %s", p);
+    const char *p = "tests/models/synthetic/llama-tq2_0.gguf";
+    if (!file_exists(p)) SKIP("missing: %s (scripts/make_iq_tq_goldens.py)", p);
     size_t n;
     unsigned char *d = read_file(p, &n);
     static const char name[] = "blk.0.attn_q.weight";
@@ -99,12 +99,12 @@ TEST(unsupported_weight_type) {
         const uint32_t n_dims = q[0] | q[1] << 8;
         if (n_dims >= 1 && n_dims <= 4) type = (unsigned char *)q + 4 + 8 * n_dims;
     }
-    CHECK(type && type[0] == 2 && !type[1] && !type[2] && !type[3]);  /* q4_0 */
-    if (type && type[0] == 2) {
-        type[0] = 20;  /* iq4_nl */
+    CHECK(type && type[0] == 35 && !type[1] && !type[2] && !type[3]);  /* tq2_0 */
+    if (type && type[0] == 35) {
+        type[0] = 16;  /* iq2_xxs */
         ember_status st = load_bytes(d, n, "/tmp/ember_test_type.gguf");
         CHECK(st == EMBER_E_UNSUPPORTED);
-        CHECKF(strstr(ember_last_error(), "tensor 'blk.0.attn_q.weight' has type iq4_nl, which ember does not run yet"),
+        CHECKF(strstr(ember_last_error(), "tensor 'blk.0.attn_q.weight' has type iq2_xxs, which ember does not run yet"),
                "%s", ember_last_error());
     }
     free(d);

@@ -52,6 +52,8 @@ static void rand_weight_blocks(int type, void *buf, int64_t nb) {
         case EM_Q6_K: memcpy(blk + 208, &s0, 2); break;
         case EM_Q2_K: memcpy(blk + 80, &s0, 2); memcpy(blk + 82, &s1, 2); break;
         case EM_Q3_K: memcpy(blk + 108, &s0, 2); break;
+        case EM_IQ4_NL: case EM_IQ4_XS: memcpy(blk, &s0, 2); break;
+        case EM_TQ1_0: case EM_TQ2_0: memcpy(blk + ti->bytes - 2, &s0, 2); break;
         default: break;
         }
     }
@@ -100,6 +102,8 @@ TEST(test_type_info) {
         { EM_Q5_K, "q5_K", 256, 176, EM_Q8_K }, { EM_Q6_K, "q6_K", 256, 210, EM_Q8_K },
         { EM_Q8_K, "q8_K", 256, 292, -1 },     { EM_Q2_K, "q2_K", 256, 84, EM_Q8_K },
         { EM_Q3_K, "q3_K", 256, 110, EM_Q8_K },
+        { EM_IQ4_NL, "iq4_nl", 32, 18, EM_Q8_0 }, { EM_IQ4_XS, "iq4_xs", 256, 136, EM_Q8_K },
+        { EM_TQ1_0, "tq1_0", 256, 54, EM_Q8_K },  { EM_TQ2_0, "tq2_0", 256, 66, EM_Q8_K },
     };
     int count = 0;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -113,7 +117,7 @@ TEST(test_type_info) {
         CHECK(em_row_size(want[i].t, 4096) == 4096 / want[i].blck * want[i].bytes);
     }
     for (int t = -2; t < EM_TYPE_COUNT + 2; t++) count += em_type_get(t) != NULL;
-    CHECK(count == 15);
+    CHECK(count == 19);
     CHECK(em_type_get(16) == NULL && em_type_get(EM_TYPE_COUNT) == NULL && em_type_get(-1) == NULL);
     /* the same table knows the types ember does not compute with, for GGUF layout */
     const em_type_info *iq2 = em_type_traits(16), *mx = em_type_traits(39);
@@ -300,7 +304,8 @@ static void check_deq_file(const char *name, int *seen) {
 
 TEST(test_dequant_vectors) {
     static const char *types[] = { "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K",
-                                   "q2_K", "q3_K" };
+                                   "q2_K", "q3_K",
+                                   "iq4_nl", "iq4_xs", "tq1_0", "tq2_0" };
     int seen = 0;
     char name[64];
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
@@ -308,7 +313,7 @@ TEST(test_dequant_vectors) {
         check_deq_file(name, &seen);
     }
     if (!seen) SKIP("tests/data/quant/deq_*.bin missing (scripts/make_quant_vectors.py)");
-    CHECK(seen == 12);
+    CHECK(seen == 16);
 }
 
 /* Blocks cut from the synthetic GGUF fixtures: real quantizer output, not random bytes. */
@@ -324,8 +329,9 @@ TEST(test_fixture_vectors) {
 }
 
 TEST(test_quant_vectors) {
-    static const char *files[] = { "quant_q8_0.bin", "quant_q4_0.bin", "quant_q4_1.bin", "quant_q5_0.bin", "quant_q5_1.bin" };
-    for (int k = 0; k < 5; k++) {
+    static const char *files[] = { "quant_q8_0.bin", "quant_q4_0.bin", "quant_q4_1.bin", "quant_q5_0.bin", "quant_q5_1.bin",
+                                   "quant_tq1_0.bin", "quant_tq2_0.bin" };
+    for (int k = 0; k < 7; k++) {
         vecfile v;
         if (!load_vec(files[k], &v)) SKIP("tests/data/quant/%s missing (scripts/make_quant_vectors.py)", files[k]);
         int64_t n = (int64_t)v.nblocks * v.blck;
@@ -343,19 +349,23 @@ TEST(test_quant_vectors) {
     }
 }
 
-/* The reference weight quantizers against llama.cpp's own: tests/models/synthetic holds
- * the synthetic F32 fixture quantized by llama_model_quantize (scripts/make_q5_goldens.py),
- * which uses ggml's *_ref quantizers without an importance matrix. Quantizing the F32
- * rows here must give the same bytes, tensor by tensor. */
+/* The weight quantizers against llama.cpp's own: tests/models/synthetic holds the
+ * synthetic F32 fixture quantized by llama_model_quantize (scripts/make_q5_goldens.py,
+ * scripts/make_iq_tq_goldens.py), which uses ggml's quantize_<type> without an importance
+ * matrix. Quantizing the F32 rows here must give the same bytes, tensor by tensor. */
 TEST(test_quantizers_vs_llamacpp) {
     const char *f32 = fixture_path("synthetic/llama-f32.gguf");
-    static const struct { const char *file; int type; } q[] = {
-        { "tests/models/synthetic/llama-q5_0.gguf", EM_Q5_0 },
-        { "tests/models/synthetic/llama-q5_1.gguf", EM_Q5_1 },
+    static const struct { const char *file; int type, count; } q[] = {
+        { "tests/models/synthetic/llama-q5_0.gguf", EM_Q5_0, 15 },
+        { "tests/models/synthetic/llama-q5_1.gguf", EM_Q5_1, 15 },
+        { "tests/models/synthetic/llama-iq4_nl.gguf", EM_IQ4_NL, 15 },
+        { "tests/models/synthetic/llama-iq4_xs.gguf", EM_IQ4_XS, 15 },
+        { "tests/models/synthetic/llama-tq1_0.gguf", EM_TQ1_0, 14 },  /* token_embd is Q4_K */
+        { "tests/models/synthetic/llama-tq2_0.gguf", EM_TQ2_0, 14 },
     };
     if (!file_exists(f32)) SKIP("fixture missing: %s", f32);
     for (size_t k = 0; k < sizeof q / sizeof q[0]; k++)
-        if (!file_exists(q[k].file)) SKIP("missing: %s (scripts/make_q5_goldens.py)", q[k].file);
+        if (!file_exists(q[k].file)) SKIP("missing: %s (scripts/make_q5_goldens.py, make_iq_tq_goldens.py)", q[k].file);
     char err[256];
     gguf_ctx *src = gguf_open(f32, err, sizeof err);
     CHECKF(src, "%s", err);
@@ -367,16 +377,18 @@ TEST(test_quantizers_vs_llamacpp) {
             const gguf_tensor *t = gguf_tensor_at(g, i);
             if ((int)t->type != q[k].type) continue;
             const gguf_tensor *s0 = gguf_find_tensor(src, t->name);
-            CHECKF(s0 && s0->type == EM_F32 && s0->size == (size_t)(t->size / em_type_get(q[k].type)->bytes * QK5_0 * 4),
+            const em_type_info *ti = em_type_get(q[k].type);
+            CHECKF(s0 && s0->type == EM_F32 && s0->size == (size_t)(t->size / ti->bytes * ti->blck * 4),
                    "%s: %s", q[k].file, t->name);
             if (!s0) continue;
             uint8_t *out = malloc(t->size);
-            CHECK(em_quantize_row(q[k].type, s0->data, out, (int64_t)(s0->size / 4)) == 0);
+            const int64_t ne0 = t->ne[0], nrows = (int64_t)(s0->size / 4) / ne0;
+            CHECK(em_quantize_weights(q[k].type, s0->data, out, nrows, ne0, NULL) == t->size);
             CHECKF(!memcmp(out, t->data, t->size), "%s: %s differs from llama.cpp's quantizer", q[k].file, t->name);
             free(out);
             seen++;
         }
-        CHECKF(seen == 15, "%s: %d tensors of the type", q[k].file, seen);
+        CHECKF(seen == q[k].count, "%s: %d tensors of the type", q[k].file, seen);
         gguf_close(g);
     }
     gguf_close(src);
@@ -821,7 +833,8 @@ static void make_operands(int t, int n, float scale, uint8_t **w, uint8_t **a) {
  * (double sum), and the number of blocks for quantized types. */
 TEST(test_vec_dot_vs_double) {
     const int types[] = { EM_F32, EM_F16, EM_BF16, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K,
-                          EM_Q2_K, EM_Q3_K };
+                          EM_Q2_K, EM_Q3_K,
+                          EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0 };
     const int n = 4096;
     float *wf = malloc(n * sizeof *wf), *af = malloc(n * sizeof *af), *wz = malloc(n * sizeof *wz);
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
@@ -858,7 +871,7 @@ TEST(test_vec_dot_vs_double) {
                 ref += (double)wf[i] * af[i];
                 A += fabs((double)af[i]) * (fabs((double)wf[i]) + fabs((double)wz[i]));
             }
-            double kacc = t == EM_F32 ? n : (t == EM_F16 || t == EM_BF16) ? 1 : n / ti->blck;
+            double kacc = t == EM_F32 ? n : (t == EM_F16 || t == EM_BF16) ? 1 : t == EM_IQ4_XS ? n / 32 : n / ti->blck;
             double tol = (kacc + 8) * ldexp(1, -23) * A;
             float got = em_vec_dot(t, n, w, a);
             CHECKF(fabs(got - ref) <= tol, "%s trial %d: %.9g vs %.9g, diff %g > tol %g", ti->name, trial,
@@ -883,7 +896,7 @@ TEST(test_vec_dot_vs_double) {
             free(w);
             free(a);
         }
-        printf("  %-4s worst |diff| / tol = %.2g\n", ti->name, worst);
+        printf("  %-6s worst |diff| / tol = %.2g\n", ti->name, worst);
     }
     free(wf);
     free(af);
@@ -989,7 +1002,8 @@ TEST(test_dispatch) {
 /* GGUF rows of 18-, 20- or 210-byte blocks start only 2-byte aligned: run the kernels on
  * such addresses (UBSan checks the struct accesses) and compare with aligned copies. */
 TEST(test_two_byte_aligned_rows) {
-    const int types[] = { EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K, EM_F16, EM_BF16 };
+    const int types[] = { EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q8_0, EM_Q4_K, EM_Q5_K, EM_Q6_K, EM_F16, EM_BF16,
+                          EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0 };
     const int n = 512;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         int t = types[k];

@@ -356,7 +356,7 @@ TEST(test_vs_llamacpp) {
         same += ok;
     }
     printf("  %d of %d cases byte-identical to llama-quantize\n", same, cases);
-    CHECK(cases >= 70);
+    CHECK(cases >= 86);
     if (no_fixture) {
         free(g);
         SKIP("%d stories260K cases: fixture %s missing", no_fixture, fixture_path(STORIES));
@@ -433,6 +433,9 @@ TEST(test_failure_leaves_no_file) {
     CHECK(ember_ftype_from_name("q3_k_m") == EMBER_FTYPE_MOSTLY_Q3_K_M);
     CHECK(ember_ftype_from_name("Q2_K_S") == EMBER_FTYPE_MOSTLY_Q2_K_S);
     CHECK(ember_ftype_from_name("IQ2_XXS") == -1);
+    CHECK(ember_ftype_from_name("iq4_xs") == EMBER_FTYPE_MOSTLY_IQ4_XS);
+    CHECK(ember_ftype_from_name("37") == EMBER_FTYPE_MOSTLY_TQ2_0);
+    CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_TQ1_0), "TQ1_0"));
     CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_BF16), "BF16"));
 }
 

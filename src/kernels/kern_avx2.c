@@ -35,6 +35,10 @@
  *     mins and q3_K's -4 also go through the bsums.
  *   - f32 / f16 / bf16: one FMA chain of 8 lanes per (row, column); f16 and bf16 products
  *     are exact in float, so fma equals ref's multiply-then-add per term.
+ *   - iq4_nl / iq4_xs: vpshufb maps the 4-bit codes to their int8 values, then the q4_0
+ *     sign trick; iq4_xs applies each sub-block scale in madd. tq1_0 / tq2_0: the ternary
+ *     codes (0..2) go unsigned into maddubs and sum(a) comes off through the q8_K bsums;
+ *     tq1_0's base-3 bytes are decoded with 16-bit multiplies (see tq1_trits).
  *
  * Attention follows attn_*_ref step for step (same expf calls, same branch on a new
  * maximum, V update as a multiply then an add without FMA, F16 accumulator rounded after
@@ -1055,6 +1059,241 @@ static void attn_f16(float *out, const float *q, int n_q, const void *k, const v
     attn_common(1, out, q, n_q, k, v, n_kv, hd, kstride, scale);
 }
 
+/* ------------------------------------------------------------------ iq4_nl, iq4_xs, tq1_0, tq2_0 */
+
+/* IQ4 weights: the 4-bit codes index em_iq4nl_values (16 int8) with vpshufb; |w| <= 127,
+ * so maddubs(|w|, sign(a, w)) is exact (the q4_0 trick). The ternary types keep their
+ * codes unsigned (0..2; 3 in a corrupt tq2_0 byte just means 2, as in ref) for maddubs and
+ * subtract sum(a) from the q8_K bsums, all in exact integers. */
+INLINE __m256i iq4_values(__m256i codes) {
+    const __m256i tab = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                         -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    return _mm256_shuffle_epi8(tab, codes);
+}
+
+/* Signed 32-byte dot as 16 int16 pair sums (w as |w| with its sign moved onto a). */
+INLINE __m256i sdot16(__m256i w, __m256i a) {
+    return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+}
+
+/* iq4_nl (x in q8_0): R rows x C columns; decode runs 4 rows side by side. The float order
+ * is that of llama.cpp's AVX2 ggml_vec_dot_iq4_nl_q8_0 (its decode path): blocks 2i and
+ * 2i+1 go to two accumulators (fma of dy*dw with the 8 int32 lanes), added and reduced at
+ * the end; with an odd block count the last block is added in ref's scalar form. */
+INLINE void iq4nl_tile(const int R, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
+                       size_t xcol, float *y, int ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4][8][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+    const int64_t nb2 = nb & ~(int64_t)1;
+    for (int64_t b = 0; b < nb2; b++) {
+        const int k = (int)(b & 1);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const block_iq4_nl *blk = (const block_iq4_nl *)(w + (size_t)r * wrow) + b;
+            _mm_prefetch((const char *)blk + 512, _MM_HINT_T0);
+            const __m256i wq = iq4_values(nibbles32(blk->qs));
+            const float dw = h2f(blk->d);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
+                const __m256i s = _mm256_madd_epi16(sdot16(wq, _mm256_loadu_si256((const __m256i *)a->qs)), ones);
+                acc[r][c][k] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * dw), _mm256_cvtepi32_ps(s), acc[r][c][k]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            float sumf = hsum8(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
+            if (nb2 < nb) {
+                const block_iq4_nl *blk = (const block_iq4_nl *)(w + (size_t)r * wrow) + nb2;
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + nb2;
+                const __m256i s = _mm256_madd_epi16(sdot16(iq4_values(nibbles32(blk->qs)),
+                                                           _mm256_loadu_si256((const __m256i *)a->qs)), ones);
+                sumf += (h2f(a->d) * h2f(blk->d)) * (float)hsum8i(s);
+            }
+            y[(size_t)c * ldy + r] = sumf;
+        }
+    }
+}
+
+static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                      int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK4_NL;
+    const char *wc = w;
+    int r = r0;
+#define TILE(R, C) iq4nl_tile(R, C, nb, wc + (size_t)r * wrow, wrow, x, xcol, y + r, ldy)
+    if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
+    for (; r < r1; r++) {
+        switch (ncols) {
+        case 1: TILE(1, 1); break;
+        case 2: TILE(1, 2); break;
+        case 3: TILE(1, 3); break;
+        case 4: TILE(1, 4); break;
+        case 5: TILE(1, 5); break;
+        case 6: TILE(1, 6); break;
+        case 7: TILE(1, 7); break;
+        default: TILE(1, 8); break;
+        }
+    }
+#undef TILE
+}
+
+/* iq4_xs: one row, C columns; per 32-element sub-block the int16 pair sums are multiplied
+ * by its scale (ls - 32) in madd and summed in int32 lanes over the block, then one fma per
+ * block: the operations of llama.cpp's AVX2 ggml_vec_dot_iq4_xs_q8_K, so the results are
+ * bit-identical to its. */
+INLINE void iq4xs_tile(const int C, int64_t nb, const char *wr, const char *x, size_t xcol, float *y, int ldy) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_iq4_xs *blk = (const block_iq4_xs *)wr + b;
+        _mm_prefetch((const char *)blk + 4 * sizeof *blk, _MM_HINT_T0);
+        __m256i L[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) L[c] = _mm256_setzero_si256();
+        const unsigned sh = blk->scales_h;
+#pragma GCC unroll 8
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = ((blk->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((sh >> 2 * ib) & 3) << 4);
+            const __m256i sc = _mm256_set1_epi16((short)(ls - 32));
+            const __m256i wq = iq4_values(nibbles32(blk->qs + 16 * ib));
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(xk(x, xcol, c, b)->qs + 32 * ib));
+                L[c] = _mm256_add_epi32(L[c], _mm256_madd_epi16(sdot16(wq, a), sc));
+            }
+        }
+        const float d = h2f(blk->d);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xk(x, xcol, c, b)->d), _mm256_cvtepi32_ps(L[c]), acc[c]);
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) y[(size_t)c * ldy] = hsum8(acc[c]);
+}
+
+/* Trits of 32 tq1_0 bytes as codes 0..2: byte k times its multiplier (3^n mod 256; me for
+ * even bytes, mo for odd ones, as int16 lanes), then (that * 3) >> 8. */
+INLINE __m256i tq1_trits(__m256i q, __m256i me, __m256i mo) {
+    const __m256i lo8 = _mm256_set1_epi16(0xff), three = _mm256_set1_epi16(3);
+    const __m256i pe = _mm256_and_si256(_mm256_mullo_epi16(q, me), lo8);
+    const __m256i po = _mm256_and_si256(_mm256_mullo_epi16(_mm256_srli_epi16(q, 8), mo), lo8);
+    const __m256i te = _mm256_srli_epi16(_mm256_mullo_epi16(pe, three), 8);
+    const __m256i to = _mm256_srli_epi16(_mm256_mullo_epi16(po, three), 8);
+    return _mm256_or_si256(te, _mm256_slli_epi16(to, 8));
+}
+
+/* The 8 runs of 32 codes of a ternary block, in element order (runs[j] for elements
+ * 32j..32j+31). */
+INLINE void tq_runs(const int type, const char *wr, int64_t b, __m256i runs[8], float *d) {
+    if (type == EM_TQ2_0) {
+        const block_tq2_0 *blk = (const block_tq2_0 *)wr + b;
+        _mm_prefetch((const char *)blk + 4 * sizeof *blk, _MM_HINT_T0);
+        const __m256i m3 = _mm256_set1_epi8(3);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * h));
+            runs[4 * h + 0] = _mm256_and_si256(q, m3);
+            runs[4 * h + 1] = _mm256_and_si256(_mm256_srli_epi16(q, 2), m3);
+            runs[4 * h + 2] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m3);
+            runs[4 * h + 3] = _mm256_and_si256(_mm256_srli_epi16(q, 6), m3);
+        }
+        *d = h2f(blk->d);
+    } else {
+        const block_tq1_0 *blk = (const block_tq1_0 *)wr + b;
+        _mm_prefetch((const char *)blk + 4 * sizeof *blk, _MM_HINT_T0);
+        const __m256i q0 = _mm256_loadu_si256((const __m256i *)blk->qs);
+        static const short p3[5] = { 1, 3, 9, 27, 81 };
+#pragma GCC unroll 5
+        for (int n = 0; n < 5; n++) runs[n] = tq1_trits(q0, _mm256_set1_epi16(p3[n]), _mm256_set1_epi16(p3[n]));
+        const __m128i q1 = _mm_loadu_si128((const __m128i *)(blk->qs + 32));
+        const __m256i q1b = _mm256_broadcastsi128_si256(q1);
+        const __m256i m01 = _mm256_setr_m128i(_mm_set1_epi16(1), _mm_set1_epi16(3));
+        const __m256i m23 = _mm256_setr_m128i(_mm_set1_epi16(9), _mm_set1_epi16(27));
+        runs[5] = tq1_trits(q1b, m01, m01);
+        runs[6] = tq1_trits(q1b, m23, m23);
+        /* elements 224..239 (trit 4 of qs[32..47]) and 240..255 (byte 4n+j: trit n of qh[j]) */
+        uint32_t qh;
+        memcpy(&qh, blk->qh, 4);
+        const __m256i q2 = _mm256_setr_m128i(q1, _mm_set1_epi32((int)qh));
+        const __m256i m4 = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
+        runs[7] = tq1_trits(q2, m4, m4);
+        *d = h2f(blk->d);
+    }
+}
+
+/* tq1_0 / tq2_0: one row, C columns: sum(code * a) in int16 (at most 8 * 2 * 3 * 127),
+ * widened once per block, minus sum(a) from the bsums; the int32 lanes hold what llama.cpp's
+ * AVX2 kernels hold (element pairs 2k, 2k+1 of every 32, bsums 2k, 2k+1), and the float
+ * steps are its, so the results are bit-identical. */
+INLINE void tq_tile(const int type, const int C, int64_t nb, const char *wr, const char *x, size_t xcol,
+                    float *y, int ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i runs[8];
+        float d;
+        tq_runs(type, wr, b, runs, &d);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const block_q8_K *a = xk(x, xcol, c, b);
+            __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                s = _mm256_add_epi16(s, _mm256_maddubs_epi16(runs[j], _mm256_loadu_si256((const __m256i *)(a->qs + 32 * j))));
+            const __m256i L = _mm256_sub_epi32(_mm256_madd_epi16(s, ones),
+                                               _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a->bsums), ones));
+            /* multiply, then add: llama.cpp's AVX2 tq dot products, bit for bit */
+            acc[c] = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(L), _mm256_set1_ps(a->d * d)), acc[c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) y[(size_t)c * ldy] = hsum8(acc[c]);
+}
+
+INLINE void mm_iqtq(const int type, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_K;
+    for (int r = r0; r < r1; r++) {
+        const char *wr = (const char *)w + (size_t)r * wrow;
+#define TILE(C) (type == EM_IQ4_XS ? iq4xs_tile(C, nb, wr, x, xcol, y + r, ldy) \
+                                   : tq_tile(type, C, nb, wr, x, xcol, y + r, ldy))
+        switch (ncols) {
+        case 1: TILE(1); break;
+        case 2: TILE(2); break;
+        case 3: TILE(3); break;
+        case 4: TILE(4); break;
+        case 5: TILE(5); break;
+        case 6: TILE(6); break;
+        case 7: TILE(7); break;
+        default: TILE(8); break;
+        }
+#undef TILE
+    }
+}
+
+static void mm_iq4_xs(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                      int ncols, float *y, int ldy) {
+    mm_iqtq(EM_IQ4_XS, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_tq1_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                     int ncols, float *y, int ldy) {
+    mm_iqtq(EM_TQ1_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                     int ncols, float *y, int ldy) {
+    mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
 const em_kernels em_kernels_avx2 = {
     .name = "avx2",
     .quantize_act = {
@@ -1066,6 +1305,7 @@ const em_kernels em_kernels_avx2 = {
         [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
+        [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
     },
     .rmsnorm = rmsnorm_avx2,
     .softmax = softmax_avx2,

@@ -29,6 +29,10 @@
  *     vpdpwssd. Q4_K/Q5_K mins and Q6_K's -32 offset go through the q8_K bsums; Q2_K
  *     (0..3, mins as Q4_K's) and Q3_K (0..7 standing for -4..3, the -4 as Q6_K's -32) use
  *     the same block form.
+ *   - IQ4_NL (one block per ymm, vpdpbusd), IQ4_XS (two sub-blocks per zmm, vpmaddubsw +
+ *     vpdpwssd with the sub-block scales), TQ1_0 / TQ2_0 (codes 0..2 through vpdpbusd,
+ *     sum(a) off through the bsums): IQ4 values come from a vpshufb table lookup; see
+ *     their section.
  *   - Attention follows attn_*_ref step by step (same expf calls, same float operations on
  *     the output; the F16 accumulator is rounded to F16 after every update); only the
  *     q.k dot products are summed in a different order (still in double).
@@ -1249,6 +1253,243 @@ static void attn_f16(float *out, const float *q, int n_q, const void *k, const v
     ATTN_GROUPS(EM_F16)
 }
 
+/* ---------------------------------------------------------------- IQ4_NL / IQ4_XS / TQ1_0 / TQ2_0 matmul */
+
+/* IQ4 codes become their int8 values by vpshufb from the 16-entry table; the signed
+ * product goes through |w| (u8) and a with w's sign (vpdpbusd / vpmaddubsw need one
+ * unsigned operand; |w| <= 127 keeps the pair sums exact). Ternary codes stay unsigned
+ * (0..2; a corrupt tq2_0 code 3 counts as 2, as in ref) for vpdpbusd, and sum(a) comes
+ * off through the q8_K bsums. Integer sums are exact; each block's float factor is applied
+ * once per block, so the per-(row, column) operation sequence is fixed as elsewhere. */
+AI __m512i iqtq_values512(__m512i codes) {
+    const __m512i tab = _mm512_broadcast_i32x4(_mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10,
+                                                             1, 13, 25, 38, 53, 69, 89, 113));
+    return _mm512_shuffle_epi8(tab, codes);
+}
+
+/* The 32 nibbles of 16 bytes in element order (low nibbles first), as a ymm. */
+AI __m256i iqtq_nibbles(const uint8_t *qs) {
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1),
+                            _mm256_set1_epi8(0x0f));
+}
+
+/* iq4_nl (x in q8_0): R rows x C columns; decode runs 4 rows side by side. One block per
+ * ymm: vpdpbusd(|w|, sign(a, w)) gives the int32 lanes of llama.cpp's AVX2 kernel, and the
+ * float order is that kernel's (ggml_vec_dot_iq4_nl_q8_0, its decode path): blocks 2i and
+ * 2i+1 in two accumulators, added and reduced at the end, an odd last block in ref's
+ * scalar form. */
+AI void iq4nl_tile(const int R, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
+                   size_t xcol, float *y, int ldy) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10,
+                                                                  1, 13, 25, 38, 53, 69, 89, 113));
+    __m256 acc[4][8][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+    const int64_t nb2 = nb & ~(int64_t)1;
+    for (int64_t b = 0; b < nb; b++) {
+        const int k = (int)(b & 1);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const block_iq4_nl *blk = (const block_iq4_nl *)(w + (size_t)r * wrow) + b;
+            pf(blk, PF_DIST);
+            const __m256i wq = _mm256_shuffle_epi8(tab, iqtq_nibbles(blk->qs));
+            const __m256i wa = _mm256_sign_epi8(wq, wq);
+            const float dw = h2f(blk->d);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
+                const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wa,
+                                                      _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)a->qs), wq));
+                if (b < nb2) {
+                    acc[r][c][k] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(a->d) * dw), _mm256_cvtepi32_ps(s), acc[r][c][k]);
+                } else {  /* the odd last block: after the reduction, in scalar */
+                    int32_t l[8];
+                    _mm256_storeu_si256((__m256i *)l, s);
+                    const int si = l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7];
+                    y[(size_t)c * ldy + r] = hsum8(_mm256_add_ps(acc[r][c][0], acc[r][c][1])) + (h2f(a->d) * dw) * (float)si;
+                }
+            }
+        }
+    }
+    if (nb2 == nb) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
+    }
+}
+
+static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                      int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK4_NL;
+    const char *wc = w;
+    int r = r0;
+#define TILE(R, C) iq4nl_tile(R, C, nb, wc + (size_t)r * wrow, wrow, x, xcol, y + r, ldy)
+    if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
+    for (; r < r1; r++) {
+        switch (ncols) {
+        case 1: TILE(1, 1); break;
+        case 2: TILE(1, 2); break;
+        case 3: TILE(1, 3); break;
+        case 4: TILE(1, 4); break;
+        case 5: TILE(1, 5); break;
+        case 6: TILE(1, 6); break;
+        case 7: TILE(1, 7); break;
+        default: TILE(1, 8); break;
+        }
+    }
+#undef TILE
+}
+
+/* One 256-element block unpacked for the 64-byte steps k = 0..3 (elements 64k..64k+63):
+ * q[k] the weights (IQ4_XS: int8 values; ternary: u8 codes), sc[k] the IQ4_XS sub-block
+ * scales as int16 (2k on lanes 0..15, 2k+1 on 16..31). */
+typedef struct { __m512i q[4], sc[4]; float d; } iqtq_blk;
+
+/* Trits of 64 tq1_0 bytes (multiplier 3^n per byte: me for even bytes, mo for odd, int16
+ * lanes): (uint8)(q * 3^n) * 3 >> 8. */
+AI __m512i iqtq_trits(__m512i q, __m512i m) {
+    const __m512i lo8 = _mm512_set1_epi16(0xff), three = _mm512_set1_epi16(3);
+    const __m512i pe = _mm512_and_si512(_mm512_mullo_epi16(q, m), lo8);
+    const __m512i po = _mm512_and_si512(_mm512_mullo_epi16(_mm512_srli_epi16(q, 8), m), lo8);
+    const __m512i te = _mm512_srli_epi16(_mm512_mullo_epi16(pe, three), 8);
+    const __m512i to = _mm512_srli_epi16(_mm512_mullo_epi16(po, three), 8);
+    return _mm512_or_si512(te, _mm512_slli_epi16(to, 8));
+}
+
+AI __m512i iqtq_cat(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+AI __m512i iqtq_cat16(short lo, short hi) { return iqtq_cat(_mm256_set1_epi16(lo), _mm256_set1_epi16(hi)); }
+
+AI void iqtq_unpack(const int t, const char *wr, int64_t b, iqtq_blk *u) {
+    if (t == EM_IQ4_XS) {
+        const block_iq4_xs *blk = (const block_iq4_xs *)wr + b;
+        pf(blk, PF_DIST);
+        pf((const char *)blk + 64, PF_DIST);
+        pf((const char *)blk + 128, PF_DIST);
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        const unsigned sh = blk->scales_h;
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * k));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            /* 128-bit lanes [2k low, 2k+1 low, 2k high, 2k+1 high] -> [2k lo, 2k hi, 2k+1 lo, 2k+1 hi] */
+            const __m512i z = iqtq_cat(lo, hi);
+            u->q[k] = iqtq_values512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)));
+            const int l0 = (blk->scales_l[k] & 0xf) | (((sh >> 4 * k) & 3) << 4);
+            const int l1 = (blk->scales_l[k] >> 4) | (((sh >> (4 * k + 2)) & 3) << 4);
+            u->sc[k] = iqtq_cat16((short)(l0 - 32), (short)(l1 - 32));
+        }
+        u->d = h2f(blk->d);
+    } else if (t == EM_TQ2_0) {
+        const block_tq2_0 *blk = (const block_tq2_0 *)wr + b;
+        pf(blk, PF_DIST);
+        pf((const char *)blk + 64, PF_DIST);
+        const __m512i m3 = _mm512_set1_epi8(3);
+        const __m512i s01 = iqtq_cat16(0, 2), s23 = iqtq_cat16(4, 6);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(blk->qs + 32 * h));
+            const __m512i z = iqtq_cat(q, q);
+            u->q[2 * h] = _mm512_and_si512(_mm512_srlv_epi16(z, s01), m3);
+            u->q[2 * h + 1] = _mm512_and_si512(_mm512_srlv_epi16(z, s23), m3);
+        }
+        u->d = h2f(blk->d);
+    } else {
+        const block_tq1_0 *blk = (const block_tq1_0 *)wr + b;
+        pf(blk, PF_DIST);
+        const __m256i q0 = _mm256_loadu_si256((const __m256i *)blk->qs);
+        const __m128i q1 = _mm_loadu_si128((const __m128i *)(blk->qs + 32));
+        uint32_t qh;
+        memcpy(&qh, blk->qh, 4);
+        const __m256i q1b = _mm256_broadcastsi128_si256(q1);
+        const __m256i q2 = _mm256_setr_m128i(q1, _mm_set1_epi32((int)qh));
+        const __m512i z0 = iqtq_cat(q0, q0);
+        u->q[0] = iqtq_trits(z0, iqtq_cat16(1, 3));    /* elements 0..63 */
+        u->q[1] = iqtq_trits(z0, iqtq_cat16(9, 27));   /* 64..127 */
+        /* 128..159: trit 4 of qs[0..31]; 160..191: trits 0, 1 of qs[32..47] */
+        u->q[2] = iqtq_trits(iqtq_cat(q0, q1b), iqtq_cat(_mm256_set1_epi16(81),
+                                                         _mm256_setr_m128i(_mm_set1_epi16(1), _mm_set1_epi16(3))));
+        /* 192..223: trits 2, 3 of qs[32..47]; 224..239: trit 4; 240..255: byte 4n+j = trit n of qh[j] */
+        u->q[3] = iqtq_trits(iqtq_cat(q1b, q2),
+                             iqtq_cat(_mm256_setr_m128i(_mm_set1_epi16(9), _mm_set1_epi16(27)),
+                                      _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27)));
+        u->d = h2f(blk->d);
+    }
+}
+
+/* acc += one block times one q8_K column. The 16 int32 lanes are folded to 8 (lane l then
+ * holds elements 4l..4l+3 of every 32, as llama.cpp's AVX2 kernels; for the ternary types
+ * minus bsums 2l and 2l+1), and the float steps are those kernels' (IQ4_XS: fma; TQ:
+ * multiply, then add), so the results are bit-identical to llama.cpp's x86 build. */
+AI __m256 iqtq_dot(const int t, const iqtq_blk *u, const block_q8_K *x, __m256 acc) {
+    __m512i s = _mm512_setzero_si512();
+    if (t == EM_IQ4_XS) {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m512i a = _mm512_loadu_si512(x->qs + 64 * k);
+            const __m512i as = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(u->q[k]), _mm512_setzero_si512(), a);
+            s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(_mm512_abs_epi8(u->q[k]), as), u->sc[k]);
+        }
+    } else {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) s = _mm512_dpbusd_epi32(s, u->q[k], _mm512_loadu_si512(x->qs + 64 * k));
+    }
+    __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    if (t == EM_IQ4_XS)
+        return _mm256_fmadd_ps(_mm256_set1_ps(u->d * x->d), _mm256_cvtepi32_ps(s8), acc);
+    s8 = _mm256_sub_epi32(s8, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), _mm256_set1_epi16(1)));
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s8), _mm256_set1_ps(x->d * u->d)), acc);
+}
+
+AI void iqtq_rows(const int t, const int C, int64_t nb, const char *w, size_t wrow, int r0, int r1,
+                  const char *x, size_t xcol, float *y, int ldy) {
+    for (int r = r0; r < r1; r++) {
+        const char *wr = w + (size_t)r * wrow;
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            iqtq_blk u;
+            iqtq_unpack(t, wr, i, &u);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) acc[c] = iqtq_dot(t, &u, (const block_q8_K *)(x + (size_t)c * xcol) + i, acc[c]);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[c]);
+    }
+}
+
+AI void mm_iqtq(const int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                size_t xcol, int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_K;
+    switch (ncols) {
+    case 1: iqtq_rows(t, 1, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 2: iqtq_rows(t, 2, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 3: iqtq_rows(t, 3, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 4: iqtq_rows(t, 4, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 5: iqtq_rows(t, 5, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 6: iqtq_rows(t, 6, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    case 7: iqtq_rows(t, 7, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    default: iqtq_rows(t, 8, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
+    }
+}
+
+static void mm_iq4_xs(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                      int ncols, float *y, int ldy) {
+    mm_iqtq(EM_IQ4_XS, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_tq1_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                     int ncols, float *y, int ldy) {
+    mm_iqtq(EM_TQ1_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                     int ncols, float *y, int ldy) {
+    mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
 const em_kernels em_kernels_avx512 = {
     .name = "avx512",
     .quantize_act = {
@@ -1261,6 +1502,7 @@ const em_kernels em_kernels_avx512 = {
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
+        [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
     },
     .rmsnorm = rmsnorm_avx512,
     .softmax = softmax_avx512,

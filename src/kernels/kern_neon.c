@@ -28,6 +28,9 @@
  *     converted; the q4_K/q5_K mins term comes from the q8_K bsums, also in int32. q6_K
  *     weights are made signed (-32) before the multiply, so it needs no bsums. q2_K
  *     (16-element runs, mins from the bsums) and q3_K (signed -4..3) work as q6_K does.
+ *   - iq4_nl / iq4_xs: codes to int8 values with one TBL (vqtbl1q_s8); tq1_0 / tq2_0:
+ *     ternary codes through the narrow dot32, sum(a) off through the bsums (see their
+ *     section).
  *   - f32 / f16 / bf16: two 4-lane FMA chains per (row, column); f16 and bf16 products are
  *     exact in float, so each fma equals ref's multiply-then-add per term.
  *   - Decode (1 column) runs 4 rows side by side (independent weight streams and chains);
@@ -1050,6 +1053,197 @@ static void attn_f16(float *out, const float *q, int n_q, const void *k, const v
     }
 }
 
+/* ------------------------------------------------------------------ iq4_nl, iq4_xs, tq1_0, tq2_0 */
+
+/* IQ4 codes become int8 values with one TBL (vqtbl1q_s8) from the 16-entry table; |w| <=
+ * 127, so dot32's wide form (2 products per int16 lane) is exact. Ternary codes (0..2; a
+ * corrupt tq2_0 code 3 counts as 2, as in ref) take the narrow form and sum(a) comes off
+ * through the q8_K bsums. iq4_nl folds each block's integer sum into a scalar with ref's
+ * float expression (bit-identical to ref, as the q8_0 family here); the 256-element types
+ * fold int32 lanes into 4 float lanes per block like the k-quants. */
+INLINE int8x16_t iq4_table(void) {
+    static const int8_t v[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+    return vld1q_s8(v);
+}
+
+/* iq4_nl (x in q8_0): R rows x C columns; decode runs 4 rows side by side. */
+INLINE void iq4nl_tile(const int R, const int C, int64_t nb, const char *w, size_t wrow, const char *x,
+                       size_t xcol, float *y, int ldy) {
+    const int8x16_t tab = iq4_table();
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    float acc[4][8];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[r][c] = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const block_iq4_nl *blk = (const block_iq4_nl *)(w + (size_t)r * wrow) + b;
+            __builtin_prefetch((const char *)blk + 512);
+            const uint8x16_t q = vld1q_u8(blk->qs);
+            const int8x16_t w0 = vqtbl1q_s8(tab, vandq_u8(q, m4)), w1 = vqtbl1q_s8(tab, vshrq_n_u8(q, 4));
+            const float dw = h2f(blk->d);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
+                const int s = vaddvq_s32(dot32(1, w0, w1, a->qs));
+                acc[r][c] += (h2f(a->d) * dw) * (float)s;
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = acc[r][c];
+}
+
+static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                      int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK4_NL;
+    const char *wc = w;
+    int r = r0;
+#define TILE(R, C) iq4nl_tile(R, C, nb, wc + (size_t)r * wrow, wrow, x, xcol, y + r, ldy)
+    if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
+    for (; r < r1; r++) {
+        switch (ncols) {
+        case 1: TILE(1, 1); break;
+        case 2: TILE(1, 2); break;
+        case 3: TILE(1, 3); break;
+        case 4: TILE(1, 4); break;
+        case 5: TILE(1, 5); break;
+        case 6: TILE(1, 6); break;
+        case 7: TILE(1, 7); break;
+        default: TILE(1, 8); break;
+        }
+    }
+#undef TILE
+}
+
+/* Trits n of 16 tq1_0 bytes times per-byte multipliers m (3^n): (uint8)(q * m) * 3 >> 8. */
+INLINE int8x16_t tq1_trits(uint8x16_t q, uint8x16_t m) {
+    const uint8x16_t p = vmulq_u8(q, m);
+    const uint8x8_t three = vdup_n_u8(3);
+    return vreinterpretq_s8_u8(vcombine_u8(vshrn_n_u16(vmull_u8(vget_low_u8(p), three), 8),
+                                           vshrn_n_u16(vmull_high_u8(p, vdupq_n_u8(3)), 8)));
+}
+
+/* A 256-element block's weights as 16 vectors of 16 (element order): iq4_xs values or
+ * ternary codes. */
+INLINE float iqtq_unpack(const int type, const char *wr, int64_t b, int8x16_t v[16], int sc[8]) {
+    if (type == EM_IQ4_XS) {
+        const block_iq4_xs *blk = (const block_iq4_xs *)wr + b;
+        __builtin_prefetch((const char *)blk + 2 * sizeof *blk);
+        const int8x16_t tab = iq4_table();
+        const uint8x16_t m4 = vdupq_n_u8(0x0f);
+        const unsigned sh = blk->scales_h;
+#pragma GCC unroll 8
+        for (int ib = 0; ib < 8; ib++) {
+            const uint8x16_t q = vld1q_u8(blk->qs + 16 * ib);
+            v[2 * ib] = vqtbl1q_s8(tab, vandq_u8(q, m4));
+            v[2 * ib + 1] = vqtbl1q_s8(tab, vshrq_n_u8(q, 4));
+            sc[ib] = (((blk->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((sh >> 2 * ib) & 3) << 4)) - 32;
+        }
+        return h2f(blk->d);
+    }
+    if (type == EM_TQ2_0) {
+        const block_tq2_0 *blk = (const block_tq2_0 *)wr + b;
+        __builtin_prefetch((const char *)blk + 2 * sizeof *blk);
+        const uint8x16_t m3 = vdupq_n_u8(3);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t q0 = vld1q_u8(blk->qs + 32 * h), q1 = vld1q_u8(blk->qs + 32 * h + 16);
+            v[8 * h + 0] = vreinterpretq_s8_u8(vandq_u8(q0, m3));
+            v[8 * h + 1] = vreinterpretq_s8_u8(vandq_u8(q1, m3));
+            v[8 * h + 2] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(q0, 2), m3));
+            v[8 * h + 3] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(q1, 2), m3));
+            v[8 * h + 4] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(q0, 4), m3));
+            v[8 * h + 5] = vreinterpretq_s8_u8(vandq_u8(vshrq_n_u8(q1, 4), m3));
+            v[8 * h + 6] = vreinterpretq_s8_u8(vshrq_n_u8(q0, 6));
+            v[8 * h + 7] = vreinterpretq_s8_u8(vshrq_n_u8(q1, 6));
+        }
+        return h2f(blk->d);
+    }
+    const block_tq1_0 *blk = (const block_tq1_0 *)wr + b;
+    __builtin_prefetch((const char *)blk + 2 * sizeof *blk);
+    static const uint8_t p3[5] = { 1, 3, 9, 27, 81 };
+    static const uint8_t mqh[16] = { 1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27 };
+    const uint8x16_t q0 = vld1q_u8(blk->qs), q1 = vld1q_u8(blk->qs + 16), q2 = vld1q_u8(blk->qs + 32);
+#pragma GCC unroll 5
+    for (int n = 0; n < 5; n++) {  /* elements 32n..32n+31 */
+        v[2 * n] = tq1_trits(q0, vdupq_n_u8(p3[n]));
+        v[2 * n + 1] = tq1_trits(q1, vdupq_n_u8(p3[n]));
+    }
+#pragma GCC unroll 5
+    for (int n = 0; n < 5; n++) v[10 + n] = tq1_trits(q2, vdupq_n_u8(p3[n]));  /* 160 + 16n */
+    uint32_t qh;
+    memcpy(&qh, blk->qh, 4);  /* 240..255: byte 4n+j = trit n of qh[j] */
+    v[15] = tq1_trits(vreinterpretq_u8_u32(vdupq_n_u32(qh)), vld1q_u8(mqh));
+    return h2f(blk->d);
+}
+
+/* iq4_xs / tq1_0 / tq2_0: one row, C columns. */
+INLINE void iqtq_tile(const int type, const int C, int64_t nb, const char *wr, const char *x, size_t xcol,
+                      float *y, int ldy) {
+    float32x4_t acc[8];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[c] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        int8x16_t v[16];
+        int sc[8];
+        const float d = iqtq_unpack(type, wr, b, v, sc);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const block_q8_K *a = xk(x, xcol, c, b);
+            int32x4_t L;
+            if (type == EM_IQ4_XS) {
+                L = vdupq_n_s32(0);
+#pragma GCC unroll 8
+                for (int ib = 0; ib < 8; ib++)
+                    L = vmlaq_n_s32(L, dot32(1, v[2 * ib], v[2 * ib + 1], a->qs + 32 * ib), sc[ib]);
+            } else {
+                L = vnegq_s32(vpadalq_s16(vpaddlq_s16(vld1q_s16(a->bsums)), vld1q_s16(a->bsums + 8)));
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) L = vaddq_s32(L, dot32(0, v[2 * j], v[2 * j + 1], a->qs + 32 * j));
+            }
+            acc[c] = vfmaq_n_f32(acc[c], vcvtq_f32_s32(L), d * a->d);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) y[(size_t)c * ldy] = vaddvq_f32(acc[c]);
+}
+
+INLINE void mm_iqtq(const int type, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_K;
+    for (int r = r0; r < r1; r++) {
+        const char *wr = (const char *)w + (size_t)r * wrow;
+        switch (ncols) {
+        case 1: iqtq_tile(type, 1, nb, wr, x, xcol, y + r, ldy); break;
+        case 2: iqtq_tile(type, 2, nb, wr, x, xcol, y + r, ldy); break;
+        case 3: iqtq_tile(type, 3, nb, wr, x, xcol, y + r, ldy); break;
+        case 4: iqtq_tile(type, 4, nb, wr, x, xcol, y + r, ldy); break;
+        case 5: iqtq_tile(type, 5, nb, wr, x, xcol, y + r, ldy); break;
+        case 6: iqtq_tile(type, 6, nb, wr, x, xcol, y + r, ldy); break;
+        case 7: iqtq_tile(type, 7, nb, wr, x, xcol, y + r, ldy); break;
+        default: iqtq_tile(type, 8, nb, wr, x, xcol, y + r, ldy); break;
+        }
+    }
+}
+
+static void mm_iq4_xs(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                      int ncols, float *y, int ldy) {
+    mm_iqtq(EM_IQ4_XS, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_tq1_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                     int ncols, float *y, int ldy) {
+    mm_iqtq(EM_TQ1_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                     int ncols, float *y, int ldy) {
+    mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
+}
+
 const em_kernels em_kernels_neon = {
     .name = "neon",
     .quantize_act = {
@@ -1062,6 +1256,7 @@ const em_kernels em_kernels_neon = {
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
+        [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
     },
     .rmsnorm = rmsnorm_neon,
     .softmax = softmax_neon,

@@ -38,6 +38,10 @@ REF_MATMUL(mm_q3_K, EM_Q3_K)
 REF_MATMUL(mm_q4_K, EM_Q4_K)
 REF_MATMUL(mm_q5_K, EM_Q5_K)
 REF_MATMUL(mm_q6_K, EM_Q6_K)
+REF_MATMUL(mm_iq4_nl, EM_IQ4_NL)
+REF_MATMUL(mm_iq4_xs, EM_IQ4_XS)
+REF_MATMUL(mm_tq1_0, EM_TQ1_0)
+REF_MATMUL(mm_tq2_0, EM_TQ2_0)
 
 static void rmsnorm_ref(float *o, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
@@ -234,6 +238,7 @@ const em_kernels em_kernels_ref = {
         [EM_Q4_0] = mm_q4_0, [EM_Q4_1] = mm_q4_1, [EM_Q5_0] = mm_q5_0, [EM_Q5_1] = mm_q5_1,
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
+        [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
     },
     .rmsnorm = rmsnorm_ref,
     .softmax = softmax_ref,

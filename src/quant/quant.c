@@ -1,7 +1,8 @@
 /* quant.c: the table of ggml type traits, and the scalar numerical specification for the
  * types ember computes with (see quant.h). The row functions live in one file per format
  * family: quant_float.c (f32, f16, bf16), quant_q.c (32-element blocks), quant_k.c
- * (k-quants); this file only dispatches through the table.
+ * (k-quants), quant_iq.c (IQ4_NL, IQ4_XS), quant_tq.c (TQ1_0, TQ2_0); this file only
+ * dispatches through the table.
  *
  * Everything here follows ggml (ggml-quants.c and ggml-cpu/quants.c, generic paths) so
  * that GGUF weights are read in place and dot products reproduce llama.cpp's math:
@@ -53,18 +54,18 @@ static const em_type_info type_table[EM_TYPE_COUNT] = {
     [17] = { "iq2_xs",  256, 74,  -1, NULL, NULL, NULL },
     [18] = { "iq3_xxs", 256, 98,  -1, NULL, NULL, NULL },
     [19] = { "iq1_s",   256, 50,  -1, NULL, NULL, NULL },
-    [20] = { "iq4_nl",  32,  18,  -1, NULL, NULL, NULL },
+    [EM_IQ4_NL] = { "iq4_nl", QK4_NL, sizeof(block_iq4_nl), EM_Q8_0, ROWS(iq4_nl) },
     [21] = { "iq3_s",   256, 110, -1, NULL, NULL, NULL },
     [22] = { "iq2_s",   256, 82,  -1, NULL, NULL, NULL },
-    [23] = { "iq4_xs",  256, 136, -1, NULL, NULL, NULL },
+    [EM_IQ4_XS] = { "iq4_xs", QK_K, sizeof(block_iq4_xs), EM_Q8_K, ROWS(iq4_xs) },
     [24] = { "i8",      1,   1,   -1, NULL, NULL, NULL },
     [25] = { "i16",     1,   2,   -1, NULL, NULL, NULL },
     [26] = { "i32",     1,   4,   -1, NULL, NULL, NULL },
     [27] = { "i64",     1,   8,   -1, NULL, NULL, NULL },
     [28] = { "f64",     1,   8,   -1, NULL, NULL, NULL },
     [29] = { "iq1_m",   256, 56,  -1, NULL, NULL, NULL },
-    [34] = { "tq1_0",   256, 54,  -1, NULL, NULL, NULL },
-    [35] = { "tq2_0",   256, 66,  -1, NULL, NULL, NULL },
+    [EM_TQ1_0] = { "tq1_0", QK_K, sizeof(block_tq1_0), EM_Q8_K, ROWS(tq1_0) },
+    [EM_TQ2_0] = { "tq2_0", QK_K, sizeof(block_tq2_0), EM_Q8_K, ROWS(tq2_0) },
     [39] = { "mxfp4",   32,  17,  -1, NULL, NULL, NULL },
 };
 #undef ROWS

@@ -7,7 +7,7 @@
  * as llama.cpp does, so logits agree with it:
  *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0 -> Q8_0, Q4_0 / Q5_0 -> Q8_0,
  *   Q4_1 / Q5_1 -> Q8_1,
- *   Q2_K / Q3_K / Q4_K / Q5_K / Q6_K -> Q8_K. */
+ *   Q2_K / Q3_K / Q4_K / Q5_K / Q6_K -> Q8_K, IQ4_NL -> Q8_0, IQ4_XS / TQ1_0 / TQ2_0 -> Q8_K. */
 #ifndef EMBER_QUANT_H
 #define EMBER_QUANT_H
 #include <stddef.h>
@@ -17,6 +17,7 @@ enum em_type {
     EM_F32 = 0, EM_F16 = 1, EM_Q4_0 = 2, EM_Q4_1 = 3, EM_Q5_0 = 6, EM_Q5_1 = 7,
     EM_Q8_0 = 8, EM_Q8_1 = 9,
     EM_Q2_K = 10, EM_Q3_K = 11, EM_Q4_K = 12, EM_Q5_K = 13, EM_Q6_K = 14, EM_Q8_K = 15, EM_BF16 = 30,
+    EM_IQ4_NL = 20, EM_IQ4_XS = 23, EM_TQ1_0 = 34, EM_TQ2_0 = 35,
     EM_TYPE_COUNT = 40,  /* ggml type ids 0..39 (mxfp4 = 39), computed or not */
 };
 
@@ -28,6 +29,7 @@ enum em_type {
 #define QK8_1 32
 #define QK_K 256
 #define K_SCALE_SIZE 12
+#define QK4_NL 32
 
 typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
 typedef struct { uint16_t d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
@@ -45,6 +47,19 @@ typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K
 typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
 typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
 typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+/* iq4: 4-bit indices into the 16 non-linear values em_iq4nl_values (element order as q4_0:
+ * low nibbles first half of each 32). iq4_xs: eight 32-element sub-blocks, 6-bit scale
+ * ls - 32 each (low 4 bits in scales_l, nibble ib % 2 of byte ib / 2; high 2 bits at bit
+ * 2*ib of scales_h). */
+typedef struct { uint16_t d; uint8_t qs[QK4_NL / 2]; } block_iq4_nl;
+typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; } block_iq4_xs;
+/* Ternary (values -1, 0, 1 times d). tq2_0: 2 bits per element, byte j of each 32-byte
+ * run holds elements j, j+32, j+64, j+96 of its 128 (bits 0-1 first), code - 1.
+ * tq1_0: 5 trits per byte as a base-3 fraction of 256 (trit n = (uint8)(q * 3^n) * 3 >> 8):
+ * qs[0..31] elements 0..159 (trit n of byte m: n*32 + m), qs[32..47] elements 160..239
+ * (n*16 + m), qh[0..3] 4 trits each, elements 240..255 (n*4 + j). */
+typedef struct { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh[QK_K / 64]; uint16_t d; } block_tq1_0;
+typedef struct { uint8_t qs[QK_K / 4]; uint16_t d; } block_tq2_0;
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 block");
@@ -58,6 +73,13 @@ _Static_assert(sizeof(block_q4_K) == 144, "q4_K block");
 _Static_assert(sizeof(block_q5_K) == 176, "q5_K block");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K block");
 _Static_assert(sizeof(block_q8_K) == 292, "q8_K block");
+_Static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl block");
+_Static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs block");
+_Static_assert(sizeof(block_tq1_0) == 54, "tq1_0 block");
+_Static_assert(sizeof(block_tq2_0) == 66, "tq2_0 block");
+
+/* ggml's kvalues_iq4nl: the 16 levels of IQ4_NL / IQ4_XS. */
+extern const int8_t em_iq4nl_values[16];
 
 /* The traits of one ggml type: one table (quant.c) holds every type id a GGUF file may
  * carry. Row functions take whole blocks (nb of them; a block of f32/f16/bf16 is one
@@ -91,12 +113,14 @@ uint16_t em_f32_to_bf16(float f);
 
 /* Row conversions; n is a multiple of the type's block size.
  * em_quantize_row supports F32, F16, BF16, Q8_0, Q8_1, Q8_K (activations) and the
- * reference weight quantizers Q4_0, Q4_1, Q5_0, Q5_1 (as ggml's *_ref). Returns 0, or -1 if the type
+ * reference weight quantizers Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0 (as
+ * ggml's *_ref). Returns 0, or -1 if the type
  * has no quantizer. em_dequantize_row supports every type above. */
 int em_quantize_row(int type, const float *x, void *y, int64_t n);
 /* Weight quantization as llama-quantize does it (ggml's quantize_<type>, byte-identical):
- * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. imatrix: n_per_row
- * importance weights or NULL (Q8_0, F16, BF16 and F32 ignore it). Returns the bytes
+ * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
+ * TQ1_0, TQ2_0. imatrix: n_per_row importance weights or NULL (Q8_0, F16, BF16, F32, TQ1_0
+ * and TQ2_0 ignore it). Returns the bytes
  * written, 0 if the type has no weight quantizer or n_per_row is not whole blocks. */
 size_t em_quantize_weights(int type, const float *x, void *y, int64_t nrows, int64_t n_per_row,
                            const float *imatrix);

@@ -1,4 +1,5 @@
-/* quant_impl.h: what the format-family files (quant_float.c, quant_q.c, quant_k.c) share
+/* quant_impl.h: what the format-family files (quant_float.c, quant_q.c, quant_k.c,
+ * quant_iq.c, quant_tq.c) share
  * with quant.c, whose trait table points at their row functions. Not a public header.
  *
  * Row functions work on nb whole blocks (for f32/f16/bf16 a block is one element):
@@ -91,4 +92,14 @@ EM_QUANTIZE_FN(q3_K)
 EM_QUANTIZE_FN(q4_K)
 EM_QUANTIZE_FN(q5_K)
 EM_QUANTIZE_FN(q6_K)
+/* quant_iq.c: non-linear 4-bit types */
+EM_ROW_FNS(iq4_nl)
+EM_ROW_FNS(iq4_xs)
+EM_QUANTIZE_FN(iq4_nl)
+EM_QUANTIZE_FN(iq4_xs)
+/* quant_tq.c: ternary types */
+EM_ROW_FNS(tq1_0)
+EM_ROW_FNS(tq2_0)
+EM_QUANTIZE_FN(tq1_0)
+EM_QUANTIZE_FN(tq2_0)
 #endif

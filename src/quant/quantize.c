@@ -10,8 +10,9 @@
  *     token-type embedding, or one of the small special tensors named below;
  *   - the type: the file type's base type, changed by the _S/_M mix rules (unless pure),
  *     then the fallback for rows that are not a multiple of the block size (Q2_K, Q3_K ->
- *     Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0; F16 when even 32 does not divide the
- *     row); Q2_K_S refuses to run without an importance matrix, as llama-quantize does. F32/F16/BF16
+ *     Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, IQ4_XS -> IQ4_NL, TQ1_0/TQ2_0 -> Q4_0;
+ *     F16 when even 32 does not divide the row); Q2_K_S refuses to run without an
+ *     importance matrix, as llama-quantize does. F32/F16/BF16
  *     file types take no mix and no fallback;
  *   - the output tensor (and token_embd when there is no output.weight: tied embeddings)
  *     becomes Q8_0 when the row is not a multiple of the base type's block, else Q6_K
@@ -52,6 +53,8 @@ static const struct { int ftype; const char *name; int base; } ftypes[] = {
     { EMBER_FTYPE_MOSTLY_Q4_K_S, "Q4_K_S", EM_Q4_K }, { EMBER_FTYPE_MOSTLY_Q4_K_M, "Q4_K_M", EM_Q4_K },
     { EMBER_FTYPE_MOSTLY_Q5_K_S, "Q5_K_S", EM_Q5_K }, { EMBER_FTYPE_MOSTLY_Q5_K_M, "Q5_K_M", EM_Q5_K },
     { EMBER_FTYPE_MOSTLY_Q6_K, "Q6_K", EM_Q6_K },
+    { EMBER_FTYPE_MOSTLY_IQ4_NL, "IQ4_NL", EM_IQ4_NL }, { EMBER_FTYPE_MOSTLY_IQ4_XS, "IQ4_XS", EM_IQ4_XS },
+    { EMBER_FTYPE_MOSTLY_TQ1_0, "TQ1_0", EM_TQ1_0 },    { EMBER_FTYPE_MOSTLY_TQ2_0, "TQ2_0", EM_TQ2_0 },
     { EMBER_FTYPE_MOSTLY_F16, "F16", EM_F16 },        { EMBER_FTYPE_MOSTLY_BF16, "BF16", EM_BF16 },
     { EMBER_FTYPE_ALL_F32, "F32", EM_F32 },
 };
@@ -414,6 +417,8 @@ static int layer_of(const qstate *qs, int counter, const char *name, int *i_laye
     return 0;
 }
 
+static int is_iq4(int ft) { return ft == EMBER_FTYPE_MOSTLY_IQ4_NL || ft == EMBER_FTYPE_MOSTLY_IQ4_XS; }
+
 /* llama_tensor_get_type_impl, restricted to the file types ember produces. */
 static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, int *type_out) {
     const int ft = qs->ftype;
@@ -424,7 +429,7 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
         if (qs->falcon || t->ne[0] % blck) new_type = EM_Q8_0;
         else if (new_type != EM_Q8_0) new_type = EM_Q6_K;
     } else if (c == CAT_TOKEN_EMBD) {
-        /* no rule for these file types */
+        if (ft == EMBER_FTYPE_MOSTLY_TQ1_0 || ft == EMBER_FTYPE_MOSTLY_TQ2_0) new_type = EM_Q4_K;
     } else if (is_attn_v(c)) {
         if (ft == EMBER_FTYPE_MOSTLY_Q2_K)
             new_type = qs->n_gqa >= 4 ? EM_Q4_K : EM_Q3_K;
@@ -433,6 +438,8 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
         else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_M)
             new_type = qs->i_attention_wv < 2 ? EM_Q5_K : EM_Q4_K;
         else if (ft == EMBER_FTYPE_MOSTLY_Q3_K_L)
+            new_type = EM_Q5_K;
+        else if (is_iq4(ft) && qs->n_gqa >= 4)
             new_type = EM_Q5_K;
         else if ((ft == EMBER_FTYPE_MOSTLY_Q4_K_M || ft == EMBER_FTYPE_MOSTLY_Q5_K_M) &&
             use_more_bits(qs->i_attention_wv, qs->n_attention_wv))
@@ -461,6 +468,8 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
                 new_type = i_layer < n_layer / 16 ? EM_Q6_K : use_more_bits(i_layer, n_layer) ? EM_Q5_K : EM_Q4_K;
             else if (use_more_bits(i_layer, n_layer))
                 new_type = EM_Q6_K;
+        } else if (is_iq4(ft) && !qs->has_imatrix && i_layer < n_layer / 8) {
+            new_type = EM_Q5_K;
         } else if (ft == EMBER_FTYPE_MOSTLY_Q5_K_M && use_more_bits(i_layer, n_layer)) {
             new_type = EM_Q6_K;
         } else if (ft == EMBER_FTYPE_MOSTLY_Q4_K_S && !qs->falcon && i_layer < n_layer / 8) {
@@ -473,7 +482,7 @@ static int mix_type(qstate *qs, int new_type, const gguf_tensor *t, enum cat c, 
     } else if (c == CAT_ATTN_OUTPUT) {
         if (!qs->falcon && qs->n_expert == 8) {
             if (ft == EMBER_FTYPE_MOSTLY_Q2_K || ft == EMBER_FTYPE_MOSTLY_Q3_K_S || ft == EMBER_FTYPE_MOSTLY_Q3_K_M ||
-                ft == EMBER_FTYPE_MOSTLY_Q4_K_S || ft == EMBER_FTYPE_MOSTLY_Q4_K_M)
+                ft == EMBER_FTYPE_MOSTLY_Q4_K_S || ft == EMBER_FTYPE_MOSTLY_Q4_K_M || is_iq4(ft))
                 new_type = EM_Q5_K;
         } else if (!qs->falcon) {
             if (ft == EMBER_FTYPE_MOSTLY_Q2_K) new_type = EM_Q3_K;
@@ -505,6 +514,8 @@ static int fallback_type(qstate *qs, const gguf_tensor *t, int type) {
     case EM_Q4_K: r = EM_Q5_0; break;
     case EM_Q5_K: r = EM_Q5_1; break;
     case EM_Q6_K: r = EM_Q8_0; break;
+    case EM_IQ4_XS: r = EM_IQ4_NL; break;
+    case EM_TQ1_0: case EM_TQ2_0: r = EM_Q4_0; break;
     default: break;  /* a 32-block type has nothing smaller: F16 below */
     }
     if (ncols % em_type_traits((uint32_t)r)->blck) r = EM_F16;
