@@ -113,55 +113,36 @@ static void rope_apply(float *v, const float *cs, int n_rot, int neox) {
 }
 
 /* ---- attention over the KV cache ---------------------------------------------------- */
-/* Element offset of (layer, sequence, position) in the K or V cache. */
-static size_t kv_offset(const struct ember_context *ctx, int l, int seq, int pos) {
-    const size_t kvdim = (size_t)ctx->m->hp.n_head_kv * ctx->m->hp.head_dim;
-    return (((size_t)l * ctx->n_seq + (size_t)seq) * ctx->n_ctx + (size_t)pos) * kvdim;
-}
-
 typedef struct {
     struct ember_context *ctx;
     int layer, T;
 } attn_task;
 
 /* Work items are (token, KV head, slice of its query heads): one kernel call serves the
- * up to EM_ATTN_MAX_GROUP query heads of a GQA group that share the K/V rows. A token at
- * position pos attends to positions 0..pos, or in a sliding-window layer to the last
- * n_swa of them (pos - n_swa + 1..pos, as llama.cpp masks). */
+ * up to EM_ATTN_MAX_GROUP query heads of a GQA group that share the K/V rows. A token
+ * attends to its sequence's cells up to its own (kv_cache.h: positions increase with the
+ * cells), or in a sliding-window layer to those at the last n_swa positions
+ * (pos - n_swa + 1..pos, as llama.cpp masks). */
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_task *a = arg;
     struct ember_context *ctx = a->ctx;
+    const em_kv_cache *kv = &ctx->kv;
     const em_hparams *hp = &ctx->m->hp;
     const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
     const int n_sub = (group + EM_ATTN_MAX_GROUP - 1) / EM_ATTN_MAX_GROUP, per = (group + n_sub - 1) / n_sub;
-    const size_t kvdim = (size_t)nkv * hd;
-    const size_t esz = ctx->kv_type == EM_F16 ? 2 : 4;
     const float scale = hp->attn_scale != 0.0f ? 1.0f : 1.0f / sqrtf((float)hd);  /* else q is pre-scaled */
     const int window = ctx->m->layers[a->layer].swa ? hp->n_swa : 0;
     const int items = a->T * nkv * n_sub;
     for (int it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
         const int t = it / (nkv * n_sub), kvh = it / n_sub % nkv, sub = it % n_sub;
         const int h0 = kvh * group + sub * per, n_q = group - sub * per < per ? group - sub * per : per;
-        const int pos = ctx->tok_pos[t], p0 = window && pos >= window ? pos - window + 1 : 0;
-        const size_t base = (kv_offset(ctx, a->layer, ctx->tok_seq[t], p0) + (size_t)kvh * hd) * esz;
-        const int n_kv = pos + 1 - p0;
-        ctx->kern->attn[ctx->kv_type](ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd,
-                                      ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd, n_q,
-                                      (const char *)ctx->k_cache + base, (const char *)ctx->v_cache + base, n_kv, hd,
-                                      kvdim, scale);
-    }
-}
-
-/* Writes one position's K and V rows into the cache, converting to the cache type. */
-static void kv_store(struct ember_context *ctx, int l, int seq, int pos, const float *k, const float *v) {
-    const int kvdim = ctx->m->hp.n_head_kv * ctx->m->hp.head_dim;
-    const size_t off = kv_offset(ctx, l, seq, pos);
-    if (ctx->kv_type == EM_F16) {
-        uint16_t *kc = (uint16_t *)ctx->k_cache + off, *vc = (uint16_t *)ctx->v_cache + off;
-        for (int i = 0; i < kvdim; i++) { kc[i] = em_f32_to_f16(k[i]); vc[i] = em_f32_to_f16(v[i]); }
-    } else {
-        memcpy((float *)ctx->k_cache + off, k, (size_t)kvdim * sizeof(float));
-        memcpy((float *)ctx->v_cache + off, v, (size_t)kvdim * sizeof(float));
+        const int s = ctx->tok_seq[t], cell = ctx->tok_cell[t], pos = ctx->tok_pos[t];
+        const int c0 = window && pos >= window ? em_kv_find(kv, s, cell, pos - window + 1) : 0;
+        const char *kr = em_kv_k(kv, a->layer, s, c0) + (size_t)kvh * kv->head_k;
+        const char *vr = em_kv_v(kv, a->layer, s, c0) + (size_t)kvh * kv->head_v;
+        ctx->kern->attn[kv->type_k](ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd,
+                                    ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd, n_q,
+                                    kr, vr, cell + 1 - c0, hd, (size_t)nkv * hd, scale);
     }
 }
 
@@ -216,7 +197,7 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
         for (int h = 0; h < nkv; h++) rope_apply(kk + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         if (hp->attn_scale != 0.0f)
             for (int i = 0; i < qdim; i++) q[i] *= hp->attn_scale;
-        kv_store(ctx, l, ctx->tok_seq[t], ctx->tok_pos[t], kk, ctx->v + (size_t)t * kvdim);
+        em_kv_store(&ctx->kv, l, ctx->tok_seq[t], ctx->tok_cell[t], kk, ctx->v + (size_t)t * kvdim);
     }
     attn_task at = { ctx, l, T };
     em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
@@ -269,9 +250,9 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
     memset(ctx->seq_cnt, 0, (size_t)ctx->n_seq * sizeof *ctx->seq_cnt);
     for (int i = 0; i < n; i++) ctx->seq_cnt[seq ? seq[i] : 0]++;
     for (int s = 0; s < ctx->n_seq; s++)
-        if (ctx->seq_cnt[s] > ctx->n_ctx - ctx->n_past[s])
+        if (ctx->seq_cnt[s] > ctx->n_ctx - ctx->kv.n_cells[s])
             return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used%s",
-                           ctx->seq_cnt[s], ctx->n_past[s], ctx->n_ctx, ctx->n_seq > 1 ? " in that sequence" : "");
+                           ctx->seq_cnt[s], ctx->kv.n_cells[s], ctx->n_ctx, ctx->n_seq > 1 ? " in that sequence" : "");
     if (rows > ctx->n_logits_cap) {
         float *p = realloc(ctx->logits, (size_t)rows * m->hp.n_vocab * sizeof(float));
         if (!p) return em_fail(EMBER_E_NOMEM, "decode: out of memory for %d logit rows", rows);
@@ -291,7 +272,9 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
         for (int t = 0; t < T; t++) {
             const int i = c0 + t, s = seq ? seq[i] : 0;
             ctx->tok_seq[t] = s;
-            ctx->tok_pos[t] = ctx->n_past[s]++;
+            ctx->tok_pos[t] = em_kv_next_pos(&ctx->kv, s);
+            ctx->tok_cell[t] = ctx->kv.n_cells[s];
+            ctx->kv.pos[(size_t)s * ctx->kv.n_ctx + ctx->kv.n_cells[s]++] = ctx->tok_pos[t];
             const int keep = want ? want[i] != 0 : i == n - 1;
             ctx->logit_row[i] = keep ? row + n_out : -1;
             if (keep) ctx->out_tok[n_out++] = t;
@@ -303,4 +286,13 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
     }
     ctx->last_n = n;
     return EMBER_OK;
+}
+
+void em_rope_shift(const struct ember_model *m, int l, float *row, int delta) {
+    const em_hparams *hp = &m->hp;
+    const int swa = m->layers[l].swa;
+    float cs[EM_ATTN_MAX_HD];  /* n_rot <= head_dim <= EM_ATTN_MAX_HD */
+    rope_cache(cs, delta, hp->n_rot, swa ? hp->rope_base_swa : hp->rope_base,
+               swa || hp->rope_freq_scale == 0.0f ? 1.0f : hp->rope_freq_scale);
+    for (int h = 0; h < hp->n_head_kv; h++) rope_apply(row + (size_t)h * hp->head_dim, cs, hp->n_rot, hp->rope_neox);
 }
