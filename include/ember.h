@@ -159,8 +159,13 @@ typedef struct ember_context_params {
     int n_threads;     /* 0: number of physical cores */
     int n_batch;       /* max tokens per forward chunk; 0: 64 */
     const char *isa;   /* NULL: best for this CPU (or $EMBER_ISA); "ref", "avx2", ... */
-    const char *kv_type; /* KV cache storage: NULL or "f16" (as llama.cpp), "f32" */
+    const char *kv_type; /* K and V cache type where type_k / type_v are NULL; NULL: "f16" */
     int n_seq;         /* independent sequences, each with n_ctx positions; 0: 1 */
+    /* KV cache types, as llama.cpp's -ctk / -ctv: "f32", "f16" (default), "bf16", "q8_0",
+     * "q4_0" (llama.cpp's block layouts; the quantized ones need head_dim a multiple of 32).
+     * K and V may differ. NULL: kv_type. Attention reads the stored rows directly, also for
+     * the tokens of the batch that stored them. */
+    const char *type_k, *type_v;
 } ember_context_params;
 
 EMBER_API ember_context_params ember_context_default_params(void);
@@ -175,6 +180,11 @@ EMBER_API int ember_context_n_batch(const ember_context *ctx);
 EMBER_API int ember_context_n_past(const ember_context *ctx);  /* tokens in the KV cache (sequence 0) */
 EMBER_API int ember_context_n_seq(const ember_context *ctx);
 EMBER_API const char *ember_context_isa(const ember_context *ctx);
+/* The KV cache's K and V types ("f16", "q8_0", ...) and its bytes per cached token (K and
+ * V of every layer). */
+EMBER_API const char *ember_context_type_k(const ember_context *ctx);
+EMBER_API const char *ember_context_type_v(const ember_context *ctx);
+EMBER_API uint64_t ember_context_kv_bytes_per_token(const ember_context *ctx);
 /* Drops cached positions >= n_past of sequence 0 (rewind for chat edits, prompt reuse). */
 EMBER_API ember_status ember_context_truncate(ember_context *ctx, int n_past);
 

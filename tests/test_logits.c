@@ -21,11 +21,12 @@ static ember_model *load(const char *path) {
 
 /* All-position logits of tokens through a fresh context (n_threads, n_batch as given;
  * batch 0 = one token per decode call). Returns malloc'ed (n x n_vocab) or NULL. */
-static float *run_logits(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
-                         const char *kv_type) {
+static float *run_logits_kv(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
+                            const char *type_k, const char *type_v) {
     ember_context_params cp = ember_context_default_params();
     cp.n_ctx = 256;
-    cp.kv_type = kv_type;
+    cp.type_k = type_k;
+    cp.type_v = type_v;
     cp.n_threads = n_threads;
     ember_context *c = NULL;
     if (ember_context_new(m, &cp, &c)) { printf("  context: %s\n", ember_last_error()); return NULL; }
@@ -43,6 +44,11 @@ static float *run_logits(ember_model *m, const ember_token *toks, int n, int n_t
     if (!ok) { printf("  decode: %s\n", ember_last_error()); free(out); out = NULL; }
     ember_context_free(c);
     return out;
+}
+
+static float *run_logits(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
+                         const char *kv_type) {
+    return run_logits_kv(m, toks, n, n_threads, one_by_one, kv_type, kv_type);
 }
 
 static double max_abs_diff(const float *a, const float *b, size_t n, double *rms) {
@@ -340,6 +346,54 @@ TEST(multi_sequence_batch) {
     ember_model_free(m);
 }
 
+/* Quantized and mixed KV caches: logits bit-identical for 1 and 3 threads and for one
+ * batch versus token-by-token (the tokens of a batch attend to the rows as stored, so the
+ * two agree exactly), and within a bound of the f32 cache: max |diff| over 40 positions at
+ * most `tol` x the rms of the f32-cache logits. This random-weight model amplifies small
+ * changes (llama.cpp's own f16 cache is 0.065 x rms from f32 here), so the bounds are about
+ * 1.5x what each type shows: bf16 0.077, q8_0 0.095, q4_0 0.45-0.49, f16 0.065. */
+TEST(kv_cache_types) {
+    const char *model = fixture_path("synthetic/llama-q4_k_m.gguf");
+    if (!file_exists(model)) SKIP("fixture missing: %s", model);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    enum { N = 40 };
+    ember_token toks[N];
+    for (int i = 0; i < N; i++) toks[i] = i ? 260 + (i * 37) % 250 : 1;
+    const size_t n = N * (size_t)ember_model_n_vocab(m);
+    float *f32 = run_logits(m, toks, N, 2, 0, "f32");
+    CHECK(f32);
+    static const struct { const char *k, *v; double tol; } cases[] = {
+        { "bf16", "bf16", 0.12 }, { "q8_0", "q8_0", 0.15 }, { "q4_0", "q4_0", 0.75 },
+        { "q8_0", "f16", 0.12 }, { "f16", "q4_0", 0.75 }, { "f32", "f16", 0.1 }, { "f16", "f16", 0.1 },
+    };
+    for (size_t i = 0; f32 && i < sizeof cases / sizeof *cases; i++) {
+        float *one = run_logits_kv(m, toks, N, 1, 0, cases[i].k, cases[i].v);
+        float *three = run_logits_kv(m, toks, N, 3, 0, cases[i].k, cases[i].v);
+        float *seq = run_logits_kv(m, toks, N, 2, 1, cases[i].k, cases[i].v);
+        CHECK(one && three && seq);
+        if (one && three && seq) {
+            CHECKF(!memcmp(one, three, n * sizeof(float)), "K %s V %s: 3 threads differ from 1", cases[i].k, cases[i].v);
+            CHECKF(!memcmp(one, seq, n * sizeof(float)), "K %s V %s: token-by-token differs from one batch",
+                   cases[i].k, cases[i].v);
+            double rms;
+            const double d = max_abs_diff(one, f32, n, &rms);
+            printf("  K %-4s V %-4s: max |diff| from the f32 cache %.4f (%.4f x rms, bound %.3f)\n", cases[i].k,
+                   cases[i].v, d, d / rms, cases[i].tol);
+            CHECKF(d <= cases[i].tol * rms, "K %s V %s: %.4g x rms from the f32 cache", cases[i].k, cases[i].v, d / rms);
+        }
+        free(one); free(three); free(seq);
+    }
+    free(f32);
+    /* bad types are refused with a message */
+    ember_context_params cp = ember_context_default_params();
+    cp.type_v = "q5_1";
+    ember_context *c = NULL;
+    CHECK(ember_context_new(m, &cp, &c) == EMBER_E_UNSUPPORTED && !c && strstr(ember_last_error(), "q5_1"));
+    ember_model_free(m);
+}
+
 int main(void) {
     for (syn_i = 0; syn_i < (int)(sizeof syn_names / sizeof syn_names[0]); syn_i++) RUN(synthetic_vs_llamacpp);
     for (syn_i = 0; syn_i < (int)(sizeof syn_local_names / sizeof syn_local_names[0]); syn_i++)
@@ -361,5 +415,6 @@ int main(void) {
     for (tiny_i = 0; tiny_i < n_tiny; tiny_i++) RUN(tiny_vs_llamacpp);
     RUN(thread_and_batch_invariance);
     RUN(multi_sequence_batch);
+    RUN(kv_cache_types);
     return test_done();
 }

@@ -29,7 +29,8 @@ static int gen_init(gen *g, const opts *o) {
     cp.n_threads = o->n_threads;
     cp.n_batch = o->n_batch;
     cp.isa = o->isa;
-    cp.kv_type = o->cache_k ? o->cache_k : o->cache_v;
+    cp.type_k = o->cache_k;
+    cp.type_v = o->cache_v;
     ember_sampler_params sp = o->sp;
     ember_status st = ember_context_new(g->m, &cp, &g->ctx);
     if (!st && sp.repeat_last_n < 0) sp.repeat_last_n = ember_context_n_ctx(g->ctx);  /* -1: whole context */

@@ -49,7 +49,7 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_RUN | C_CHAT | C_SERVE, "  -c, --ctx-size N        context size (0: the model's, at most 4096)" },
     { C_RUN | C_CHAT | C_SERVE, "  -b, --batch-size N      tokens per forward chunk (0: 64)" },
     { C_RUN | C_CHAT | C_SERVE, "  -t, --threads N         threads (default: physical cores)" },
-    { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         KV cache type: f16 (default, as llama.cpp) or f32" },
+    { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         K / V cache type: f32, f16 (default, as llama.cpp), bf16, q8_0, q4_0" },
     { C_RUN | C_CHAT | C_SERVE, "  -s, --seed N            sampling seed (-1: random)" },
     { C_RUN | C_CHAT | C_SERVE, NULL },  /* the sampling flags */
     { C_RUN, "  --ids                   print the generated token ids instead of text" },
@@ -201,10 +201,6 @@ static int parse(opts *o, int argc, char **argv) {
         if (bad) return 1;
 #undef IS
 #undef NEED
-    }
-    if (o->cache_k && o->cache_v && strcmp(o->cache_k, o->cache_v)) {
-        fprintf(stderr, "error: -ctk %s and -ctv %s differ; ember keeps K and V in one type\n", o->cache_k, o->cache_v);
-        return 1;
     }
     if (o->n_ctx < 0 || o->n_threads < 0 || o->n_batch < 0) {
         fprintf(stderr, "error: -c, -t and -b must not be negative\n");

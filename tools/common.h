@@ -16,7 +16,7 @@ typedef struct opts {
     const char *system;       /* -sys (chat) */
     const char *chat_template;/* --chat-template NAME */
     const char *isa;          /* --isa */
-    const char *cache_k, *cache_v; /* -ctk / -ctv: KV cache types (f16, f32) */
+    const char *cache_k, *cache_v; /* -ctk / -ctv: K and V cache types (NULL: f16) */
     int n_predict;            /* -n; -1 = until end of generation or context */
     int n_ctx, n_threads, n_batch;
     int ids;                  /* --ids: print generated ids instead of text */

@@ -45,6 +45,7 @@
 #include <math.h>
 #include <string.h>
 #include "kernels/kernels.h"
+#include "kernels/attn_kv.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -927,6 +928,17 @@ static void attn_f16(float *out, const float *q, int n_q, const void *k, const v
     }
 }
 
+/* Attention over a cache of any type: attn_kv.h's body with this file's matmuls (through
+ * self) and FMA row update; hd is a multiple of 32. */
+static void axpy_neon(float *y, const float *x, float a, int n) {  /* n a multiple of 4 */
+    for (int i = 0; i < n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+}
+
+static void attn_kv_neon(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
+                        size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
+    attn_kv_body(self, axpy_neon, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+}
+
 const em_kernels em_kernels_neon = {
     .name = "neon",
     .quantize_act = {
@@ -942,5 +954,6 @@ const em_kernels em_kernels_neon = {
     .rmsnorm = rmsnorm_neon,
     .softmax = softmax_neon,
     .swiglu = swiglu_neon,
+    .attn_kv = attn_kv_neon,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
 };

@@ -132,6 +132,8 @@ static void attn_worker(void *arg, int ith, int nth) {
     const int n_sub = (group + EM_ATTN_MAX_GROUP - 1) / EM_ATTN_MAX_GROUP, per = (group + n_sub - 1) / n_sub;
     const float scale = hp->attn_scale != 0.0f ? 1.0f : 1.0f / sqrtf((float)hd);  /* else q is pre-scaled */
     const int window = ctx->m->layers[a->layer].swa ? hp->n_swa : 0;
+    /* F32 and F16 caches (K and V alike) keep their own kernels, llama.cpp's arithmetic */
+    const int same = kv->type_k == kv->type_v && (kv->type_k == EM_F32 || kv->type_k == EM_F16);
     const int items = a->T * nkv * n_sub;
     for (int it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
         const int t = it / (nkv * n_sub), kvh = it / n_sub % nkv, sub = it % n_sub;
@@ -140,9 +142,13 @@ static void attn_worker(void *arg, int ith, int nth) {
         const int c0 = window && pos >= window ? em_kv_find(kv, s, cell, pos - window + 1) : 0;
         const char *kr = em_kv_k(kv, a->layer, s, c0) + (size_t)kvh * kv->head_k;
         const char *vr = em_kv_v(kv, a->layer, s, c0) + (size_t)kvh * kv->head_v;
-        ctx->kern->attn[kv->type_k](ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd,
-                                    ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd, n_q,
-                                    kr, vr, cell + 1 - c0, hd, (size_t)nkv * hd, scale);
+        float *out = ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd;
+        const float *q = ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd;
+        if (same)
+            ctx->kern->attn[kv->type_k](out, q, n_q, kr, vr, cell + 1 - c0, hd, (size_t)nkv * hd, scale);
+        else
+            ctx->kern->attn_kv(ctx->kern, out, q, n_q, kv->type_k, kr, kv->row_k, kv->type_v, vr, kv->row_v,
+                               cell + 1 - c0, hd, scale);
     }
 }
 

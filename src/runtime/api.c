@@ -130,6 +130,13 @@ int ember_model_info(const ember_model *m, char *buf, size_t len) {
     const int n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     appendf(buf, len, &u, "%-22s %.1f KiB per token (f16); %.1f MiB at the default context of %d\n",
             "kv cache", kv_tok / 1024.0, kv_tok * n_ctx / 1048576.0, n_ctx);
+    appendf(buf, len, &u, "%-22s", "kv cache types");
+    static const int kv_show[] = { EM_F32, EM_BF16, EM_Q8_0, EM_Q4_0 };
+    for (size_t i = 0; i < sizeof kv_show / sizeof *kv_show; i++)
+        if (!(hp->head_dim % em_type_get(kv_show[i])->blck))
+            appendf(buf, len, &u, "%s %s %.1f KiB", i ? "," : "", em_kv_type_name(kv_show[i]),
+                    em_kv_bytes_per_token(hp, kv_show[i], kv_show[i]) / 1024.0);
+    appendf(buf, len, &u, " per token (-ctk/-ctv)\n");
     appendf(buf, len, &u, "%-22s %.1f MiB weights + %.1f MiB kv cache\n", "memory",
             m->weight_bytes / 1048576.0, kv_tok * n_ctx / 1048576.0);
     appendf(buf, len, &u, "%-22s %s\n", "kernels", em_kernels_best()->name);
@@ -172,7 +179,7 @@ int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len
 
 /* ---- contexts ---- */
 ember_context_params ember_context_default_params(void) {
-    ember_context_params p = { 0, 0, 0, NULL, NULL, 0 };
+    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL };
     return p;
 }
 
@@ -193,10 +200,12 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     c->n_batch = p.n_batch ? p.n_batch : 64;
     c->n_seq = p.n_seq ? p.n_seq : 1;
-    const int type_k = em_kv_type_parse(p.kv_type), type_v = type_k;
-    if (type_k < 0) {
+    const char *name_k = p.type_k ? p.type_k : p.kv_type, *name_v = p.type_v ? p.type_v : p.kv_type;
+    const int type_k = em_kv_type_parse(name_k), type_v = em_kv_type_parse(name_v);
+    if (type_k < 0 || type_v < 0) {
         free(c);
-        return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (%s)", p.kv_type, em_kv_type_names);
+        return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (%s)", type_k < 0 ? name_k : name_v,
+                       em_kv_type_names);
     }
     int nt = p.n_threads ? p.n_threads : em_physical_cores();
     if (nt > 256) nt = 256;
@@ -254,6 +263,11 @@ int ember_context_n_batch(const ember_context *c) { return c ? c->n_batch : 0; }
 int ember_context_n_past(const ember_context *c) { return c ? c->kv.n_cells[0] : 0; }
 int ember_context_n_seq(const ember_context *c) { return c ? c->n_seq : 0; }
 const char *ember_context_isa(const ember_context *c) { return c ? c->kern->name : ""; }
+const char *ember_context_type_k(const ember_context *c) { return c ? em_kv_type_name(c->kv.type_k) : ""; }
+const char *ember_context_type_v(const ember_context *c) { return c ? em_kv_type_name(c->kv.type_v) : ""; }
+uint64_t ember_context_kv_bytes_per_token(const ember_context *c) {
+    return c ? em_kv_bytes_per_token(&c->m->hp, c->kv.type_k, c->kv.type_v) : 0;
+}
 
 int ember_seq_n_past(const ember_context *c, int seq) {
     return c && seq >= 0 && seq < c->n_seq ? c->kv.n_cells[seq] : 0;
