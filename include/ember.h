@@ -213,6 +213,30 @@ EMBER_API int ember_seq_n_past(const ember_context *ctx, int seq);
 /* Drops sequence seq's cached positions >= n_past; other sequences are untouched. */
 EMBER_API ember_status ember_seq_truncate(ember_context *ctx, int seq, int n_past);
 
+/* Sequence operations on the KV cache, as llama.h's llama_memory_seq_* (seq_rm, seq_keep,
+ * seq_cp, seq_add, seq_pos_min/max). A sequence's cached tokens have strictly increasing
+ * positions; a new token goes at the position after the last one (0 when empty). Ranges
+ * are [p0, p1) in positions, p0 < 0 meaning 0 and p1 < 0 meaning "to the end". Other
+ * sequences are never touched (their logits stay bit-identical), and on error nothing
+ * changes. ember_seq_n_past counts a sequence's cached tokens, which equals the next
+ * position until positions are removed from the middle without a shift.
+ *   ember_seq_rm:   drops the tokens at positions [p0, p1) of seq (seq < 0: of every sequence).
+ *   ember_seq_keep: empties every sequence but seq.
+ *   ember_seq_cp:   makes dst hold src's tokens at positions [p0, p1), positions and rows as
+ *                   they are (dst's previous content is dropped; llama.cpp adds to it).
+ *   ember_seq_add:  adds delta to the positions in [p0, p1) of seq and re-rotates their
+ *                   keys (RoPE) to the new positions, as llama.cpp's context shift does;
+ *                   tokens whose position would fall below 0 are dropped. EMBER_E_INVALID
+ *                   if the positions would no longer increase (shift a tail left only
+ *                   into room freed by ember_seq_rm).
+ * ember_seq_pos_min / pos_max: the first / last cached position of seq, -1 when empty. */
+EMBER_API ember_status ember_seq_rm(ember_context *ctx, int seq, int p0, int p1);
+EMBER_API ember_status ember_seq_keep(ember_context *ctx, int seq);
+EMBER_API ember_status ember_seq_cp(ember_context *ctx, int src, int dst, int p0, int p1);
+EMBER_API ember_status ember_seq_add(ember_context *ctx, int seq, int p0, int p1, int delta);
+EMBER_API int ember_seq_pos_min(const ember_context *ctx, int seq);
+EMBER_API int ember_seq_pos_max(const ember_context *ctx, int seq);
+
 /* ---- sampling ---------------------------------------------------------------------- */
 typedef struct ember_sampler_params {
     float temp;              /* 0.8; <= 0 means greedy */

@@ -282,6 +282,42 @@ ember_status ember_seq_truncate(ember_context *c, int seq, int n_past) {
 
 ember_status ember_context_truncate(ember_context *c, int n_past) { return ember_seq_truncate(c, 0, n_past); }
 
+#define CHECK_SEQ(c, s, fn) CHECK_ARG((c) && (s) >= 0 && (s) < (c)->n_seq, fn ": bad sequence %d", (s))
+
+ember_status ember_seq_rm(ember_context *c, int seq, int p0, int p1) {
+    CHECK_ARG(c && seq < c->n_seq, "ember_seq_rm: bad sequence %d", seq);
+    for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->n_seq : seq + 1); s++) em_kv_seq_rm(&c->kv, s, p0, p1);
+    return EMBER_OK;
+}
+
+ember_status ember_seq_keep(ember_context *c, int seq) {
+    CHECK_SEQ(c, seq, "ember_seq_keep");
+    em_kv_seq_keep(&c->kv, seq);
+    return EMBER_OK;
+}
+
+ember_status ember_seq_cp(ember_context *c, int src, int dst, int p0, int p1) {
+    CHECK_SEQ(c, src, "ember_seq_cp");
+    CHECK_SEQ(c, dst, "ember_seq_cp");
+    em_kv_seq_cp(&c->kv, src, dst, p0, p1);
+    return EMBER_OK;
+}
+
+ember_status ember_seq_add(ember_context *c, int seq, int p0, int p1, int delta) {
+    CHECK_SEQ(c, seq, "ember_seq_add");
+    return em_kv_seq_add(&c->kv, c->m, seq, p0, p1, delta);
+}
+
+int ember_seq_pos_min(const ember_context *c, int seq) {
+    if (!c || seq < 0 || seq >= c->n_seq || !c->kv.n_cells[seq]) return -1;
+    return c->kv.pos[(size_t)seq * c->kv.n_ctx];
+}
+
+int ember_seq_pos_max(const ember_context *c, int seq) {
+    if (!c || seq < 0 || seq >= c->n_seq || !c->kv.n_cells[seq]) return -1;
+    return em_kv_next_pos(&c->kv, seq) - 1;
+}
+
 ember_status ember_decode(ember_context *c, const ember_token *tokens, int n, int all_logits) {
     CHECK_ARG(c && (tokens || n == 0), "ember_decode: NULL argument");
     if (!all_logits) return em_forward(c, tokens, NULL, NULL, n);
