@@ -166,6 +166,12 @@ typedef struct ember_context_params {
      * K and V may differ. NULL: kv_type. Attention reads the stored rows directly, also for
      * the tokens of the batch that stored them. */
     const char *type_k, *type_v;
+    /* What a decode does when a sequence has no room left: NULL or "full": fail with
+     * EMBER_E_CONTEXT_FULL; "shift": llama.cpp's context shift: keep the first n_keep
+     * tokens, drop the oldest half of the rest and move the others back, re-rotating their
+     * keys (repeated until the batch fits; EMBER_E_CONTEXT_FULL only when it cannot). */
+    const char *kv_policy;
+    int n_keep;
 } ember_context_params;
 
 EMBER_API ember_context_params ember_context_default_params(void);

@@ -161,6 +161,12 @@ TEST(default_model_run) {
 /* Chat renders SmolLM2's ChatML template (with its default system prompt) and streams
  * the reply: the first reply must equal `run` on the same rendered prompt, and a second
  * turn must answer too (it reuses the cache of the first). */
+static int count_words(const char *s) {
+    int n = 0;
+    for (const char *p = s; *p; p++) n += (p == s || *(p - 1) == ' ' || *(p - 1) == '\n') && *p != ' ' && *p != '\n';
+    return n;
+}
+
 TEST(chat_default_model) {
     if (!file_exists("models/SmolLM2-135M-Instruct.Q4_1.gguf")) SKIP("default model missing: run scripts/fetch-model.sh");
     const char *p1 = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
@@ -179,6 +185,14 @@ TEST(chat_default_model) {
     CHECKF(!strncmp(out, want, strlen(want)), "chat:\n%s\nrun:\n%s", out, want);
     CHECKF(strlen(out) > strlen(want) + 2, "no second reply:\n%s", out);
     CHECK(ember_in("chat --chat-template nosuch", "hi\n") == 1 && strstr(err, "unknown chat template"));
+    /* a conversation longer than the context goes on (context shift, chat's default); with
+     * --kv-policy full it ends with a message, as before */
+    const char *turns = "Tell me a story.\nAnother one.\nAnd a third.\n";
+    CHECK(ember_in("chat --temp 0 -c 96 -n 40 --ignore-eos", turns) == 0);
+    CHECK(ember_in("chat --temp 0 -c 96 -n 40 --ignore-eos --kv-policy full", turns) == 1 && strstr(err, "no longer fits"));
+    CHECK(ember("run -p hi -n 200 -c 64 --temp 0 --ignore-eos --context-shift --keep 2 --ids") == 0);
+    CHECKF(count_words(out) == 200, "run with --context-shift printed %d ids", count_words(out));
+    CHECK(ember("run -p hi -n 2 --kv-policy sideways") == 1 && strstr(err, "sideways"));
     const char *m = fixture_path("models/stories260K.gguf");  /* no chat template */
     if (file_exists(m)) {
         char args[1024];

@@ -20,9 +20,12 @@ static ember_model *load(const char *path) {
     return m;
 }
 
-static ember_context *new_ctx(ember_model *m, int n_seq, const char *type) {
+static ember_context *new_ctx_full(ember_model *m, int n_seq, const char *type, int n_ctx, const char *policy,
+                                   int n_keep) {
     ember_context_params cp = ember_context_default_params();
-    cp.n_ctx = 64;
+    cp.n_ctx = n_ctx;
+    cp.kv_policy = policy;
+    cp.n_keep = n_keep;
     cp.n_seq = n_seq;
     cp.n_threads = 2;
     cp.n_batch = 16;
@@ -30,6 +33,10 @@ static ember_context *new_ctx(ember_model *m, int n_seq, const char *type) {
     ember_context *c = NULL;
     if (ember_context_new(m, &cp, &c)) printf("  context: %s\n", ember_last_error());
     return c;
+}
+
+static ember_context *new_ctx(ember_model *m, int n_seq, const char *type) {
+    return new_ctx_full(m, n_seq, type, 64, NULL, 0);
 }
 
 /* A copy of what sequence s holds: its positions and its K and V rows of every layer. */
@@ -251,10 +258,65 @@ static void shift_model(const char *path) {
 TEST(shift_llama) { shift_model(fixture_path("synthetic/llama-q4_k_m.gguf")); }
 TEST(shift_gemma3) { shift_model("tests/models/synthetic/gemma3-f32.gguf"); }
 
+/* The shift policy: a context of 32 positions with n_keep 4 fed 100 tokens one at a time
+ * gives, at every step, logits bit-identical to a full-policy context on which the same
+ * llama.cpp steps are done by hand (ember_seq_rm of the 14 oldest after the kept 4, then
+ * ember_seq_add of the rest by -14: the operations shift_llama holds to the f32
+ * reference); it never runs out, and its positions stay below 32. A batch of 20 into a
+ * full context shifts as often as needed; a batch that cannot fit after the kept tokens
+ * fails and changes nothing. */
+static void shift_policy(ember_model *m, const char *type) {
+    enum { NC = 32, KEEP = 4 };
+    ember_context *a = new_ctx_full(m, 1, type, NC, "shift", KEEP), *b = new_ctx_full(m, 1, type, NC, NULL, 0);
+    CHECK(a && b);
+    const int nv = ember_model_n_vocab(m);
+    int shifts = 0, mismatch = 0;
+    for (int i = 0; a && b && i < 100; i++) {
+        const ember_token t = i ? 3 + (i * 29) % 300 : 1;
+        if (ember_seq_n_past(b, 0) == NC) {
+            const int d = (NC - KEEP) / 2;
+            CHECK(ember_seq_rm(b, 0, KEEP, KEEP + d) == EMBER_OK && ember_seq_add(b, 0, KEEP + d, -1, -d) == EMBER_OK);
+            shifts++;
+        }
+        CHECK(ember_decode(a, &t, 1, 0) == EMBER_OK && ember_decode(b, &t, 1, 0) == EMBER_OK);
+        const float *la = ember_get_logits(a, -1), *lb = ember_get_logits(b, -1);
+        mismatch += !la || !lb || memcmp(la, lb, (size_t)nv * sizeof(float));
+        CHECK(ember_seq_pos_max(a, 0) < NC && ember_seq_n_past(a, 0) == ember_seq_n_past(b, 0));
+    }
+    CHECKF(mismatch == 0, "%s: %d of 100 steps differ from the hand-made shift", type, mismatch);
+    CHECK(shifts == 5);  /* at tokens 33, 47, 61, 75, 89 */
+    if (a) {
+        ember_token big[29];
+        for (int i = 0; i < 29; i++) big[i] = 5 + i;
+        while (ember_seq_n_past(a, 0) < NC) CHECK(ember_decode(a, big, 1, 0) == EMBER_OK);
+        CHECK(ember_decode(a, big, 29, 0) == EMBER_E_CONTEXT_FULL && ember_seq_n_past(a, 0) == NC);
+        CHECK(ember_decode(a, big, 20, 0) == EMBER_OK);  /* 32 -> 18 -> 11 cells, then 20 more */
+        CHECK(ember_seq_n_past(a, 0) == 31 && ember_seq_pos_max(a, 0) == 30);
+    }
+    ember_context_free(a);
+    ember_context_free(b);
+}
+
+TEST(shift_policy_f32_q8_0) {
+    const char *model = fixture_path("synthetic/llama-q4_k_m.gguf");
+    if (!file_exists(model)) SKIP("fixture missing: %s", model);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    shift_policy(m, "f32");
+    shift_policy(m, "q8_0");
+    ember_context_params cp = ember_context_default_params();
+    cp.kv_policy = "sideways";
+    ember_context *c = NULL;
+    CHECK(ember_context_new(m, &cp, &c) == EMBER_E_INVALID && strstr(ember_last_error(), "sideways"));
+    ember_model_free(m);
+}
+
 int main(void) {
     RUN(seq_ops_isolation_f16);
     RUN(seq_ops_isolation_q8_0);
     RUN(shift_llama);
     RUN(shift_gemma3);
+    RUN(shift_policy_f32_q8_0);
     return test_done();
 }

@@ -255,10 +255,8 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
     }
     memset(ctx->seq_cnt, 0, (size_t)ctx->n_seq * sizeof *ctx->seq_cnt);
     for (int i = 0; i < n; i++) ctx->seq_cnt[seq ? seq[i] : 0]++;
-    for (int s = 0; s < ctx->n_seq; s++)
-        if (ctx->seq_cnt[s] > ctx->n_ctx - ctx->kv.n_cells[s])
-            return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used%s",
-                           ctx->seq_cnt[s], ctx->kv.n_cells[s], ctx->n_ctx, ctx->n_seq > 1 ? " in that sequence" : "");
+    ember_status st = em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 0);
+    if (st) return st;
     if (rows > ctx->n_logits_cap) {
         float *p = realloc(ctx->logits, (size_t)rows * m->hp.n_vocab * sizeof(float));
         if (!p) return em_fail(EMBER_E_NOMEM, "decode: out of memory for %d logit rows", rows);
@@ -271,6 +269,7 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
         ctx->logit_row = p;
         ctx->row_cap = n;
     }
+    em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 1);  /* the KV policy may shift a full sequence */
     int row = 0;
     for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
         const int T = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;

@@ -179,7 +179,7 @@ int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len
 
 /* ---- contexts ---- */
 ember_context_params ember_context_default_params(void) {
-    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL };
+    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, 0 };
     return p;
 }
 
@@ -189,7 +189,10 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     CHECK_ARG(m, "ember_context_new: model is NULL");
     if (m->vocab_only) return em_fail(EMBER_E_INVALID, "model was loaded vocab-only; it cannot decode");
     ember_context_params p = params ? *params : ember_context_default_params();
-    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0, "ember_context_new: negative parameter");
+    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_keep >= 0,
+              "ember_context_new: negative parameter");
+    const int policy = em_kv_policy_parse(p.kv_policy);
+    CHECK_ARG(policy >= 0, "KV cache policy '%s' is not supported (full, shift)", p.kv_policy);
     CHECK_ARG(p.n_seq <= 4096, "ember_context_new: %d sequences is too many (at most 4096)", p.n_seq);
     const em_hparams *hp = &m->hp;
     struct ember_context *c = calloc(1, sizeof *c);
@@ -216,6 +219,8 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
     ember_status st = em_kv_init(&c->kv, hp, c->n_seq, c->n_ctx, type_k, type_v);
     if (st) { free(c); return st; }
+    c->kv.policy = policy;
+    c->kv.n_keep = p.n_keep;
     c->pool = em_pool_new(nt);
     c->x = em_alloc_aligned(B * d * sizeof(float));
     c->xb = em_alloc_aligned(B * (d > qdim ? d : qdim) * sizeof(float));

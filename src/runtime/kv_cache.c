@@ -6,6 +6,12 @@
 static const int kv_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0 };
 const char em_kv_type_names[] = "f32, f16, bf16, q8_0, q4_0";
 
+int em_kv_policy_parse(const char *name) {
+    if (!name || !strcmp(name, "full")) return EM_KV_FULL;
+    if (!strcmp(name, "shift")) return EM_KV_SHIFT;
+    return -1;
+}
+
 int em_kv_type_parse(const char *name) {
     if (!name) return EM_F16;
     for (size_t i = 0; i < sizeof kv_types / sizeof *kv_types; i++)
@@ -55,7 +61,8 @@ ember_status em_kv_init(em_kv_cache *kv, const em_hparams *hp, int n_seq, int n_
     kv->v = calloc(vb, 1);
     kv->n_cells = calloc((size_t)n_seq, sizeof *kv->n_cells);
     kv->pos = malloc((size_t)n_seq * (size_t)n_ctx * sizeof *kv->pos);
-    if (!kv->k || !kv->v || !kv->n_cells || !kv->pos) {
+    kv->row = malloc((size_t)hp->n_head_kv * hp->head_dim * sizeof *kv->row);
+    if (!kv->k || !kv->v || !kv->n_cells || !kv->pos || !kv->row) {
         em_kv_free(kv);
         return em_fail(EMBER_E_NOMEM, "out of memory for a KV cache of %d sequences x %d positions", n_seq, n_ctx);
     }
@@ -67,6 +74,7 @@ void em_kv_free(em_kv_cache *kv) {
     free(kv->v);
     free(kv->n_cells);
     free(kv->pos);
+    free(kv->row);
     memset(kv, 0, sizeof *kv);
 }
 
@@ -161,8 +169,7 @@ ember_status em_kv_seq_add(em_kv_cache *kv, const struct ember_model *m, int s, 
     if (c0 + drop < c1 && ((c0 > 0 && lo <= p[c0 - 1]) || (c1 < n && hi >= p[c1]) || hi > INT32_MAX - 1))
         return em_fail(EMBER_E_INVALID, "shifting positions [%d, %d) by %d would reorder the sequence", p0, p1, delta);
     const int kvdim = kv->n_head_kv * kv->head_dim;
-    float *row = malloc((size_t)kvdim * sizeof *row);
-    if (!row) return em_fail(EMBER_E_NOMEM, "out of memory");
+    float *row = kv->row;
     for (int c = c0 + drop; c < c1; c++) {
         for (int l = 0; l < kv->n_layer; l++) {
             char *kr = em_kv_k(kv, l, s, c);
@@ -172,10 +179,43 @@ ember_status em_kv_seq_add(em_kv_cache *kv, const struct ember_model *m, int s, 
         }
         p[c] += delta;
     }
-    free(row);
     if (drop) {
         move_cells(kv, s, c0, c0 + drop, n - c0 - drop);
         kv->n_cells[s] -= drop;
     }
+    return EMBER_OK;
+}
+
+/* The cells a shift of a sequence holding n cells discards: half of those after n_keep,
+ * as llama.cpp (n_discard = (n_past - n_keep) / 2); 0 when nothing can go. */
+static int shift_discard(const em_kv_cache *kv, int n) {
+    const int keep = kv->n_keep < n ? kv->n_keep : n;
+    return (n - keep) / 2;
+}
+
+ember_status em_kv_make_room(em_kv_cache *kv, const struct ember_model *m, const int *cnt, int apply) {
+    for (int pass = 0; pass < 1 + (apply != 0); pass++)  /* check every sequence, then shift */
+        for (int s = 0; s < kv->n_seq; s++) {
+            int n = kv->n_cells[s];
+            if (cnt[s] <= kv->n_ctx - n) continue;
+            if (kv->policy == EM_KV_FULL)
+                return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used%s",
+                               cnt[s], n, kv->n_ctx, kv->n_seq > 1 ? " in that sequence" : "");
+            while (cnt[s] > kv->n_ctx - n) {
+                const int d = shift_discard(kv, n);
+                if (d == 0)
+                    return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit in %d positions after "
+                                   "keeping %d and shifting out the rest", cnt[s], kv->n_ctx, kv->n_keep);
+                if (pass == 1) {
+                    /* cells [keep, keep + d) go; the rest move back to the first freed position */
+                    const int keep = kv->n_keep < n ? kv->n_keep : n;
+                    const int32_t *p = kv->pos + (size_t)s * kv->n_ctx;
+                    const int p_from = p[keep], p_rest = p[keep + d];  /* keep + d < n */
+                    em_kv_seq_rm(kv, s, p_from, p_rest);
+                    em_kv_seq_add(kv, m, s, p_rest, -1, p_from - p_rest);  /* order kept: cannot fail */
+                }
+                n -= d;
+            }
+        }
     return EMBER_OK;
 }

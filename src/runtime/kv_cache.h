@@ -31,7 +31,19 @@ typedef struct em_kv_cache {
     char *k, *v;                /* (n_layer, n_seq, n_ctx) rows */
     int *n_cells;               /* (n_seq) cells in use */
     int32_t *pos;               /* (n_seq, n_ctx) position of each cell */
+    int policy;                 /* enum em_kv_policy: what happens when a sequence is full */
+    int n_keep;                 /* shift: cells kept at the start of a sequence */
+    float *row;                 /* scratch: one K row as floats (shifts) */
 } em_kv_cache;
+
+/* When a sequence has no room for a batch's tokens:
+ *   FULL   the decode fails with EMBER_E_CONTEXT_FULL (nothing changes);
+ *   SHIFT  llama.cpp's context shift: keep the first n_keep cells, remove half of the rest
+ *          (the oldest), move the others back into the freed positions re-rotating their
+ *          keys; repeated until the batch fits. */
+enum em_kv_policy { EM_KV_FULL, EM_KV_SHIFT };
+/* The policy named by name ("full", "shift"; NULL: full), or -1. */
+int em_kv_policy_parse(const char *name);
 
 /* The cache type named by name ("f32", "f16", "bf16", "q8_0", "q4_0"; NULL: f16), or -1.
  * em_kv_type_names lists them for messages. */
@@ -77,4 +89,10 @@ void em_kv_seq_cp(em_kv_cache *kv, int src, int dst, int p0, int p1);
  * delta (m's RoPE, per layer); cells whose position would fall below 0 are removed.
  * EMBER_E_INVALID (nothing changed) when the positions would no longer increase. */
 ember_status em_kv_seq_add(em_kv_cache *kv, const struct ember_model *m, int s, int p0, int p1, int delta);
+
+/* Room for cnt[s] more tokens in each sequence s as the policy says: SHIFT shifts the
+ * sequences that lack room. EMBER_E_CONTEXT_FULL (recorded, nothing changed) when a
+ * sequence cannot get it. apply = 0 only checks; a call with apply = 1 after a successful
+ * check cannot fail. */
+ember_status em_kv_make_room(em_kv_cache *kv, const struct ember_model *m, const int *cnt, int apply);
 #endif
