@@ -180,10 +180,26 @@ static void rope_double(const em_hparams *hp, int swa, double *x, int delta) {
     }
 }
 
+/* The Sylvester Hadamard matrix applied in double to each block of b values:
+ * H[i][j] = (-1)^popcount(i & j) / sqrt(b) (symmetric and its own inverse). */
+static void hadamard_double(double *x, int n, int b) {
+    double *y = malloc(sizeof(double) * b);
+    for (int o = 0; o < n; o += b) {
+        for (int i = 0; i < b; i++) {
+            double acc = 0;
+            for (int j = 0; j < b; j++) acc += (__builtin_popcount((unsigned)(i & j)) & 1 ? -x[o + j] : x[o + j]);
+            y[i] = acc / sqrt((double)b);
+        }
+        memcpy(x + o, y, sizeof(double) * b);
+    }
+    free(y);
+}
+
 /* llama.cpp's context shift on a context holding n tokens: keep n_keep, remove the next
  * n_discard, move the rest back by n_discard. The f32 reference: every kept key is the
- * stored key (as a float row) rotated by -n_discard in double, every V row is moved as it
- * is, positions are consecutive; then one more token decodes. Returns the largest key
+ * stored key (as a float row) rotated by -n_discard in double (for quantized caches, which
+ * hold keys Hadamard-rotated as llama.cpp's do, rotated back first and again after), every
+ * V row is moved as it is, positions are consecutive; then one more token decodes. Returns the largest key
  * error relative to the row's max |k|, or -1 on a failure. */
 static double shift_case(ember_model *m, const char *type, int n, int n_keep, int n_discard) {
     ember_token toks[64];
@@ -215,7 +231,11 @@ static double shift_case(ember_model *m, const char *type, int n, int n_keep, in
                     em_dequantize_row(kv->type_k, em_kv_k(kv, l, 0, cell), got, kvdim);
                     double mx = 0;
                     for (int i = 0; i < kvdim; i++) { want[i] = row[i]; mx = fmax(mx, fabs(row[i])); }
-                    if (from != cell) rope_double(hp, m->layers[l].swa, want, cell - from);
+                    if (from != cell) {
+                        if (kv->rot_k) hadamard_double(want, kvdim, kv->rot_k);
+                        rope_double(hp, m->layers[l].swa, want, cell - from);
+                        if (kv->rot_k) hadamard_double(want, kvdim, kv->rot_k);
+                    }
                     for (int i = 0; i < kvdim && mx > 0; i++) r = fmax(r, fabs(got[i] - want[i]) / mx);
                 }
             }
@@ -232,14 +252,15 @@ static double shift_case(ember_model *m, const char *type, int n, int n_keep, in
 /* Bounds relative to a key row's max |k|: f32 sees only float rounding of ember's rotation
  * (a few ulps); f16 adds one f16 rounding of the stored result (2^-11 relative, of values
  * up to the row's max); q8_0 re-quantizes the block: half a step of amax/127 plus the f16
- * rounding of the scale, where a block's amax may grow to sqrt(2) max|k| (a rotation keeps
- * each pair's norm), so about 0.0062 x max|k| at worst. */
+ * rounding of the scale, 0.0044 x the block's amax, where the new amax can exceed the old
+ * row's max|k| (RoPE between two Hadamard rotations mixes the block); the largest seen
+ * over these cases is 0.0063 x max|k|. */
 static void shift_model(const char *path) {
     if (!file_exists(path)) SKIP("fixture missing: %s", path);
     ember_model *m = load(path);
     CHECK(m);
     if (!m) return;
-    static const struct { const char *type; double tol; } types[] = { { "f32", 1e-5 }, { "f16", 1e-3 }, { "q8_0", 8e-3 } };
+    static const struct { const char *type; double tol; } types[] = { { "f32", 1e-5 }, { "f16", 1e-3 }, { "q8_0", 1e-2 } };
     static const int cases[][3] = { { 40, 4, 18 }, { 33, 0, 10 }, { 50, 10, 20 }, { 20, 19, 1 } };
     for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
         double worst = 0;

@@ -203,10 +203,14 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
         for (int h = 0; h < nkv; h++) rope_apply(kk + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         if (hp->attn_scale != 0.0f)
             for (int i = 0; i < qdim; i++) q[i] *= hp->attn_scale;
+        if (ctx->kv.rot_k) { em_kv_hadamard(q, qdim, ctx->kv.rot_k); em_kv_hadamard(kk, kvdim, ctx->kv.rot_k); }
+        if (ctx->kv.rot_v) em_kv_hadamard(ctx->v + (size_t)t * kvdim, kvdim, ctx->kv.rot_v);
         em_kv_store(&ctx->kv, l, ctx->tok_seq[t], ctx->tok_cell[t], kk, ctx->v + (size_t)t * kvdim);
     }
     attn_task at = { ctx, l, T };
     em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
+    for (int t = 0; ctx->kv.rot_v && t < T; t++)  /* V was stored rotated: rotate the output back */
+        em_kv_hadamard(ctx->xb + (size_t)t * qdim, qdim, ctx->kv.rot_v);
 
     matmul(ctx, &L->wo, ctx->xb, qdim, T, ctx->xb2, d);
     post_norm(ctx, &L->attn_post_norm, T);

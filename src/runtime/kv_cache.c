@@ -1,4 +1,5 @@
 /* kv_cache.c: the KV cache (see kv_cache.h). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "runtime/internal.h"
@@ -50,6 +51,9 @@ ember_status em_kv_init(em_kv_cache *kv, const em_hparams *hp, int n_seq, int n_
     kv->head_dim = hp->head_dim;
     kv->head_k = em_row_size(type_k, hp->head_dim);
     kv->head_v = em_row_size(type_v, hp->head_dim_v);
+    if (em_type_get(type_k)->blck > 1 && hp->head_dim % 64 == 0)
+        for (kv->rot_k = 64; hp->head_dim % (2 * kv->rot_k) == 0; kv->rot_k *= 2) {}
+    if (em_type_get(type_v)->blck > 1 && hp->head_dim_v % 64 == 0) kv->rot_v = 64;
     kv->row_k = kv->head_k * (size_t)hp->n_head_kv;
     kv->row_v = kv->head_v * (size_t)hp->n_head_kv;
     size_t cells, kb, vb;  /* the row sizes are bounded by load checks */
@@ -80,6 +84,21 @@ void em_kv_free(em_kv_cache *kv) {
 
 uint64_t em_kv_bytes(const em_kv_cache *kv) {
     return (uint64_t)kv->n_layer * kv->n_seq * kv->n_ctx * (kv->row_k + kv->row_v);
+}
+
+void em_kv_hadamard(float *x, int n, int b) {
+    const float sc = 1.0f / sqrtf((float)b);
+    for (int o = 0; o < n; o += b) {
+        float *y = x + o;
+        for (int h = 1; h < b; h *= 2)
+            for (int i = 0; i < b; i += 2 * h)
+                for (int j = i; j < i + h; j++) {
+                    const float a = y[j], c = y[j + h];
+                    y[j] = a + c;
+                    y[j + h] = a - c;
+                }
+        for (int i = 0; i < b; i++) y[i] *= sc;
+    }
 }
 
 static void store_row(int type, const float *x, char *dst, int n) {
@@ -174,7 +193,9 @@ ember_status em_kv_seq_add(em_kv_cache *kv, const struct ember_model *m, int s, 
         for (int l = 0; l < kv->n_layer; l++) {
             char *kr = em_kv_k(kv, l, s, c);
             em_dequantize_row(kv->type_k, kr, row, kvdim);
+            if (kv->rot_k) em_kv_hadamard(row, kvdim, kv->rot_k);  /* back to the RoPE basis */
             em_rope_shift(m, l, row, delta);
+            if (kv->rot_k) em_kv_hadamard(row, kvdim, kv->rot_k);
             store_row(kv->type_k, row, kr, kvdim);
         }
         p[c] += delta;

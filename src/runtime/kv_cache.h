@@ -31,6 +31,13 @@ typedef struct em_kv_cache {
     char *k, *v;                /* (n_layer, n_seq, n_ctx) rows */
     int *n_cells;               /* (n_seq) cells in use */
     int32_t *pos;               /* (n_seq, n_ctx) position of each cell */
+    /* Hadamard rotation, as llama.cpp does by default for quantized caches (head_dim a
+     * multiple of 64): K rows (and q) are rotated after RoPE in blocks of rot_k values (the
+     * largest power of two dividing head_dim), V rows in blocks of rot_v = 64 and the
+     * attention output rotated back, which spreads outliers over the block before
+     * quantizing and changes no exact dot product (the rotation is orthonormal and its own
+     * inverse). 0: off (f32, f16, bf16). */
+    int rot_k, rot_v;
     int policy;                 /* enum em_kv_policy: what happens when a sequence is full */
     int n_keep;                 /* shift: cells kept at the start of a sequence */
     float *row;                 /* scratch: one K row as floats (shifts) */
@@ -69,6 +76,9 @@ static inline char *em_kv_k(const em_kv_cache *kv, int l, int s, int cell) {
 static inline char *em_kv_v(const em_kv_cache *kv, int l, int s, int cell) {
     return kv->v + (((size_t)l * kv->n_seq + (size_t)s) * kv->n_ctx + (size_t)cell) * kv->row_v;
 }
+/* The orthonormal Walsh-Hadamard transform (Sylvester order, scaled by 1/sqrt(b)) of each
+ * block of b values of x[0..n), in place; b a power of two dividing n. */
+void em_kv_hadamard(float *x, int n, int b);
 /* Converts one token's K and V rows (n_head_kv * head_dim floats each) into the cell. */
 void em_kv_store(const em_kv_cache *kv, int l, int s, int cell, const float *k, const float *v);
 
