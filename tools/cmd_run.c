@@ -80,7 +80,9 @@ static int feed(gen *g, const opts *o, const ember_token *prompt, int n_prompt) 
     const int tty = isatty(STDERR_FILENO);
     const int show = o->progress || (tty && n_prompt > 256);
     const int nb = ember_context_n_batch(g->ctx) > 0 ? ember_context_n_batch(g->ctx) : 64;
-    const int piece = show ? nb * (nb < 256 ? (256 + nb - 1) / nb : 1) : n_prompt;
+    /* whole n_batch chunks give the same logits as one call; under shift they also let a
+     * prompt longer than the context shift its way in */
+    const int piece = show ? nb * (nb < 256 ? (256 + nb - 1) / nb : 1) : g->shift ? nb : n_prompt;
     for (int done = 0; done < n_prompt;) {
         int k = n_prompt - done < piece ? n_prompt - done : piece;
         if (ember_decode(g->ctx, prompt + done, k, 0)) {
