@@ -159,8 +159,19 @@ typedef struct ember_context_params {
     int n_threads;     /* 0: number of physical cores */
     int n_batch;       /* max tokens per forward chunk; 0: 64 */
     const char *isa;   /* NULL: best for this CPU (or $EMBER_ISA); "ref", "avx2", ... */
-    const char *kv_type; /* KV cache storage: NULL or "f16" (as llama.cpp), "f32" */
+    const char *kv_type; /* K and V cache type where type_k / type_v are NULL; NULL: "f16" */
     int n_seq;         /* independent sequences, each with n_ctx positions; 0: 1 */
+    /* KV cache types, as llama.cpp's -ctk / -ctv: "f32", "f16" (default), "bf16", "q8_0",
+     * "q4_0" (llama.cpp's block layouts; the quantized ones need head_dim a multiple of 32).
+     * K and V may differ. NULL: kv_type. Attention reads the stored rows directly, also for
+     * the tokens of the batch that stored them. */
+    const char *type_k, *type_v;
+    /* What a decode does when a sequence has no room left: NULL or "full": fail with
+     * EMBER_E_CONTEXT_FULL; "shift": llama.cpp's context shift: keep the first n_keep
+     * tokens, drop the oldest half of the rest and move the others back, re-rotating their
+     * keys (repeated until the batch fits; EMBER_E_CONTEXT_FULL only when it cannot). */
+    const char *kv_policy;
+    int n_keep;
 } ember_context_params;
 
 EMBER_API ember_context_params ember_context_default_params(void);
@@ -175,6 +186,11 @@ EMBER_API int ember_context_n_batch(const ember_context *ctx);
 EMBER_API int ember_context_n_past(const ember_context *ctx);  /* tokens in the KV cache (sequence 0) */
 EMBER_API int ember_context_n_seq(const ember_context *ctx);
 EMBER_API const char *ember_context_isa(const ember_context *ctx);
+/* The KV cache's K and V types ("f16", "q8_0", ...) and its bytes per cached token (K and
+ * V of every layer). */
+EMBER_API const char *ember_context_type_k(const ember_context *ctx);
+EMBER_API const char *ember_context_type_v(const ember_context *ctx);
+EMBER_API uint64_t ember_context_kv_bytes_per_token(const ember_context *ctx);
 /* Drops cached positions >= n_past of sequence 0 (rewind for chat edits, prompt reuse). */
 EMBER_API ember_status ember_context_truncate(ember_context *ctx, int n_past);
 
@@ -202,6 +218,30 @@ EMBER_API ember_status ember_decode_batch(ember_context *ctx, const ember_batch 
 EMBER_API int ember_seq_n_past(const ember_context *ctx, int seq);
 /* Drops sequence seq's cached positions >= n_past; other sequences are untouched. */
 EMBER_API ember_status ember_seq_truncate(ember_context *ctx, int seq, int n_past);
+
+/* Sequence operations on the KV cache, as llama.h's llama_memory_seq_* (seq_rm, seq_keep,
+ * seq_cp, seq_add, seq_pos_min/max). A sequence's cached tokens have strictly increasing
+ * positions; a new token goes at the position after the last one (0 when empty). Ranges
+ * are [p0, p1) in positions, p0 < 0 meaning 0 and p1 < 0 meaning "to the end". Other
+ * sequences are never touched (their logits stay bit-identical), and on error nothing
+ * changes. ember_seq_n_past counts a sequence's cached tokens, which equals the next
+ * position until positions are removed from the middle without a shift.
+ *   ember_seq_rm:   drops the tokens at positions [p0, p1) of seq (seq < 0: of every sequence).
+ *   ember_seq_keep: empties every sequence but seq.
+ *   ember_seq_cp:   makes dst hold src's tokens at positions [p0, p1), positions and rows as
+ *                   they are (dst's previous content is dropped; llama.cpp adds to it).
+ *   ember_seq_add:  adds delta to the positions in [p0, p1) of seq and re-rotates their
+ *                   keys (RoPE) to the new positions, as llama.cpp's context shift does;
+ *                   tokens whose position would fall below 0 are dropped. EMBER_E_INVALID
+ *                   if the positions would no longer increase (shift a tail left only
+ *                   into room freed by ember_seq_rm).
+ * ember_seq_pos_min / pos_max: the first / last cached position of seq, -1 when empty. */
+EMBER_API ember_status ember_seq_rm(ember_context *ctx, int seq, int p0, int p1);
+EMBER_API ember_status ember_seq_keep(ember_context *ctx, int seq);
+EMBER_API ember_status ember_seq_cp(ember_context *ctx, int src, int dst, int p0, int p1);
+EMBER_API ember_status ember_seq_add(ember_context *ctx, int seq, int p0, int p1, int delta);
+EMBER_API int ember_seq_pos_min(const ember_context *ctx, int seq);
+EMBER_API int ember_seq_pos_max(const ember_context *ctx, int seq);
 
 /* ---- sampling ---------------------------------------------------------------------- */
 typedef struct ember_sampler_params {

@@ -19,6 +19,11 @@
  *                 order differs), 4e-3 * max|v| for f16 (an ulp of s could flip an f16
  *                 rounding of the accumulator); since the kernels repeat ref's steps, at
  *                 least 99% of outputs must also be bit-identical (the count is printed).
+ *   attn_kv       (caches of any type: f32, f16, bf16, q8_0, q4_0 for K and V) each ISA
+ *                 against ref's attn_kv within 1e-5 * max|v| (the same body: only the
+ *                 matmul's summation order of the scores differs), and ref's against the
+ *                 f32 attention on the unquantized rows within the bound of the pair
+ *                 (attn_kv_bound below).
  *   rmsnorm       relative 4 * 2^-24 (double sums of squares in a different order).
  *   swiglu/softmax relative 8 * 2^-24 + 1e-37 absolute (the AVX2 expf is within ~1 ulp of
  *                 exact, libm's within 1, plus the divide/multiply roundings); the largest
@@ -376,6 +381,92 @@ TEST(attn_vs_ref) {
     }
 }
 
+/* ---- attention over quantized caches ---- */
+static const int kv_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0 };
+#define N_KV_TYPES 5
+
+/* How far attention over rows stored as (tk, tv) may be from the f32 attention over the
+ * rows before storing, relative to max|v|. The output is a convex combination of V rows,
+ * so V's storage error bounds its share: half a step of the block's scale (q8_0: amax/254;
+ * q4_0: amax/16, but up to amax/8 for values clamped at +7 steps opposite the block's
+ * extreme; bf16: 2^-9, f16: 2^-11 relative). K's error moves each score
+ * by up to scale * sum |q_i dk_i| (plus q's own rounding to Q8_0 for the quantized K
+ * types), which reweights the rows by up to e^(2 ds) - 1; with the test's data
+ * (|q| ~ 1.5 grand, |k| ~ grand) that stays below the numbers here, which are about 1.5x
+ * the largest errors seen over the whole sweep. */
+static double attn_kv_bound(int tk, int tv) {
+    const double kb = tk == EM_Q4_0 ? 0.45 : tk == EM_Q8_0 ? 0.03 : tk == EM_BF16 ? 0.015 : tk == EM_F16 ? 0.002 : 1e-5;
+    const double vb = tv == EM_Q4_0 ? 0.14 : tv == EM_Q8_0 ? 0.008 : tv == EM_BF16 ? 0.004 : tv == EM_F16 ? 0.001 : 1e-5;
+    return kb + vb;
+}
+
+static void store_rows(int t, const float *x, char *dst, int n_rows, int hd, size_t row) {
+    for (int r = 0; r < n_rows; r++) em_quantize_row(t, x + (size_t)r * hd, dst + (size_t)r * row, hd);
+}
+
+/* One case: group g over n_kv rows of width hd, stored as (tk, tv) rows `stride` blocks
+ * of padding apart. Returns the largest |diff| of ref's attn_kv from the f32 attention,
+ * relative to max|v|; with an ISA, also checks it against ref. */
+static double attn_kv_case(int tk, int tv, int hd, int nkv, int g, long *same, long *total) {
+    const size_t krow = em_row_size(tk, hd) + em_row_size(tk, 32), vrow = em_row_size(tv, hd) + em_row_size(tv, 64);
+    float *q = malloc(sizeof(float) * hd * g), *kf = malloc(sizeof(float) * hd * nkv), *vf = malloc(sizeof(float) * hd * nkv);
+    float *o0 = malloc(sizeof(float) * hd * g), *o1 = malloc(sizeof(float) * (hd * g + 1)), *o2 = malloc(sizeof(float) * (hd * g + 1));
+    char *k = calloc(nkv, krow), *v = calloc(nkv, vrow);
+    float vmax = 0;
+    for (int i = 0; i < hd * g; i++) q[i] = grand() * 1.5f;
+    for (int i = 0; i < hd * nkv; i++) { kf[i] = grand(); vf[i] = grand(); vmax = fmaxf(vmax, fabsf(vf[i])); }
+    store_rows(tk, kf, k, nkv, hd, krow);
+    store_rows(tv, vf, v, nkv, hd, vrow);
+    const float scale = 1.0f / sqrtf((float)hd);
+    ref->attn[EM_F32](o0, q, g, kf, vf, nkv, hd, hd, scale);
+    o1[hd * g] = o2[hd * g] = 1234.5f;
+    ref->attn_kv(ref, o1, q, g, tk, k, krow, tv, v, vrow, nkv, hd, scale);
+    double worst = 0;
+    for (int i = 0; i < hd * g; i++) worst = fmax(worst, fabs((double)o1[i] - o0[i]) / vmax);
+    if (isa) {
+        isa->attn_kv(isa, o2, q, g, tk, k, krow, tv, v, vrow, nkv, hd, scale);
+        for (int i = 0; i < hd * g; i++) {
+            CHECKF(fabs((double)o1[i] - o2[i]) <= 1e-5 * vmax, "%s attn_kv %s/%s hd=%d n_kv=%d g=%d i=%d: %.9g vs ref %.9g",
+                   isa_name, em_type_get(tk)->name, em_type_get(tv)->name, hd, nkv, g, i, o2[i], o1[i]);
+            *same += fbits(o1[i]) == fbits(o2[i]);
+            (*total)++;
+        }
+        CHECK(o2[hd * g] == 1234.5f);
+        /* each head alone gives what it gave in the group */
+        float one[512];
+        isa->attn_kv(isa, one, q + (g - 1) * hd, 1, tk, k, krow, tv, v, vrow, nkv, hd, scale);
+        CHECK(!memcmp(one, o2 + (g - 1) * hd, sizeof(float) * hd));
+    }
+    CHECK(o1[hd * g] == 1234.5f);
+    free(q); free(kf); free(vf); free(o0); free(o1); free(o2); free(k); free(v);
+    return worst;
+}
+
+static void attn_kv_sweep(void) {
+    static const int hds[] = { 32, 64, 128 }, nkvs[] = { 1, 15, 16, 17, 100, 300 }, groups[] = { 1, 3, 8 };
+    for (int a = 0; a < N_KV_TYPES; a++)
+        for (int b = 0; b < N_KV_TYPES; b++) {
+            const int tk = kv_types[a], tv = kv_types[b];
+            double worst = 0;
+            long same = 0, total = 0;
+            for (size_t ih = 0; ih < 3; ih++)
+                for (size_t ik = 0; ik < 6; ik++)
+                    worst = fmax(worst, attn_kv_case(tk, tv, hds[ih], nkvs[ik], groups[(ih + ik) % 3], &same, &total));
+            const double bound = attn_kv_bound(tk, tv);
+            if (isa)
+                printf("  %s attn_kv K %s V %s: %ld/%ld outputs bit-identical to ref\n", isa_name,
+                       em_type_get(tk)->name, em_type_get(tv)->name, same, total);
+            else
+                printf("  ref attn_kv K %-4s V %-4s: max |diff| from f32 attention %.2e * max|v| (bound %.2e)\n",
+                       em_type_get(tk)->name, em_type_get(tv)->name, worst, bound);
+            CHECKF(isa || worst <= bound, "attn_kv K %s V %s: %.3g * max|v| from the f32 attention, bound %.3g",
+                   em_type_get(tk)->name, em_type_get(tv)->name, worst, bound);
+        }
+}
+
+TEST(attn_kv_ref_vs_f32) { attn_kv_sweep(); }
+TEST(attn_kv_vs_ref) { attn_kv_sweep(); }
+
 /* ---- norms and activations ---- */
 
 static const int vec_ns[] = { 1, 7, 8, 9, 64, 576, 1000 };
@@ -524,6 +615,7 @@ int main(void) {
     ref = em_kernels_by_name("ref");
     RUN(softmax2_ref);
     RUN(attn3_ref);
+    RUN(attn_kv_ref_vs_f32);
     const char *names[8];
     const int n = em_kernels_list(names, 8);
     int tested = 0;
@@ -539,6 +631,7 @@ int main(void) {
         RUN(matmul_rows);
         RUN(matmul_long_rows);
         RUN(attn_vs_ref);
+        RUN(attn_kv_vs_ref);
         RUN(rmsnorm_vs_ref);
         RUN(swiglu_vs_ref);
         RUN(softmax_vs_ref);

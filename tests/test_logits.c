@@ -24,12 +24,14 @@ static ember_model *load(const char *path) {
 }
 
 /* All-position logits of tokens through a fresh context of n_ctx positions (n_threads as
- * given; one_by_one: one token per decode call). Returns malloc'ed (n x n_vocab) or NULL. */
-static float *run_logits_ctx(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
-                             const char *kv_type, int n_ctx) {
+ * given; one_by_one: one token per decode call) with the given K and V cache types.
+ * Returns malloc'ed (n x n_vocab) or NULL. */
+static float *run_logits_kv_ctx(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
+                                const char *type_k, const char *type_v, int n_ctx) {
     ember_context_params cp = ember_context_default_params();
     cp.n_ctx = n_ctx;
-    cp.kv_type = kv_type;
+    cp.type_k = type_k;
+    cp.type_v = type_v;
     cp.n_threads = n_threads;
     ember_context *c = NULL;
     if (ember_context_new(m, &cp, &c)) { printf("  context: %s\n", ember_last_error()); return NULL; }
@@ -51,7 +53,7 @@ static float *run_logits_ctx(ember_model *m, const ember_token *toks, int n, int
 
 static float *run_logits(ember_model *m, const ember_token *toks, int n, int n_threads, int one_by_one,
                          const char *kv_type) {
-    return run_logits_ctx(m, toks, n, n_threads, one_by_one, kv_type, 256);
+    return run_logits_kv_ctx(m, toks, n, n_threads, one_by_one, kv_type, kv_type, 256);
 }
 
 static double max_abs_diff(const float *a, const float *b, size_t n, double *rms) {
@@ -94,7 +96,7 @@ static void check_llamacpp_ctx(const char *model, const char *gold, const char *
     float *want = (float *)read_file(gold, &sz);
     const int nv = ember_model_n_vocab(m);
     CHECK(want && sz == (size_t)n * nv * sizeof(float));
-    float *got = run_logits_ctx(m, toks, n, 0, 0, NULL, n_ctx);
+    float *got = run_logits_kv_ctx(m, toks, n, 0, 0, NULL, NULL, n_ctx);
     CHECK(got);
     if (got && want && sz == (size_t)n * nv * sizeof(float)) {
         double rms, d = max_abs_diff(got, want, (size_t)n * nv, &rms);
@@ -223,7 +225,7 @@ TEST(rope_freqs_vs_llamacpp) {
     toks[0] = 1;
     for (int i = 1; i < N; i++) toks[i] = 3 + (int)((i * 7919L) % 509);
     size_t sz;
-    float *want = (float *)read_file(gp, &sz), *got = run_logits_ctx(m, toks, N, 0, 0, NULL, N);
+    float *want = (float *)read_file(gp, &sz), *got = run_logits_kv_ctx(m, toks, N, 0, 0, NULL, NULL, N);
     const int nv = ember_model_n_vocab(m);
     CHECK(want && got && sz == (size_t)KEEP * nv * sizeof(float));
     if (want && got && sz == (size_t)KEEP * nv * sizeof(float)) {
@@ -430,6 +432,54 @@ TEST(multi_sequence_batch) {
     ember_model_free(m);
 }
 
+/* Quantized and mixed KV caches: logits bit-identical for 1 and 3 threads and for one
+ * batch versus token-by-token (the tokens of a batch attend to the rows as stored, so the
+ * two agree exactly), and within a bound of the f32 cache: max |diff| over 40 positions at
+ * most `tol` x the rms of the f32-cache logits. This random-weight model amplifies small
+ * changes (llama.cpp's own f16 cache is 0.065 x rms from f32 here), so the bounds are about
+ * 1.5x what each type shows: bf16 0.077, q8_0 0.095, q4_0 0.45-0.49, f16 0.065. */
+TEST(kv_cache_types) {
+    const char *model = fixture_path("synthetic/llama-q4_k_m.gguf");
+    if (!file_exists(model)) SKIP("fixture missing: %s", model);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    enum { N = 40 };
+    ember_token toks[N];
+    for (int i = 0; i < N; i++) toks[i] = i ? 260 + (i * 37) % 250 : 1;
+    const size_t n = N * (size_t)ember_model_n_vocab(m);
+    float *f32 = run_logits(m, toks, N, 2, 0, "f32");
+    CHECK(f32);
+    static const struct { const char *k, *v; double tol; } cases[] = {
+        { "bf16", "bf16", 0.12 }, { "q8_0", "q8_0", 0.15 }, { "q4_0", "q4_0", 0.75 },
+        { "q8_0", "f16", 0.12 }, { "f16", "q4_0", 0.75 }, { "f32", "f16", 0.1 }, { "f16", "f16", 0.1 },
+    };
+    for (size_t i = 0; f32 && i < sizeof cases / sizeof *cases; i++) {
+        float *one = run_logits_kv_ctx(m, toks, N, 1, 0, cases[i].k, cases[i].v, 256);
+        float *three = run_logits_kv_ctx(m, toks, N, 3, 0, cases[i].k, cases[i].v, 256);
+        float *seq = run_logits_kv_ctx(m, toks, N, 2, 1, cases[i].k, cases[i].v, 256);
+        CHECK(one && three && seq);
+        if (one && three && seq) {
+            CHECKF(!memcmp(one, three, n * sizeof(float)), "K %s V %s: 3 threads differ from 1", cases[i].k, cases[i].v);
+            CHECKF(!memcmp(one, seq, n * sizeof(float)), "K %s V %s: token-by-token differs from one batch",
+                   cases[i].k, cases[i].v);
+            double rms;
+            const double d = max_abs_diff(one, f32, n, &rms);
+            printf("  K %-4s V %-4s: max |diff| from the f32 cache %.4f (%.4f x rms, bound %.3f)\n", cases[i].k,
+                   cases[i].v, d, d / rms, cases[i].tol);
+            CHECKF(d <= cases[i].tol * rms, "K %s V %s: %.4g x rms from the f32 cache", cases[i].k, cases[i].v, d / rms);
+        }
+        free(one); free(three); free(seq);
+    }
+    free(f32);
+    /* bad types are refused with a message */
+    ember_context_params cp = ember_context_default_params();
+    cp.type_v = "q5_1";
+    ember_context *c = NULL;
+    CHECK(ember_context_new(m, &cp, &c) == EMBER_E_UNSUPPORTED && !c && strstr(ember_last_error(), "q5_1"));
+    ember_model_free(m);
+}
+
 int main(void) {
     for (syn_i = 0; syn_i < (int)(sizeof syn_names / sizeof syn_names[0]); syn_i++) RUN(synthetic_vs_llamacpp);
     for (syn_i = 0; syn_i < (int)(sizeof syn_local_names / sizeof syn_local_names[0]); syn_i++)
@@ -454,5 +504,6 @@ int main(void) {
     for (tiny_i = 0; tiny_i < n_tiny; tiny_i++) RUN(tiny_vs_llamacpp);
     RUN(thread_and_batch_invariance);
     RUN(multi_sequence_batch);
+    RUN(kv_cache_types);
     return test_done();
 }

@@ -39,6 +39,7 @@ typedef struct bench_cfg {
     int_list p, n, t;
     int reps, n_batch, bw_probe, progress;
     const char *isa;
+    const char *type_k, *type_v; /* -ctk / -ctv */
     const char *fmt;            /* "md", "csv", "json" */
     double bw[MAX_LIST];        /* GB/s for each t.v[i]; 0 if not measured */
     char build[96];
@@ -49,6 +50,7 @@ typedef struct result {
     const char *path;
     char model[128];
     char isa[32];
+    char kv[64];                /* "K f16, V f16, 24.0 KiB per token" */
     uint64_t size;
     int64_t params;
     int threads, n_batch, n_prompt, n_gen, reps;
@@ -97,10 +99,11 @@ static int add_models(bench_cfg *c, const char *s, int cap) {
 static void bench_usage(FILE *f) {
     fprintf(f,
         "usage: ember bench [-m MODEL[,MODEL]]... [-p 512] [-n 128] [-r 5] [-t N[,N]] [-o md|csv|json]\n"
-        "                   [--isa NAME] [-b N] [--no-bw] [--progress]\n"
+        "                   [--isa NAME] [-b N] [-ctk T] [-ctv T] [--no-bw] [--progress]\n"
         "  -p/-n/-t take comma lists (0 in -p or -n skips those tests); -t defaults to the\n"
         "  physical cores; -b is the forward chunk size (0: ember's default); --no-bw skips the\n"
-        "  memory-bandwidth probe (and the bw%% column)\n");
+        "  memory-bandwidth probe (and the bw%% column); -ctk/-ctv: K / V cache types (f32, f16,\n"
+        "  bf16, q8_0, q4_0; default f16)\n");
 }
 
 static int bench_parse(bench_cfg *c, int argc, char **argv) {
@@ -139,6 +142,8 @@ static int bench_parse(bench_cfg *c, int argc, char **argv) {
             c->fmt = v;
             if (strcmp(v, "md") && strcmp(v, "csv") && strcmp(v, "json")) { fprintf(stderr, "error: -o takes md, csv or json\n"); bad = 1; }
         } else if (IS("--isa")) c->isa = v;
+        else if (IS("-ctk") || IS("--cache-type-k")) c->type_k = v;
+        else if (IS("-ctv") || IS("--cache-type-v")) c->type_v = v;
         else { fprintf(stderr, "error: unknown bench option '%s' (see 'ember bench -h')\n", a); bad = 1; }
 #undef IS
     }
@@ -391,7 +396,8 @@ static void print_md_footer(const bench_cfg *c, const result *rows, int n_rows) 
     for (int i = 0; i < n_rows; i++) {
         const result *r = &rows[i];
         if (i == 0 || r->path != rows[i - 1].path)
-            printf("\n%s: load %.0f ms, peak RSS %.1f MiB\n", r->model, r->load_ms, r->rss_bytes / 1048576.0);
+            printf("\n%s: load %.0f ms, peak RSS %.1f MiB; KV cache %s\n", r->model, r->load_ms,
+                   r->rss_bytes / 1048576.0, r->kv);
         if (r->n_gen == 0)
             printf("  threads %d: time to first token (pp%d + 1 token) %.1f ms\n", r->threads, r->n_prompt, r->ttft_ms);
         else if (r->bound_ts > 0)
@@ -428,6 +434,8 @@ static int bench_model(bench_cfg *c, const char *path, result **rows, int *n_row
         cp.n_threads = c->t.v[ti];
         cp.n_batch = c->n_batch;
         cp.isa = c->isa;
+        cp.type_k = c->type_k;
+        cp.type_v = c->type_v;
         ember_context *ctx = NULL;
         if (ember_context_new(m, &cp, &ctx)) { fprintf(stderr, "error: %s\n", ember_last_error()); rc = 1; break; }
         for (int k = 0; k < c->p.n + c->n.n && !rc; k++) {
@@ -444,6 +452,8 @@ static int bench_model(bench_cfg *c, const char *path, result **rows, int *n_row
             r->path = path;
             ember_model_desc(m, r->model, sizeof r->model);
             snprintf(r->isa, sizeof r->isa, "%s", ember_context_isa(ctx));
+            snprintf(r->kv, sizeof r->kv, "K %s, V %s, %.1f KiB per token", ember_context_type_k(ctx),
+                     ember_context_type_v(ctx), ember_context_kv_bytes_per_token(ctx) / 1024.0);
             r->size = ember_model_size(m);
             r->params = ember_model_n_params(m);
             r->threads = c->t.v[ti];

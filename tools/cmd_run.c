@@ -1,5 +1,6 @@
 /* cmd_run.c: `ember run` (prompt -> streamed continuation) and `ember chat` (interactive
  * multi-turn chat through the model's chat template). */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,7 @@ typedef struct gen {
     ember_sampler *smp;
     double t_prompt_ms, t_gen_ms;
     int n_prompt, n_gen;
+    int shift;                /* the context shifts when full instead of stopping */
 } gen;
 
 static double now_ms(void) {
@@ -29,7 +31,11 @@ static int gen_init(gen *g, const opts *o) {
     cp.n_threads = o->n_threads;
     cp.n_batch = o->n_batch;
     cp.isa = o->isa;
-    cp.kv_type = o->cache_k ? o->cache_k : o->cache_v;
+    cp.type_k = o->cache_k;
+    cp.type_v = o->cache_v;
+    cp.kv_policy = o->kv_policy ? o->kv_policy : !strcmp(cli_command, "chat") ? "shift" : "full";
+    cp.n_keep = o->n_keep + (ember_add_bos(g->m) && !o->no_bos);  /* BOS stays, as in llama.cpp */
+    g->shift = !strcmp(cp.kv_policy, "shift");
     ember_sampler_params sp = o->sp;
     ember_status st = ember_context_new(g->m, &cp, &g->ctx);
     if (!st && sp.repeat_last_n < 0) sp.repeat_last_n = ember_context_n_ctx(g->ctx);  /* -1: whole context */
@@ -74,7 +80,9 @@ static int feed(gen *g, const opts *o, const ember_token *prompt, int n_prompt) 
     const int tty = isatty(STDERR_FILENO);
     const int show = o->progress || (tty && n_prompt > 256);
     const int nb = ember_context_n_batch(g->ctx) > 0 ? ember_context_n_batch(g->ctx) : 64;
-    const int piece = show ? nb * (nb < 256 ? (256 + nb - 1) / nb : 1) : n_prompt;
+    /* whole n_batch chunks give the same logits as one call; under shift they also let a
+     * prompt longer than the context shift its way in */
+    const int piece = show ? nb * (nb < 256 ? (256 + nb - 1) / nb : 1) : g->shift ? nb : n_prompt;
     for (int done = 0; done < n_prompt;) {
         int k = n_prompt - done < piece ? n_prompt - done : piece;
         if (ember_decode(g->ctx, prompt + done, k, 0)) {
@@ -124,7 +132,7 @@ static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prom
     int lstrip = n_prompt == 1 && prompt[0] == ember_token_bos(g->m) && strips_first_space(g->m);
     if (!fed && feed(g, o, prompt, n_prompt)) return 1;
     double t0 = now_ms();
-    int limit = o->n_predict < 0 ? ember_context_n_ctx(g->ctx) : o->n_predict;
+    int limit = o->n_predict >= 0 ? o->n_predict : g->shift ? INT_MAX : ember_context_n_ctx(g->ctx);
     *eog_seen = 0;
     for (int i = 0; i < limit; i++) {
         ember_token t = ember_sampler_sample(g->smp, g->ctx, -1);
@@ -141,7 +149,7 @@ static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prom
             if (n > 0) { utf8_put(out, p, n); capture_put(cap, p, n); }
         }
         if (i + 1 == limit && !cap) break;  /* chat keeps the cache equal to the text */
-        if (ember_context_n_past(g->ctx) >= ember_context_n_ctx(g->ctx)) {
+        if (!g->shift && ember_context_n_past(g->ctx) >= ember_context_n_ctx(g->ctx)) {
             fprintf(stderr, "\n[context full: %d tokens]\n", ember_context_n_ctx(g->ctx));
             break;
         }
@@ -275,7 +283,7 @@ int cmd_chat(int argc, char **argv) {
     int rc = 1;
     ember_chat_message *msgs = NULL;
     size_t n_msgs = 0, max_msgs = 0;
-    capture kv = { 0 };  /* text the KV cache holds */
+    capture kv = { 0 };  /* text fed to the KV cache (a context shift drops some of its tokens) */
     if (gen_init(&g, &o)) goto done;
     if (ember_chat_apply_template(g.m, o.chat_template, NULL, 0, 1, NULL, 0) < 0) {
         fprintf(stderr, "error: %s\n", ember_last_error());
@@ -287,7 +295,13 @@ int cmd_chat(int argc, char **argv) {
     if (o.system) { msgs[n_msgs].role = "system"; msgs[n_msgs++].content = strdup(o.system); }
     fprintf(stderr, "ember chat: type a message; an empty line or Ctrl-D ends the chat.\n");
     rc = 0;
-    while (n_msgs + 2 < max_msgs) {
+    for (;;) {
+        if (n_msgs + 2 >= max_msgs) {  /* without shift the context fills up before this */
+            ember_chat_message *more = g.shift ? realloc(msgs, 2 * max_msgs * sizeof *msgs) : NULL;
+            if (!more) break;
+            msgs = more;
+            max_msgs *= 2;
+        }
         fprintf(stderr, "> ");
         char *line = read_line();
         if (!line || !*line) { free(line); break; }
@@ -308,7 +322,7 @@ int cmd_chat(int argc, char **argv) {
         free(full);
         free(spans);
         if (!toks) { fprintf(stderr, "error: cannot tokenize\n"); rc = 1; break; }
-        if (n > ember_context_n_ctx(g.ctx) - ember_context_n_past(g.ctx)) {
+        if (!g.shift && n > ember_context_n_ctx(g.ctx) - ember_context_n_past(g.ctx)) {
             fprintf(stderr, "error: the conversation no longer fits in the context (%d tokens)\n",
                     ember_context_n_ctx(g.ctx));
             free(toks);

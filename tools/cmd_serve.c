@@ -1067,7 +1067,8 @@ static int slots_new(server *srv) {
     cp.n_threads = srv->o.n_threads;
     cp.n_batch = srv->o.n_batch;
     cp.isa = srv->o.isa;
-    cp.kv_type = srv->o.cache_k ? srv->o.cache_k : srv->o.cache_v;
+    cp.type_k = srv->o.cache_k;
+    cp.type_v = srv->o.cache_v;
     cp.n_seq = srv->n_slots;
     if (ember_context_new(srv->model, &cp, &srv->ctx)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
     srv->n_ctx = ember_context_n_ctx(srv->ctx);

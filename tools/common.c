@@ -49,7 +49,12 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_RUN | C_CHAT | C_SERVE, "  -c, --ctx-size N        context size (0: the model's, at most 4096)" },
     { C_RUN | C_CHAT | C_SERVE, "  -b, --batch-size N      tokens per forward chunk (0: 64)" },
     { C_RUN | C_CHAT | C_SERVE, "  -t, --threads N         threads (default: physical cores)" },
-    { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         KV cache type: f16 (default, as llama.cpp) or f32" },
+    { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         K / V cache type: f32, f16 (default, as llama.cpp), bf16, q8_0, q4_0" },
+    { C_RUN | C_CHAT, "  --kv-policy full|shift  when the context is full: stop (full; run's default) or shift\n"
+                      "                          (llama.cpp's context shift; chat's default): keep BOS and\n"
+                      "                          --keep N tokens, drop the oldest half of the rest, go on" },
+    { C_RUN | C_CHAT, "  --context-shift, --no-context-shift   --kv-policy shift / full" },
+    { C_RUN | C_CHAT, "  --keep N                tokens after BOS that a context shift keeps (default 0)" },
     { C_RUN | C_CHAT | C_SERVE, "  -s, --seed N            sampling seed (-1: random)" },
     { C_RUN | C_CHAT | C_SERVE, NULL },  /* the sampling flags */
     { C_RUN, "  --ids                   print the generated token ids instead of text" },
@@ -166,6 +171,14 @@ static int parse(opts *o, int argc, char **argv) {
         else if (IS("--isa")) { NEED(); o->isa = v; }
         else if (IS("-ctk") || IS("--cache-type-k")) { NEED(); o->cache_k = v; }
         else if (IS("-ctv") || IS("--cache-type-v")) { NEED(); o->cache_v = v; }
+        else if (IS("--kv-policy")) { NEED(); o->kv_policy = v; }
+        else if (IS("--context-shift")) o->kv_policy = "shift";
+        else if (IS("--no-context-shift")) o->kv_policy = "full";
+        else if (IS("--keep")) {
+            NEED();
+            bad = parse_int(a, v, &o->n_keep);
+            if (!bad && o->n_keep < 0) { fprintf(stderr, "error: --keep must be >= 0\n"); bad = 1; }
+        }
         else if (IS("-n") || IS("--n-predict") || IS("--predict")) { NEED(); bad = parse_int(a, v, &o->n_predict); }
         else if (IS("-c") || IS("--ctx-size")) { NEED(); bad = parse_int(a, v, &o->n_ctx); }
         else if (IS("-t") || IS("--threads")) { NEED(); bad = parse_int(a, v, &o->n_threads); }
@@ -201,10 +214,6 @@ static int parse(opts *o, int argc, char **argv) {
         if (bad) return 1;
 #undef IS
 #undef NEED
-    }
-    if (o->cache_k && o->cache_v && strcmp(o->cache_k, o->cache_v)) {
-        fprintf(stderr, "error: -ctk %s and -ctv %s differ; ember keeps K and V in one type\n", o->cache_k, o->cache_v);
-        return 1;
     }
     if (o->n_ctx < 0 || o->n_threads < 0 || o->n_batch < 0) {
         fprintf(stderr, "error: -c, -t and -b must not be negative\n");

@@ -16,7 +16,9 @@ typedef struct opts {
     const char *system;       /* -sys (chat) */
     const char *chat_template;/* --chat-template NAME */
     const char *isa;          /* --isa */
-    const char *cache_k, *cache_v; /* -ctk / -ctv: KV cache types (f16, f32) */
+    const char *cache_k, *cache_v; /* -ctk / -ctv: K and V cache types (NULL: f16) */
+    const char *kv_policy;    /* --kv-policy full|shift (--context-shift); NULL: chat shift, else full */
+    int n_keep;               /* --keep N: tokens kept by a context shift, after BOS */
     int n_predict;            /* -n; -1 = until end of generation or context */
     int n_ctx, n_threads, n_batch;
     int ids;                  /* --ids: print generated ids instead of text */

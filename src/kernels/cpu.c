@@ -91,6 +91,7 @@ static const em_kernels *merged(isa_entry *e) {
         if (!k.softmax2) k.softmax2 = r->softmax2;
         if (!k.swiglu) k.swiglu = r->swiglu;
         if (!k.geglu) k.geglu = r->geglu;
+        if (!k.attn_kv) k.attn_kv = r->attn_kv;
         e->merged = k;
         e->ready = 1;
     }

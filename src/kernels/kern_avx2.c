@@ -56,6 +56,7 @@
 #include <math.h>
 #include <string.h>
 #include "kernels/kernels.h"
+#include "kernels/attn_kv.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -1294,6 +1295,19 @@ static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, cons
     mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 
+/* Attention over a cache of any type: attn_kv.h's body with this file's matmuls (through
+ * self) and FMA row update; hd is a multiple of 32. */
+static void axpy_avx2(float *y, const float *x, float a, int n) {  /* n a multiple of 8 */
+    const __m256 va = _mm256_set1_ps(a);
+    for (int i = 0; i < n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), va, _mm256_loadu_ps(y + i)));
+}
+
+static void attn_kv_avx2(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
+                        size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
+    attn_kv_body(self, axpy_avx2, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+}
+
 const em_kernels em_kernels_avx2 = {
     .name = "avx2",
     .quantize_act = {
@@ -1311,5 +1325,6 @@ const em_kernels em_kernels_avx2 = {
     .softmax = softmax_avx2,
     .softmax2 = softmax2_avx2,
     .swiglu = swiglu_avx2,
+    .attn_kv = attn_kv_avx2,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
 };

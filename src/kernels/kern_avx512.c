@@ -46,6 +46,7 @@
 #include <math.h>
 #include <string.h>
 #include "kernels/kernels.h"
+#include "kernels/attn_kv.h"
 
 #define AI static inline __attribute__((always_inline))
 #define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)  /* F16C rounding: nearest even */
@@ -1490,6 +1491,19 @@ static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, cons
     mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 
+/* Attention over a cache of any type: attn_kv.h's body with this file's matmuls (through
+ * self) and FMA row update; hd is a multiple of 32. */
+static void axpy_avx512(float *y, const float *x, float a, int n) {  /* n a multiple of 16 */
+    const __m512 va = _mm512_set1_ps(a);
+    for (int i = 0; i < n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_loadu_ps(x + i), va, _mm512_loadu_ps(y + i)));
+}
+
+static void attn_kv_avx512(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
+                        size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
+    attn_kv_body(self, axpy_avx512, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+}
+
 const em_kernels em_kernels_avx512 = {
     .name = "avx512",
     .quantize_act = {
@@ -1508,6 +1522,7 @@ const em_kernels em_kernels_avx512 = {
     .softmax = softmax_avx512,
     .softmax2 = softmax2_avx512,
     .swiglu = swiglu_avx512,
+    .attn_kv = attn_kv_avx512,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
     .attn3 = { [EM_F32] = attn3_f32, [EM_F16] = attn3_f16 },
 };

@@ -49,6 +49,7 @@
 #include <math.h>
 #include <string.h>
 #include "kernels/kernels.h"
+#include "kernels/attn_kv.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -1244,6 +1245,17 @@ static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, cons
     mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
 }
 
+/* Attention over a cache of any type: attn_kv.h's body with this file's matmuls (through
+ * self) and FMA row update; hd is a multiple of 32. */
+static void axpy_neon(float *y, const float *x, float a, int n) {  /* n a multiple of 4 */
+    for (int i = 0; i < n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+}
+
+static void attn_kv_neon(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
+                        size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
+    attn_kv_body(self, axpy_neon, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+}
+
 const em_kernels em_kernels_neon = {
     .name = "neon",
     .quantize_act = {
@@ -1261,5 +1273,6 @@ const em_kernels em_kernels_neon = {
     .rmsnorm = rmsnorm_neon,
     .softmax = softmax_neon,
     .swiglu = swiglu_neon,
+    .attn_kv = attn_kv_neon,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
 };

@@ -5,6 +5,7 @@
  * sums in double. */
 #include <math.h>
 #include "kernels/kernels.h"
+#include "kernels/attn_kv.h"
 
 static void quant_f32(const float *x, void *y, int64_t n) { em_quantize_row(EM_F32, x, y, n); }
 static void quant_f16(const float *x, void *y, int64_t n) { em_quantize_row(EM_F16, x, y, n); }
@@ -193,6 +194,15 @@ static void attn_softcap_f16_ref(float *out, const float *q, int n_q, const void
     attn_x(EM_F16, out, q, n_q, k, v, n_kv, hd, kstride, scale, softcap);
 }
 
+static void axpy_ref(float *y, const float *x, float a, int n) {
+    for (int i = 0; i < n; i++) y[i] = fmaf(x[i], a, y[i]);
+}
+
+static void attn_kv_ref(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
+                        size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
+    attn_kv_body(self, axpy_ref, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+}
+
 /* Three-pass attention (the micro-benchmark's baseline): scores, then e^(s - max) and
  * the sum, then the weighted V rows. K/V rows of type t (F32 or F16). */
 
@@ -247,5 +257,6 @@ const em_kernels em_kernels_ref = {
     .geglu = geglu_ref,
     .attn = { [EM_F32] = attn_f32_ref, [EM_F16] = attn_f16_ref },
     .attn_softcap = { [EM_F32] = attn_softcap_f32_ref, [EM_F16] = attn_softcap_f16_ref },
+    .attn_kv = attn_kv_ref,
     .attn3 = { [EM_F32] = attn3_f32_ref, [EM_F16] = attn3_f16_ref },
 };

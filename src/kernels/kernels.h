@@ -69,6 +69,16 @@ typedef struct em_kernels {
      * reference implements it (the ISA tables take it from there). */
     void (*attn_softcap[EM_TYPE_COUNT])(float *out, const float *q, int n_q, const void *k, const void *v,
                                         int n_kv, int hd, size_t kstride, float scale, float softcap);
+    /* The same attention over a cache of any type (F32, F16, BF16, Q8_0, Q4_0; K and V may
+     * differ): the forward pass uses it whenever the pair is not F32/F32 or F16/F16.
+     * K rows are krow bytes apart and V rows vrow bytes apart (k and v point at this KV
+     * head's slice of the first row, on a block boundary); hd a multiple of 32. Scores come
+     * from self->matmul[tk] with q in tk's vec_dot type, V accumulates in F32 (attn_kv.h
+     * spells out the arithmetic). self: the table this kernel belongs to, after ref filled
+     * its empty slots. */
+    void (*attn_kv)(const struct em_kernels *self, float *out, const float *q, int n_q,
+                    int tk, const void *k, size_t krow, int tv, const void *v, size_t vrow,
+                    int n_kv, int hd, float scale);
     /* The straightforward three-pass attention, kept as the baseline of the attention
      * micro-benchmark (not used by the forward pass): all scores into scores[0..n_kv)
      * and their max; e^(s-max) and the sum; the V rows weighted by them (F32 accumulator). */

@@ -107,10 +107,9 @@ static void rope_cache(float *cs, int pos, int n_rot, float base, float freq_sca
 /* The frequency factors a context uses: llama's rope_freqs, or phi3's long factors when
  * the context is longer than the original one and its short factors otherwise. llama.cpp
  * compares its per-sequence context rounded up to a multiple of 256, so ember does too. */
-static const float *rope_factors(const struct ember_context *ctx) {
-    const struct ember_model *m = ctx->m;
+static const float *rope_factors(const struct ember_model *m, int n_ctx) {
     if (m->rope_freqs.data) return m->rope_freqs.data;
-    const int64_t padded = ((int64_t)ctx->n_ctx + 255) / 256 * 256;
+    const int64_t padded = ((int64_t)n_ctx + 255) / 256 * 256;
     return padded > m->hp.n_ctx_orig ? m->rope_long.data : m->rope_short.data;
 }
 
@@ -128,58 +127,45 @@ static void rope_apply(float *v, const float *cs, int n_rot, int neox) {
 }
 
 /* ---- attention over the KV cache ---------------------------------------------------- */
-/* Element offset of (layer, sequence, position) in the K or V cache. */
-static size_t kv_offset(const struct ember_context *ctx, int l, int seq, int pos) {
-    const size_t kvdim = (size_t)ctx->m->hp.n_head_kv * ctx->m->hp.head_dim;
-    return (((size_t)l * ctx->n_seq + (size_t)seq) * ctx->n_ctx + (size_t)pos) * kvdim;
-}
-
 typedef struct {
     struct ember_context *ctx;
     int layer, T;
 } attn_task;
 
 /* Work items are (token, KV head, slice of its query heads): one kernel call serves the
- * up to EM_ATTN_MAX_GROUP query heads of a GQA group that share the K/V rows. A token at
- * position pos attends to positions 0..pos, or in a sliding-window layer to the last
- * n_swa of them (pos - n_swa + 1..pos, as llama.cpp masks). */
+ * up to EM_ATTN_MAX_GROUP query heads of a GQA group that share the K/V rows. A token
+ * attends to its sequence's cells up to its own (kv_cache.h: positions increase with the
+ * cells), or in a sliding-window layer to those at the last n_swa positions
+ * (pos - n_swa + 1..pos, as llama.cpp masks). */
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_task *a = arg;
     struct ember_context *ctx = a->ctx;
+    const em_kv_cache *kv = &ctx->kv;
     const em_hparams *hp = &ctx->m->hp;
     const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
     const int n_sub = (group + EM_ATTN_MAX_GROUP - 1) / EM_ATTN_MAX_GROUP, per = (group + n_sub - 1) / n_sub;
-    const size_t kvdim = (size_t)nkv * hd;
-    const size_t esz = ctx->kv_type == EM_F16 ? 2 : 4;
     const float scale = hp->attn_scale != 0.0f ? 1.0f : 1.0f / sqrtf((float)hd);  /* else q is pre-scaled */
     const int window = ctx->m->layers[a->layer].swa ? hp->n_swa : 0;
+    /* F32 and F16 caches (K and V alike) keep their own kernels, llama.cpp's arithmetic */
+    const int same = kv->type_k == kv->type_v && (kv->type_k == EM_F32 || kv->type_k == EM_F16);
     const int items = a->T * nkv * n_sub;
     for (int it = items * ith / nth; it < items * (ith + 1) / nth; it++) {
         const int t = it / (nkv * n_sub), kvh = it / n_sub % nkv, sub = it % n_sub;
         const int h0 = kvh * group + sub * per, n_q = group - sub * per < per ? group - sub * per : per;
-        const int pos = ctx->tok_pos[t], p0 = window && pos >= window ? pos - window + 1 : 0;
-        const size_t base = (kv_offset(ctx, a->layer, ctx->tok_seq[t], p0) + (size_t)kvh * hd) * esz;
-        const int n_kv = pos + 1 - p0;
+        const int s = ctx->tok_seq[t], cell = ctx->tok_cell[t], pos = ctx->tok_pos[t];
+        const int c0 = window && pos >= window ? em_kv_find(kv, s, cell, pos - window + 1) : 0;
+        const char *kr = em_kv_k(kv, a->layer, s, c0) + (size_t)kvh * kv->head_k;
+        const char *vr = em_kv_v(kv, a->layer, s, c0) + (size_t)kvh * kv->head_v;
         float *out = ctx->xb + (size_t)t * nh * hd + (size_t)h0 * hd;
         const float *q = ctx->q + (size_t)t * nh * hd + (size_t)h0 * hd;
-        const char *kc = (const char *)ctx->k_cache + base, *vc = (const char *)ctx->v_cache + base;
-        if (hp->attn_softcap > 0.0f)  /* gemma2 */
-            ctx->kern->attn_softcap[ctx->kv_type](out, q, n_q, kc, vc, n_kv, hd, kvdim, scale, hp->attn_softcap);
+        if (hp->attn_softcap > 0.0f)  /* gemma2; the context allows only F32/F16 caches here */
+            ctx->kern->attn_softcap[kv->type_k](out, q, n_q, kr, vr, cell + 1 - c0, hd, (size_t)nkv * hd, scale,
+                                                hp->attn_softcap);
+        else if (same)
+            ctx->kern->attn[kv->type_k](out, q, n_q, kr, vr, cell + 1 - c0, hd, (size_t)nkv * hd, scale);
         else
-            ctx->kern->attn[ctx->kv_type](out, q, n_q, kc, vc, n_kv, hd, kvdim, scale);
-    }
-}
-
-/* Writes one position's K and V rows into the cache, converting to the cache type. */
-static void kv_store(struct ember_context *ctx, int l, int seq, int pos, const float *k, const float *v) {
-    const int kvdim = ctx->m->hp.n_head_kv * ctx->m->hp.head_dim;
-    const size_t off = kv_offset(ctx, l, seq, pos);
-    if (ctx->kv_type == EM_F16) {
-        uint16_t *kc = (uint16_t *)ctx->k_cache + off, *vc = (uint16_t *)ctx->v_cache + off;
-        for (int i = 0; i < kvdim; i++) { kc[i] = em_f32_to_f16(k[i]); vc[i] = em_f32_to_f16(v[i]); }
-    } else {
-        memcpy((float *)ctx->k_cache + off, k, (size_t)kvdim * sizeof(float));
-        memcpy((float *)ctx->v_cache + off, v, (size_t)kvdim * sizeof(float));
+            ctx->kern->attn_kv(ctx->kern, out, q, n_q, kv->type_k, kr, kv->row_k, kv->type_v, vr, kv->row_v,
+                               cell + 1 - c0, hd, scale);
     }
 }
 
@@ -230,16 +216,20 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
         }
         rope_cache(ctx->rope_cs, ctx->tok_pos[t], hp->n_rot, L->swa ? hp->rope_base_swa : hp->rope_base,
                    L->swa ? (hp->rope_freq_scale_swa == 0.0f ? 1.0f : hp->rope_freq_scale_swa)
-                          : hp->rope_freq_scale == 0.0f ? 1.0f : hp->rope_freq_scale, rope_factors(ctx),
+                          : hp->rope_freq_scale == 0.0f ? 1.0f : hp->rope_freq_scale, rope_factors(ctx->m, ctx->n_ctx),
                    hp->rope_attn_factor == 0.0f ? 1.0f : hp->rope_attn_factor);
         for (int h = 0; h < nh; h++) rope_apply(q + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         for (int h = 0; h < nkv; h++) rope_apply(kk + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         if (hp->attn_scale != 0.0f)
             for (int i = 0; i < qdim; i++) q[i] *= hp->attn_scale;
-        kv_store(ctx, l, ctx->tok_seq[t], ctx->tok_pos[t], kk, ctx->v + (size_t)t * kvdim);
+        if (ctx->kv.rot_k) { em_kv_hadamard(q, qdim, ctx->kv.rot_k); em_kv_hadamard(kk, kvdim, ctx->kv.rot_k); }
+        if (ctx->kv.rot_v) em_kv_hadamard(ctx->v + (size_t)t * kvdim, kvdim, ctx->kv.rot_v);
+        em_kv_store(&ctx->kv, l, ctx->tok_seq[t], ctx->tok_cell[t], kk, ctx->v + (size_t)t * kvdim);
     }
     attn_task at = { ctx, l, T };
     em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
+    for (int t = 0; ctx->kv.rot_v && t < T; t++)  /* V was stored rotated: rotate the output back */
+        em_kv_hadamard(ctx->xb + (size_t)t * qdim, qdim, ctx->kv.rot_v);
 
     matmul(ctx, &L->wo, ctx->xb, qdim, T, ctx->xb2, d);
     post_norm(ctx, &L->attn_post_norm, T);
@@ -288,10 +278,8 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
     }
     memset(ctx->seq_cnt, 0, (size_t)ctx->n_seq * sizeof *ctx->seq_cnt);
     for (int i = 0; i < n; i++) ctx->seq_cnt[seq ? seq[i] : 0]++;
-    for (int s = 0; s < ctx->n_seq; s++)
-        if (ctx->seq_cnt[s] > ctx->n_ctx - ctx->n_past[s])
-            return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used%s",
-                           ctx->seq_cnt[s], ctx->n_past[s], ctx->n_ctx, ctx->n_seq > 1 ? " in that sequence" : "");
+    ember_status st = em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 0);
+    if (st) return st;
     if (rows > ctx->n_logits_cap) {
         float *p = realloc(ctx->logits, (size_t)rows * m->hp.n_vocab * sizeof(float));
         if (!p) return em_fail(EMBER_E_NOMEM, "decode: out of memory for %d logit rows", rows);
@@ -304,6 +292,7 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
         ctx->logit_row = p;
         ctx->row_cap = n;
     }
+    em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 1);  /* the KV policy may shift a full sequence */
     int row = 0;
     for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
         const int T = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;
@@ -311,7 +300,9 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
         for (int t = 0; t < T; t++) {
             const int i = c0 + t, s = seq ? seq[i] : 0;
             ctx->tok_seq[t] = s;
-            ctx->tok_pos[t] = ctx->n_past[s]++;
+            ctx->tok_pos[t] = em_kv_next_pos(&ctx->kv, s);
+            ctx->tok_cell[t] = ctx->kv.n_cells[s];
+            ctx->kv.pos[(size_t)s * ctx->kv.n_ctx + ctx->kv.n_cells[s]++] = ctx->tok_pos[t];
             const int keep = want ? want[i] != 0 : i == n - 1;
             ctx->logit_row[i] = keep ? row + n_out : -1;
             if (keep) ctx->out_tok[n_out++] = t;
@@ -323,4 +314,17 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
     }
     ctx->last_n = n;
     return EMBER_OK;
+}
+
+void em_rope_shift(const struct ember_model *m, int n_ctx, int l, float *row, int delta) {
+    const em_hparams *hp = &m->hp;
+    const int swa = m->layers[l].swa;
+    float cs[EM_ATTN_MAX_HD];  /* n_rot <= head_dim <= EM_ATTN_MAX_HD */
+    /* the forward pass's angles for this layer, without attn_factor: the stored key already
+     * carries it, and a shift only rotates */
+    rope_cache(cs, delta, hp->n_rot, swa ? hp->rope_base_swa : hp->rope_base,
+               swa ? (hp->rope_freq_scale_swa == 0.0f ? 1.0f : hp->rope_freq_scale_swa)
+                   : hp->rope_freq_scale == 0.0f ? 1.0f : hp->rope_freq_scale,
+               rope_factors(m, n_ctx), 1.0f);
+    for (int h = 0; h < hp->n_head_kv; h++) rope_apply(row + (size_t)h * hp->head_dim, cs, hp->n_rot, hp->rope_neox);
 }

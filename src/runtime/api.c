@@ -127,10 +127,17 @@ int ember_model_info(const ember_model *m, char *buf, size_t len) {
     }
     appendf(buf, len, &u, "%-22s %.2f MiB (%s)\n", "file", m->file_bytes / 1048576.0,
             m->gguf ? "memory-mapped, read-only" : "read into memory");
-    const double kv_tok = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    const double kv_tok = (double)em_kv_bytes_per_token(hp, EM_F16, EM_F16);
     const int n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     appendf(buf, len, &u, "%-22s %.1f KiB per token (f16); %.1f MiB at the default context of %d\n",
             "kv cache", kv_tok / 1024.0, kv_tok * n_ctx / 1048576.0, n_ctx);
+    appendf(buf, len, &u, "%-22s", "kv cache types");
+    static const int kv_show[] = { EM_F32, EM_BF16, EM_Q8_0, EM_Q4_0 };
+    for (size_t i = 0; i < sizeof kv_show / sizeof *kv_show; i++)
+        if (!(hp->head_dim % em_type_get(kv_show[i])->blck))
+            appendf(buf, len, &u, "%s %s %.1f KiB", i ? "," : "", em_kv_type_name(kv_show[i]),
+                    em_kv_bytes_per_token(hp, kv_show[i], kv_show[i]) / 1024.0);
+    appendf(buf, len, &u, " per token (-ctk/-ctv)\n");
     appendf(buf, len, &u, "%-22s %.1f MiB weights + %.1f MiB kv cache\n", "memory",
             m->weight_bytes / 1048576.0, kv_tok * n_ctx / 1048576.0);
     appendf(buf, len, &u, "%-22s %s\n", "kernels", em_kernels_best()->name);
@@ -173,7 +180,7 @@ int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len
 
 /* ---- contexts ---- */
 ember_context_params ember_context_default_params(void) {
-    ember_context_params p = { 0, 0, 0, NULL, NULL, 0 };
+    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, 0 };
     return p;
 }
 
@@ -183,7 +190,10 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     CHECK_ARG(m, "ember_context_new: model is NULL");
     if (m->vocab_only) return em_fail(EMBER_E_INVALID, "model was loaded vocab-only; it cannot decode");
     ember_context_params p = params ? *params : ember_context_default_params();
-    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0, "ember_context_new: negative parameter");
+    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_keep >= 0,
+              "ember_context_new: negative parameter");
+    const int policy = em_kv_policy_parse(p.kv_policy);
+    CHECK_ARG(policy >= 0, "KV cache policy '%s' is not supported (full, shift)", p.kv_policy);
     CHECK_ARG(p.n_seq <= 4096, "ember_context_new: %d sequences is too many (at most 4096)", p.n_seq);
     const em_hparams *hp = &m->hp;
     struct ember_context *c = calloc(1, sizeof *c);
@@ -194,28 +204,25 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     c->n_batch = p.n_batch ? p.n_batch : 64;
     c->n_seq = p.n_seq ? p.n_seq : 1;
-    if (!p.kv_type || !strcmp(p.kv_type, "f16")) c->kv_type = EM_F16;
-    else if (!strcmp(p.kv_type, "f32")) c->kv_type = EM_F32;
-    else { free(c); return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (f16, f32)", p.kv_type); }
+    const char *name_k = p.type_k ? p.type_k : p.kv_type, *name_v = p.type_v ? p.type_v : p.kv_type;
+    const int type_k = em_kv_type_parse(name_k), type_v = em_kv_type_parse(name_v);
+    if (type_k < 0 || type_v < 0) {
+        free(c);
+        return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (%s)", type_k < 0 ? name_k : name_v,
+                       em_kv_type_names);
+    }
     int nt = p.n_threads ? p.n_threads : em_physical_cores();
     if (nt > 256) nt = 256;
-    c->pool = em_pool_new(nt);
     const size_t kvdim = (size_t)hp->n_head_kv * hp->head_dim, qdim = (size_t)hp->n_head * hp->head_dim;
     const size_t B = (size_t)c->n_batch, d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t maxw = d > qdim ? d : qdim;
     if (ff > maxw) maxw = ff;
     c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
-    size_t cache = (size_t)hp->n_layer * (size_t)c->n_ctx * kvdim;  /* bounded by load checks */
-    if (cache > SIZE_MAX / 4 / (size_t)c->n_seq) {
-        const int ns = c->n_seq, nc = c->n_ctx;
-        em_pool_free(c->pool);
-        free(c);
-        return em_fail(EMBER_E_NOMEM, "a KV cache of %d sequences x %d positions is too large", ns, nc);
-    }
-    cache *= (size_t)c->n_seq;
-    /* calloc: large zeroed blocks come from fresh pages, so unused context costs no RAM. */
-    c->k_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
-    c->v_cache = calloc(cache, c->kv_type == EM_F16 ? 2 : 4);
+    ember_status st = em_kv_init(&c->kv, hp, c->n_seq, c->n_ctx, type_k, type_v);
+    if (st) { free(c); return st; }
+    c->kv.policy = policy;
+    c->kv.n_keep = p.n_keep;
+    c->pool = em_pool_new(nt);
     c->x = em_alloc_aligned(B * d * sizeof(float));
     c->xb = em_alloc_aligned(B * (d > qdim ? d : qdim) * sizeof(float));
     c->xb2 = em_alloc_aligned(B * d * sizeof(float));
@@ -226,18 +233,19 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->hu = em_alloc_aligned(B * ff * sizeof(float));
     c->xq = em_alloc_aligned(3 * B * c->xq_col);  /* one slot per vec_dot type in a matmul group */
     c->rope_cs = em_alloc_aligned((size_t)hp->n_rot * sizeof(float));
-    c->n_past = calloc((size_t)c->n_seq, sizeof *c->n_past);
     c->seq_cnt = calloc((size_t)c->n_seq, sizeof *c->seq_cnt);
     c->tok_seq = malloc(B * sizeof *c->tok_seq);
+    c->tok_cell = malloc(B * sizeof *c->tok_cell);
     c->tok_pos = malloc(B * sizeof *c->tok_pos);
     c->out_tok = malloc(B * sizeof *c->out_tok);
     c->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     c->n_logits_cap = 1;
-    if (!c->pool || !c->k_cache || !c->v_cache || !c->x || !c->xb || !c->xb2 || !c->q || !c->k ||
-        !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits || !c->n_past || !c->seq_cnt ||
-        !c->tok_seq || !c->tok_pos || !c->out_tok) {
+    if (!c->pool || !c->x || !c->xb || !c->xb2 || !c->q || !c->k ||
+        !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits || !c->seq_cnt ||
+        !c->tok_seq || !c->tok_cell || !c->tok_pos || !c->out_tok) {
+        const int n_ctx = c->n_ctx;
         ember_context_free(c);
-        return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", c->n_ctx);
+        return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", n_ctx);
     }
     *out = c;
     return EMBER_OK;
@@ -246,34 +254,75 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
 void ember_context_free(ember_context *c) {
     if (!c) return;
     em_pool_free(c->pool);
-    free(c->k_cache); free(c->v_cache);
+    em_kv_free(&c->kv);
     em_free_aligned(c->x); em_free_aligned(c->xb); em_free_aligned(c->xb2);
     em_free_aligned(c->q); em_free_aligned(c->k); em_free_aligned(c->v);
     em_free_aligned(c->hg); em_free_aligned(c->hu);
     em_free_aligned(c->xq); em_free_aligned(c->rope_cs);
     free(c->logits); free(c->logit_row);
-    free(c->n_past); free(c->seq_cnt); free(c->tok_seq); free(c->tok_pos); free(c->out_tok);
+    free(c->seq_cnt); free(c->tok_seq); free(c->tok_cell); free(c->tok_pos); free(c->out_tok);
     free(c);
 }
 
 int ember_context_n_ctx(const ember_context *c) { return c ? c->n_ctx : 0; }
 int ember_context_n_batch(const ember_context *c) { return c ? c->n_batch : 0; }
-int ember_context_n_past(const ember_context *c) { return c ? c->n_past[0] : 0; }
+int ember_context_n_past(const ember_context *c) { return c ? c->kv.n_cells[0] : 0; }
 int ember_context_n_seq(const ember_context *c) { return c ? c->n_seq : 0; }
 const char *ember_context_isa(const ember_context *c) { return c ? c->kern->name : ""; }
+const char *ember_context_type_k(const ember_context *c) { return c ? em_kv_type_name(c->kv.type_k) : ""; }
+const char *ember_context_type_v(const ember_context *c) { return c ? em_kv_type_name(c->kv.type_v) : ""; }
+uint64_t ember_context_kv_bytes_per_token(const ember_context *c) {
+    return c ? em_kv_bytes_per_token(&c->m->hp, c->kv.type_k, c->kv.type_v) : 0;
+}
 
 int ember_seq_n_past(const ember_context *c, int seq) {
-    return c && seq >= 0 && seq < c->n_seq ? c->n_past[seq] : 0;
+    return c && seq >= 0 && seq < c->n_seq ? c->kv.n_cells[seq] : 0;
 }
 
 ember_status ember_seq_truncate(ember_context *c, int seq, int n_past) {
     CHECK_ARG(c && seq >= 0 && seq < c->n_seq, "ember_seq_truncate: bad sequence %d", seq);
-    CHECK_ARG(n_past >= 0 && n_past <= c->n_past[seq], "ember_seq_truncate: bad position %d", n_past);
-    c->n_past[seq] = n_past;
+    CHECK_ARG(n_past >= 0 && n_past <= c->kv.n_cells[seq], "ember_seq_truncate: bad position %d", n_past);
+    c->kv.n_cells[seq] = n_past;
     return EMBER_OK;
 }
 
 ember_status ember_context_truncate(ember_context *c, int n_past) { return ember_seq_truncate(c, 0, n_past); }
+
+#define CHECK_SEQ(c, s, fn) CHECK_ARG((c) && (s) >= 0 && (s) < (c)->n_seq, fn ": bad sequence %d", (s))
+
+ember_status ember_seq_rm(ember_context *c, int seq, int p0, int p1) {
+    CHECK_ARG(c && seq < c->n_seq, "ember_seq_rm: bad sequence %d", seq);
+    for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->n_seq : seq + 1); s++) em_kv_seq_rm(&c->kv, s, p0, p1);
+    return EMBER_OK;
+}
+
+ember_status ember_seq_keep(ember_context *c, int seq) {
+    CHECK_SEQ(c, seq, "ember_seq_keep");
+    em_kv_seq_keep(&c->kv, seq);
+    return EMBER_OK;
+}
+
+ember_status ember_seq_cp(ember_context *c, int src, int dst, int p0, int p1) {
+    CHECK_SEQ(c, src, "ember_seq_cp");
+    CHECK_SEQ(c, dst, "ember_seq_cp");
+    em_kv_seq_cp(&c->kv, src, dst, p0, p1);
+    return EMBER_OK;
+}
+
+ember_status ember_seq_add(ember_context *c, int seq, int p0, int p1, int delta) {
+    CHECK_SEQ(c, seq, "ember_seq_add");
+    return em_kv_seq_add(&c->kv, c->m, seq, p0, p1, delta);
+}
+
+int ember_seq_pos_min(const ember_context *c, int seq) {
+    if (!c || seq < 0 || seq >= c->n_seq || !c->kv.n_cells[seq]) return -1;
+    return c->kv.pos[(size_t)seq * c->kv.n_ctx];
+}
+
+int ember_seq_pos_max(const ember_context *c, int seq) {
+    if (!c || seq < 0 || seq >= c->n_seq || !c->kv.n_cells[seq]) return -1;
+    return em_kv_next_pos(&c->kv, seq) - 1;
+}
 
 ember_status ember_decode(ember_context *c, const ember_token *tokens, int n, int all_logits) {
     CHECK_ARG(c && (tokens || n == 0), "ember_decode: NULL argument");

@@ -98,9 +98,7 @@ uint64_t ember_context_bytes_per_token(const ember_context *ctx, int n_past) {
      * all of it. */
     if (!m->tied_output && m->tok_embd.rows > 1)
         bytes -= (uint64_t)(m->tok_embd.rows - 1) * m->tok_embd.row_bytes;
-    const uint64_t kv_elt = ctx->kv_type == EM_F16 ? 2 : 4;
-    const uint64_t per_pos = (uint64_t)hp->n_layer * (uint64_t)hp->n_head_kv *
-                             ((uint64_t)hp->head_dim + (uint64_t)hp->head_dim_v) * kv_elt;
+    const uint64_t per_pos = em_kv_bytes_per_token(hp, ctx->kv.type_k, ctx->kv.type_v);
     return bytes + per_pos * ((uint64_t)n_past + 1);
 }
 

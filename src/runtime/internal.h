@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "quant/quant.h"
 #include "text/tokenizer.h"
+#include "runtime/kv_cache.h"
 
 /* ---- util.c ---- */
 /* Records a printf-style message for ember_last_error() and returns status. */
@@ -139,12 +140,10 @@ struct ember_context {
     int n_ctx;                      /* positions per sequence */
     int n_batch;                    /* tokens per forward chunk */
     int n_seq;                      /* independent sequences, each with its own KV cache */
-    int *n_past;                    /* (n_seq) positions filled in each sequence's cache */
     int *seq_cnt;                   /* (n_seq) scratch: tokens per sequence in a batch */
-    int kv_type;                    /* EM_F16 (default, as llama.cpp) or EM_F32 */
-    void *k_cache, *v_cache;        /* (n_layer, n_seq, n_ctx, n_head_kv*head_dim) of kv_type */
-    /* the chunk being decoded: sequence and position of each token */
-    int *tok_seq, *tok_pos;         /* (n_batch) */
+    em_kv_cache kv;                 /* kv_cache.h: cells, types and positions per sequence */
+    /* the chunk being decoded: sequence, KV cell and position of each token */
+    int *tok_seq, *tok_cell, *tok_pos;  /* (n_batch) */
     int *out_tok;                   /* (n_batch) chunk indices of the tokens that keep logits */
     /* activations for a chunk of up to n_batch tokens, token-major */
     float *x;                       /* (n_batch, n_embd) residual stream */
@@ -168,4 +167,7 @@ struct ember_context {
  * token only). Validates everything before any state changes. */
 ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, const int *seq,
                         const int8_t *want, int n);
+/* Rotates the n_head_kv heads of a K row (post-RoPE, layer l) further by delta positions,
+ * with that layer's RoPE: how a shift of cached positions re-rotates their keys. */
+void em_rope_shift(const struct ember_model *m, int n_ctx, int l, float *row, int delta);
 #endif

@@ -1,0 +1,343 @@
+/* test_kv_cache.c: the KV cache's sequence operations (ember_seq_rm / keep / cp / add).
+ *  - isolation: on a 3-sequence context, each operation on one sequence leaves the cached
+ *    rows and positions of every other sequence byte-identical (read through the internal
+ *    cache), for f16 and q8_0 caches; errors change nothing; afterwards every sequence
+ *    continues with logits bit-identical to a fresh context fed what it holds.
+ *  - shift: llama.cpp's context shift (keep the first n_keep tokens, remove the next
+ *    n_discard, move the rest back by n_discard, re-rotating their keys) against an f32
+ *    reference: each kept key rotated by the shift in double from the RoPE formula, V rows
+ *    and positions exact (bounds per cache type below), on a llama model and on gemma3
+ *    (sliding-window layers with their own rope base). A fresh context fed the kept tokens
+ *    is no reference: the kept tokens' rows were computed while the removed ones were
+ *    still there, as in llama.cpp. */
+#include <stdint.h>
+#include "runtime/internal.h"
+#include "test.h"
+
+static ember_model *load(const char *path) {
+    ember_model *m = NULL;
+    if (ember_model_load(path, NULL, &m)) printf("  load %s: %s\n", path, ember_last_error());
+    return m;
+}
+
+static ember_context *new_ctx_full(ember_model *m, int n_seq, const char *type, int n_ctx, const char *policy,
+                                   int n_keep) {
+    ember_context_params cp = ember_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.kv_policy = policy;
+    cp.n_keep = n_keep;
+    cp.n_seq = n_seq;
+    cp.n_threads = 2;
+    cp.n_batch = 16;
+    cp.type_k = cp.type_v = type;
+    ember_context *c = NULL;
+    if (ember_context_new(m, &cp, &c)) printf("  context: %s\n", ember_last_error());
+    return c;
+}
+
+static ember_context *new_ctx(ember_model *m, int n_seq, const char *type) {
+    return new_ctx_full(m, n_seq, type, 64, NULL, 0);
+}
+
+/* A copy of what sequence s holds: its positions and its K and V rows of every layer. */
+typedef struct { int n; int32_t pos[64]; char *rows; } snap;
+
+static void take(const ember_context *c, int s, snap *out) {
+    const em_kv_cache *kv = &c->kv;
+    out->n = kv->n_cells[s];
+    memcpy(out->pos, kv->pos + (size_t)s * kv->n_ctx, (size_t)out->n * sizeof(int32_t));
+    const size_t per = (size_t)out->n * (kv->row_k + kv->row_v);
+    out->rows = malloc(per * kv->n_layer + 1);
+    for (int l = 0; l < kv->n_layer; l++) {
+        char *d = out->rows + per * l;
+        memcpy(d, em_kv_k(kv, l, s, 0), (size_t)out->n * kv->row_k);
+        memcpy(d + (size_t)out->n * kv->row_k, em_kv_v(kv, l, s, 0), (size_t)out->n * kv->row_v);
+    }
+}
+
+static int same(const ember_context *c, int s, const snap *a) {
+    snap b;
+    take(c, s, &b);
+    const em_kv_cache *kv = &c->kv;
+    const int eq = a->n == b.n && !memcmp(a->pos, b.pos, (size_t)a->n * sizeof(int32_t)) &&
+                   !memcmp(a->rows, b.rows, (size_t)a->n * (kv->row_k + kv->row_v) * kv->n_layer);
+    free(b.rows);
+    return eq;
+}
+
+/* Logits of the last of toks[0..n) fed to a fresh one-sequence context. */
+static float *fresh_last(ember_model *m, const char *type, const ember_token *toks, int n) {
+    ember_context *c = new_ctx(m, 1, type);
+    if (!c) return NULL;
+    const int nv = ember_model_n_vocab(m);
+    float *out = NULL;
+    if (ember_decode(c, toks, n, 0) == EMBER_OK && (out = malloc((size_t)nv * sizeof(float))))
+        memcpy(out, ember_get_logits(c, -1), (size_t)nv * sizeof(float));
+    ember_context_free(c);
+    return out;
+}
+
+static void isolation(const char *type) {
+    const char *model = fixture_path("synthetic/llama-q4_k_m.gguf");
+    if (!file_exists(model)) SKIP("fixture missing: %s", model);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    enum { NS = 3 };
+    const int len[NS] = { 30, 20, 25 };
+    ember_token toks[NS][40];
+    for (int s = 0; s < NS; s++)
+        for (int i = 0; i < 40; i++) toks[s][i] = i ? 3 + (i * 53 + s * 101) % 500 : 1;
+    ember_context *c = new_ctx(m, NS, type);
+    CHECK(c);
+    if (!c) { ember_model_free(m); return; }
+    for (int s = 0; s < NS; s++) {
+        int seq[40];
+        for (int i = 0; i < len[s]; i++) seq[i] = s;
+        ember_batch b = { len[s], toks[s], seq, NULL };
+        CHECK(ember_decode_batch(c, &b) == EMBER_OK);
+    }
+    snap sn[NS];
+    for (int s = 0; s < NS; s++) take(c, s, &sn[s]);
+#define OTHERS_SAME(op, target)                                                                \
+    for (int s = 0; s < NS; s++)                                                              \
+        if (s != (target)) CHECKF(same(c, s, &sn[s]), "%s: %s changed sequence %d", type, op, s)
+
+    /* remove positions 5..9 of sequence 1: a gap, positions kept */
+    CHECK(ember_seq_rm(c, 1, 5, 10) == EMBER_OK);
+    OTHERS_SAME("seq_rm", 1);
+    CHECK(ember_seq_n_past(c, 1) == 15 && ember_seq_pos_min(c, 1) == 0 && ember_seq_pos_max(c, 1) == 19);
+    /* close the gap: positions 10.. move back by 5, keys re-rotated */
+    CHECK(ember_seq_add(c, 1, 10, -1, -5) == EMBER_OK);
+    OTHERS_SAME("seq_add", 1);
+    CHECK(ember_seq_n_past(c, 1) == 15 && ember_seq_pos_max(c, 1) == 14);
+    /* errors change nothing: a shift that would reorder, bad sequences */
+    snap s1;
+    take(c, 1, &s1);
+    CHECK(ember_seq_add(c, 1, 10, -1, -6) == EMBER_E_INVALID);
+    CHECK(ember_seq_add(c, 1, 0, 5, 20) == EMBER_E_INVALID);
+    CHECK(ember_seq_add(c, NS, 0, -1, 1) == EMBER_E_INVALID);
+    CHECK(ember_seq_cp(c, 0, NS, 0, -1) == EMBER_E_INVALID && ember_seq_keep(c, -1) == EMBER_E_INVALID);
+    CHECK(ember_seq_rm(c, NS, 0, -1) == EMBER_E_INVALID);
+    CHECK(same(c, 1, &s1));
+    OTHERS_SAME("a failed operation", 1);
+    free(s1.rows);
+    /* a shift that drops what falls below 0 */
+    CHECK(ember_seq_add(c, 1, 0, 3, -2) == EMBER_OK);  /* 0, 1, 2 -> (dropped), (dropped), 0 */
+    OTHERS_SAME("seq_add dropping", 1);
+    CHECK(ember_seq_n_past(c, 1) == 13 && ember_seq_pos_min(c, 1) == 0 && ember_seq_pos_max(c, 1) == 14);
+    /* copy the first 12 positions of sequence 0 over sequence 1 */
+    CHECK(ember_seq_cp(c, 0, 1, -1, 12) == EMBER_OK);
+    OTHERS_SAME("seq_cp", 1);
+    CHECK(ember_seq_n_past(c, 1) == 12 && ember_seq_pos_max(c, 1) == 11);
+    /* every sequence continues as a fresh context fed what it holds */
+    const int nv = ember_model_n_vocab(m);
+    ember_token next[NS] = { 77, 88, 99 };
+    int seqs[NS] = { 0, 1, 2 };
+    int8_t want[NS] = { 1, 1, 1 };
+    ember_batch b = { NS, next, seqs, want };
+    CHECK(ember_decode_batch(c, &b) == EMBER_OK);
+    ember_token expect[NS][41];
+    const int held[NS] = { 30, 12, 25 };
+    for (int s = 0; s < NS; s++) {
+        const int src = s == 1 ? 0 : s;
+        memcpy(expect[s], toks[src], (size_t)held[s] * sizeof(ember_token));
+        expect[s][held[s]] = next[s];
+        float *f = fresh_last(m, type, expect[s], held[s] + 1);
+        const float *l = ember_get_logits(c, s);
+        CHECKF(f && l && !memcmp(f, l, (size_t)nv * sizeof(float)), "%s: sequence %d differs from a fresh context", type, s);
+        free(f);
+    }
+    for (int s = 0; s < NS; s++) { free(sn[s].rows); take(c, s, &sn[s]); }
+    /* keep sequence 2 only; then remove everything */
+    CHECK(ember_seq_keep(c, 2) == EMBER_OK);
+    CHECK(same(c, 2, &sn[2]) && ember_seq_n_past(c, 0) == 0 && ember_seq_n_past(c, 1) == 0);
+    CHECK(ember_seq_pos_min(c, 0) == -1 && ember_seq_pos_max(c, 0) == -1);
+    CHECK(ember_seq_rm(c, -1, -1, -1) == EMBER_OK && ember_seq_n_past(c, 2) == 0);
+#undef OTHERS_SAME
+    for (int s = 0; s < NS; s++) free(sn[s].rows);
+    ember_context_free(c);
+    ember_model_free(m);
+}
+
+TEST(seq_ops_isolation_f16) { isolation("f16"); }
+TEST(seq_ops_isolation_q8_0) { isolation("q8_0"); }
+
+/* RoPE by delta positions in double, written from the formula (theta_i = delta * scale *
+ * base^(-2i/n_rot); pairs (2i, 2i+1), or (i, i + n_rot/2) for neox). */
+static void rope_double(const em_hparams *hp, int swa, double *x, int delta) {
+    const double base = swa ? hp->rope_base_swa : hp->rope_base;
+    const double fs = swa || hp->rope_freq_scale == 0.0f ? 1.0 : hp->rope_freq_scale;
+    for (int h = 0; h < hp->n_head_kv; h++) {
+        double *v = x + (size_t)h * hp->head_dim;
+        for (int i = 0; i < hp->n_rot / 2; i++) {
+            const double th = delta * fs * pow(base, -2.0 * i / hp->n_rot), c = cos(th), sn = sin(th);
+            const int i0 = hp->rope_neox ? i : 2 * i, i1 = hp->rope_neox ? i + hp->n_rot / 2 : 2 * i + 1;
+            const double x0 = v[i0], x1 = v[i1];
+            v[i0] = x0 * c - x1 * sn;
+            v[i1] = x0 * sn + x1 * c;
+        }
+    }
+}
+
+/* The Sylvester Hadamard matrix applied in double to each block of b values:
+ * H[i][j] = (-1)^popcount(i & j) / sqrt(b) (symmetric and its own inverse). */
+static void hadamard_double(double *x, int n, int b) {
+    double *y = malloc(sizeof(double) * b);
+    for (int o = 0; o < n; o += b) {
+        for (int i = 0; i < b; i++) {
+            double acc = 0;
+            for (int j = 0; j < b; j++) acc += (__builtin_popcount((unsigned)(i & j)) & 1 ? -x[o + j] : x[o + j]);
+            y[i] = acc / sqrt((double)b);
+        }
+        memcpy(x + o, y, sizeof(double) * b);
+    }
+    free(y);
+}
+
+/* llama.cpp's context shift on a context holding n tokens: keep n_keep, remove the next
+ * n_discard, move the rest back by n_discard. The f32 reference: every kept key is the
+ * stored key (as a float row) rotated by -n_discard in double (for quantized caches, which
+ * hold keys Hadamard-rotated as llama.cpp's do, rotated back first and again after), every
+ * V row is moved as it is, positions are consecutive; then one more token decodes. Returns the largest key
+ * error relative to the row's max |k|, or -1 on a failure. */
+static double shift_case(ember_model *m, const char *type, int n, int n_keep, int n_discard) {
+    ember_token toks[64];
+    for (int i = 0; i < n; i++) toks[i] = i ? 3 + (i * 37) % 200 : 1;
+    ember_context *c = new_ctx(m, 1, type);
+    if (!c) return -1;
+    const em_kv_cache *kv = &c->kv;
+    const em_hparams *hp = &m->hp;
+    const int kvdim = kv->n_head_kv * kv->head_dim;
+    double r = -1;
+    snap before;
+    if (ember_decode(c, toks, n, 0) == EMBER_OK) {
+        take(c, 0, &before);
+        if (ember_seq_rm(c, 0, n_keep, n_keep + n_discard) == EMBER_OK &&
+            ember_seq_add(c, 0, n_keep + n_discard, -1, -n_discard) == EMBER_OK) {
+            r = 0;
+            CHECK(ember_seq_n_past(c, 0) == n - n_discard && ember_seq_pos_max(c, 0) == n - n_discard - 1);
+            float *row = malloc(sizeof(float) * kvdim), *got = malloc(sizeof(float) * kvdim);
+            double *want = malloc(sizeof(double) * kvdim);
+            const size_t per = (size_t)n * (kv->row_k + kv->row_v);
+            for (int cell = 0; cell < n - n_discard; cell++) {
+                const int from = cell < n_keep ? cell : cell + n_discard;
+                CHECK(kv->pos[cell] == cell);
+                for (int l = 0; l < kv->n_layer; l++) {
+                    const char *k0 = before.rows + per * l + (size_t)from * kv->row_k;
+                    const char *v0 = before.rows + per * l + (size_t)n * kv->row_k + (size_t)from * kv->row_v;
+                    CHECK(!memcmp(em_kv_v(kv, l, 0, cell), v0, kv->row_v));
+                    em_dequantize_row(kv->type_k, k0, row, kvdim);
+                    em_dequantize_row(kv->type_k, em_kv_k(kv, l, 0, cell), got, kvdim);
+                    double mx = 0;
+                    for (int i = 0; i < kvdim; i++) { want[i] = row[i]; mx = fmax(mx, fabs(row[i])); }
+                    if (from != cell) {
+                        if (kv->rot_k) hadamard_double(want, kvdim, kv->rot_k);
+                        rope_double(hp, m->layers[l].swa, want, cell - from);
+                        if (kv->rot_k) hadamard_double(want, kvdim, kv->rot_k);
+                    }
+                    for (int i = 0; i < kvdim && mx > 0; i++) r = fmax(r, fabs(got[i] - want[i]) / mx);
+                }
+            }
+            free(row); free(got); free(want);
+            const ember_token next = 42;
+            CHECK(ember_decode(c, &next, 1, 0) == EMBER_OK && ember_seq_pos_max(c, 0) == n - n_discard);
+        }
+        free(before.rows);
+    }
+    ember_context_free(c);
+    return r;
+}
+
+/* Bounds relative to a key row's max |k|: f32 sees only float rounding of ember's rotation
+ * (a few ulps); f16 adds one f16 rounding of the stored result (2^-11 relative, of values
+ * up to the row's max); q8_0 re-quantizes the block: half a step of amax/127 plus the f16
+ * rounding of the scale, 0.0044 x the block's amax, where the new amax can exceed the old
+ * row's max|k| (RoPE between two Hadamard rotations mixes the block); the largest seen
+ * over these cases is 0.0063 x max|k|. */
+static void shift_model(const char *path) {
+    if (!file_exists(path)) SKIP("fixture missing: %s", path);
+    ember_model *m = load(path);
+    CHECK(m);
+    if (!m) return;
+    static const struct { const char *type; double tol; } types[] = { { "f32", 1e-5 }, { "f16", 1e-3 }, { "q8_0", 1e-2 } };
+    static const int cases[][3] = { { 40, 4, 18 }, { 33, 0, 10 }, { 50, 10, 20 }, { 20, 19, 1 } };
+    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+        double worst = 0;
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            const double r = shift_case(m, types[t].type, cases[i][0], cases[i][1], cases[i][2]);
+            CHECKF(r >= 0 && r <= types[t].tol, "%s shift n=%d keep=%d discard=%d: key error %.3g x max|k|",
+                   types[t].type, cases[i][0], cases[i][1], cases[i][2], r);
+            worst = r > worst ? r : worst;
+        }
+        printf("  %s cache: re-rotated keys within %.2e x max|k| of the double reference (bound %.0e)\n",
+               types[t].type, worst, types[t].tol);
+    }
+    ember_model_free(m);
+}
+
+TEST(shift_llama) { shift_model(fixture_path("synthetic/llama-q4_k_m.gguf")); }
+TEST(shift_gemma3) { shift_model("tests/models/synthetic/gemma3-f32.gguf"); }
+
+/* The shift policy: a context of 32 positions with n_keep 4 fed 100 tokens one at a time
+ * gives, at every step, logits bit-identical to a full-policy context on which the same
+ * llama.cpp steps are done by hand (ember_seq_rm of the 14 oldest after the kept 4, then
+ * ember_seq_add of the rest by -14: the operations shift_llama holds to the f32
+ * reference); it never runs out, and its positions stay below 32. A batch of 20 into a
+ * full context shifts as often as needed; a batch that cannot fit after the kept tokens
+ * fails and changes nothing. */
+static void shift_policy(ember_model *m, const char *type) {
+    enum { NC = 32, KEEP = 4 };
+    ember_context *a = new_ctx_full(m, 1, type, NC, "shift", KEEP), *b = new_ctx_full(m, 1, type, NC, NULL, 0);
+    CHECK(a && b);
+    const int nv = ember_model_n_vocab(m);
+    int shifts = 0, mismatch = 0;
+    for (int i = 0; a && b && i < 100; i++) {
+        const ember_token t = i ? 3 + (i * 29) % 300 : 1;
+        if (ember_seq_n_past(b, 0) == NC) {
+            const int d = (NC - KEEP) / 2;
+            CHECK(ember_seq_rm(b, 0, KEEP, KEEP + d) == EMBER_OK && ember_seq_add(b, 0, KEEP + d, -1, -d) == EMBER_OK);
+            shifts++;
+        }
+        CHECK(ember_decode(a, &t, 1, 0) == EMBER_OK && ember_decode(b, &t, 1, 0) == EMBER_OK);
+        const float *la = ember_get_logits(a, -1), *lb = ember_get_logits(b, -1);
+        mismatch += !la || !lb || memcmp(la, lb, (size_t)nv * sizeof(float));
+        CHECK(ember_seq_pos_max(a, 0) < NC && ember_seq_n_past(a, 0) == ember_seq_n_past(b, 0));
+    }
+    CHECKF(mismatch == 0, "%s: %d of 100 steps differ from the hand-made shift", type, mismatch);
+    CHECK(shifts == 5);  /* at tokens 33, 47, 61, 75, 89 */
+    if (a) {
+        ember_token big[29];
+        for (int i = 0; i < 29; i++) big[i] = 5 + i;
+        while (ember_seq_n_past(a, 0) < NC) CHECK(ember_decode(a, big, 1, 0) == EMBER_OK);
+        CHECK(ember_decode(a, big, 29, 0) == EMBER_E_CONTEXT_FULL && ember_seq_n_past(a, 0) == NC);
+        CHECK(ember_decode(a, big, 20, 0) == EMBER_OK);  /* 32 -> 18 -> 11 cells, then 20 more */
+        CHECK(ember_seq_n_past(a, 0) == 31 && ember_seq_pos_max(a, 0) == 30);
+    }
+    ember_context_free(a);
+    ember_context_free(b);
+}
+
+TEST(shift_policy_f32_q8_0) {
+    const char *model = fixture_path("synthetic/llama-q4_k_m.gguf");
+    if (!file_exists(model)) SKIP("fixture missing: %s", model);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    shift_policy(m, "f32");
+    shift_policy(m, "q8_0");
+    ember_context_params cp = ember_context_default_params();
+    cp.kv_policy = "sideways";
+    ember_context *c = NULL;
+    CHECK(ember_context_new(m, &cp, &c) == EMBER_E_INVALID && strstr(ember_last_error(), "sideways"));
+    ember_model_free(m);
+}
+
+int main(void) {
+    RUN(seq_ops_isolation_f16);
+    RUN(seq_ops_isolation_q8_0);
+    RUN(shift_llama);
+    RUN(shift_gemma3);
+    RUN(shift_policy_f32_q8_0);
+    return test_done();
+}
