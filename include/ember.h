@@ -230,11 +230,38 @@ EMBER_API ember_status ember_sampler_new(const ember_model *m, const ember_sampl
                                          ember_sampler **out);
 EMBER_API void ember_sampler_free(ember_sampler *s);
 /* Samples from the logits of token i of the last decode (-1: last) and records the token
- * for the repetition penalties. Returns the token, or -1 with ember_last_error() set. */
+ * for the repetition penalties (ember_sampler_sample_row, then ember_sampler_accept).
+ * Returns the token, or -1 with ember_last_error() set. */
 EMBER_API ember_token ember_sampler_sample(ember_sampler *s, ember_context *ctx, int i);
+/* Samples from a row of n_vocab logits (from ember_get_logits of any context whose model
+ * has the sampler's vocabulary) WITHOUT recording the token: the caller decides with
+ * ember_sampler_accept what enters the history, e.g. only the drafted tokens a target
+ * model accepted. A non-greedy call makes one random draw. Returns the token, or -1 with
+ * ember_last_error() set. */
+EMBER_API ember_token ember_sampler_sample_row(ember_sampler *s, const float *logits);
 EMBER_API void ember_sampler_accept(ember_sampler *s, ember_token t); /* e.g. prompt tokens */
 EMBER_API void ember_sampler_reset(ember_sampler *s);
 EMBER_API uint64_t ember_sampler_seed(const ember_sampler *s);
+/* The distribution ember_sampler_sample_row draws from for this row of logits and the
+ * current history, after every transform (penalties, top-k, top-p, min-p, temperature):
+ * probs[n_vocab] gets each token's probability, 0 for those filtered out (greedy: 1 at
+ * the argmax). Makes no random draw and changes nothing in the sampler. This is the p (or
+ * q) of the speculative-sampling acceptance rule. */
+EMBER_API ember_status ember_sampler_probs(ember_sampler *s, const float *logits, float *probs);
+
+/* A checkpoint of a sampler's penalty history and random state, to roll back tokens that
+ * were accepted for a speculative draft and then rejected. A state made for one sampler
+ * fits every sampler with the same vocabulary and repeat_last_n (else EMBER_E_INVALID).
+ * Saving and restoring cost O(repeat_last_n), independent of the vocabulary. */
+typedef struct ember_sampler_state ember_sampler_state;
+#define EMBER_SAMPLER_HISTORY 1  /* the tokens the penalties look at */
+#define EMBER_SAMPLER_RNG     2  /* the random generator */
+/* A new state holding s's current one. */
+EMBER_API ember_status ember_sampler_state_new(const ember_sampler *s, ember_sampler_state **out);
+EMBER_API void ember_sampler_state_free(ember_sampler_state *st);
+EMBER_API ember_status ember_sampler_save(const ember_sampler *s, ember_sampler_state *st);
+/* parts: EMBER_SAMPLER_HISTORY, EMBER_SAMPLER_RNG, or both OR-ed. */
+EMBER_API ember_status ember_sampler_restore(ember_sampler *s, const ember_sampler_state *st, int parts);
 
 /* ---- quantization (src/quant/quantize.c; used by `ember quantize`) ----------------------- */
 /* llama.cpp's file types (llama_ftype values, written to general.file_type) that ember
