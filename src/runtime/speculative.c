@@ -32,6 +32,9 @@
 #include "runtime/internal.h"
 #include "runtime/sampler.h"
 
+/* Contexts are used through the public calls (ember_seq_n_past, ember_context_n_ctx,
+ * ember_decode_batch, ember_seq_truncate), so the KV cache's layout stays its own. */
+
 #define SPEC_DRAFT_CAP 64
 
 struct ember_spec {
@@ -93,16 +96,16 @@ ember_status ember_spec_new(ember_context *tgt, const ember_spec_params *params,
         return em_fail(EMBER_E_INVALID, "draft_p_min must be in [0, 1], got %g", p.draft_p_min);
     if (p.lookup_ngram < 0 || p.lookup_ngram > 64)
         return em_fail(EMBER_E_INVALID, "lookup_ngram must be in [0, 64], got %d", p.lookup_ngram);
-    if (p.seq < 0 || p.seq >= tgt->n_seq)
-        return em_fail(EMBER_E_INVALID, "sequence %d is out of range [0, %d)", p.seq, tgt->n_seq);
+    if (p.seq < 0 || p.seq >= ember_context_n_seq(tgt))
+        return em_fail(EMBER_E_INVALID, "sequence %d is out of range [0, %d)", p.seq, ember_context_n_seq(tgt));
     if (p.draft) {
         if (p.draft == tgt) return em_fail(EMBER_E_INVALID, "the draft context must not be the target context");
         if (p.draft->m->hp.n_vocab != tgt->m->hp.n_vocab)
             return em_fail(EMBER_E_INVALID, "the draft model has %d tokens, the target %d: they must share the vocabulary",
                            p.draft->m->hp.n_vocab, tgt->m->hp.n_vocab);
-        if (p.seq >= p.draft->n_seq)
+        if (p.seq >= ember_context_n_seq(p.draft))
             return em_fail(EMBER_E_INVALID, "sequence %d is out of range [0, %d) in the draft context", p.seq,
-                           p.draft->n_seq);
+                           ember_context_n_seq(p.draft));
     }
     ember_spec *sp = calloc(1, sizeof *sp);
     if (!sp) return em_fail(EMBER_E_NOMEM, "out of memory");
@@ -111,12 +114,12 @@ ember_status ember_spec_new(ember_context *tgt, const ember_spec_params *params,
     sp->prm = p;
     sp->n_vocab = tgt->m->hp.n_vocab;
     sp->cur_max = p.draft_max;
-    sp->hist = malloc(((size_t)tgt->n_ctx + 1) * sizeof *sp->hist);
+    sp->hist = malloc(((size_t)ember_context_n_ctx(tgt) + 1) * sizeof *sp->hist);
     sp->p = malloc((size_t)sp->n_vocab * sizeof *sp->p);
     sp->batch = malloc((SPEC_DRAFT_CAP + 1) * sizeof *sp->batch);
     sp->bseq = malloc((SPEC_DRAFT_CAP + 1) * sizeof *sp->bseq);
     sp->bwant = malloc(SPEC_DRAFT_CAP + 1);
-    if (p.draft) sp->dhist = malloc(((size_t)p.draft->n_ctx + 1) * sizeof *sp->dhist);
+    if (p.draft) sp->dhist = malloc(((size_t)ember_context_n_ctx(p.draft) + 1) * sizeof *sp->dhist);
     if (!sp->hist || !sp->p || !sp->batch || !sp->bseq || !sp->bwant || (p.draft && !sp->dhist)) {
         ember_spec_free(sp);
         return em_fail(EMBER_E_NOMEM, "out of memory");
@@ -137,8 +140,8 @@ static ember_status draft_sync(ember_spec *sp, const ember_token *full, int n, i
     ember_context *d = sp->dft;
     const int seq = sp->prm.seq;
     *skip = 1;
-    if (n < 1 || n > d->n_ctx) return EMBER_OK;
-    if (d->n_past[seq] != sp->n_dhist) sp->n_dhist = 0;  /* someone else used the sequence */
+    if (n < 1 || n > ember_context_n_ctx(d)) return EMBER_OK;
+    if (ember_seq_n_past(d, seq) != sp->n_dhist) sp->n_dhist = 0;  /* someone else used the sequence */
     int c = 0;
     while (c < sp->n_dhist && c < n && sp->dhist[c] == full[c]) c++;
     if (c == n) c = n - 1;  /* its logits are gone: decode the last token again */
@@ -159,9 +162,9 @@ static ember_status draft_sync(ember_spec *sp, const ember_token *full, int n, i
 
 ember_status ember_spec_begin(ember_spec *sp, const ember_token *tokens, int n) {
     if (!sp || (!tokens && n)) return em_fail(EMBER_E_INVALID, "ember_spec_begin: NULL argument");
-    if (n < 0 || n != sp->tgt->n_past[sp->prm.seq])
+    if (n < 0 || n != ember_seq_n_past(sp->tgt, sp->prm.seq))
         return em_fail(EMBER_E_INVALID, "ember_spec_begin: %d tokens given, the target's sequence holds %d", n,
-                       sp->tgt->n_past[sp->prm.seq]);
+                       ember_seq_n_past(sp->tgt, sp->prm.seq));
     memcpy(sp->hist, tokens, (size_t)n * sizeof *tokens);
     sp->n_hist = n;
     sp->cur_max = sp->prm.draft_max;
@@ -226,7 +229,7 @@ static ember_status draft_model(ember_spec *sp, const em_sampler *tsmp, const em
     int skip;
     ember_status st = draft_sync(sp, full, n, &skip);
     if (st || skip) return st;
-    if (k > sp->dft->n_ctx - n + 1) k = sp->dft->n_ctx - n + 1;
+    if (k > ember_context_n_ctx(sp->dft) - n + 1) k = ember_context_n_ctx(sp->dft) - n + 1;
     if ((st = draft_sampler_sync(sp, tsmp))) return st;
     const int greedy = em_sampler_greedy(sp->dsmp);
     if (!greedy && !sp->q) {
@@ -289,11 +292,11 @@ ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last,
         return em_fail(EMBER_E_INVALID, "token %d is out of range [0, %d)", last, sp->n_vocab);
     ember_context *t = sp->tgt;
     const int seq = sp->prm.seq;
-    if (t->n_past[seq] != sp->n_hist)
+    if (ember_seq_n_past(t, seq) != sp->n_hist)
         return em_fail(EMBER_E_INVALID, "the target's sequence holds %d tokens, the speculative state %d "
-                       "(call ember_spec_begin)", t->n_past[seq], sp->n_hist);
-    const int room = t->n_ctx - sp->n_hist;
-    if (room < 1) return em_fail(EMBER_E_CONTEXT_FULL, "the context is full (%d tokens)", t->n_ctx);
+                       "(call ember_spec_begin)", ember_seq_n_past(t, seq), sp->n_hist);
+    const int room = ember_context_n_ctx(t) - sp->n_hist;
+    if (room < 1) return em_fail(EMBER_E_CONTEXT_FULL, "the context is full (%d tokens)", ember_context_n_ctx(t));
     em_sampler *ts = s->s;
     const int greedy = em_sampler_greedy(ts);
 
