@@ -270,11 +270,88 @@ EMBER_API ember_status ember_sampler_new(const ember_model *m, const ember_sampl
                                          ember_sampler **out);
 EMBER_API void ember_sampler_free(ember_sampler *s);
 /* Samples from the logits of token i of the last decode (-1: last) and records the token
- * for the repetition penalties. Returns the token, or -1 with ember_last_error() set. */
+ * for the repetition penalties (ember_sampler_sample_row, then ember_sampler_accept).
+ * Returns the token, or -1 with ember_last_error() set. */
 EMBER_API ember_token ember_sampler_sample(ember_sampler *s, ember_context *ctx, int i);
+/* Samples from a row of n_vocab logits (from ember_get_logits of any context whose model
+ * has the sampler's vocabulary) WITHOUT recording the token: the caller decides with
+ * ember_sampler_accept what enters the history, e.g. only the drafted tokens a target
+ * model accepted. A non-greedy call makes one random draw. Returns the token, or -1 with
+ * ember_last_error() set. */
+EMBER_API ember_token ember_sampler_sample_row(ember_sampler *s, const float *logits);
 EMBER_API void ember_sampler_accept(ember_sampler *s, ember_token t); /* e.g. prompt tokens */
 EMBER_API void ember_sampler_reset(ember_sampler *s);
 EMBER_API uint64_t ember_sampler_seed(const ember_sampler *s);
+/* The distribution ember_sampler_sample_row draws from for this row of logits and the
+ * current history, after every transform (penalties, top-k, top-p, min-p, temperature):
+ * probs[n_vocab] gets each token's probability, 0 for those filtered out (greedy: 1 at
+ * the argmax). Makes no random draw and changes nothing in the sampler. This is the p (or
+ * q) of the speculative-sampling acceptance rule. */
+EMBER_API ember_status ember_sampler_probs(ember_sampler *s, const float *logits, float *probs);
+
+/* A checkpoint of a sampler's penalty history and random state, to roll back tokens that
+ * were accepted for a speculative draft and then rejected. A state made for one sampler
+ * fits every sampler with the same vocabulary and repeat_last_n (else EMBER_E_INVALID).
+ * Saving and restoring cost O(repeat_last_n), independent of the vocabulary. */
+typedef struct ember_sampler_state ember_sampler_state;
+#define EMBER_SAMPLER_HISTORY 1  /* the tokens the penalties look at */
+#define EMBER_SAMPLER_RNG     2  /* the random generator */
+/* A new state holding s's current one. */
+EMBER_API ember_status ember_sampler_state_new(const ember_sampler *s, ember_sampler_state **out);
+EMBER_API void ember_sampler_state_free(ember_sampler_state *st);
+EMBER_API ember_status ember_sampler_save(const ember_sampler *s, ember_sampler_state *st);
+/* parts: EMBER_SAMPLER_HISTORY, EMBER_SAMPLER_RNG, or both OR-ed. */
+EMBER_API ember_status ember_sampler_restore(ember_sampler *s, const ember_sampler_state *st, int parts);
+
+/* ---- speculative decoding (src/runtime/speculative.c) ------------------------------ */
+/* Drafts a few tokens cheaply, by prompt lookup (the tokens that followed the latest
+ * earlier occurrence of the last n-gram) or with a small draft model of the same
+ * vocabulary, and verifies them with the target in one ember_decode_batch; rejected
+ * tokens are rolled back with ember_seq_truncate. Greedy output is token for token the
+ * output of plain decoding (batched logits are bit-identical to single-token ones).
+ * Sampling uses the speculative-sampling rule (accept a draft x with probability
+ * min(1, p(x)/q(x)), on rejection draw from the normalized max(0, p - q)), with p and q
+ * from ember_sampler_probs after all transforms and with the history extended by the
+ * drafts before x, so the output distribution is the target sampler's; the random stream
+ * differs from plain decoding, so the tokens do too. */
+typedef struct ember_spec ember_spec;
+typedef struct ember_spec_params {
+    ember_context *draft;  /* a draft model's context (same vocabulary), or NULL */
+    int lookup_ngram;      /* prompt lookup: longest n-gram to match (then shorter ones, down
+                              to 1); 0: off. Used when draft is NULL. Default 3 */
+    int draft_max;         /* most tokens drafted per step, 1..64. Default 8 */
+    int draft_min;         /* a shorter draft is not verified (plain step). Default 0 */
+    float draft_p_min;     /* draft model: stop drafting when its most likely token's
+                              probability is below this. Default 0 (never) */
+    int adaptive;          /* draft length follows the acceptance: +2 after a fully accepted
+                              draft, -1 otherwise, within [max(1, draft_min), draft_max]. 1 */
+    int seq;               /* the sequence used in both contexts. Default 0 */
+} ember_spec_params;
+typedef struct ember_spec_stats {
+    int64_t n_steps;       /* verification batches */
+    int64_t n_drafted;     /* drafted tokens sent to the target */
+    int64_t n_accepted;    /* of those, accepted */
+    int64_t n_tokens;      /* tokens produced by ember_spec_step */
+} ember_spec_stats;
+
+EMBER_API ember_spec_params ember_spec_default_params(void);
+/* target: the context that generates. A draft context must have the target's vocabulary
+ * size. The contexts must outlive the ember_spec. */
+EMBER_API ember_status ember_spec_new(ember_context *target, const ember_spec_params *p, ember_spec **out);
+EMBER_API void ember_spec_free(ember_spec *sp);
+/* Starts a generation: the target context holds exactly these n tokens in params.seq
+ * (the caller decoded them). Feeds them to the draft context (keeping what it already
+ * holds of them) and resets the adaptive length, not the statistics. */
+EMBER_API ember_status ember_spec_begin(ember_spec *sp, const ember_token *tokens, int n);
+/* One step. last: the token sampled last (accepted into s, as ember_sampler_sample does,
+ * and not decoded yet). Decodes last and up to draft_max drafts in one batch, then writes
+ * to out the 1..max tokens that follow last (accepted drafts, then one token sampled by
+ * the target), each accepted into s; the last of them is again sampled and not decoded.
+ * The output stops after an end-of-generation token. EMBER_E_CONTEXT_FULL when last does
+ * not fit in the target context. */
+EMBER_API ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last,
+                                       ember_token *out, int max, int *n_out);
+EMBER_API ember_spec_stats ember_spec_get_stats(const ember_spec *sp);
 
 /* ---- quantization (src/quant/quantize.c; used by `ember quantize`) ----------------------- */
 /* llama.cpp's file types (llama_ftype values, written to general.file_type) that ember

@@ -533,6 +533,54 @@ TEST(perplexity_kld_self_and_errors) {
     unlink(base);
 }
 
+/* Speculative decoding in `run`: greedy ids equal plain decoding with prompt lookup and
+ * with a draft model (the default model drafting for itself: every draft accepted), -v
+ * reports the counts, and bad flags are refused before anything runs. */
+TEST(run_speculative) {
+    static const char *const bad[][2] = {
+        { "--lookup --draft-max 0", "error: --draft-max must be in [1, 64], got 0\n" },
+        { "--lookup --draft-max 8 --draft-min 9", "error: --draft-min must be in [0, --draft-max = 8], got 9\n" },
+        { "--lookup --draft-p-min 1.5", "error: --draft-p-min must be in [0, 1], got 1.5\n" },
+        { "--lookup --lookup-ngram 0", "error: --lookup-ngram must be in [1, 64], got 0\n" },
+        { "--lookup -md x.gguf", "error: --lookup and -md are two ways of drafting; give one\n" },
+        { "--spec-type draft-simple", "error: --spec-type draft-simple needs -md FILE\n" },
+        { "--spec-type eagle", "error: --spec-type eagle is not supported (none, ngram-simple, draft-simple)\n" },
+    };
+    char args[512];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(args, sizeof args, "run -m /nonexistent.gguf -p hi %s", bad[i][0]);
+        int rc = ember(args);
+        CHECKF(rc == 1 && !strcmp(err, bad[i][1]), "%s: exit %d, '%s'", bad[i][0], rc, err);
+    }
+    CHECK(ember_in("chat --lookup", "") == 1 && strstr(err, "'ember run' only"));
+    const char *dm = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!file_exists(dm)) SKIP("default model missing: run scripts/fetch-model.sh");
+    const char *p = "-p 'x = [1, 2, 3]\ny = [1, 2, 3]\nz = [1, 2,' -n 24 --temp 0 --ids";
+    snprintf(args, sizeof args, "run %s", p);
+    CHECK(ember(args) == 0);
+    static char want[sizeof out];
+    memcpy(want, out, sizeof out);
+    static const char *const ways[] = {
+        "--lookup -v", "--spec-type ngram-simple --spec-ngram-simple-size-n 1 --draft-max 3",
+        "-md models/SmolLM2-135M-Instruct.Q4_1.gguf --draft-max 5 -v",
+        "--spec-draft-model models/SmolLM2-135M-Instruct.Q4_1.gguf --spec-draft-n-max 2 --draft-p-min 0.5",
+    };
+    for (size_t i = 0; i < sizeof ways / sizeof *ways; i++) {
+        snprintf(args, sizeof args, "run %s %s", p, ways[i]);
+        int rc = ember(args);
+        CHECKF(rc == 0 && !strcmp(out, want), "%s: exit %d, '%s' vs '%s' (%s)", ways[i], rc, out, want, err);
+        if (!strstr(ways[i], "-v")) continue;
+        long long d = -1, a = -2;
+        const char *sv = strstr(err, "speculative: ");
+        CHECKF(sv && sscanf(sv, "speculative: %lld drafted, %lld accepted", &d, &a) == 2 && d > 0, "%s", err);
+        if (strstr(ways[i], "-md")) CHECKF(d == a, "drafting for itself: %lld drafted, %lld accepted", d, a);
+    }
+    /* sampling runs, and a draft of another vocabulary is refused */
+    snprintf(args, sizeof args, "run -p 'a b a b a b' -n 16 --temp 0.8 -s 3 --lookup");
+    CHECK(ember(args) == 0);
+    CHECK(ember("run -p hi -n 2 -md tests/models/llama-f32.gguf") == 1 && strstr(err, "vocabulary"));
+}
+
 int main(void) {
     RUN(run_stories_text_and_ids);
     RUN(run_gguf_prompt);
@@ -553,5 +601,6 @@ int main(void) {
     RUN(prompt_longer_than_context);
     RUN(long_prompt_progress);
     RUN(gguf_load_warnings);
+    RUN(run_speculative);
     return test_done();
 }

@@ -665,6 +665,151 @@ TEST(test_big_vocab_paths) {
     CHECK(memcmp(l, copy, sizeof l) == 0);
 }
 
+
+/* em_sampler_probs is the distribution the draws come from: against a brute-force
+ * reference (full sort, filters, softmax at temp) on a 2000-token row for several filter
+ * sets, with and without penalties; greedy gives one-hot at the (penalized) argmax; and it
+ * makes no random draw (the draws after it equal those of a sampler that never called it). */
+TEST(test_probs) {
+    enum { N = 2000 };
+    static float l[N], lp[N];
+    static int ord[N], keep[N];
+    static float pr[N];
+    static double ref[N];
+    for (int i = 0; i < N; i++) l[i] = tr_gauss(1.5f);
+    for (int i = 0; i < 30; i++) l[tr_next() % N] += 5.0f + tr_gauss(1.0f);
+    struct { int top_k; float top_p, min_p, temp; } cs[] = {
+        { 0, 1.0f, 0.0f, 1.0f }, { 40, 0.95f, 0.05f, 0.8f }, { 0, 0.9f, 0.0f, 0.6f },
+        { 0, 1.0f, 0.05f, 1.3f }, { 10, 1.0f, 0.0f, 0.5f }, { 300, 0.7f, 0.01f, 2.0f },
+    };
+    const int32_t hist[] = { 5, 17, 5, 1999, 0, 42 };
+    for (int pen = 0; pen < 2; pen++)
+        for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+            em_sampler_params p = plain(cs[c].temp);
+            p.top_k = cs[c].top_k;
+            p.top_p = cs[c].top_p;
+            p.min_p = cs[c].min_p;
+            memcpy(lp, l, sizeof l);
+            if (pen) {
+                p.repeat_penalty = 1.3f;
+                p.frequency_penalty = 0.4f;
+                p.presence_penalty = 0.2f;
+                p.repeat_last_n = 8;
+                /* the reference applies the penalties by hand, llama.cpp's formula */
+                for (int i = 0; i < N; i++) {
+                    int n = 0;
+                    for (size_t h = 0; h < sizeof hist / sizeof *hist; h++) n += hist[h] == i;
+                    if (!n) continue;
+                    lp[i] = lp[i] > 0 ? lp[i] / p.repeat_penalty : lp[i] * p.repeat_penalty;
+                    lp[i] -= (float)n * p.frequency_penalty + p.presence_penalty;
+                }
+            }
+            em_sampler *s = em_sampler_new(&p, N), *twin = em_sampler_new(&p, N);
+            CHECK(s && twin);
+            if (!s || !twin) return;
+            for (size_t h = 0; pen && h < sizeof hist / sizeof *hist; h++) {
+                em_sampler_accept(s, hist[h]);
+                em_sampler_accept(twin, hist[h]);
+            }
+            ref_kept(lp, N, p.top_k, p.top_p, p.min_p, ord, keep);
+            softmax_ref(lp, keep, N, p.temp, ref);
+            CHECK(em_sampler_probs(s, l, pr) == 0);
+            double sum = 0.0, err = 0.0;
+            int support = 1;
+            for (int i = 0; i < N; i++) {
+                sum += pr[i];
+                err = fmax(err, fabs(pr[i] - ref[i]));
+                support &= (pr[i] > 0.0f) == (ref[i] > 0.0);
+            }
+            CHECKF(support && err < 1e-6 && fabs(sum - 1.0) < 1e-5, "case %zu pen %d: support %d, max err %g, sum %g",
+                   c, pen, support, err, sum);
+            for (int d = 0; d < 50; d++) {  /* no draw was consumed, and draws stay in the support */
+                int32_t a = em_sampler_sample(s, l), b = em_sampler_sample(twin, l);
+                CHECK(a == b && a >= 0 && pr[a] > 0.0f);
+            }
+            em_sampler_free(s);
+            em_sampler_free(twin);
+        }
+    /* greedy: one-hot at the penalized argmax */
+    em_sampler_params g = plain(0.0f);
+    g.repeat_penalty = 100.0f;
+    g.repeat_last_n = 4;
+    em_sampler *s = em_sampler_new(&g, N);
+    CHECK(s != NULL);
+    if (!s) return;
+    const int top = argmax(l, N);
+    CHECK(em_sampler_probs(s, l, pr) == 0 && pr[top] == 1.0f);
+    em_sampler_accept(s, top);
+    CHECK(em_sampler_probs(s, l, pr) == 0 && pr[top] == 0.0f);
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) sum += pr[i];
+    CHECK(sum == 1.0 && pr[em_sampler_sample(s, l)] == 1.0f);
+    CHECK(em_sampler_probs(NULL, l, pr) == -1 && em_sampler_probs(s, NULL, pr) == -1);
+    em_sampler_free(s);
+}
+
+/* Checkpoints: after a save, tokens accepted and draws made are undone by a restore, so
+ * the sampler replays exactly; restoring only the history keeps the RNG going; a state
+ * does not fit a sampler of another shape. */
+TEST(test_checkpoint) {
+    enum { N = 300 };
+    static float l[N];
+    for (int i = 0; i < N; i++) l[i] = tr_gauss(1.0f);
+    em_sampler_params p = plain(0.9f);
+    p.top_k = 50;
+    p.repeat_penalty = 1.5f;
+    p.frequency_penalty = 0.3f;
+    p.repeat_last_n = 5;
+    em_sampler *s = em_sampler_new(&p, N);
+    CHECK(s != NULL);
+    if (!s) return;
+    for (int i = 0; i < 7; i++) em_sampler_accept(s, (int32_t)(tr_next() % N));  /* the ring wraps */
+    em_sampler_state *st = em_sampler_state_new(s);
+    CHECK(st != NULL);
+    if (!st) { em_sampler_free(s); return; }
+    int32_t first[12], again[12];
+    static float pa[N], pb[N];
+    em_sampler_probs(s, l, pa);
+    for (int i = 0; i < 12; i++) { first[i] = em_sampler_sample(s, l); em_sampler_accept(s, first[i]); }
+    CHECK(em_sampler_restore(s, st, EM_SAMPLER_STATE_HISTORY | EM_SAMPLER_STATE_RNG) == 0);
+    em_sampler_probs(s, l, pb);
+    CHECK(memcmp(pa, pb, sizeof pa) == 0);
+    for (int i = 0; i < 12; i++) { again[i] = em_sampler_sample(s, l); em_sampler_accept(s, again[i]); }
+    CHECK(memcmp(first, again, sizeof first) == 0);
+    /* history only: the same penalties as at the save, a different random stream */
+    CHECK(em_sampler_restore(s, st, EM_SAMPLER_STATE_HISTORY) == 0);
+    em_sampler_probs(s, l, pb);
+    CHECK(memcmp(pa, pb, sizeof pa) == 0);
+    int same = 0;
+    for (int i = 0; i < 12; i++) { again[i] = em_sampler_sample(s, l); same += again[i] == first[i]; }
+    CHECK(same < 12);
+    /* rng only: the history stays as it is now */
+    em_sampler_restore(s, st, EM_SAMPLER_STATE_HISTORY);
+    em_sampler_accept(s, 0);
+    em_sampler_probs(s, l, pa);
+    CHECK(em_sampler_restore(s, st, EM_SAMPLER_STATE_RNG) == 0);
+    em_sampler_probs(s, l, pb);
+    CHECK(memcmp(pa, pb, sizeof pa) == 0);
+    /* save overwrites; other shapes are refused */
+    CHECK(em_sampler_save(s, st) == 0);
+    em_sampler_params q = p;
+    q.repeat_last_n = 6;
+    em_sampler *o = em_sampler_new(&q, N);
+    CHECK(o && em_sampler_restore(o, st, EM_SAMPLER_STATE_HISTORY) == -1 && em_sampler_save(o, st) == -1);
+    em_sampler_free(o);
+    em_sampler_params np = plain(0.9f);  /* no penalties: only the RNG is saved */
+    o = em_sampler_new(&np, N);
+    em_sampler_state *so = o ? em_sampler_state_new(o) : NULL;
+    CHECK(so && em_sampler_restore(s, so, EM_SAMPLER_STATE_RNG) == -1);
+    int32_t a = o ? em_sampler_sample(o, l) : -1;
+    CHECK(so && em_sampler_restore(o, so, EM_SAMPLER_STATE_RNG) == 0 && em_sampler_sample(o, l) == a);
+    em_sampler_state_free(so);
+    em_sampler_free(o);
+    em_sampler_state_free(st);
+    em_sampler_state_free(NULL);
+    em_sampler_free(s);
+}
+
 int main(void) {
     (void)fixture_path; (void)file_exists; (void)read_file; /* test.h helpers unused here */
     RUN(test_defaults);
@@ -683,5 +828,7 @@ int main(void) {
     RUN(test_nan_inf);
     RUN(test_edges);
     RUN(test_big_vocab_paths);
+    RUN(test_probs);
+    RUN(test_checkpoint);
     return test_done();
 }

@@ -11,6 +11,9 @@ typedef struct gen {
     ember_model *m;
     ember_context *ctx;
     ember_sampler *smp;
+    ember_model *dm;          /* -md: the draft model */
+    ember_context *dctx;
+    ember_spec *spec;         /* --lookup or -md */
     double t_prompt_ms, t_gen_ms;
     int n_prompt, n_gen;
     int shift;                /* the context shifts when full instead of stopping */
@@ -43,17 +46,44 @@ static int gen_init(gen *g, const opts *o) {
         fprintf(stderr, "error: %s\n", ember_last_error());
         return 1;
     }
+    if (o->model_draft) {
+        ember_model_params mp = ember_model_default_params();
+        cp.n_ctx = ember_context_n_ctx(g->ctx);
+        if (ember_model_load(o->model_draft, &mp, &g->dm) || ember_context_new(g->dm, &cp, &g->dctx)) {
+            fprintf(stderr, "error: -md %s: %s\n", o->model_draft, ember_last_error());
+            return 1;
+        }
+    }
+    if (o->model_draft || o->lookup) {
+        ember_spec_params spp = o->spec;
+        spp.draft = g->dctx;
+        if (!o->lookup) spp.lookup_ngram = 0;
+        if (ember_spec_new(g->ctx, &spp, &g->spec)) {
+            fprintf(stderr, "error: %s\n", ember_last_error());
+            return 1;
+        }
+    }
     if (o->verbose) {
         char desc[128];
         ember_model_desc(g->m, desc, sizeof desc);
         fprintf(stderr, "model: %s | ctx %d | isa %s | seed %llu | load %.0f ms\n", desc,
                 ember_context_n_ctx(g->ctx), ember_context_isa(g->ctx),
                 (unsigned long long)ember_sampler_seed(g->smp), now_ms() - t0);
+        if (g->dm) {
+            ember_model_desc(g->dm, desc, sizeof desc);
+            fprintf(stderr, "draft model: %s | draft-max %d, draft-min %d, draft-p-min %g\n", desc, o->spec.draft_max,
+                    o->spec.draft_min, o->spec.draft_p_min);
+        } else if (o->lookup)
+            fprintf(stderr, "prompt lookup: n-grams %d..1 | draft-max %d, draft-min %d\n", o->spec.lookup_ngram,
+                    o->spec.draft_max, o->spec.draft_min);
     }
     return 0;
 }
 
 static void gen_free(gen *g) {
+    ember_spec_free(g->spec);
+    ember_context_free(g->dctx);
+    ember_model_free(g->dm);
     ember_sampler_free(g->smp);
     ember_context_free(g->ctx);
     ember_model_free(g->m);
@@ -131,11 +161,35 @@ static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prom
                     int stream_ids, int *eog_seen, capture *cap) {
     int lstrip = n_prompt == 1 && prompt[0] == ember_token_bos(g->m) && strips_first_space(g->m);
     if (!fed && feed(g, o, prompt, n_prompt)) return 1;
+    if (g->spec) {  /* the draft model reads the prompt too */
+        double tb = now_ms();
+        if (ember_spec_begin(g->spec, prompt, n_prompt)) { fprintf(stderr, "\nerror: %s\n", ember_last_error()); return 1; }
+        g->t_prompt_ms += now_ms() - tb;
+    }
     double t0 = now_ms();
     int limit = o->n_predict >= 0 ? o->n_predict : g->shift ? INT_MAX : ember_context_n_ctx(g->ctx);
     *eog_seen = 0;
+    /* With speculation each step yields several tokens (the last one not decoded yet);
+     * they are printed one by one exactly as plain decoding prints its tokens. */
+    ember_token pend[65], prev = -1;
+    int n_pend = 0, i_pend = 0;
     for (int i = 0; i < limit; i++) {
-        ember_token t = ember_sampler_sample(g->smp, g->ctx, -1);
+        ember_token t;
+        if (g->spec && i > 0) {
+            if (i_pend == n_pend) {
+                if (ember_context_n_past(g->ctx) >= ember_context_n_ctx(g->ctx)) {
+                    fprintf(stderr, "\n[context full: %d tokens]\n", ember_context_n_ctx(g->ctx));
+                    break;
+                }
+                int room = limit - i < 65 ? limit - i : 65;
+                if (ember_spec_step(g->spec, g->smp, prev, pend, room, &n_pend)) {
+                    fprintf(stderr, "\nerror: %s\n", ember_last_error());
+                    return 1;
+                }
+                i_pend = 0;
+            }
+            t = pend[i_pend++];
+        } else t = ember_sampler_sample(g->smp, g->ctx, -1);
         if (t < 0) { fprintf(stderr, "\nerror: %s\n", ember_last_error()); return 1; }
         g->n_gen++;
         if (!o->ignore_eos && ember_token_is_eog(g->m, t)) { *eog_seen = 1; break; }
@@ -148,6 +202,8 @@ static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prom
             lstrip = 0;
             if (n > 0) { utf8_put(out, p, n); capture_put(cap, p, n); }
         }
+        prev = t;
+        if (g->spec) continue;  /* the next step decodes it */
         if (i + 1 == limit && !cap) break;  /* chat keeps the cache equal to the text */
         if (!g->shift && ember_context_n_past(g->ctx) >= ember_context_n_ctx(g->ctx)) {
             fprintf(stderr, "\n[context full: %d tokens]\n", ember_context_n_ctx(g->ctx));
@@ -164,6 +220,13 @@ static void print_timings(const gen *g) {
             g->n_prompt ? g->n_prompt * 1e3 / g->t_prompt_ms : 0.0);
     fprintf(stderr, "       eval: %8.2f ms / %4d tokens (%8.2f tokens/s)\n", g->t_gen_ms, g->n_gen,
             g->n_gen ? g->n_gen * 1e3 / g->t_gen_ms : 0.0);
+    if (g->spec) {
+        ember_spec_stats st = ember_spec_get_stats(g->spec);
+        fprintf(stderr, "speculative: %lld drafted, %lld accepted (%.1f%%), %lld steps, %.2f tokens per step\n",
+                (long long)st.n_drafted, (long long)st.n_accepted,
+                st.n_drafted ? 100.0 * st.n_accepted / st.n_drafted : 0.0, (long long)st.n_steps,
+                st.n_steps ? (double)st.n_tokens / st.n_steps : 0.0);
+    }
 }
 
 int cmd_run(int argc, char **argv) {

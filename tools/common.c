@@ -57,6 +57,18 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_RUN | C_CHAT, "  --keep N                tokens after BOS that a context shift keeps (default 0)" },
     { C_RUN | C_CHAT | C_SERVE, "  -s, --seed N            sampling seed (-1: random)" },
     { C_RUN | C_CHAT | C_SERVE, NULL },  /* the sampling flags */
+    { C_RUN, "  --lookup                speculative decoding with prompt-lookup drafts (the tokens that followed\n"
+             "                          the last n-gram's latest earlier occurrence); output as without it\n"
+             "                          for --temp 0, the same distribution otherwise" },
+    { C_RUN, "  --lookup-ngram N        longest n-gram --lookup matches, then shorter ones (default 3, 1..64)" },
+    { C_RUN, "  -md, --model-draft FILE speculative decoding with a draft model of the same vocabulary" },
+    { C_RUN, "  --draft-max N           most tokens drafted per step (default 8, 1..64); the length adapts to\n"
+             "                          the acceptance rate below it" },
+    { C_RUN, "  --draft-min N           drafts shorter than N are not verified (default 0)" },
+    { C_RUN, "  --draft-p-min P         stop drafting when the draft model's top probability is below P (default 0)" },
+    { C_RUN, "  --spec-type TYPE        none, ngram-simple (= --lookup) or draft-simple (needs -md); llama.cpp's\n"
+             "                          --spec-draft-model, --spec-draft-n-max/-n-min, --spec-draft-p-min and\n"
+             "                          --spec-ngram-simple-size-n are accepted too" },
     { C_RUN, "  --ids                   print the generated token ids instead of text" },
     { C_RUN | C_CHAT, "  --ignore-eos            keep generating past end-of-generation tokens" },
     { C_RUN, "  --progress              prompt progress on stderr (default: when stderr is a terminal\n"
@@ -68,7 +80,8 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_CHAT | C_SERVE, "  --chat-template NAME    chatml, qwen3, llama2, llama3, llama3.1, mistral, mistral-nemo, zephyr,\n"
                         "                          phi3, phi3-mini, gemma (default: the model's)" },
     { C_RUN | C_CHAT | C_SERVE, "  --isa NAME              kernel set: ref, avx2, avx512, neon (default: the best for this CPU)" },
-    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  -v, --verbose           model, kernel set, seed and timings on stderr" },
+    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  -v, --verbose           model, kernel set, seed and timings on stderr (run: with\n"
+                                         "                          speculation, the drafted and accepted counts)" },
     { C_ALL, "  -h, --help              this help" },
 };
 
@@ -154,6 +167,8 @@ static int parse_float(const char *flag, const char *s, float *out) {
 static int parse(opts *o, int argc, char **argv) {
     o->n_predict = -1;
     o->sp = ember_sampler_default_params();
+    o->spec = ember_spec_default_params();
+    const char *spec_type = NULL;
     o->rest = calloc((size_t)argc + 1, sizeof *o->rest);
     if (!o->rest) return 1;
     for (int i = 0; i < argc; i++) {
@@ -199,6 +214,16 @@ static int parse(opts *o, int argc, char **argv) {
         else if (IS("--repeat-last-n")) { NEED(); bad = parse_int(a, v, &o->sp.repeat_last_n); }
         else if (IS("--presence-penalty")) { NEED(); bad = parse_float(a, v, &o->sp.presence_penalty); }
         else if (IS("--frequency-penalty")) { NEED(); bad = parse_float(a, v, &o->sp.frequency_penalty); }
+        else if (IS("-md") || IS("--model-draft") || IS("--spec-draft-model")) { NEED(); o->model_draft = v; }
+        else if (IS("--lookup")) o->lookup = 1;
+        else if (IS("--lookup-ngram") || IS("--spec-ngram-simple-size-n")) { NEED(); bad = parse_int(a, v, &o->spec.lookup_ngram); }
+        else if (IS("--draft") || IS("--draft-n") || IS("--draft-max") || IS("--spec-draft-n-max")) {
+            NEED();
+            bad = parse_int(a, v, &o->spec.draft_max);
+        }
+        else if (IS("--draft-min") || IS("--draft-n-min") || IS("--spec-draft-n-min")) { NEED(); bad = parse_int(a, v, &o->spec.draft_min); }
+        else if (IS("--draft-p-min") || IS("--spec-draft-p-min")) { NEED(); bad = parse_float(a, v, &o->spec.draft_p_min); }
+        else if (IS("--spec-type")) { NEED(); spec_type = v; }
         else if (IS("--ids")) o->ids = 1;
         else if (IS("--ignore-eos")) o->ignore_eos = 1;
         else if (IS("--no-bos")) o->no_bos = 1;
@@ -224,6 +249,44 @@ static int parse(opts *o, int argc, char **argv) {
         return 1;
     }
     if (check_sampling(o)) return 1;
+    if (spec_type) {  /* llama.cpp's names; a comma list as there */
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", spec_type);
+        for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+            if (!strcmp(t, "none")) { o->lookup = 0; o->model_draft = NULL; }
+            else if (!strcmp(t, "ngram-simple")) o->lookup = 1;
+            else if (!strcmp(t, "draft-simple")) {
+                if (!o->model_draft) { fprintf(stderr, "error: --spec-type draft-simple needs -md FILE\n"); return 1; }
+            } else {
+                fprintf(stderr, "error: --spec-type %s is not supported (none, ngram-simple, draft-simple)\n", t);
+                return 1;
+            }
+        }
+    }
+    if ((o->lookup || o->model_draft) && strcmp(cli_command, "run")) {
+        fprintf(stderr, "error: speculative decoding (--lookup, -md) is in 'ember run' only so far\n");
+        return 1;
+    }
+    if (o->lookup && o->model_draft) {
+        fprintf(stderr, "error: --lookup and -md are two ways of drafting; give one\n");
+        return 1;
+    }
+    if (o->spec.draft_max < 1 || o->spec.draft_max > 64) {
+        fprintf(stderr, "error: --draft-max must be in [1, 64], got %d\n", o->spec.draft_max);
+        return 1;
+    }
+    if (o->spec.draft_min < 0 || o->spec.draft_min > o->spec.draft_max) {
+        fprintf(stderr, "error: --draft-min must be in [0, --draft-max = %d], got %d\n", o->spec.draft_max, o->spec.draft_min);
+        return 1;
+    }
+    if (!(o->spec.draft_p_min >= 0.0f && o->spec.draft_p_min <= 1.0f)) {
+        fprintf(stderr, "error: --draft-p-min must be in [0, 1], got %g\n", o->spec.draft_p_min);
+        return 1;
+    }
+    if (o->spec.lookup_ngram < 1 || o->spec.lookup_ngram > 64) {
+        fprintf(stderr, "error: --lookup-ngram must be in [1, 64], got %d\n", o->spec.lookup_ngram);
+        return 1;
+    }
     warn_threads("-t", o->n_threads);
     cli_verbose = o->verbose;
     return 0;

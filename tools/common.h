@@ -29,6 +29,10 @@ typedef struct opts {
     int verbose;              /* -v */
     int progress;             /* --progress: prompt progress on stderr even when it is no terminal */
     ember_sampler_params sp;
+    /* speculative decoding (run) */
+    const char *model_draft;  /* -md: a draft model with the target's vocabulary */
+    int lookup;               /* --lookup: prompt-lookup drafts */
+    ember_spec_params spec;   /* --draft-max, --draft-min, --draft-p-min, --lookup-ngram */
     char **rest;              /* positional arguments */
     int n_rest;
 } opts;

@@ -348,7 +348,6 @@ const float *ember_get_logits(ember_context *c, int i) {
 }
 
 /* ---- sampling ---- */
-struct ember_sampler { em_sampler *s; int n_vocab; };
 
 ember_sampler_params ember_sampler_default_params(void) {
     em_sampler_params e;
@@ -423,9 +422,61 @@ void ember_sampler_free(ember_sampler *s) {
 ember_token ember_sampler_sample(ember_sampler *s, ember_context *c, int i) {
     const float *logits = ember_get_logits(c, i);
     if (!s || !logits) { em_fail(EMBER_E_INVALID, "no logits for token %d", i); return -1; }
+    if (c->m->hp.n_vocab != s->n_vocab) {
+        em_fail(EMBER_E_INVALID, "the sampler is for %d tokens, the context's model has %d", s->n_vocab,
+                c->m->hp.n_vocab);
+        return -1;
+    }
     ember_token t = em_sampler_sample(s->s, logits);
     em_sampler_accept(s->s, t);
     return t;
+}
+
+ember_token ember_sampler_sample_row(ember_sampler *s, const float *logits) {
+    if (!s || !logits) { em_fail(EMBER_E_INVALID, "ember_sampler_sample_row: NULL argument"); return -1; }
+    return em_sampler_sample(s->s, logits);
+}
+
+ember_status ember_sampler_probs(ember_sampler *s, const float *logits, float *probs) {
+    CHECK_ARG(s && logits && probs, "ember_sampler_probs: NULL argument");
+    em_sampler_probs(s->s, logits, probs);
+    return EMBER_OK;
+}
+
+struct ember_sampler_state { em_sampler_state *st; };
+
+ember_status ember_sampler_state_new(const ember_sampler *s, ember_sampler_state **out) {
+    CHECK_ARG(out, "ember_sampler_state_new: out is NULL");
+    *out = NULL;
+    CHECK_ARG(s, "ember_sampler_state_new: sampler is NULL");
+    ember_sampler_state *st = calloc(1, sizeof *st);
+    if (!st || !(st->st = em_sampler_state_new(s->s))) { free(st); return em_fail(EMBER_E_NOMEM, "out of memory"); }
+    *out = st;
+    return EMBER_OK;
+}
+
+void ember_sampler_state_free(ember_sampler_state *st) {
+    if (!st) return;
+    em_sampler_state_free(st->st);
+    free(st);
+}
+
+ember_status ember_sampler_save(const ember_sampler *s, ember_sampler_state *st) {
+    CHECK_ARG(s && st, "ember_sampler_save: NULL argument");
+    CHECK_ARG(!em_sampler_save(s->s, st->st), "ember_sampler_save: the state belongs to a sampler with another "
+              "vocabulary or repeat_last_n");
+    return EMBER_OK;
+}
+
+ember_status ember_sampler_restore(ember_sampler *s, const ember_sampler_state *st, int parts) {
+    CHECK_ARG(s && st, "ember_sampler_restore: NULL argument");
+    CHECK_ARG(parts > 0 && parts <= (EMBER_SAMPLER_HISTORY | EMBER_SAMPLER_RNG),
+              "ember_sampler_restore: parts must be EMBER_SAMPLER_HISTORY, EMBER_SAMPLER_RNG or both, got %d", parts);
+    int p = (parts & EMBER_SAMPLER_HISTORY ? EM_SAMPLER_STATE_HISTORY : 0) |
+            (parts & EMBER_SAMPLER_RNG ? EM_SAMPLER_STATE_RNG : 0);
+    CHECK_ARG(!em_sampler_restore(s->s, st->st, p), "ember_sampler_restore: the state belongs to a sampler with "
+              "another vocabulary or repeat_last_n");
+    return EMBER_OK;
 }
 
 void ember_sampler_accept(ember_sampler *s, ember_token t) { if (s) em_sampler_accept(s->s, t); }

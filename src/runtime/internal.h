@@ -162,6 +162,10 @@ struct ember_context {
     int last_n;                     /* tokens in the last decode */
 };
 
+/* The public sampler: the internal one (runtime/sampler.h) and its vocabulary size. */
+struct em_sampler;
+struct ember_sampler { struct em_sampler *s; int n_vocab; };
+
 /* Feeds n tokens; token i goes to sequence seq[i] (NULL: all 0) at that sequence's next
  * position. Logits are kept for token i when want[i] is nonzero (want NULL: the last
  * token only). Validates everything before any state changes. */

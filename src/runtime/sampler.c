@@ -348,16 +348,14 @@ static int32_t draw(em_cand *c, int n, float max, float temp, double u) {
 
 /* ---- the chain ---- */
 
-int32_t em_sampler_sample(em_sampler *s, const float *logits) {
-    if (!s || !logits) return -1;
+/* Runs the filters (top_k, top_p, min_p) on the penalized logits of a non-greedy sampler
+ * and returns the kept candidates (*n of them, at the returned pointer into s->cand) and
+ * their largest logit in *max. All -inf logits leave one candidate, id 0, with *max =
+ * -inf: the caller returns that id without a draw. */
+static em_cand *chain(em_sampler *s, const float *logits, int *n_out, float *max_out) {
     const em_sampler_params *p = &s->p;
     const int32_t *cnt = (s->count && s->hist_len > 0) ? s->count : NULL;
     int n = s->n_vocab;
-
-    /* Greedy: every filter keeps the max, so it is plain argmax. No RNG draw. */
-    if (p->temp <= 0.0f) return sample_greedy(s, logits, cnt);
-    double u = rng_uniform(s); /* exactly one draw per non-greedy call */
-
     em_cand *c = s->cand;
     int sorted = 0, do_top_p = p->top_p < 1.0f;
     float min_p = p->min_p < 1.0f ? p->min_p : 1.0f;
@@ -368,7 +366,7 @@ int32_t em_sampler_sample(em_sampler *s, const float *logits) {
         n = p->top_k;
         sorted = 1;
         max = c[0].logit;
-        if (max == -INFINITY) return c[0].id; /* all -inf: c[0] is id 0 */
+        if (max == -INFINITY) { *n_out = 1; *max_out = max; return c; } /* c[0] is id 0 */
         if (do_top_p) {
             double sum = 0.0; /* top_p's normalizer: the top_k set, at temp 1 */
             for (int i = 0; i < n; i++) sum += expf(c[i].logit - max);
@@ -387,7 +385,13 @@ int32_t em_sampler_sample(em_sampler *s, const float *logits) {
             float l = logit_at(s, logits, cnt, i);
             max = l > max ? l : max;
         }
-        if (max == -INFINITY) return 0; /* all -inf */
+        if (max == -INFINITY) { /* all -inf */
+            c[0].logit = max;
+            c[0].id = 0;
+            *n_out = 1;
+            *max_out = max;
+            return c;
+        }
         float thr = min_p > 0.0f ? max + logf(min_p) : -INFINITY, off = -INFINITY;
         if (do_top_p) {
             double sum = 0.0;
@@ -404,5 +408,106 @@ int32_t em_sampler_sample(em_sampler *s, const float *logits) {
         n = gather(s, logits, cnt, thr, max, off);
     }
     if (do_top_p) c = cut_top_p(c, &n, sorted, max, top_p_target);
-    return draw(c, n, max, p->temp, u);
+    *n_out = n;
+    *max_out = max;
+    return c;
+}
+
+int32_t em_sampler_sample(em_sampler *s, const float *logits) {
+    if (!s || !logits) return -1;
+    const int32_t *cnt = (s->count && s->hist_len > 0) ? s->count : NULL;
+    /* Greedy: every filter keeps the max, so it is plain argmax. No RNG draw. */
+    if (s->p.temp <= 0.0f) return sample_greedy(s, logits, cnt);
+    double u = rng_uniform(s); /* exactly one draw per non-greedy call */
+    int n;
+    float max;
+    em_cand *c = chain(s, logits, &n, &max);
+    if (max == -INFINITY) return c[0].id;
+    return draw(c, n, max, s->p.temp, u);
+}
+
+int em_sampler_probs(em_sampler *s, const float *logits, float *probs) {
+    if (!s || !logits || !probs) return -1;
+    for (int i = 0; i < s->n_vocab; i++) probs[i] = 0.0f;
+    const int32_t *cnt = (s->count && s->hist_len > 0) ? s->count : NULL;
+    if (s->p.temp <= 0.0f) {
+        probs[sample_greedy(s, logits, cnt)] = 1.0f;
+        return 0;
+    }
+    int n;
+    float max;
+    em_cand *c = chain(s, logits, &n, &max);
+    if (max == -INFINITY) { probs[c[0].id] = 1.0f; return 0; }
+    /* The weights draw() uses, in the same float arithmetic. */
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        c[i].w = expf((c[i].logit - max) / s->p.temp);
+        sum += c[i].w;
+    }
+    for (int i = 0; i < n; i++) probs[c[i].id] = (float)(c[i].w / sum);
+    return 0;
+}
+
+double em_sampler_uniform(em_sampler *s) { return s ? rng_uniform(s) : 0.0; }
+
+em_sampler_params em_sampler_get_params(const em_sampler *s) {
+    em_sampler_params p = s->p;
+    p.seed = s->seed;
+    return p;
+}
+
+int em_sampler_greedy(const em_sampler *s) { return s && s->p.temp <= 0.0f; }
+
+/* ---- checkpoints ---- */
+
+struct em_sampler_state {
+    int n_vocab, cap;     /* the shape of the sampler it belongs to */
+    int32_t *hist;        /* (cap) ring, as in em_sampler */
+    int hist_len, hist_pos;
+    uint64_t rng[4];
+};
+
+em_sampler_state *em_sampler_state_new(const em_sampler *s) {
+    if (!s) return NULL;
+    em_sampler_state *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->n_vocab = s->n_vocab;
+    st->cap = s->hist ? s->p.repeat_last_n : 0;
+    if (st->cap && !(st->hist = calloc((size_t)st->cap, sizeof *st->hist))) { free(st); return NULL; }
+    em_sampler_save(s, st);
+    return st;
+}
+
+void em_sampler_state_free(em_sampler_state *st) {
+    if (!st) return;
+    free(st->hist);
+    free(st);
+}
+
+static int state_fits(const em_sampler *s, const em_sampler_state *st) {
+    return s && st && st->n_vocab == s->n_vocab && st->cap == (s->hist ? s->p.repeat_last_n : 0);
+}
+
+int em_sampler_save(const em_sampler *s, em_sampler_state *st) {
+    if (!state_fits(s, st)) return -1;
+    for (int i = 0; i < st->cap; i++) st->hist[i] = s->hist[i];
+    st->hist_len = s->hist_len;
+    st->hist_pos = s->hist_pos;
+    for (int i = 0; i < 4; i++) st->rng[i] = s->rng[i];
+    return 0;
+}
+
+int em_sampler_restore(em_sampler *s, const em_sampler_state *st, int parts) {
+    if (!state_fits(s, st)) return -1;
+    if ((parts & EM_SAMPLER_STATE_HISTORY) && s->hist) {
+        /* Recount from the saved ring: O(repeat_last_n), never O(n_vocab). */
+        for (int i = 0; i < s->hist_len; i++) s->count[s->hist[i]] = 0;
+        for (int i = 0; i < st->cap; i++) s->hist[i] = st->hist[i];
+        s->hist_len = st->hist_len;
+        s->hist_pos = st->hist_pos;
+        for (int i = 0; i < s->hist_len; i++) s->count[s->hist[i]]++;
+    }
+    if (parts & EM_SAMPLER_STATE_RNG)
+        for (int i = 0; i < 4; i++) s->rng[i] = st->rng[i];
+    return 0;
 }

@@ -53,6 +53,32 @@ int32_t em_sampler_sample(em_sampler *s, const float *logits);
  * [0, n_vocab) are ignored. */
 void em_sampler_accept(em_sampler *s, int32_t tok);
 
+/* The distribution em_sampler_sample draws from for these logits and this history, after
+ * every transform (penalties, top_k, top_p, min_p, temperature): probs[n_vocab] gets the
+ * probability of each token, 0 for those filtered out. Greedy gives 1 at the argmax. Uses
+ * no random draw. 0, or -1 if an argument is NULL. */
+int em_sampler_probs(em_sampler *s, const float *logits, float *probs);
+
+/* One uniform draw in [0, 1) from the sampler's RNG (speculative acceptance tests). */
+double em_sampler_uniform(em_sampler *s);
+
+/* The parameters the sampler was made with (seed: the resolved one). */
+em_sampler_params em_sampler_get_params(const em_sampler *s);
+
+/* 1 when temp <= 0 (sampling is argmax and uses no random draws). */
+int em_sampler_greedy(const em_sampler *s);
+
+/* A checkpoint of the penalty history and the RNG, to roll back tokens accepted for a
+ * speculative draft that the target then rejected. A state belongs to samplers of the
+ * same n_vocab and history length (save/restore return -1 otherwise). Restoring the
+ * history costs O(repeat_last_n). */
+typedef struct em_sampler_state em_sampler_state;
+enum { EM_SAMPLER_STATE_HISTORY = 1, EM_SAMPLER_STATE_RNG = 2 };
+em_sampler_state *em_sampler_state_new(const em_sampler *s);  /* holds s's current state */
+void em_sampler_state_free(em_sampler_state *st);
+int em_sampler_save(const em_sampler *s, em_sampler_state *st);
+int em_sampler_restore(em_sampler *s, const em_sampler_state *st, int parts);
+
 /* Clears the history and restarts the RNG from em_sampler_seed(s), so the same inputs
  * replay the same tokens (also for a randomly chosen seed). */
 void em_sampler_reset(em_sampler *s);
