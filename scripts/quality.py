@@ -56,7 +56,7 @@ NO_IMATRIX = {"F16", "BF16", "F32", "Q8_0"}  # llama-quantize ignores the matrix
 CTX = 512
 # scored text: CHUNKS[model] * CTX tokens of the book, the second halves scored (the machine
 # is slow: llama-perplexity takes about a minute per 2048 tokens of SmolLM2 on 2 loaded cores)
-CHUNKS = {"smollm2": 4, "qwen-0.5b": 2, "qwen-1.5b": 2}
+CHUNKS = {"smollm2": 2, "qwen-0.5b": 2, "qwen-1.5b": 2}
 IMATRIX_CHUNKS = 4    # calibration: IMATRIX_CHUNKS * CTX tokens of the code sample
 THREADS = 2
 
