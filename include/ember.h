@@ -384,6 +384,39 @@ EMBER_API int ember_imatrix_n_entries(const ember_imatrix *im);
 EMBER_API int ember_imatrix_n_chunks(const ember_imatrix *im);       /* 0 if unknown */
 EMBER_API const char *ember_imatrix_dataset(const ember_imatrix *im); /* first dataset, or NULL */
 
+/* Collecting an importance matrix (src/quant/imatrix.c; used by `ember imatrix`), as
+ * llama-imatrix does: while a collector is attached to a context, every decode adds, for
+ * each weight matrix named blk.* (and output.weight with process_output; a tied output is
+ * token_embd.weight and, as in llama.cpp, never collected), the squares of its float input
+ * column by column to a float sum, token by token in batch order, and counts the input rows.
+ * GGUF models only (the names are the file's). One collector per context; free it before
+ * the context. Decoding costs nothing extra without one. */
+typedef struct ember_imatrix_collector ember_imatrix_collector;
+EMBER_API ember_status ember_imatrix_collector_new(ember_context *ctx, int process_output,
+                                                   ember_imatrix_collector **out);
+EMBER_API void ember_imatrix_collector_free(ember_imatrix_collector *c);  /* detaches it */
+/* While paused, decodes add nothing (llama-imatrix skips micro-batches under 16 tokens). */
+EMBER_API void ember_imatrix_collector_pause(ember_imatrix_collector *c, int paused);
+EMBER_API int ember_imatrix_collector_n_entries(const ember_imatrix_collector *c);
+/* Entry i (0 <= i < n_entries, in name order): name, input columns, the sums (valid until
+ * the next decode) and the rows counted. EMBER_E_INVALID if i is out of range. */
+EMBER_API ember_status ember_imatrix_collector_entry(const ember_imatrix_collector *c, int i,
+                                                     const char **name, int64_t *n_cols,
+                                                     const float **sums, int64_t *count);
+typedef struct ember_imatrix_save_params {
+    int legacy;           /* 0: GGUF (what llama-imatrix writes by default); 1: legacy .dat */
+    int chunk_size;       /* tokens per chunk (> 0): imatrix.chunk_size; the chunk count is the
+                           * largest row count / chunk_size; the .dat's per-entry call count
+                           * is that count / chunk_size rounded up */
+    const char *dataset;  /* the text's path as given, recorded in the file; NULL: none */
+} ember_imatrix_save_params;
+/* Writes llama-imatrix's file layout: GGUF with general.type "imatrix", imatrix.datasets,
+ * imatrix.chunk_count, imatrix.chunk_size and per entry (sorted by name) <name>.in_sum2 (the
+ * sums) and <name>.counts (F32); or the legacy .dat (sums / count * calls). Written to
+ * path.tmp, synced and renamed. EMBER_E_FORMAT if an activation sum is not finite. */
+EMBER_API ember_status ember_imatrix_collector_save(const ember_imatrix_collector *c, const char *path,
+                                                    const ember_imatrix_save_params *p);
+
 /* Called once per tensor as it is written: index i of n (from 0), its name, its number of
  * elements, the types (ggml names, "q6_K") and sizes before and after (so the caller can
  * report bits per weight after the fallbacks). */

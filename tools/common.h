@@ -74,4 +74,5 @@ int cmd_bench(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);  /* cmd_perplexity.c: llama.cpp's perplexity and KL divergence */
 int cmd_serve(int argc, char **argv);  /* cmd_serve.c: OpenAI-compatible HTTP server */
 int cmd_quantize(int argc, char **argv);  /* cmd_quantize.c: llama-quantize's quantizer */
+int cmd_imatrix(int argc, char **argv);   /* cmd_imatrix.c: llama-imatrix's importance matrix */
 #endif

@@ -26,6 +26,7 @@ static void usage(FILE *f) {
         "  bench       llama-bench-style pp/tg throughput (see 'ember bench -h')\n"
         "  perplexity  llama.cpp's perplexity and KL divergence of a text (see 'ember perplexity -h')\n"
         "  quantize    IN.gguf OUT.gguf TYPE: llama-quantize's types and mixes (see 'ember quantize -h')\n"
+        "  imatrix     llama-imatrix's importance matrix of a text, for quantize (see 'ember imatrix -h')\n"
         "  serve       OpenAI-compatible HTTP server: --host 127.0.0.1 --port 8080 -np 4\n"
         "              --api-key-file F --cors ORIGIN -a ALIAS (see 'ember serve -h'; chat page at /)\n\n"
         "common options:\n"
@@ -51,7 +52,7 @@ static void usage(FILE *f) {
 static const struct { const char *name; int (*fn)(int, char **); } commands[] = {
     { "run", cmd_run }, { "chat", cmd_chat }, { "info", cmd_info }, { "tokenize", cmd_tokenize },
     { "detokenize", cmd_detokenize }, { "bench", cmd_bench }, { "perplexity", cmd_perplexity },
-    { "quantize", cmd_quantize },
+    { "quantize", cmd_quantize }, { "imatrix", cmd_imatrix },
     { "serve", cmd_serve },
 };
 

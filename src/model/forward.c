@@ -72,6 +72,8 @@ static void matmuls(struct ember_context *ctx, const float *x, int ldx, int T, i
         }
         task.job[j] = (mm_job){ w[j], buf, y[j], ldy[j] };
     }
+    if (ctx->mm_hook)
+        for (int j = 0; j < n; j++) ctx->mm_hook(ctx->mm_hook_user, w[j], x, ldx, T);
     em_pool_run(ctx->pool, mm_worker, &task);
 }
 

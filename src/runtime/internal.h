@@ -133,6 +133,11 @@ int em_pool_size(const em_pool *p);
 void em_pool_run(em_pool *p, em_task_fn fn, void *arg);
 
 /* ---- the context (forward.c) ---- */
+/* An observer of matmul inputs (the importance-matrix collector, quant/imatrix.c): called
+ * on the decoding thread before each product y = W . x with the weight and its T input rows
+ * (floats, ldx apart), in batch order. NULL (the default) costs one test per matmul. */
+typedef void (*em_matmul_hook)(void *user, const em_weight *w, const float *x, int ldx, int T);
+
 struct ember_context {
     const struct ember_model *m;
     const em_kernels *kern;
@@ -160,6 +165,8 @@ struct ember_context {
     int *logit_row;                 /* (row_cap) logits row of each batch token, or -1 */
     int row_cap;
     int last_n;                     /* tokens in the last decode */
+    em_matmul_hook mm_hook;         /* NULL, or an observer of every matmul's input */
+    void *mm_hook_user;
 };
 
 /* The public sampler: the internal one (runtime/sampler.h) and its vocabulary size. */
