@@ -50,6 +50,7 @@
 #include <string.h>
 #include "kernels/kernels.h"
 #include "kernels/attn_kv.h"
+#include "kernels/tile_driver.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -345,16 +346,7 @@ INLINE void mm_q32(const int type, int64_t n, const void *w, size_t wrow, int r0
     if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
     if (ncols == 2) for (; r + 2 <= r1; r += 2) TILE(2, 2);
     for (; r < r1; r++) {
-        switch (ncols) {
-        case 1: TILE(1, 1); break;
-        case 2: TILE(1, 2); break;
-        case 3: TILE(1, 3); break;
-        case 4: TILE(1, 4); break;
-        case 5: TILE(1, 5); break;
-        case 6: TILE(1, 6); break;
-        case 7: TILE(1, 7); break;
-        default: TILE(1, 8); break;
-        }
+        EM_COLS_1_8_R(ncols, TILE, 1);
     }
 #undef TILE
 }
@@ -536,16 +528,7 @@ INLINE void mm_k(const int type, int64_t n, const void *w, size_t wrow, int r0, 
         const char *wr = (const char *)w + (size_t)r * wrow;
 #define TILE(C) (type == EM_Q6_K ? q6k_tile(C, nb, wr, xc, xcol, y + r, ldy) \
                                  : k45_tile(type == EM_Q5_K, C, nb, wr, xc, xcol, y + r, ldy))
-        switch (ncols) {
-        case 1: TILE(1); break;
-        case 2: TILE(2); break;
-        case 3: TILE(3); break;
-        case 4: TILE(4); break;
-        case 5: TILE(5); break;
-        case 6: TILE(6); break;
-        case 7: TILE(7); break;
-        default: TILE(8); break;
-        }
+        EM_COLS_1_8(ncols, TILE);
 #undef TILE
     }
 }
@@ -663,16 +646,9 @@ INLINE void mm_k23(const int q3, int64_t n, const void *w, size_t wrow, int r0, 
     const int64_t nb = n / QK_K;
     for (int r = r0; r < r1; r++) {
         const char *wr = (const char *)w + (size_t)r * wrow;
-        switch (ncols) {
-        case 1: k23_tile(q3, 1, nb, wr, x, xcol, y + r, ldy); break;
-        case 2: k23_tile(q3, 2, nb, wr, x, xcol, y + r, ldy); break;
-        case 3: k23_tile(q3, 3, nb, wr, x, xcol, y + r, ldy); break;
-        case 4: k23_tile(q3, 4, nb, wr, x, xcol, y + r, ldy); break;
-        case 5: k23_tile(q3, 5, nb, wr, x, xcol, y + r, ldy); break;
-        case 6: k23_tile(q3, 6, nb, wr, x, xcol, y + r, ldy); break;
-        case 7: k23_tile(q3, 7, nb, wr, x, xcol, y + r, ldy); break;
-        default: k23_tile(q3, 8, nb, wr, x, xcol, y + r, ldy); break;
-        }
+#define TILE(C) k23_tile(q3, C, nb, wr, x, xcol, y + r, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
     }
 }
 
@@ -771,20 +747,10 @@ INLINE void mm_fp(const int type, int64_t n, const void *w, size_t wrow, int r0,
         int r = r0;
 #define TILE(R, C) fp_tile(type, R, C, n, wc + (size_t)r * wrow, wrow, xg, xcol, yg + r, ldy)
         for (; r + 2 <= r1; r += 2) {
-            switch (g) {
-            case 1: TILE(2, 1); break;
-            case 2: TILE(2, 2); break;
-            case 3: TILE(2, 3); break;
-            default: TILE(2, 4); break;
-            }
+            EM_COLS_1_4_R(g, TILE, 2);
         }
         for (; r < r1; r++) {
-            switch (g) {
-            case 1: TILE(1, 1); break;
-            case 2: TILE(1, 2); break;
-            case 3: TILE(1, 3); break;
-            default: TILE(1, 4); break;
-            }
+            EM_COLS_1_4_R(g, TILE, 1);
         }
 #undef TILE
     }
@@ -1107,16 +1073,7 @@ static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, con
 #define TILE(R, C) iq4nl_tile(R, C, nb, wc + (size_t)r * wrow, wrow, x, xcol, y + r, ldy)
     if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
     for (; r < r1; r++) {
-        switch (ncols) {
-        case 1: TILE(1, 1); break;
-        case 2: TILE(1, 2); break;
-        case 3: TILE(1, 3); break;
-        case 4: TILE(1, 4); break;
-        case 5: TILE(1, 5); break;
-        case 6: TILE(1, 6); break;
-        case 7: TILE(1, 7); break;
-        default: TILE(1, 8); break;
-        }
+        EM_COLS_1_8_R(ncols, TILE, 1);
     }
 #undef TILE
 }
@@ -1219,16 +1176,9 @@ INLINE void mm_iqtq(const int type, int64_t n, const void *w, size_t wrow, int r
     const int64_t nb = n / QK_K;
     for (int r = r0; r < r1; r++) {
         const char *wr = (const char *)w + (size_t)r * wrow;
-        switch (ncols) {
-        case 1: iqtq_tile(type, 1, nb, wr, x, xcol, y + r, ldy); break;
-        case 2: iqtq_tile(type, 2, nb, wr, x, xcol, y + r, ldy); break;
-        case 3: iqtq_tile(type, 3, nb, wr, x, xcol, y + r, ldy); break;
-        case 4: iqtq_tile(type, 4, nb, wr, x, xcol, y + r, ldy); break;
-        case 5: iqtq_tile(type, 5, nb, wr, x, xcol, y + r, ldy); break;
-        case 6: iqtq_tile(type, 6, nb, wr, x, xcol, y + r, ldy); break;
-        case 7: iqtq_tile(type, 7, nb, wr, x, xcol, y + r, ldy); break;
-        default: iqtq_tile(type, 8, nb, wr, x, xcol, y + r, ldy); break;
-        }
+#define TILE(C) iqtq_tile(type, C, nb, wr, x, xcol, y + r, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
     }
 }
 
