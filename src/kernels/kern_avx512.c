@@ -221,18 +221,9 @@ AI void mm_f(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const
 #undef TILE
 }
 
-static void mm_f32(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                   size_t xcol, int ncols, float *y, int ldy) {
-    mm_f(EM_F32, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_f16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                   size_t xcol, int ncols, float *y, int ldy) {
-    mm_f(EM_F16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_bf16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_f(EM_BF16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_f32, mm_f, EM_F32)
+EM_MM_WRAP(mm_f16, mm_f, EM_F16)
+EM_MM_WRAP(mm_bf16, mm_f, EM_BF16)
 
 /* ---------------------------------------------------------------- Q4_0 / Q4_1 / Q8_0 matmul */
 
@@ -356,14 +347,8 @@ AI void mm_q32(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, con
     }
 }
 
-static void mm_q4_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q32(EM_Q4_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q32(EM_Q8_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_0, mm_q32, EM_Q4_0)
+EM_MM_WRAP(mm_q8_0, mm_q32, EM_Q8_0)
 
 /* ---------------------------------------------------------------- Q4_1 / Q5_1 / Q5_0 matmul */
 
@@ -570,18 +555,9 @@ AI void mm_q41x(const int T, int64_t n, const void *w, size_t wrow, int r0, int 
     }
 }
 
-static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q41x(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q41x(EM_Q5_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q41x(EM_Q5_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_1, mm_q41x, EM_Q4_1)
+EM_MM_WRAP(mm_q5_1, mm_q41x, EM_Q5_1)
+EM_MM_WRAP(mm_q5_0, mm_q41x, EM_Q5_0)
 
 /* ---------------------------------------------------------------- K-quant matmul */
 
@@ -730,18 +706,9 @@ AI void mm_kq(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, cons
 #undef TILE
 }
 
-static void mm_q4_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_kq(EM_Q4_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_kq(EM_Q5_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_kq(EM_Q6_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_K, mm_kq, EM_Q4_K)
+EM_MM_WRAP(mm_q5_K, mm_kq, EM_Q5_K)
+EM_MM_WRAP(mm_q6_K, mm_kq, EM_Q6_K)
 
 /* Q2_K and Q3_K (in kblk form, reusing kblk_dot). Both hold 2-bit planes: per 128-element
  * half, element e (0..127) is bits 2*(e/32) of qs[32h + e%32], so q[k] (elements 64k..)
@@ -827,14 +794,8 @@ AI void mm_k23(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, con
 #undef TILE
 }
 
-static void mm_q2_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_k23(EM_Q2_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q3_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_k23(EM_Q3_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q2_K, mm_k23, EM_Q2_K)
+EM_MM_WRAP(mm_q3_K, mm_k23, EM_Q3_K)
 
 /* ---------------------------------------------------------------- norms and activations */
 
@@ -1418,18 +1379,9 @@ AI void mm_iqtq(const int t, int64_t n, const void *w, size_t wrow, int r0, int 
 #undef TILE
 }
 
-static void mm_iq4_xs(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                      int ncols, float *y, int ldy) {
-    mm_iqtq(EM_IQ4_XS, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_tq1_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                     int ncols, float *y, int ldy) {
-    mm_iqtq(EM_TQ1_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                     int ncols, float *y, int ldy) {
-    mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_iq4_xs, mm_iqtq, EM_IQ4_XS)
+EM_MM_WRAP(mm_tq1_0, mm_iqtq, EM_TQ1_0)
+EM_MM_WRAP(mm_tq2_0, mm_iqtq, EM_TQ2_0)
 
 /* Attention over a cache of any type: attn_kv.h's body with this file's matmuls (through
  * self) and FMA row update; hd is a multiple of 32. */

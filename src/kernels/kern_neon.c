@@ -351,26 +351,11 @@ INLINE void mm_q32(const int type, int64_t n, const void *w, size_t wrow, int r0
 #undef TILE
 }
 
-static void mm_q4_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q4_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q5_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q5_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q8_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_0, mm_q32, EM_Q4_0)
+EM_MM_WRAP(mm_q4_1, mm_q32, EM_Q4_1)
+EM_MM_WRAP(mm_q5_0, mm_q32, EM_Q5_0)
+EM_MM_WRAP(mm_q5_1, mm_q32, EM_Q5_1)
+EM_MM_WRAP(mm_q8_0, mm_q32, EM_Q8_0)
 
 /* ------------------------------------------------------------------ k-quants */
 
@@ -533,18 +518,9 @@ INLINE void mm_k(const int type, int64_t n, const void *w, size_t wrow, int r0, 
     }
 }
 
-static void mm_q4_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k(EM_Q4_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k(EM_Q5_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k(EM_Q6_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_K, mm_k, EM_Q4_K)
+EM_MM_WRAP(mm_q5_K, mm_k, EM_Q5_K)
+EM_MM_WRAP(mm_q6_K, mm_k, EM_Q6_K)
 
 /* Q2_K and Q3_K: one row, C columns. Per 128-element half h, qs[32h..32h+31] hold four
  * 2-bit planes; plane p of bytes 0-15 is sub-block 8h+2p, of bytes 16-31 sub-block
@@ -652,14 +628,8 @@ INLINE void mm_k23(const int q3, int64_t n, const void *w, size_t wrow, int r0, 
     }
 }
 
-static void mm_q2_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k23(0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q3_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k23(1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q2_K, mm_k23, 0)
+EM_MM_WRAP(mm_q3_K, mm_k23, 1)
 
 /* ------------------------------------------------------------------ float weight types */
 
@@ -756,18 +726,9 @@ INLINE void mm_fp(const int type, int64_t n, const void *w, size_t wrow, int r0,
     }
 }
 
-static void mm_f32(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                   int ncols, float *y, int ldy) {
-    mm_fp(EM_F32, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_f16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                   int ncols, float *y, int ldy) {
-    mm_fp(EM_F16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_bf16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_fp(EM_BF16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_f32, mm_fp, EM_F32)
+EM_MM_WRAP(mm_f16, mm_fp, EM_F16)
+EM_MM_WRAP(mm_bf16, mm_fp, EM_BF16)
 
 /* ------------------------------------------------------------------ norms and activations */
 
@@ -1182,18 +1143,9 @@ INLINE void mm_iqtq(const int type, int64_t n, const void *w, size_t wrow, int r
     }
 }
 
-static void mm_iq4_xs(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                      int ncols, float *y, int ldy) {
-    mm_iqtq(EM_IQ4_XS, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_tq1_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                     int ncols, float *y, int ldy) {
-    mm_iqtq(EM_TQ1_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                     int ncols, float *y, int ldy) {
-    mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_iq4_xs, mm_iqtq, EM_IQ4_XS)
+EM_MM_WRAP(mm_tq1_0, mm_iqtq, EM_TQ1_0)
+EM_MM_WRAP(mm_tq2_0, mm_iqtq, EM_TQ2_0)
 
 /* Attention over a cache of any type: attn_kv.h's body with this file's matmuls (through
  * self) and FMA row update; hd is a multiple of 32. */
