@@ -699,32 +699,8 @@ INLINE void fp_tile(const int type, const int R, const int C, int64_t n, const c
         for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum2(a0[r][c], a1[r][c]);
 }
 
-/* Decode: 4 rows side by side. Wider calls: groups of up to 4 columns times 2 rows, so the
- * group's activation columns stay in L1 while the rows stream past. */
-INLINE void mm_fp(const int type, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                  size_t xcol, int ncols, float *y, int ldy) {
-    const char *wc = w, *xc = x;
-    if (ncols == 1) {
-        int r = r0;
-        for (; r + 4 <= r1; r += 4) fp_tile(type, 4, 1, n, wc + (size_t)r * wrow, wrow, xc, xcol, y + r, ldy);
-        for (; r < r1; r++) fp_tile(type, 1, 1, n, wc + (size_t)r * wrow, wrow, xc, xcol, y + r, ldy);
-        return;
-    }
-    for (int c0 = 0; c0 < ncols; c0 += 4) {
-        const int g = ncols - c0 < 4 ? ncols - c0 : 4;
-        const char *xg = xc + (size_t)c0 * xcol;
-        float *yg = y + (size_t)c0 * ldy;
-        int r = r0;
-#define TILE(R, C) fp_tile(type, R, C, n, wc + (size_t)r * wrow, wrow, xg, xcol, yg + r, ldy)
-        for (; r + 2 <= r1; r += 2) {
-            EM_COLS_1_4_R(g, TILE, 2);
-        }
-        for (; r < r1; r++) {
-            EM_COLS_1_4_R(g, TILE, 1);
-        }
-#undef TILE
-    }
-}
+/* Float weights: tile_driver.h's driver (4-row decode, 4-column groups) over fp_tile. */
+EM_DEFINE_MM_FP(mm_fp)
 
 EM_MM_WRAP(mm_f32, mm_fp, EM_F32)
 EM_MM_WRAP(mm_f16, mm_fp, EM_F16)

@@ -71,6 +71,40 @@
     default: TILE(R, 4); break;   \
     }
 
+/* EM_DEFINE_MM_FP(name) defines the always-inlined float-weight driver name(type, n, w,
+ * wrow, r0, r1, x, xcol, ncols, y, ldy) over the file's own
+ * fp_tile(type, R, C, n, w, wrow, x, xcol, y, ldy), which must be defined before it is
+ * expanded. Decode takes 4 rows side by side; wider calls go in groups of up to 4 columns
+ * times 2 rows, so the group's activation columns stay in L1 while the rows stream past
+ * (8 columns of a long f32 row would not fit). */
+#define EM_FP_TILE_(R, C) fp_tile(type, R, C, n, wc + (size_t)r * wrow, wrow, xg, xcol, yg + r, ldy)
+#define EM_DEFINE_MM_FP(name)                                                                           \
+    static inline __attribute__((always_inline)) void name(const int type, int64_t n, const void *w,   \
+                                                           size_t wrow, int r0, int r1, const void *x, \
+                                                           size_t xcol, int ncols, float *y, int ldy) { \
+        const char *wc = w, *xc = x;                                                                    \
+        if (ncols == 1) {                                                                               \
+            int r = r0;                                                                                 \
+            for (; r + 4 <= r1; r += 4)                                                                 \
+                fp_tile(type, 4, 1, n, wc + (size_t)r * wrow, wrow, xc, xcol, y + r, ldy);              \
+            for (; r < r1; r++)                                                                         \
+                fp_tile(type, 1, 1, n, wc + (size_t)r * wrow, wrow, xc, xcol, y + r, ldy);              \
+            return;                                                                                     \
+        }                                                                                               \
+        for (int c0 = 0; c0 < ncols; c0 += 4) {                                                         \
+            const int g = ncols - c0 < 4 ? ncols - c0 : 4;                                              \
+            const char *xg = xc + (size_t)c0 * xcol;                                                    \
+            float *yg = y + (size_t)c0 * ldy;                                                           \
+            int r = r0;                                                                                 \
+            for (; r + 2 <= r1; r += 2) {                                                               \
+                EM_COLS_1_4_R(g, EM_FP_TILE_, 2);                                                       \
+            }                                                                                           \
+            for (; r < r1; r++) {                                                                       \
+                EM_COLS_1_4_R(g, EM_FP_TILE_, 1);                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }
+
 #define EM_MM_WRAP(name, family, arg)                                                      \
     static void name(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, \
                      size_t xcol, int ncols, float *y, int ldy) {                          \
