@@ -47,6 +47,7 @@
 #include <string.h>
 #include "kernels/kernels.h"
 #include "kernels/attn_kv.h"
+#include "kernels/tile_driver.h"
 
 #define AI static inline __attribute__((always_inline))
 #define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)  /* F16C rounding: nearest even */
@@ -215,31 +216,14 @@ AI void f_rows(int t, const int C, int64_t n, const char *w, size_t wrow, int r0
 
 AI void mm_f(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
              size_t xcol, int ncols, float *y, int ldy) {
-    switch (ncols) {
-    case 1: f_rows(t, 1, n, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 2: f_rows(t, 2, n, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 3: f_rows(t, 3, n, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 4: f_rows(t, 4, n, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 5: f_rows(t, 5, n, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 6: f_rows(t, 6, n, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 7: f_rows(t, 7, n, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 8: f_rows(t, 8, n, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    default: break;
-    }
+#define TILE(C) f_rows(t, C, n, w, wrow, r0, r1, x, xcol, y, ldy)
+    EM_COLS_1_8_ONLY(ncols, TILE);
+#undef TILE
 }
 
-static void mm_f32(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                   size_t xcol, int ncols, float *y, int ldy) {
-    mm_f(EM_F32, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_f16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                   size_t xcol, int ncols, float *y, int ldy) {
-    mm_f(EM_F16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_bf16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_f(EM_BF16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_f32, mm_f, EM_F32)
+EM_MM_WRAP(mm_f16, mm_f, EM_F16)
+EM_MM_WRAP(mm_bf16, mm_f, EM_BF16)
 
 /* ---------------------------------------------------------------- Q4_0 / Q4_1 / Q8_0 matmul */
 
@@ -357,27 +341,14 @@ AI void mm_q32(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, con
                      t == EM_Q8_0 ? 128 : 8, nb, xg + (size_t)c * ng);
         const char *wk = (const char *)w + (size_t)(k0 / 32) * bsz;
         const int first = k0 == 0;
-        switch (ncols) {
-        case 1: q32_rows(t, 1, wk, wrow, r0, r1, xg, nb, y, ldy, first); break;
-        case 2: q32_rows(t, 2, wk, wrow, r0, r1, xg, nb, y, ldy, first); break;
-        case 3: q32_rows(t, 3, wk, wrow, r0, r1, xg, nb, y, ldy, first); break;
-        case 4: q32_rows(t, 4, wk, wrow, r0, r1, xg, nb, y, ldy, first); break;
-        case 5: q32_rows(t, 5, wk, wrow, r0, r1, xg, nb, y, ldy, first); break;
-        case 6: q32_rows(t, 6, wk, wrow, r0, r1, xg, nb, y, ldy, first); break;
-        case 7: q32_rows(t, 7, wk, wrow, r0, r1, xg, nb, y, ldy, first); break;
-        default: q32_rows(t, 8, wk, wrow, r0, r1, xg, nb, y, ldy, first); break;
-        }
+#define TILE(C) q32_rows(t, C, wk, wrow, r0, r1, xg, nb, y, ldy, first)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
     }
 }
 
-static void mm_q4_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q32(EM_Q4_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q32(EM_Q8_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_0, mm_q32, EM_Q4_0)
+EM_MM_WRAP(mm_q8_0, mm_q32, EM_Q8_0)
 
 /* ---------------------------------------------------------------- Q4_1 / Q5_1 / Q5_0 matmul */
 
@@ -572,44 +543,21 @@ AI void mm_q41x(const int T, int64_t n, const void *w, size_t wrow, int r0, int 
     }
     for (; r + 2 <= r1; r += 2) {
         wr = (const char *)w + (size_t)r * wrow, yr = y + r;
-        switch (ncols) {
-        case 1: q41_tile2(T, 1, 1, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 2: q41_tile2(T, 1, 2, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 3: q41_tile2(T, 1, 3, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 4: q41_tile2(T, 1, 4, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 5: q41_tile2(T, 1, 5, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 6: q41_tile2(T, 1, 6, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 7: q41_tile2(T, 1, 7, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        default: q41_tile2(T, 1, 8, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        }
+#define TILE(C) q41_tile2(T, 1, C, nb, wr, wrow, x, xcol, &t, yr, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
     }
     if (r < r1) {
         wr = (const char *)w + (size_t)r * wrow, yr = y + r;
-        switch (ncols) {
-        case 1: q41_tile(T, 1, 1, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 2: q41_tile(T, 1, 2, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 3: q41_tile(T, 1, 3, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 4: q41_tile(T, 1, 4, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 5: q41_tile(T, 1, 5, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 6: q41_tile(T, 1, 6, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        case 7: q41_tile(T, 1, 7, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        default: q41_tile(T, 1, 8, nb, wr, wrow, x, xcol, &t, yr, ldy); break;
-        }
+#define TILE(C) q41_tile(T, 1, C, nb, wr, wrow, x, xcol, &t, yr, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
     }
 }
 
-static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q41x(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q41x(EM_Q5_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_q41x(EM_Q5_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_1, mm_q41x, EM_Q4_1)
+EM_MM_WRAP(mm_q5_1, mm_q41x, EM_Q5_1)
+EM_MM_WRAP(mm_q5_0, mm_q41x, EM_Q5_0)
 
 /* ---------------------------------------------------------------- K-quant matmul */
 
@@ -753,31 +701,14 @@ AI void kq_rows(int t, const int C, int64_t nb, const char *w, size_t wrow, int 
 AI void mm_kq(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
               size_t xcol, int ncols, float *y, int ldy) {
     const int64_t nb = n / QK_K;
-    switch (ncols) {
-    case 1: kq_rows(t, 1, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 2: kq_rows(t, 2, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 3: kq_rows(t, 3, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 4: kq_rows(t, 4, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 5: kq_rows(t, 5, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 6: kq_rows(t, 6, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 7: kq_rows(t, 7, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 8: kq_rows(t, 8, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    default: break;
-    }
+#define TILE(C) kq_rows(t, C, nb, w, wrow, r0, r1, x, xcol, y, ldy)
+    EM_COLS_1_8_ONLY(ncols, TILE);
+#undef TILE
 }
 
-static void mm_q4_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_kq(EM_Q4_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_kq(EM_Q5_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_kq(EM_Q6_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_K, mm_kq, EM_Q4_K)
+EM_MM_WRAP(mm_q5_K, mm_kq, EM_Q5_K)
+EM_MM_WRAP(mm_q6_K, mm_kq, EM_Q6_K)
 
 /* Q2_K and Q3_K (in kblk form, reusing kblk_dot). Both hold 2-bit planes: per 128-element
  * half, element e (0..127) is bits 2*(e/32) of qs[32h + e%32], so q[k] (elements 64k..)
@@ -858,27 +789,13 @@ AI void k23_rows(int t, const int C, int64_t nb, const char *w, size_t wrow, int
 AI void mm_k23(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
                size_t xcol, int ncols, float *y, int ldy) {
     const int64_t nb = n / QK_K;
-    switch (ncols) {
-    case 1: k23_rows(t, 1, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 2: k23_rows(t, 2, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 3: k23_rows(t, 3, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 4: k23_rows(t, 4, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 5: k23_rows(t, 5, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 6: k23_rows(t, 6, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 7: k23_rows(t, 7, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 8: k23_rows(t, 8, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    default: break;
-    }
+#define TILE(C) k23_rows(t, C, nb, w, wrow, r0, r1, x, xcol, y, ldy)
+    EM_COLS_1_8_ONLY(ncols, TILE);
+#undef TILE
 }
 
-static void mm_q2_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_k23(EM_Q2_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q3_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                    size_t xcol, int ncols, float *y, int ldy) {
-    mm_k23(EM_Q3_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q2_K, mm_k23, EM_Q2_K)
+EM_MM_WRAP(mm_q3_K, mm_k23, EM_Q3_K)
 
 /* ---------------------------------------------------------------- norms and activations */
 
@@ -1331,16 +1248,7 @@ static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, con
 #define TILE(R, C) iq4nl_tile(R, C, nb, wc + (size_t)r * wrow, wrow, x, xcol, y + r, ldy)
     if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
     for (; r < r1; r++) {
-        switch (ncols) {
-        case 1: TILE(1, 1); break;
-        case 2: TILE(1, 2); break;
-        case 3: TILE(1, 3); break;
-        case 4: TILE(1, 4); break;
-        case 5: TILE(1, 5); break;
-        case 6: TILE(1, 6); break;
-        case 7: TILE(1, 7); break;
-        default: TILE(1, 8); break;
-        }
+        EM_COLS_1_8_R(ncols, TILE, 1);
     }
 #undef TILE
 }
@@ -1466,30 +1374,14 @@ AI void iqtq_rows(const int t, const int C, int64_t nb, const char *w, size_t wr
 AI void mm_iqtq(const int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
                 size_t xcol, int ncols, float *y, int ldy) {
     const int64_t nb = n / QK_K;
-    switch (ncols) {
-    case 1: iqtq_rows(t, 1, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 2: iqtq_rows(t, 2, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 3: iqtq_rows(t, 3, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 4: iqtq_rows(t, 4, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 5: iqtq_rows(t, 5, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 6: iqtq_rows(t, 6, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    case 7: iqtq_rows(t, 7, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    default: iqtq_rows(t, 8, nb, w, wrow, r0, r1, x, xcol, y, ldy); break;
-    }
+#define TILE(C) iqtq_rows(t, C, nb, w, wrow, r0, r1, x, xcol, y, ldy)
+    EM_COLS_1_8(ncols, TILE);
+#undef TILE
 }
 
-static void mm_iq4_xs(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                      int ncols, float *y, int ldy) {
-    mm_iqtq(EM_IQ4_XS, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_tq1_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                     int ncols, float *y, int ldy) {
-    mm_iqtq(EM_TQ1_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                     int ncols, float *y, int ldy) {
-    mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_iq4_xs, mm_iqtq, EM_IQ4_XS)
+EM_MM_WRAP(mm_tq1_0, mm_iqtq, EM_TQ1_0)
+EM_MM_WRAP(mm_tq2_0, mm_iqtq, EM_TQ2_0)
 
 /* Attention over a cache of any type: attn_kv.h's body with this file's matmuls (through
  * self) and FMA row update; hd is a multiple of 32. */

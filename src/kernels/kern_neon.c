@@ -50,6 +50,7 @@
 #include <string.h>
 #include "kernels/kernels.h"
 #include "kernels/attn_kv.h"
+#include "kernels/tile_driver.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -345,40 +346,16 @@ INLINE void mm_q32(const int type, int64_t n, const void *w, size_t wrow, int r0
     if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
     if (ncols == 2) for (; r + 2 <= r1; r += 2) TILE(2, 2);
     for (; r < r1; r++) {
-        switch (ncols) {
-        case 1: TILE(1, 1); break;
-        case 2: TILE(1, 2); break;
-        case 3: TILE(1, 3); break;
-        case 4: TILE(1, 4); break;
-        case 5: TILE(1, 5); break;
-        case 6: TILE(1, 6); break;
-        case 7: TILE(1, 7); break;
-        default: TILE(1, 8); break;
-        }
+        EM_COLS_1_8_R(ncols, TILE, 1);
     }
 #undef TILE
 }
 
-static void mm_q4_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q4_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q4_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q4_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q5_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_1(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q5_1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q8_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_q32(EM_Q8_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_0, mm_q32, EM_Q4_0)
+EM_MM_WRAP(mm_q4_1, mm_q32, EM_Q4_1)
+EM_MM_WRAP(mm_q5_0, mm_q32, EM_Q5_0)
+EM_MM_WRAP(mm_q5_1, mm_q32, EM_Q5_1)
+EM_MM_WRAP(mm_q8_0, mm_q32, EM_Q8_0)
 
 /* ------------------------------------------------------------------ k-quants */
 
@@ -536,32 +513,14 @@ INLINE void mm_k(const int type, int64_t n, const void *w, size_t wrow, int r0, 
         const char *wr = (const char *)w + (size_t)r * wrow;
 #define TILE(C) (type == EM_Q6_K ? q6k_tile(C, nb, wr, xc, xcol, y + r, ldy) \
                                  : k45_tile(type == EM_Q5_K, C, nb, wr, xc, xcol, y + r, ldy))
-        switch (ncols) {
-        case 1: TILE(1); break;
-        case 2: TILE(2); break;
-        case 3: TILE(3); break;
-        case 4: TILE(4); break;
-        case 5: TILE(5); break;
-        case 6: TILE(6); break;
-        case 7: TILE(7); break;
-        default: TILE(8); break;
-        }
+        EM_COLS_1_8(ncols, TILE);
 #undef TILE
     }
 }
 
-static void mm_q4_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k(EM_Q4_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q5_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k(EM_Q5_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q6_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k(EM_Q6_K, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q4_K, mm_k, EM_Q4_K)
+EM_MM_WRAP(mm_q5_K, mm_k, EM_Q5_K)
+EM_MM_WRAP(mm_q6_K, mm_k, EM_Q6_K)
 
 /* Q2_K and Q3_K: one row, C columns. Per 128-element half h, qs[32h..32h+31] hold four
  * 2-bit planes; plane p of bytes 0-15 is sub-block 8h+2p, of bytes 16-31 sub-block
@@ -663,27 +622,14 @@ INLINE void mm_k23(const int q3, int64_t n, const void *w, size_t wrow, int r0, 
     const int64_t nb = n / QK_K;
     for (int r = r0; r < r1; r++) {
         const char *wr = (const char *)w + (size_t)r * wrow;
-        switch (ncols) {
-        case 1: k23_tile(q3, 1, nb, wr, x, xcol, y + r, ldy); break;
-        case 2: k23_tile(q3, 2, nb, wr, x, xcol, y + r, ldy); break;
-        case 3: k23_tile(q3, 3, nb, wr, x, xcol, y + r, ldy); break;
-        case 4: k23_tile(q3, 4, nb, wr, x, xcol, y + r, ldy); break;
-        case 5: k23_tile(q3, 5, nb, wr, x, xcol, y + r, ldy); break;
-        case 6: k23_tile(q3, 6, nb, wr, x, xcol, y + r, ldy); break;
-        case 7: k23_tile(q3, 7, nb, wr, x, xcol, y + r, ldy); break;
-        default: k23_tile(q3, 8, nb, wr, x, xcol, y + r, ldy); break;
-        }
+#define TILE(C) k23_tile(q3, C, nb, wr, x, xcol, y + r, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
     }
 }
 
-static void mm_q2_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k23(0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_q3_K(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_k23(1, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_q2_K, mm_k23, 0)
+EM_MM_WRAP(mm_q3_K, mm_k23, 1)
 
 /* ------------------------------------------------------------------ float weight types */
 
@@ -753,55 +699,12 @@ INLINE void fp_tile(const int type, const int R, const int C, int64_t n, const c
         for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum2(a0[r][c], a1[r][c]);
 }
 
-/* Decode: 4 rows side by side. Wider calls: groups of up to 4 columns times 2 rows, so the
- * group's activation columns stay in L1 while the rows stream past. */
-INLINE void mm_fp(const int type, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-                  size_t xcol, int ncols, float *y, int ldy) {
-    const char *wc = w, *xc = x;
-    if (ncols == 1) {
-        int r = r0;
-        for (; r + 4 <= r1; r += 4) fp_tile(type, 4, 1, n, wc + (size_t)r * wrow, wrow, xc, xcol, y + r, ldy);
-        for (; r < r1; r++) fp_tile(type, 1, 1, n, wc + (size_t)r * wrow, wrow, xc, xcol, y + r, ldy);
-        return;
-    }
-    for (int c0 = 0; c0 < ncols; c0 += 4) {
-        const int g = ncols - c0 < 4 ? ncols - c0 : 4;
-        const char *xg = xc + (size_t)c0 * xcol;
-        float *yg = y + (size_t)c0 * ldy;
-        int r = r0;
-#define TILE(R, C) fp_tile(type, R, C, n, wc + (size_t)r * wrow, wrow, xg, xcol, yg + r, ldy)
-        for (; r + 2 <= r1; r += 2) {
-            switch (g) {
-            case 1: TILE(2, 1); break;
-            case 2: TILE(2, 2); break;
-            case 3: TILE(2, 3); break;
-            default: TILE(2, 4); break;
-            }
-        }
-        for (; r < r1; r++) {
-            switch (g) {
-            case 1: TILE(1, 1); break;
-            case 2: TILE(1, 2); break;
-            case 3: TILE(1, 3); break;
-            default: TILE(1, 4); break;
-            }
-        }
-#undef TILE
-    }
-}
+/* Float weights: tile_driver.h's driver (4-row decode, 4-column groups) over fp_tile. */
+EM_DEFINE_MM_FP(mm_fp)
 
-static void mm_f32(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                   int ncols, float *y, int ldy) {
-    mm_fp(EM_F32, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_f16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                   int ncols, float *y, int ldy) {
-    mm_fp(EM_F16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_bf16(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                    int ncols, float *y, int ldy) {
-    mm_fp(EM_BF16, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_f32, mm_fp, EM_F32)
+EM_MM_WRAP(mm_f16, mm_fp, EM_F16)
+EM_MM_WRAP(mm_bf16, mm_fp, EM_BF16)
 
 /* ------------------------------------------------------------------ norms and activations */
 
@@ -1107,16 +1010,7 @@ static void mm_iq4_nl(int64_t n, const void *w, size_t wrow, int r0, int r1, con
 #define TILE(R, C) iq4nl_tile(R, C, nb, wc + (size_t)r * wrow, wrow, x, xcol, y + r, ldy)
     if (ncols == 1) for (; r + 4 <= r1; r += 4) TILE(4, 1);
     for (; r < r1; r++) {
-        switch (ncols) {
-        case 1: TILE(1, 1); break;
-        case 2: TILE(1, 2); break;
-        case 3: TILE(1, 3); break;
-        case 4: TILE(1, 4); break;
-        case 5: TILE(1, 5); break;
-        case 6: TILE(1, 6); break;
-        case 7: TILE(1, 7); break;
-        default: TILE(1, 8); break;
-        }
+        EM_COLS_1_8_R(ncols, TILE, 1);
     }
 #undef TILE
 }
@@ -1219,31 +1113,15 @@ INLINE void mm_iqtq(const int type, int64_t n, const void *w, size_t wrow, int r
     const int64_t nb = n / QK_K;
     for (int r = r0; r < r1; r++) {
         const char *wr = (const char *)w + (size_t)r * wrow;
-        switch (ncols) {
-        case 1: iqtq_tile(type, 1, nb, wr, x, xcol, y + r, ldy); break;
-        case 2: iqtq_tile(type, 2, nb, wr, x, xcol, y + r, ldy); break;
-        case 3: iqtq_tile(type, 3, nb, wr, x, xcol, y + r, ldy); break;
-        case 4: iqtq_tile(type, 4, nb, wr, x, xcol, y + r, ldy); break;
-        case 5: iqtq_tile(type, 5, nb, wr, x, xcol, y + r, ldy); break;
-        case 6: iqtq_tile(type, 6, nb, wr, x, xcol, y + r, ldy); break;
-        case 7: iqtq_tile(type, 7, nb, wr, x, xcol, y + r, ldy); break;
-        default: iqtq_tile(type, 8, nb, wr, x, xcol, y + r, ldy); break;
-        }
+#define TILE(C) iqtq_tile(type, C, nb, wr, x, xcol, y + r, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
     }
 }
 
-static void mm_iq4_xs(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                      int ncols, float *y, int ldy) {
-    mm_iqtq(EM_IQ4_XS, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_tq1_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                     int ncols, float *y, int ldy) {
-    mm_iqtq(EM_TQ1_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
-static void mm_tq2_0(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
-                     int ncols, float *y, int ldy) {
-    mm_iqtq(EM_TQ2_0, n, w, wrow, r0, r1, x, xcol, ncols, y, ldy);
-}
+EM_MM_WRAP(mm_iq4_xs, mm_iqtq, EM_IQ4_XS)
+EM_MM_WRAP(mm_tq1_0, mm_iqtq, EM_TQ1_0)
+EM_MM_WRAP(mm_tq2_0, mm_iqtq, EM_TQ2_0)
 
 /* Attention over a cache of any type: attn_kv.h's body with this file's matmuls (through
  * self) and FMA row update; hd is a multiple of 32. */
