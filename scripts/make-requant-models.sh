@@ -1,21 +1,27 @@
 #!/bin/sh
-# make-requant-models.sh: requantizes the optional real models of fetch-models.sh with
-# llama.cpp's own llama-quantize (--allow-requantize), for checking ember's other weight
-# types on real weights (scripts/greedy_vs_llamacpp.py). Nothing here is committed.
+# make-requant-models.sh: requantizes the optional real models of fetch-models.sh
+# (--allow-requantize), for checking ember's other weight types on real weights
+# (test_realmodels, scripts/greedy_vs_llamacpp.py). Nothing here is committed.
 #
 #   scripts/make-requant-models.sh [TYPE...]      (default: Q2_K Q3_K_M)
 #
-# LLAMA_QUANTIZE: the llama-quantize binary (default /tmp/lcpbuild/bin/llama-quantize;
-# build it from the llama-cpp-python 0.3.36 sdist's tools/quantize). MODELS: folder of the
-# fetched files (default models/); OUT: where the results go (default $MODELS/requant).
-# The sha256 of each result is checked against what llama-quantize of llama-cpp-python
-# 0.3.36 wrote here (tests/golden/<name>/greedy.txt were made from those files).
+# The quantizer: LLAMA_QUANTIZE=/path/to/llama-quantize (build it from the llama-cpp-python
+# 0.3.36 sdist's tools/quantize) if set, else build/ember quantize (its output is
+# byte-identical to llama-quantize's; test_quantize, and the sha256 check below).
+# MODELS: folder of the fetched files (default models/); OUT: where the results go
+# (default $MODELS/requant). The sha256 of each result must equal what llama-quantize of
+# llama-cpp-python 0.3.36 wrote (tests/golden/<name>/greedy.txt were made from those files).
 set -eu
-Q=${LLAMA_QUANTIZE:-/tmp/lcpbuild/bin/llama-quantize}
 MODELS=${MODELS:-models}
 OUT=${OUT:-$MODELS/requant}
-[ -x "$Q" ] || { echo "make-requant-models.sh: no llama-quantize at $Q (set LLAMA_QUANTIZE)" >&2; exit 1; }
-export LD_LIBRARY_PATH="$(dirname "$Q")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [ -n "${LLAMA_QUANTIZE:-}" ]; then
+    [ -x "$LLAMA_QUANTIZE" ] || { echo "make-requant-models.sh: no llama-quantize at $LLAMA_QUANTIZE" >&2; exit 1; }
+    export LD_LIBRARY_PATH="$(dirname "$LLAMA_QUANTIZE")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    quantize() { "$LLAMA_QUANTIZE" "$@"; }
+else
+    [ -x build/ember ] || { echo "make-requant-models.sh: no build/ember (run make, or set LLAMA_QUANTIZE)" >&2; exit 1; }
+    quantize() { build/ember quantize "$@"; }
+fi
 [ $# -gt 0 ] || set -- Q2_K Q3_K_M
 expected_sha() {
     case "$1" in
@@ -32,17 +38,19 @@ for base in Qwen2.5-Coder-0.5B-Instruct Qwen2.5-Coder-1.5B-Instruct; do
     for t in "$@"; do
         dst="$OUT/$base-$t.gguf"
         [ -f "$dst" ] && { echo "have $dst"; continue; }
-        "$Q" --allow-requantize "$src" "$dst.tmp" "$t" "${THREADS:-2}" >"$dst.log" 2>&1 ||
-            { echo "llama-quantize failed, see $dst.log" >&2; exit 1; }
+        quantize --allow-requantize "$src" "$dst.tmp" "$t" "${THREADS:-2}" >"$dst.log" 2>&1 ||
+            { echo "quantizing $src to $t failed, see $dst.log" >&2; exit 1; }
         mv "$dst.tmp" "$dst"
         echo "wrote $dst"
     done
 done
+bad=0
 for f in "$OUT"/*.gguf; do
     [ -f "$f" ] || continue
     want=$(expected_sha "$(basename "$f")")
     [ -n "$want" ] || continue
     got=$(sha256sum "$f" | cut -c1-64)
     if [ "$got" = "$want" ]; then echo "sha256 ok: $f"
-    else echo "warning: $f has sha256 $got, the goldens were made from $want" >&2; fi
+    else echo "error: $f has sha256 $got, the goldens were made from $want" >&2; bad=1; fi
 done
+exit $bad
