@@ -104,6 +104,7 @@ TEST(test_type_info) {
         { EM_Q3_K, "q3_K", 256, 110, EM_Q8_K },
         { EM_IQ4_NL, "iq4_nl", 32, 18, EM_Q8_0 }, { EM_IQ4_XS, "iq4_xs", 256, 136, EM_Q8_K },
         { EM_TQ1_0, "tq1_0", 256, 54, EM_Q8_K },  { EM_TQ2_0, "tq2_0", 256, 66, EM_Q8_K },
+        { EM_BFP4, "bfp4", 32, 17, EM_Q8_0 },
     };
     int count = 0;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -117,7 +118,9 @@ TEST(test_type_info) {
         CHECK(em_row_size(want[i].t, 4096) == 4096 / want[i].blck * want[i].bytes);
     }
     for (int t = -2; t < EM_TYPE_COUNT + 2; t++) count += em_type_get(t) != NULL;
-    CHECK(count == 19);
+    CHECK(count == 20);
+    /* ember's own bfp4 (KV cache) is no file type: GGUF layout never sees its id */
+    CHECK(em_type_traits(EM_BFP4) == NULL && EM_BFP4 >= EM_GGML_TYPE_COUNT);
     CHECK(em_type_get(16) == NULL && em_type_get(EM_TYPE_COUNT) == NULL && em_type_get(-1) == NULL);
     /* the same table knows the types ember does not compute with, for GGUF layout */
     const em_type_info *iq2 = em_type_traits(16), *mx = em_type_traits(39);

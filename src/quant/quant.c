@@ -1,7 +1,8 @@
 /* quant.c: the table of ggml type traits, and the scalar numerical specification for the
  * types ember computes with (see quant.h). The row functions live in one file per format
  * family: quant_float.c (f32, f16, bf16), quant_q.c (32-element blocks), quant_k.c
- * (k-quants), quant_iq.c (IQ4_NL, IQ4_XS), quant_tq.c (TQ1_0, TQ2_0); this file only
+ * (k-quants), quant_iq.c (IQ4_NL, IQ4_XS), quant_tq.c (TQ1_0, TQ2_0), quant_bfp.c
+ * (ember's bfp4 KV cache type); this file only
  * dispatches through the table.
  *
  * Everything here follows ggml (ggml-quants.c and ggml-cpu/quants.c, generic paths) so
@@ -67,18 +68,20 @@ static const em_type_info type_table[EM_TYPE_COUNT] = {
     [EM_TQ1_0] = { "tq1_0", QK_K, sizeof(block_tq1_0), EM_Q8_K, ROWS(tq1_0) },
     [EM_TQ2_0] = { "tq2_0", QK_K, sizeof(block_tq2_0), EM_Q8_K, ROWS(tq2_0) },
     [39] = { "mxfp4",   32,  17,  -1, NULL, NULL, NULL },
+    /* ember's own (KV cache) types: no weight quantizer, no file id */
+    [EM_BFP4] = { "bfp4", QK_BFP4, sizeof(block_bfp4), EM_Q8_0, em_to_float_bfp4, em_from_float_bfp4, em_vec_dot_bfp4, NULL },
 };
 #undef ROWS
 
 const em_type_info *em_type_traits(uint32_t type) {
-    if (type >= EM_TYPE_COUNT || !type_table[type].name) return NULL;
+    if (type >= EM_GGML_TYPE_COUNT || !type_table[type].name) return NULL;
     return &type_table[type];
 }
 
 const em_type_info *em_type_get(int type) {
-    if (type < 0) return NULL;
-    const em_type_info *ti = em_type_traits((uint32_t)type);
-    return ti && ti->to_float ? ti : NULL;
+    if (type < 0 || type >= EM_TYPE_COUNT) return NULL;
+    const em_type_info *ti = &type_table[type];
+    return ti->name && ti->to_float ? ti : NULL;
 }
 
 /* Number of blocks in n elements, or -1 when n is negative or not a whole number of

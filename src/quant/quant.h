@@ -18,7 +18,11 @@ enum em_type {
     EM_Q8_0 = 8, EM_Q8_1 = 9,
     EM_Q2_K = 10, EM_Q3_K = 11, EM_Q4_K = 12, EM_Q5_K = 13, EM_Q6_K = 14, EM_Q8_K = 15, EM_BF16 = 30,
     EM_IQ4_NL = 20, EM_IQ4_XS = 23, EM_TQ1_0 = 34, EM_TQ2_0 = 35,
-    EM_TYPE_COUNT = 40,  /* ggml type ids 0..39 (mxfp4 = 39), computed or not */
+    EM_GGML_TYPE_COUNT = 40,  /* ggml type ids 0..39 (mxfp4 = 39), computed or not */
+    /* ember's own types, after ggml's: never in a file (em_type_traits does not know them),
+     * only in memory (the KV cache). */
+    EM_BFP4 = 40,
+    EM_TYPE_COUNT = 41,
 };
 
 #define QK4_0 32
@@ -60,6 +64,31 @@ typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uin
  * (n*16 + m), qh[0..3] 4 trits each, elements 240..255 (n*4 + j). */
 typedef struct { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh[QK_K / 64]; uint16_t d; } block_tq1_0;
 typedef struct { uint8_t qs[QK_K / 4]; uint16_t d; } block_tq2_0;
+/* bfp4 (ember's KV cache type, docs/techniques.md §3): block floating point, 32 values
+ * sharing the exponent byte e, each a 4-bit signed mantissa m in -8..7 stored as the nibble
+ * m + 8 (element order as q4_0: low nibbles elements 0..15). Value m * 2^(e - 127), the
+ * scale being the float with exponent field e (e = 0: an all-zero block). The quantizer
+ * picks the scale with amax / 2^(e-127) in (5, 10] (clamped to e = 1..253), rounds
+ * x / 2^(e-127) to nearest even and clamps to -8..7: the few values beyond 7.5 (or -8.5)
+ * steps saturate, which costs less on average than the coarser scale would on the whole
+ * block. */
+#define QK_BFP4 32
+typedef struct { uint8_t e; uint8_t qs[QK_BFP4 / 2]; } block_bfp4;
+/* The exponent byte for a block whose largest |x| is amax (0 for amax 0), and the float
+ * with exponent field e (the block's scale; 0.0 for e = 0). Shared by every ISA's store:
+ * ceil(log2 amax) from the bits puts amax / 2^(e-127) in (4, 8]; at or below 5 it takes
+ * the next finer scale, (8, 10]. Every step is exact. */
+static inline float em_bfp4_scale(int e) {
+    union { uint32_t u; float f; } s = { (uint32_t)e << 23 };
+    return s.f;
+}
+static inline int em_bfp4_exponent(float amax) {
+    union { float f; uint32_t u; } a = { amax };
+    if (!(amax > 0.0f)) return 0;
+    int e = (int)(a.u >> 23) + ((a.u & 0x007fffffu) != 0) - 3;
+    if (e >= 1 && e <= 253 && amax * em_bfp4_scale(254 - e) <= 5.0f) e--;
+    return e < 1 ? 1 : e > 253 ? 253 : e;
+}
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 block");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 block");
@@ -77,6 +106,7 @@ _Static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl block");
 _Static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs block");
 _Static_assert(sizeof(block_tq1_0) == 54, "tq1_0 block");
 _Static_assert(sizeof(block_tq2_0) == 66, "tq2_0 block");
+_Static_assert(sizeof(block_bfp4) == 17, "bfp4 block");
 
 /* ggml's kvalues_iq4nl: the 16 levels of IQ4_NL / IQ4_XS. */
 extern const int8_t em_iq4nl_values[16];
@@ -98,7 +128,8 @@ typedef struct em_type_info {
     size_t (*quantize)(const float *x, void *y, int64_t nrows, int64_t n_per_row, const float *imatrix);
 } em_type_info;
 
-/* Any ggml type id known to GGUF, computed or not; NULL for unknown and retired ids. */
+/* Any ggml type id known to GGUF, computed or not; NULL for unknown and retired ids (and
+ * ember's own types, which no file may hold). */
 const em_type_info *em_type_traits(uint32_t type);
 /* NULL when ember cannot compute with the type. */
 const em_type_info *em_type_get(int type);
@@ -112,7 +143,7 @@ float em_bf16_to_f32(uint16_t h);
 uint16_t em_f32_to_bf16(float f);
 
 /* Row conversions; n is a multiple of the type's block size.
- * em_quantize_row supports F32, F16, BF16, Q8_0, Q8_1, Q8_K (activations) and the
+ * em_quantize_row supports F32, F16, BF16, Q8_0, Q8_1, Q8_K (activations), BFP4 and the
  * reference weight quantizers Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0 (as
  * ggml's *_ref). Returns 0, or -1 if the type
  * has no quantizer. em_dequantize_row supports every type above. */

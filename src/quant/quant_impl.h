@@ -1,5 +1,5 @@
 /* quant_impl.h: what the format-family files (quant_float.c, quant_q.c, quant_k.c,
- * quant_iq.c, quant_tq.c) share
+ * quant_iq.c, quant_tq.c, quant_bfp.c) share
  * with quant.c, whose trait table points at their row functions. Not a public header.
  *
  * Row functions work on nb whole blocks (for f32/f16/bf16 a block is one element):
@@ -102,4 +102,6 @@ EM_ROW_FNS(tq1_0)
 EM_ROW_FNS(tq2_0)
 EM_QUANTIZE_FN(tq1_0)
 EM_QUANTIZE_FN(tq2_0)
+/* quant_bfp.c: block floating point (KV cache) */
+EM_ROW_FNS(bfp4)
 #endif
