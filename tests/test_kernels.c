@@ -19,7 +19,7 @@
  *                 order differs), 4e-3 * max|v| for f16 (an ulp of s could flip an f16
  *                 rounding of the accumulator); since the kernels repeat ref's steps, at
  *                 least 99% of outputs must also be bit-identical (the count is printed).
- *   attn_kv       (caches of any type: f32, f16, bf16, q8_0, q4_0 for K and V) each ISA
+ *   attn_kv       (caches of any type: f32, f16, bf16, q8_0, q4_0, bfp4 for K and V) each ISA
  *                 against ref's attn_kv within 1e-5 * max|v| (the same body: only the
  *                 matmul's summation order of the scores differs), and ref's against the
  *                 f32 attention on the unquantized rows within the bound of the pair
@@ -81,6 +81,8 @@ static void rand_row(int t, void *w, int64_t n) {
         case EM_IQ4_XS: { block_iq4_xs *b = (block_iq4_xs *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         case EM_TQ1_0: { block_tq1_0 *b = (block_tq1_0 *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         case EM_TQ2_0: { block_tq2_0 *b = (block_tq2_0 *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
+        /* exponents 2^-10 .. 2^-5, with some all-zero (e = 0) blocks */
+        case EM_BFP4: { block_bfp4 *b = (block_bfp4 *)w + i; rand_bytes(b->qs, sizeof b->qs); b->e = rnd() % 8 ? (uint8_t)(117 + rnd() % 6) : 0; break; }
         }
     }
 }
@@ -208,7 +210,7 @@ static int mm_check(mm_case *m) {
 
 static const int mm_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q4_K, EM_Q5_K, EM_Q6_K,
                                 EM_Q2_K, EM_Q3_K,
-                                EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0 };
+                                EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0, EM_BFP4 };
 
 static int mm_one(int t, int64_t n, int rows, int r0, int r1, int ncols) {
     mm_case m = { .t = t, .n = n, .rows = rows, .r0 = r0, .r1 = r1, .ncols = ncols };
@@ -295,7 +297,7 @@ static void quant_input(float *x, int64_t n, int p) {
 }
 
 TEST(quantize_act_exact) {
-    static const int types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q8_1, EM_Q8_K };
+    static const int types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q8_1, EM_Q8_K, EM_BFP4 };
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const int t = types[ti], blck = em_type_get(t)->blck;
         const int64_t ns[] = { blck, 2 * blck, 3 * blck, blck == 1 ? 1023 : 8 * blck };
@@ -382,21 +384,23 @@ TEST(attn_vs_ref) {
 }
 
 /* ---- attention over quantized caches ---- */
-static const int kv_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0 };
-#define N_KV_TYPES 5
+static const int kv_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_BFP4 };
+#define N_KV_TYPES 6
 
 /* How far attention over rows stored as (tk, tv) may be from the f32 attention over the
  * rows before storing, relative to max|v|. The output is a convex combination of V rows,
  * so V's storage error bounds its share: half a step of the block's scale (q8_0: amax/254;
  * q4_0: amax/16, but up to amax/8 for values clamped at +7 steps opposite the block's
- * extreme; bf16: 2^-9, f16: 2^-11 relative). K's error moves each score
+ * extreme; bfp4: half a step of 2^e with amax/2^e in (5, 10], so up to amax/10, and up
+ * to 3 steps, 0.3 amax, for the few values saturated at +7 or -8; bf16: 2^-9, f16: 2^-11
+ * relative). K's error moves each score
  * by up to scale * sum |q_i dk_i| (plus q's own rounding to Q8_0 for the quantized K
  * types), which reweights the rows by up to e^(2 ds) - 1; with the test's data
  * (|q| ~ 1.5 grand, |k| ~ grand) that stays below the numbers here, which are about 1.5x
  * the largest errors seen over the whole sweep. */
 static double attn_kv_bound(int tk, int tv) {
-    const double kb = tk == EM_Q4_0 ? 0.45 : tk == EM_Q8_0 ? 0.03 : tk == EM_BF16 ? 0.015 : tk == EM_F16 ? 0.002 : 1e-5;
-    const double vb = tv == EM_Q4_0 ? 0.14 : tv == EM_Q8_0 ? 0.008 : tv == EM_BF16 ? 0.004 : tv == EM_F16 ? 0.001 : 1e-5;
+    const double kb = tk == EM_BFP4 ? 0.3 : tk == EM_Q4_0 ? 0.45 : tk == EM_Q8_0 ? 0.03 : tk == EM_BF16 ? 0.015 : tk == EM_F16 ? 0.002 : 1e-5;
+    const double vb = tv == EM_BFP4 ? 0.25 : tv == EM_Q4_0 ? 0.14 : tv == EM_Q8_0 ? 0.008 : tv == EM_BF16 ? 0.004 : tv == EM_F16 ? 0.001 : 1e-5;
     return kb + vb;
 }
 

@@ -5,8 +5,10 @@
  * K is read in place: q is converted once to K's vec_dot type (Q8_0 for q8_0 and q4_0
  * caches, as llama.cpp's flash attention does) and the scores of EM_ATTN_CHUNK positions
  * for all n_q heads come from one call of the table's own matmul kernel for K's type, with
- * the cached rows as the matrix. V rows are converted one at a time (hd floats, on the
- * stack) and added into an F32 accumulator per head. The online softmax update is the
+ * the cached rows as the matrix (bfp4 and q4_0 K: exact integer block sums times the
+ * block's scale and q's). V rows are converted one at a time (hd floats, on the stack;
+ * bfp4 rows by the ISA's own bfp4_row, exact like em_dequantize_row: a 4-bit integer times
+ * a power of two) and added into an F32 accumulator per head. The online softmax update is the
  * one of kernels.h: per position and head, a score above the running max M rescales the
  * accumulator and the sum by e^(M - s); otherwise the V row is weighted by e^(s - M);
  * S = S * ms + vs (unfused). Nothing here depends on how work is split over threads. */
@@ -17,7 +19,7 @@
 #include "kernels/kernels.h"
 
 static inline void attn_kv_body(const em_kernels *self, void (*axpy)(float *y, const float *x, float a, int n),
-                                float *out, const float *q, int n_q, int tk, const void *k, size_t krow,
+                                void (*bfp4_row)(const void *x, float *y, int n), float *out, const float *q, int n_q, int tk, const void *k, size_t krow,
                                 int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
     enum { G = EM_ATTN_MAX_GROUP, C = EM_ATTN_CHUNK };
     const int qt = em_type_get(tk)->vec_dot_type;
@@ -39,6 +41,7 @@ static inline void attn_kv_body(const em_kernels *self, void (*axpy)(float *y, c
             const char *vr = (const char *)v + (size_t)(j0 + j) * vrow;
             const float *vx = vf;
             if (tv == EM_F32) vx = (const float *)vr;
+            else if (tv == EM_BFP4 && bfp4_row) bfp4_row(vr, vf, hd);
             else em_dequantize_row(tv, vr, vf, hd);
             for (int h = 0; h < n_q; h++) {
                 float *o = out + (size_t)h * hd;

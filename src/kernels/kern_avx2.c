@@ -196,6 +196,37 @@ static void quant_q8_1(const float *x, void *vy, int64_t n) {
     for (int64_t i = 0; i < n / QK8_1; i++) quant_q8_block(x + i * QK8_1, y[i].qs, &y[i].d, &y[i].s);
 }
 
+/* bfp4 (the KV cache's store), bit-identical to quant_bfp.c: the exponent from amax (NaN
+ * lanes skipped: vmaxps returns its second operand), x times the exact power of two
+ * 2^(127-e) rounded to nearest even (NaN lanes 0, as ref), clamped to -8..7, +8, and
+ * element j's nibble paired with element j+16's. */
+static void quant_bfp4(const float *x, void *vy, int64_t n) {
+    block_bfp4 *y = vy;
+    for (int64_t i = 0; i < n / QK_BFP4; i++, x += QK_BFP4) {
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            m = _mm256_max_ps(abs8(v[k]), m);
+        }
+        const int e = em_bfp4_exponent(hmax8(m));
+        const __m256 inv = _mm256_set1_ps(e ? em_bfp4_scale(254 - e) : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256 t = _mm256_mul_ps(v[k], inv);
+            const __m256i r = _mm256_and_si256(_mm256_cvtps_epi32(t), _mm256_castps_si256(_mm256_cmp_ps(t, t, _CMP_ORD_Q)));
+            q[k] = _mm256_add_epi32(_mm256_max_epi32(_mm256_min_epi32(r, _mm256_set1_epi32(7)), _mm256_set1_epi32(-8)),
+                                    _mm256_set1_epi32(8));
+        }
+        /* bytes 0..7 from elements 0..7 and 16..23, bytes 8..15 from 8..15 and 24..31 */
+        const __m256i b0 = _mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4));
+        const __m256i b1 = _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4));
+        const __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(b0, b1), 0xD8);  /* 16 u16 in order */
+        y[i].e = (uint8_t)e;
+        _mm_storeu_si128((__m128i *)y[i].qs, _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+    }
+}
+
 /* quantize_row_q8_K_ref: the scale comes from the first element of largest magnitude,
  * with its sign (see quant.c), so find its index after the vector max. */
 static void quant_q8_K(const float *x, void *vy, int64_t n) {
@@ -263,6 +294,7 @@ INLINE int q32_affine(const int type) { return type == EM_Q4_1 || type == EM_Q5_
 
 INLINE size_t q32_wbytes(const int type) {
     return type == EM_Q8_0 ? sizeof(block_q8_0) : type == EM_Q4_0 ? sizeof(block_q4_0)
+         : type == EM_BFP4 ? sizeof(block_bfp4)
          : type == EM_Q4_1 ? sizeof(block_q4_1) : type == EM_Q5_0 ? sizeof(block_q5_0)
          : sizeof(block_q5_1);
 }
@@ -300,6 +332,11 @@ INLINE void q32_unpack(const int type, const char *wr, int64_t b, __m256i *wq, _
         *wq = _mm256_sub_epi8(nibbles32(blk->qs), _mm256_set1_epi8(8));
         *wa = _mm256_sign_epi8(*wq, *wq);
         *wd = _mm256_set1_ps(h2f(blk->d));
+    } else if (type == EM_BFP4) {  /* the KV cache's bfp4: q4_0's codes, a power-of-two scale */
+        const block_bfp4 *blk = (const block_bfp4 *)wr + b;
+        *wq = _mm256_sub_epi8(nibbles32(blk->qs), _mm256_set1_epi8(8));
+        *wa = _mm256_sign_epi8(*wq, *wq);
+        *wd = _mm256_set1_ps(em_bfp4_scale(blk->e));
     } else if (type == EM_Q5_0) {  /* codes -16..15: |w| <= 16, maddubs stays exact */
         const block_q5_0 *blk = (const block_q5_0 *)wr + b;
         *wq = _mm256_sub_epi8(_mm256_or_si256(nibbles32(blk->qs), q5_fifth_bits(blk->qh)), _mm256_set1_epi8(16));
@@ -391,6 +428,22 @@ EM_MM_WRAP(mm_q4_1, mm_q32, EM_Q4_1)
 EM_MM_WRAP(mm_q5_0, mm_q32, EM_Q5_0)
 EM_MM_WRAP(mm_q5_1, mm_q32, EM_Q5_1)
 EM_MM_WRAP(mm_q8_0, mm_q32, EM_Q8_0)
+EM_MM_WRAP(mm_bfp4, mm_q32, EM_BFP4)
+
+/* A bfp4 row to floats (the attention's V rows): nibble - 8 times the block's scale, exact
+ * as ref's. */
+static void bfp4_row_avx2(const void *vx, float *y, int n) {
+    const block_bfp4 *x = vx;
+    for (int i = 0; i < n / QK_BFP4; i++, y += QK_BFP4) {
+        const __m256i q = _mm256_sub_epi8(nibbles32(x[i].qs), _mm256_set1_epi8(8));
+        const __m256 d = _mm256_set1_ps(em_bfp4_scale(x[i].e));
+        const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+        _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d));
+        _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d));
+        _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d));
+        _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d));
+    }
+}
 
 /* ------------------------------------------------------------------ k-quants */
 
@@ -1180,7 +1233,7 @@ static void axpy_avx2(float *y, const float *x, float a, int n) {  /* n a multip
 
 static void attn_kv_avx2(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
                         size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
-    attn_kv_body(self, axpy_avx2, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+    attn_kv_body(self, axpy_avx2, bfp4_row_avx2, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
 const em_kernels em_kernels_avx2 = {
@@ -1188,6 +1241,7 @@ const em_kernels em_kernels_avx2 = {
     .quantize_act = {
         [EM_F32] = quant_f32, [EM_F16] = quant_f16, [EM_BF16] = quant_bf16,
         [EM_Q8_0] = quant_q8_0, [EM_Q8_1] = quant_q8_1, [EM_Q8_K] = quant_q8_K,
+        [EM_BFP4] = quant_bfp4,
     },
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
@@ -1195,6 +1249,7 @@ const em_kernels em_kernels_avx2 = {
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        [EM_BFP4] = mm_bfp4,
     },
     .rmsnorm = rmsnorm_avx2,
     .softmax = softmax_avx2,

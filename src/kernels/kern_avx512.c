@@ -97,6 +97,39 @@ AI int quant32(const float *x, float amax, int8_t *qs) {
     return _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
 }
 
+/* bfp4 (the KV cache's store), bit-identical to quant_bfp.c: the exponent from amax32, x
+ * times the exact power of two 2^(127-e) rounded to nearest even (NaN lanes 0), clamped to
+ * -8..7, +8; element j's nibble paired with element j+16's. */
+static void quant_bfp4(const float *x, void *vy, int64_t n) {
+    block_bfp4 *y = vy;
+    for (int64_t i = 0; i < n / QK_BFP4; i++, x += QK_BFP4) {
+        const int e = em_bfp4_exponent(amax32(x));
+        const __m512 inv = _mm512_set1_ps(e ? em_bfp4_scale(254 - e) : 0.0f);
+        const __m512i lo8 = _mm512_set1_epi32(-8), hi7 = _mm512_set1_epi32(7), off = _mm512_set1_epi32(8);
+        __m512i q0 = round_q(_mm512_mul_ps(_mm512_loadu_ps(x), inv));
+        __m512i q1 = round_q(_mm512_mul_ps(_mm512_loadu_ps(x + 16), inv));
+        q0 = _mm512_add_epi32(_mm512_max_epi32(_mm512_min_epi32(q0, hi7), lo8), off);
+        q1 = _mm512_add_epi32(_mm512_max_epi32(_mm512_min_epi32(q1, hi7), lo8), off);
+        y[i].e = (uint8_t)e;
+        _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(_mm512_or_si512(q0, _mm512_slli_epi32(q1, 4))));
+    }
+}
+
+/* A bfp4 row to floats (the attention's V rows): nibble - 8 times the block's scale, exact
+ * as ref's. */
+static void bfp4_row_avx512(const void *vx, float *y, int n) {
+    const block_bfp4 *x = vx;
+    const __m128i m4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    for (int i = 0; i < n / QK_BFP4; i++, y += QK_BFP4) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].qs);
+        const __m512 d = _mm512_set1_ps(em_bfp4_scale(x[i].e));
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), eight);
+        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), eight);
+        _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), d));
+        _mm512_storeu_ps(y + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d));
+    }
+}
+
 static void quant_q8_0(const float *x, void *vy, int64_t n) {
     block_q8_0 *y = vy;
     for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
@@ -349,6 +382,56 @@ AI void mm_q32(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, con
 
 EM_MM_WRAP(mm_q4_0, mm_q32, EM_Q4_0)
 EM_MM_WRAP(mm_q8_0, mm_q32, EM_Q8_0)
+
+/* ---------------------------------------------------------------- BFP4 (KV cache) matmul */
+
+/* bfp4 rows (17-byte blocks, so not the word-gathering path above) times q8_0 columns, one
+ * block at a time in a ymm: codes w = nibble - 8, |w| (u8) times sign(x, w) (s8) through
+ * vpdpbusd gives exact int32 sums of 4, then acc += float(sums) * (2^(e-127) * d_x) per
+ * (row, column) in block order, reduced at the end. Every output is the same sequence of
+ * operations whatever the tiling, so splits and column counts do not change it. */
+AI float hsum_ymm(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AI void bfp4_rows(const int C, int64_t nb, const char *w, size_t wrow, int r0, int r1, const char *x,
+                  size_t xcol, float *y, int ldy) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    for (int r = r0; r < r1; r++) {
+        const block_bfp4 *wb = (const block_bfp4 *)(w + (size_t)r * wrow);
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const __m128i raw = _mm_loadu_si128((const __m128i *)wb[b].qs);
+            const __m256i nib = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
+            const __m256i wq = _mm256_sub_epi8(_mm256_and_si256(nib, m4), eight);
+            const __m256i wa = _mm256_abs_epi8(wq);
+            const float dw = em_bfp4_scale(wb[b].e);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const block_q8_0 *xb = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
+                const __m256i a = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xb->qs), wq);
+                const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wa, a);
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * h2f(xb->d)), acc[c]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum_ymm(acc[c]);
+    }
+}
+
+static void mm_bfp4(int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x, size_t xcol,
+                    int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_BFP4;
+    const char *wc = w, *xc = x;
+#define TILE(C) bfp4_rows(C, nb, wc, wrow, r0, r1, xc, xcol, y, ldy)
+    EM_COLS_1_8(ncols, TILE);
+#undef TILE
+}
 
 /* ---------------------------------------------------------------- Q4_1 / Q5_1 / Q5_0 matmul */
 
@@ -1393,7 +1476,7 @@ static void axpy_avx512(float *y, const float *x, float a, int n) {  /* n a mult
 
 static void attn_kv_avx512(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
                         size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
-    attn_kv_body(self, axpy_avx512, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+    attn_kv_body(self, axpy_avx512, bfp4_row_avx512, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
 const em_kernels em_kernels_avx512 = {
@@ -1401,6 +1484,7 @@ const em_kernels em_kernels_avx512 = {
     .quantize_act = {
         [EM_F16] = quant_f16, [EM_BF16] = quant_bf16,
         [EM_Q8_0] = quant_q8_0, [EM_Q8_1] = quant_q8_1, [EM_Q8_K] = quant_q8_K,
+        [EM_BFP4] = quant_bfp4,
     },
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
@@ -1409,6 +1493,7 @@ const em_kernels em_kernels_avx512 = {
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        [EM_BFP4] = mm_bfp4,
     },
     .rmsnorm = rmsnorm_avx512,
     .softmax = softmax_avx512,

@@ -161,6 +161,34 @@ INLINE void quant_q8_block(const float *x, int8_t *qs, uint16_t *d16, uint16_t *
     }
 }
 
+/* bfp4 (the KV cache's store), bit-identical to quant_bfp.c: the exponent from amax
+ * (vmaxnm skips NaN lanes, as ref's `a > amax`), x times the exact power of two 2^(127-e)
+ * rounded to nearest even (fcvtns: NaN gives 0, as ref), clamped to -8..7, +8; element j's
+ * nibble paired with element j+16's. */
+static void quant_bfp4(const float *x, void *vy, int64_t n) {
+    block_bfp4 *y = vy;
+    for (int64_t i = 0; i < n / QK_BFP4; i++, x += QK_BFP4) {
+        float32x4_t v[8];
+        float32x4_t m = vdupq_n_f32(0.0f);
+        for (int k = 0; k < 8; k++) {
+            v[k] = vld1q_f32(x + 4 * k);
+            m = vmaxnmq_f32(m, vabsq_f32(v[k]));
+        }
+        const int e = em_bfp4_exponent(vmaxvq_f32(m));
+        const float inv = e ? em_bfp4_scale(254 - e) : 0.0f;
+        int32x4_t q[8];
+        for (int k = 0; k < 8; k++)
+            q[k] = vaddq_s32(vmaxq_s32(vminq_s32(vcvtnq_s32_f32(vmulq_n_f32(v[k], inv)), vdupq_n_s32(7)), vdupq_n_s32(-8)),
+                             vdupq_n_s32(8));
+        int32x4_t b[4];
+        for (int k = 0; k < 4; k++) b[k] = vorrq_s32(q[k], vshlq_n_s32(q[k + 4], 4));
+        y[i].e = (uint8_t)e;
+        const uint16x8_t lo = vcombine_u16(vmovn_u32(vreinterpretq_u32_s32(b[0])), vmovn_u32(vreinterpretq_u32_s32(b[1])));
+        const uint16x8_t hi = vcombine_u16(vmovn_u32(vreinterpretq_u32_s32(b[2])), vmovn_u32(vreinterpretq_u32_s32(b[3])));
+        vst1q_u8(y[i].qs, vcombine_u8(vmovn_u16(lo), vmovn_u16(hi)));
+    }
+}
+
 static void quant_q8_0(const float *x, void *vy, int64_t n) {
     block_q8_0 *y = vy;
     for (int64_t i = 0; i < n / QK8_0; i++) quant_q8_block(x + i * QK8_0, y[i].qs, &y[i].d, NULL);
@@ -247,6 +275,12 @@ INLINE void q32_unpack(const int type, const char *wr, int64_t b, int8x16_t *w0,
         *w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), vdupq_n_s8(8));
         *w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), vdupq_n_s8(8));
         *d = h2f(blk->d);
+    } else if (type == EM_BFP4) {  /* the KV cache's bfp4: q4_0's codes, a power-of-two scale */
+        const block_bfp4 *blk = (const block_bfp4 *)wr + b;
+        const uint8x16_t raw = vld1q_u8(blk->qs);
+        *w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, m4)), vdupq_n_s8(8));
+        *w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), vdupq_n_s8(8));
+        *d = em_bfp4_scale(blk->e);
     } else if (type == EM_Q5_0 || type == EM_Q5_1) {
         const uint8_t *qs = type == EM_Q5_0 ? ((const block_q5_0 *)wr + b)->qs : ((const block_q5_1 *)wr + b)->qs;
         const uint8_t *qh = type == EM_Q5_0 ? ((const block_q5_0 *)wr + b)->qh : ((const block_q5_1 *)wr + b)->qh;
@@ -290,7 +324,7 @@ INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const
                      const char *x, size_t xcol, float *y, int ldy) {
     const size_t xbs = q32_affine(type) ? sizeof(block_q8_1) : sizeof(block_q8_0);
     const size_t wbs = type == EM_Q8_0 ? sizeof(block_q8_0) : type == EM_Q4_0 ? sizeof(block_q4_0)
-                     : type == EM_Q4_1 ? sizeof(block_q4_1) : type == EM_Q5_0 ? sizeof(block_q5_0)
+                     : type == EM_BFP4 ? sizeof(block_bfp4) : type == EM_Q4_1 ? sizeof(block_q4_1) : type == EM_Q5_0 ? sizeof(block_q5_0)
                      : sizeof(block_q5_1);
     float acc[4][8];
 #pragma GCC unroll 4
@@ -313,7 +347,7 @@ INLINE void q32_tile(const int type, const int R, const int C, int64_t nb, const
                 const float si = (float)vaddvq_s32(dot32(type == EM_Q8_0, w0, w1, (const int8_t *)(xb + xbs - QK8_0)));
                 const float dx = h2f(xd);
                 float t;  /* the ref's per-block term, operation for operation */
-                if (type == EM_Q8_0) {
+                if (type == EM_Q8_0 || type == EM_BFP4) {
                     t = si * (dw * dx);
                 } else if (type == EM_Q4_0) {
                     const float a = si * dw;
@@ -356,6 +390,26 @@ EM_MM_WRAP(mm_q4_1, mm_q32, EM_Q4_1)
 EM_MM_WRAP(mm_q5_0, mm_q32, EM_Q5_0)
 EM_MM_WRAP(mm_q5_1, mm_q32, EM_Q5_1)
 EM_MM_WRAP(mm_q8_0, mm_q32, EM_Q8_0)
+EM_MM_WRAP(mm_bfp4, mm_q32, EM_BFP4)
+
+/* A bfp4 row to floats (the attention's V rows): nibble - 8 times the block's scale, exact
+ * as ref's. */
+static void bfp4_row_neon(const void *vx, float *y, int n) {
+    const block_bfp4 *x = vx;
+    for (int i = 0; i < n / QK_BFP4; i++, y += QK_BFP4) {
+        const uint8x16_t raw = vld1q_u8(x[i].qs);
+        const int8x16_t h[2] = { vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, vdupq_n_u8(0x0f))), vdupq_n_s8(8)),
+                                 vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), vdupq_n_s8(8)) };
+        const float d = em_bfp4_scale(x[i].e);
+        for (int k = 0; k < 2; k++) {
+            const int16x8_t a = vmovl_s8(vget_low_s8(h[k])), b = vmovl_high_s8(h[k]);
+            vst1q_f32(y + 16 * k, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(a))), d));
+            vst1q_f32(y + 16 * k + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(a)), d));
+            vst1q_f32(y + 16 * k + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(b))), d));
+            vst1q_f32(y + 16 * k + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(b)), d));
+        }
+    }
+}
 
 /* ------------------------------------------------------------------ k-quants */
 
@@ -1131,7 +1185,7 @@ static void axpy_neon(float *y, const float *x, float a, int n) {  /* n a multip
 
 static void attn_kv_neon(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
                         size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
-    attn_kv_body(self, axpy_neon, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+    attn_kv_body(self, axpy_neon, bfp4_row_neon, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
 const em_kernels em_kernels_neon = {
@@ -1139,6 +1193,7 @@ const em_kernels em_kernels_neon = {
     .quantize_act = {
         [EM_F32] = quant_f32, [EM_F16] = quant_f16, [EM_BF16] = quant_bf16,
         [EM_Q8_0] = quant_q8_0, [EM_Q8_1] = quant_q8_1, [EM_Q8_K] = quant_q8_K,
+        [EM_BFP4] = quant_bfp4,
     },
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
@@ -1147,6 +1202,7 @@ const em_kernels em_kernels_neon = {
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        [EM_BFP4] = mm_bfp4,
     },
     .rmsnorm = rmsnorm_neon,
     .softmax = softmax_neon,

@@ -13,6 +13,7 @@ static void quant_bf16(const float *x, void *y, int64_t n) { em_quantize_row(EM_
 static void quant_q8_0(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_0, x, y, n); }
 static void quant_q8_1(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_1, x, y, n); }
 static void quant_q8_K(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_K, x, y, n); }
+static void quant_bfp4(const float *x, void *y, int64_t n) { em_quantize_row(EM_BFP4, x, y, n); }
 
 /* One generic matmul per weight type: the row loop is outside so each weight row is read
  * once for all ncols activation columns. */
@@ -43,6 +44,7 @@ REF_MATMUL(mm_iq4_nl, EM_IQ4_NL)
 REF_MATMUL(mm_iq4_xs, EM_IQ4_XS)
 REF_MATMUL(mm_tq1_0, EM_TQ1_0)
 REF_MATMUL(mm_tq2_0, EM_TQ2_0)
+REF_MATMUL(mm_bfp4, EM_BFP4)
 
 static void rmsnorm_ref(float *o, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
@@ -200,7 +202,7 @@ static void axpy_ref(float *y, const float *x, float a, int n) {
 
 static void attn_kv_ref(const em_kernels *self, float *out, const float *q, int n_q, int tk, const void *k,
                         size_t krow, int tv, const void *v, size_t vrow, int n_kv, int hd, float scale) {
-    attn_kv_body(self, axpy_ref, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
+    attn_kv_body(self, axpy_ref, NULL, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
 /* Three-pass attention (the micro-benchmark's baseline): scores, then e^(s - max) and
@@ -242,6 +244,7 @@ const em_kernels em_kernels_ref = {
     .quantize_act = {
         [EM_F32] = quant_f32, [EM_F16] = quant_f16, [EM_BF16] = quant_bf16,
         [EM_Q8_0] = quant_q8_0, [EM_Q8_1] = quant_q8_1, [EM_Q8_K] = quant_q8_K,
+        [EM_BFP4] = quant_bfp4,
     },
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
@@ -249,6 +252,7 @@ const em_kernels em_kernels_ref = {
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        [EM_BFP4] = mm_bfp4,
     },
     .rmsnorm = rmsnorm_ref,
     .softmax = softmax_ref,

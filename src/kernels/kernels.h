@@ -16,7 +16,8 @@ typedef struct em_kernels {
     const char *name;  /* "ref", "avx2", "avx512", "neon" */
 
     /* Activations -> the weight type's vec_dot type: quantize_act[t](x, y, n) for
-     * t in {F32, F16, BF16, Q8_0, Q8_1, Q8_K}; n a multiple of the block size. */
+     * t in {F32, F16, BF16, Q8_0, Q8_1, Q8_K}; n a multiple of the block size. Also
+     * t = BFP4, the KV cache's store of that type (bit-identical to em_quantize_row). */
     void (*quantize_act[EM_TYPE_COUNT])(const float *x, void *y, int64_t n);
 
     /* Matrix times up to 8 activation columns, rows [r0, r1):
@@ -69,7 +70,7 @@ typedef struct em_kernels {
      * reference implements it (the ISA tables take it from there). */
     void (*attn_softcap[EM_TYPE_COUNT])(float *out, const float *q, int n_q, const void *k, const void *v,
                                         int n_kv, int hd, size_t kstride, float scale, float softcap);
-    /* The same attention over a cache of any type (F32, F16, BF16, Q8_0, Q4_0; K and V may
+    /* The same attention over a cache of any type (F32, F16, BF16, Q8_0, Q4_0, BFP4; K and V may
      * differ): the forward pass uses it whenever the pair is not F32/F32 or F16/F16.
      * K rows are krow bytes apart and V rows vrow bytes apart (k and v point at this KV
      * head's slice of the first row, on a block boundary); hd a multiple of 32. Scores come
