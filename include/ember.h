@@ -162,7 +162,9 @@ typedef struct ember_context_params {
     const char *kv_type; /* K and V cache type where type_k / type_v are NULL; NULL: "f16" */
     int n_seq;         /* independent sequences, each with n_ctx positions; 0: 1 */
     /* KV cache types, as llama.cpp's -ctk / -ctv: "f32", "f16" (default), "bf16", "q8_0",
-     * "q4_0" (llama.cpp's block layouts; the quantized ones need head_dim a multiple of 32).
+     * "q4_0" (llama.cpp's block layouts) and "bfp4" (ember's block floating point: 32 values
+     * share an 8-bit exponent, 4-bit mantissas; docs/techniques.md §3); the quantized ones
+     * need head_dim a multiple of 32.
      * K and V may differ. NULL: kv_type. Attention reads the stored rows directly, also for
      * the tokens of the batch that stored them. */
     const char *type_k, *type_v;
@@ -172,6 +174,12 @@ typedef struct ember_context_params {
      * keys (repeated until the batch fits; EMBER_E_CONTEXT_FULL only when it cannot). */
     const char *kv_policy;
     int n_keep;
+    /* Quantized-cache options, 1 on, -1 off, 0 the default. kv_rotate: the Hadamard
+     * rotation of K (and q) and V before quantizing (default on, as llama.cpp, for the
+     * block types with head_dim a multiple of 64). kv_sort: a fixed permutation of each KV
+     * head's K channels by expected magnitude, applied after RoPE to K before it is stored
+     * and to q (exact; docs/techniques.md §3); default on for a bfp4 K cache, off otherwise. */
+    int kv_rotate, kv_sort;
 } ember_context_params;
 
 EMBER_API ember_context_params ember_context_default_params(void);

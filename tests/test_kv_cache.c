@@ -9,7 +9,17 @@
  *    and positions exact (bounds per cache type below), on a llama model and on gemma3
  *    (sliding-window layers with their own rope base). A fresh context fed the kept tokens
  *    is no reference: the kept tokens' rows were computed while the removed ones were
- *    still there, as in llama.cpp. */
+ *    still there, as in llama.cpp.
+ *  - bfp4 (docs/techniques.md §3): the store against the format written out in double
+ *    (exponent ceil(log2(amax / 10)), round half to even, clamp to -8..7) on blocks with
+ *    ties, saturation, boundaries of the exponent rule, zeros and tiny values, every element
+ *    within half a step unless saturated; each ISA's store and attention against the f32
+ *    reference are in test_kernels (attn_kv). Stored rows are bit-identical across thread
+ *    counts (1, 2, 3; on every ISA of the machine); K channel sorting: the
+ *    permutation is one, orders each head's RoPE pairs by energy, moves an f32 cache's K
+ *    floats exactly (the stored row is the unsorted one permuted) and leaves the logits
+ *    within float rounding; the shift test runs with sorting on (f32, exact to rounding,
+ *    and bfp4). */
 #include <stdint.h>
 #include "runtime/internal.h"
 #include "test.h"
@@ -20,14 +30,18 @@ static ember_model *load(const char *path) {
     return m;
 }
 
+static int g_sort, g_rotate, g_threads = 2;  /* ember_context_params.kv_sort / kv_rotate / n_threads */
+
 static ember_context *new_ctx_full(ember_model *m, int n_seq, const char *type, int n_ctx, const char *policy,
                                    int n_keep) {
     ember_context_params cp = ember_context_default_params();
+    cp.kv_sort = g_sort;
+    cp.kv_rotate = g_rotate;
     cp.n_ctx = n_ctx;
     cp.kv_policy = policy;
     cp.n_keep = n_keep;
     cp.n_seq = n_seq;
-    cp.n_threads = 2;
+    cp.n_threads = g_threads;
     cp.n_batch = 16;
     cp.type_k = cp.type_v = type;
     ember_context *c = NULL;
@@ -195,6 +209,22 @@ static void hadamard_double(double *x, int n, int b) {
     free(y);
 }
 
+/* A K row of layer l between the cache's sorted channel order and RoPE's: fwd = 0 puts
+ * slot j's value back at channel perm[j], fwd = 1 takes channel perm[j] into slot j. */
+static void perm_double(const em_kv_cache *kv, int l, double *x, int fwd) {
+    const int hd = kv->head_dim;
+    double t[512];
+    for (int h = 0; h < kv->n_head_kv; h++) {
+        const int16_t *p = kv->perm + ((size_t)l * kv->n_head_kv + h) * hd;
+        double *y = x + (size_t)h * hd;
+        memcpy(t, y, sizeof(double) * hd);
+        for (int j = 0; j < hd; j++) {
+            if (fwd) y[j] = t[p[j]];
+            else y[p[j]] = t[j];
+        }
+    }
+}
+
 /* llama.cpp's context shift on a context holding n tokens: keep n_keep, remove the next
  * n_discard, move the rest back by n_discard. The f32 reference: every kept key is the
  * stored key (as a float row) rotated by -n_discard in double (for quantized caches, which
@@ -233,7 +263,9 @@ static double shift_case(ember_model *m, const char *type, int n, int n_keep, in
                     for (int i = 0; i < kvdim; i++) { want[i] = row[i]; mx = fmax(mx, fabs(row[i])); }
                     if (from != cell) {
                         if (kv->rot_k) hadamard_double(want, kvdim, kv->rot_k);
+                        if (kv->perm) perm_double(kv, l, want, 0);
                         rope_double(hp, m->layers[l].swa, want, cell - from);
+                        if (kv->perm) perm_double(kv, l, want, 1);
                         if (kv->rot_k) hadamard_double(want, kvdim, kv->rot_k);
                     }
                     for (int i = 0; i < kvdim && mx > 0; i++) r = fmax(r, fabs(got[i] - want[i]) / mx);
@@ -255,25 +287,33 @@ static double shift_case(ember_model *m, const char *type, int n, int n_keep, in
  * rounding of the scale, 0.0044 x the block's amax, where the new amax can exceed the old
  * row's max|k| (RoPE between two Hadamard rotations mixes the block); the largest seen
  * over these cases is 0.0063 x max|k|. */
-static void shift_model(const char *path) {
+typedef struct { const char *type; double tol; int sort; } shift_type;
+
+static void shift_model_types(const char *path, const shift_type *types, size_t n_types) {
     if (!file_exists(path)) SKIP("fixture missing: %s", path);
     ember_model *m = load(path);
     CHECK(m);
     if (!m) return;
-    static const struct { const char *type; double tol; } types[] = { { "f32", 1e-5 }, { "f16", 1e-3 }, { "q8_0", 1e-2 } };
     static const int cases[][3] = { { 40, 4, 18 }, { 33, 0, 10 }, { 50, 10, 20 }, { 20, 19, 1 } };
-    for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+    for (size_t t = 0; t < n_types; t++) {
         double worst = 0;
+        g_sort = types[t].sort;
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
             const double r = shift_case(m, types[t].type, cases[i][0], cases[i][1], cases[i][2]);
             CHECKF(r >= 0 && r <= types[t].tol, "%s shift n=%d keep=%d discard=%d: key error %.3g x max|k|",
                    types[t].type, cases[i][0], cases[i][1], cases[i][2], r);
             worst = r > worst ? r : worst;
         }
-        printf("  %s cache: re-rotated keys within %.2e x max|k| of the double reference (bound %.0e)\n",
-               types[t].type, worst, types[t].tol);
+        printf("  %s cache%s: re-rotated keys within %.2e x max|k| of the double reference (bound %.0e)\n",
+               types[t].type, types[t].sort > 0 ? " (K sorted)" : "", worst, types[t].tol);
     }
+    g_sort = 0;
     ember_model_free(m);
+}
+
+static void shift_model(const char *path) {
+    static const shift_type types[] = { { "f32", 1e-5, 0 }, { "f16", 1e-3, 0 }, { "q8_0", 1e-2, 0 } };
+    shift_model_types(path, types, sizeof types / sizeof *types);
 }
 
 TEST(shift_llama) { shift_model(fixture_path("synthetic/llama-q4_k_m.gguf")); }
@@ -333,11 +373,245 @@ TEST(shift_policy_f32_q8_0) {
     ember_model_free(m);
 }
 
+/* ---- bfp4 ---------------------------------------------------------------------------- */
+
+/* The format from its definition, in double: the scale 2^e with e = ceil(log2(amax / 10)),
+ * so amax / 2^e lies in (5, 10]; m = x / 2^e rounded half to even, clamped to -8..7; an
+ * all-zero block has exponent byte 0. */
+static void bfp4_double(const float *x, int *ebyte, int m[32]) {
+    double amax = 0;
+    for (int j = 0; j < 32; j++) amax = fmax(amax, fabs(x[j]));
+    if (amax == 0) { *ebyte = 0; for (int j = 0; j < 32; j++) m[j] = 0; return; }
+    const int e = (int)ceil(log2(amax / 10));
+    *ebyte = e + 127;
+    for (int j = 0; j < 32; j++) {
+        const double t = ldexp(x[j], -e), r = nearbyint(t);  /* default rounding: half to even */
+        m[j] = r < -8 ? -8 : r > 7 ? 7 : (int)r;
+    }
+}
+
+TEST(bfp4_format) {
+    enum { NB = 400 };
+    float x[NB * 32], y[NB * 32];
+    uint64_t r = 0x1234567ull;
+    for (int b = 0; b < NB; b++) {
+        const double mag = ldexp(1.0, b % 40 - 20);
+        for (int j = 0; j < 32; j++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            x[b * 32 + j] = (float)(((double)(r >> 11) / 9007199254740992.0 * 2 - 1) * mag);
+        }
+        switch (b % 8) {
+        case 1: x[b * 32 + 5] = (float)(9.6 * mag); x[b * 32 + 6] = (float)(-7.4 * mag); break;  /* saturates */
+        case 2: for (int j = 0; j < 32; j++) x[b * 32 + j] = (float)((j % 17 - 8) + 0.5) * 0.25f; break;  /* ties */
+        case 3: x[b * 32 + 31] = -(float)mag * 4; break;  /* amax -2^k: maps to -8 exactly */
+        /* amax 5 * 2^k or 10 * 2^k: the rule's edges (both 10 steps, saturating) */
+        case 4: x[b * 32 + 0] = (float)mag * 5; x[b * 32 + 1] = (float)mag * 10 * (b % 16 < 8); break;
+        case 5: memset(x + b * 32, 0, 32 * sizeof(float)); break;
+        case 6: for (int j = 0; j < 32; j++) x[b * 32 + j] *= 1e-30f; break;  /* tiny, still normal scales */
+        }
+    }
+    block_bfp4 q[NB];
+    CHECK(em_quantize_row(EM_BFP4, x, q, NB * 32) == 0);
+    CHECK(em_dequantize_row(EM_BFP4, q, y, NB * 32) == 0);
+    int bad = 0, sat = 0;
+    double worst = 0;
+    for (int b = 0; b < NB; b++) {
+        int e, m[32];
+        bfp4_double(x + b * 32, &e, m);
+        bad += q[b].e != e;
+        for (int j = 0; j < 32; j++) {
+            const int got = j < 16 ? (q[b].qs[j] & 15) - 8 : (q[b].qs[j - 16] >> 4) - 8;
+            bad += got != m[j];
+            const double step = ldexp(1.0, e - 127), err = fabs((double)y[b * 32 + j] - x[b * 32 + j]);
+            const double t = ldexp(x[b * 32 + j], 127 - e);
+            const int saturated = t > 7.5 || t < -8.5;
+            sat += saturated;
+            bad += y[b * 32 + j] != (float)ldexp(m[j], e - 127) && e;
+            bad += err > (saturated ? fabs(t) - 7 : 0.5) * step;
+            if (e) worst = fmax(worst, err / step);
+        }
+    }
+    CHECKF(bad == 0, "bfp4: %d exponents, mantissas or values differ from the format in double", bad);
+    CHECK(sat > 0);  /* the saturation case was exercised */
+    printf("  bfp4 store: %d blocks as the format in double; error <= %.3f steps (%d values saturated)\n", NB, worst, sat);
+}
+
+/* Every cached row of layer 0..n_layer-1, sequence 0, n cells: a copy. */
+static char *rows_copy(const ember_context *c, int n, size_t *len) {
+    const em_kv_cache *kv = &c->kv;
+    snap s;
+    (void)n;
+    take(c, 0, &s);
+    *len = (size_t)s.n * (kv->row_k + kv->row_v) * kv->n_layer;
+    return s.rows;
+}
+
+/* bfp4 rows bit-identical for 1, 2 and 3 threads (the default ISA), and for 1 and 2
+ * threads on every ISA table of this CPU. */
+TEST(bfp4_rows_threads) {
+    const char *model = fixture_path("synthetic/llama-q4_k_m.gguf");
+    if (!file_exists(model)) SKIP("fixture missing: %s", model);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    ember_token toks[40];
+    for (int i = 0; i < 40; i++) toks[i] = i ? 3 + (i * 41) % 400 : 1;
+    char *first = NULL;
+    size_t flen = 0;
+    for (int th = 1; th <= 3; th++) {
+        g_threads = th;
+        ember_context *c = new_ctx(m, 1, "bfp4");
+        CHECK(c);
+        if (!c) continue;
+        CHECK(c->kv.perm != NULL && c->kv.rot_k == 64 && c->kv.rot_v == 64);  /* defaults for bfp4 */
+        CHECK(ember_decode(c, toks, 33, 0) == EMBER_OK && ember_decode(c, toks + 33, 7, 0) == EMBER_OK);
+        size_t len;
+        char *rows = rows_copy(c, 40, &len);
+        if (!first) { first = rows; flen = len; }
+        else { CHECKF(len == flen && !memcmp(rows, first, len), "bfp4 rows with %d threads differ from 1 thread", th); free(rows); }
+        ember_context_free(c);
+    }
+    g_threads = 2;
+    const char *isas[8];
+    const int n_isa = em_kernels_list(isas, 8);
+    for (int i = 0; i < n_isa; i++) {
+        ember_context_params cp = ember_context_default_params();
+        cp.n_ctx = 64;
+        cp.n_batch = 16;
+        cp.isa = isas[i];
+        cp.type_k = cp.type_v = "bfp4";
+        ember_context *c = NULL;
+        CHECK(ember_context_new(m, &cp, &c) == EMBER_OK);
+        if (!c) continue;
+        CHECK(ember_decode(c, toks, 33, 0) == EMBER_OK && ember_decode(c, toks + 33, 7, 0) == EMBER_OK);
+        size_t len;
+        char *rows = rows_copy(c, 40, &len);
+        /* the K/V rows come from the forward pass's matmuls, which differ between ISAs in
+         * float order: each ISA against its own run on 1 thread */
+        ember_context *c2 = NULL;
+        cp.n_threads = 1;
+        CHECK(ember_context_new(m, &cp, &c2) == EMBER_OK);
+        if (c2) {
+            CHECK(ember_decode(c2, toks, 33, 0) == EMBER_OK && ember_decode(c2, toks + 33, 7, 0) == EMBER_OK);
+            size_t len2;
+            char *rows2 = rows_copy(c2, 40, &len2);
+            CHECKF(len2 == len && !memcmp(rows, rows2, len), "%s: bfp4 rows on 1 thread differ from 2 threads", isas[i]);
+            free(rows2);
+            ember_context_free(c2);
+        }
+        free(rows);
+        ember_context_free(c);
+    }
+    free(first);
+    ember_model_free(m);
+}
+
+/* K channel sorting: a permutation per (layer, KV head) that orders RoPE pairs by energy,
+ * exact on an f32 cache (layer 0's stored K row is the unsorted one, moved), logits within
+ * float rounding; rotation off leaves the rows unrotated; bad option values are refused. */
+TEST(kv_sort_exact) {
+    const char *model = fixture_path("synthetic/llama-q4_k_m.gguf");
+    if (!file_exists(model)) SKIP("fixture missing: %s", model);
+    ember_model *m = load(model);
+    CHECK(m);
+    if (!m) return;
+    ember_token toks[24];
+    for (int i = 0; i < 24; i++) toks[i] = i ? 3 + (i * 31) % 450 : 1;
+    g_sort = -1;
+    ember_context *a = new_ctx(m, 1, "f32");
+    g_sort = 1;
+    ember_context *b = new_ctx(m, 1, "f32");
+    g_sort = 0;
+    CHECK(a && b);
+    if (a && b) {
+        const em_kv_cache *kv = &b->kv;
+        const int hd = kv->head_dim, nkv = kv->n_head_kv, kvdim = nkv * hd;
+        CHECK(a->kv.perm == NULL && kv->perm != NULL);
+        int bad_perm = 0, bad_pair = 0;
+        const em_hparams *hp = &m->hp;
+        for (int l = 0; l < kv->n_layer; l++)
+            for (int h = 0; h < nkv; h++) {
+                const int16_t *p = kv->perm + ((size_t)l * nkv + h) * hd;
+                int seen[512] = { 0 };
+                for (int j = 0; j < hd; j++) bad_perm += p[j] < 0 || p[j] >= hd || seen[p[j]]++;
+                /* energies from the K projection, in double, per RoPE pair */
+                const em_weight *wk = &m->layers[l].wk;
+                double en[512];
+                float *row = malloc(sizeof(float) * wk->cols);
+                for (int j = 0; j < hd; j++) {
+                    em_dequantize_row(wk->type, (const char *)wk->data + (size_t)(h * hd + j) * wk->row_bytes, row, wk->cols);
+                    en[j] = 0;
+                    for (int64_t i = 0; i < wk->cols; i++) en[j] += (double)row[i] * row[i];
+                }
+                free(row);
+                for (int i = 0; i < hp->n_rot / 2; i++) {
+                    const int i0 = hp->rope_neox ? i : 2 * i, i1 = hp->rope_neox ? i + hp->n_rot / 2 : 2 * i + 1;
+                    en[i0] = en[i1] = en[i0] + en[i1];
+                }
+                for (int j = 1; j < hd; j++) bad_pair += en[p[j]] > en[p[j - 1]] * (1 + 1e-9);
+            }
+        CHECK(bad_perm == 0);
+        CHECKF(bad_pair == 0, "%d channels out of energy order", bad_pair);
+        CHECK(ember_decode(a, toks, 24, 0) == EMBER_OK && ember_decode(b, toks, 24, 0) == EMBER_OK);
+        /* layer 0's rows come from the same inputs; later layers' inputs differ by the
+         * attention's float rounding (q.k summed in another order) */
+        int moved = 0;
+        for (int l = 0; l < 1; l++)
+            for (int c = 0; c < 24; c++) {
+                const float *ka = (const float *)em_kv_k(&a->kv, l, 0, c), *kb = (const float *)em_kv_k(kv, l, 0, c);
+                for (int h = 0; h < nkv; h++)
+                    for (int j = 0; j < hd; j++)
+                        moved += kb[h * hd + j] != ka[h * hd + kv->perm[((size_t)l * nkv + h) * hd + j]];
+                moved += memcmp(em_kv_v(&a->kv, l, 0, c), em_kv_v(kv, l, 0, c), (size_t)kvdim * sizeof(float)) != 0;
+            }
+        CHECKF(moved == 0, "%d sorted K floats differ from the unsorted row permuted", moved);
+        const int nv = ember_model_n_vocab(m);
+        const float *la = ember_get_logits(a, -1), *lb = ember_get_logits(b, -1);
+        double d = 0, mx = 0;
+        for (int i = 0; la && lb && i < nv; i++) { d = fmax(d, fabs((double)la[i] - lb[i])); mx = fmax(mx, fabs(la[i])); }
+        CHECKF(la && lb && d <= 1e-4 * mx, "sorted f32 cache: logits %.3g from unsorted (max %.3g)", d, mx);
+        printf("  K sorted (f32 cache): rows exactly permuted, logits within %.2e x max|logit|\n", mx > 0 ? d / mx : 0);
+    }
+    ember_context_free(a);
+    ember_context_free(b);
+    /* rotation off; bad values */
+    g_rotate = -1;
+    ember_context *c = new_ctx(m, 1, "bfp4");
+    g_rotate = 0;
+    CHECK(c && c->kv.rot_k == 0 && c->kv.rot_v == 0 && c->kv.perm != NULL);
+    ember_context_free(c);
+    ember_context_params cp = ember_context_default_params();
+    cp.kv_sort = 2;
+    c = NULL;
+    CHECK(ember_context_new(m, &cp, &c) == EMBER_E_INVALID && c == NULL);
+    cp.kv_sort = 0;
+    cp.type_k = "bfp5";
+    CHECK(ember_context_new(m, &cp, &c) == EMBER_E_UNSUPPORTED && strstr(ember_last_error(), "bfp4"));
+    ember_model_free(m);
+}
+
+/* The context shift with sorted K: the double reference un-sorts, rotates and re-sorts. */
+TEST(shift_sorted) {
+    /* bfp4 requantizes each re-rotated block: half a step of amax/10..amax/5, or up to
+     * 3 steps (0.3 x the block's amax) for a saturated value, and RoPE between the two
+     * Hadamard rotations can make the new block's amax exceed the old row's max|k|; the
+     * largest seen is 0.30 x max|k| */
+    static const shift_type types[] = { { "f32", 1e-5, 1 }, { "bfp4", 0.5, 1 }, { "bfp4", 0.5, -1 } };
+    shift_model_types(fixture_path("synthetic/llama-q4_k_m.gguf"), types, sizeof types / sizeof *types);
+}
+
+TEST(seq_ops_isolation_bfp4) { isolation("bfp4"); }
+
 int main(void) {
     RUN(seq_ops_isolation_f16);
     RUN(seq_ops_isolation_q8_0);
     RUN(shift_llama);
     RUN(shift_gemma3);
     RUN(shift_policy_f32_q8_0);
+    RUN(bfp4_format);
+    RUN(bfp4_rows_threads);
+    RUN(kv_sort_exact);
+    RUN(shift_sorted);
+    RUN(seq_ops_isolation_bfp4);
     return test_done();
 }

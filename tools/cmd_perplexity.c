@@ -36,7 +36,8 @@ static void ppl_usage(FILE *f) {
         "  --kl-divergence-base FILE   also save the log-probabilities (llama.cpp's layout);\n"
         "                              with --kl-divergence: read FILE (no -f) and compare\n"
         "  --kl-divergence             KL divergence, delta-p and top-1 agreement against FILE\n"
-        "  -b N, -t N, -ctk T, -ctv T  batch, threads and K / V cache types, as for 'ember run'\n");
+        "  -b N, -t N, -ctk T, -ctv T  batch, threads and K / V cache types, as for 'ember run'\n"
+        "  --kv-rotate on|off, --kv-sort on|off  quantized-cache options, as for 'ember run'\n");
 }
 
 /* llama.cpp's rounding through the float mantissa (|x| < 2^22). */
@@ -372,6 +373,8 @@ int cmd_perplexity(int argc, char **argv) {
     cp.isa = o.isa;
     cp.type_k = o.cache_k;
     cp.type_v = o.cache_v;
+    cp.kv_rotate = o.kv_rotate;
+    cp.kv_sort = o.kv_sort;
     if (ember_context_new(m, &cp, &ctx)) { fprintf(stderr, "error: %s\n", ember_last_error()); goto done; }
     const int first = n_ctx / 2, scored = n_ctx - 1 - first;
     const size_t nv = 2 * (((size_t)n_vocab + 1) / 2) + 4;

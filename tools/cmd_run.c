@@ -36,6 +36,8 @@ static int gen_init(gen *g, const opts *o) {
     cp.isa = o->isa;
     cp.type_k = o->cache_k;
     cp.type_v = o->cache_v;
+    cp.kv_rotate = o->kv_rotate;
+    cp.kv_sort = o->kv_sort;
     cp.kv_policy = o->kv_policy ? o->kv_policy : !strcmp(cli_command, "chat") ? "shift" : "full";
     cp.n_keep = o->n_keep + (ember_add_bos(g->m) && !o->no_bos);  /* BOS stays, as in llama.cpp */
     g->shift = !strcmp(cp.kv_policy, "shift");

@@ -1069,6 +1069,8 @@ static int slots_new(server *srv) {
     cp.isa = srv->o.isa;
     cp.type_k = srv->o.cache_k;
     cp.type_v = srv->o.cache_v;
+    cp.kv_rotate = srv->o.kv_rotate;
+    cp.kv_sort = srv->o.kv_sort;
     cp.n_seq = srv->n_slots;
     if (ember_context_new(srv->model, &cp, &srv->ctx)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
     srv->n_ctx = ember_context_n_ctx(srv->ctx);

@@ -49,7 +49,10 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_RUN | C_CHAT | C_SERVE, "  -c, --ctx-size N        context size (0: the model's, at most 4096)" },
     { C_RUN | C_CHAT | C_SERVE, "  -b, --batch-size N      tokens per forward chunk (0: 64)" },
     { C_RUN | C_CHAT | C_SERVE, "  -t, --threads N         threads (default: physical cores)" },
-    { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         K / V cache type: f32, f16 (default, as llama.cpp), bf16, q8_0, q4_0" },
+    { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         K / V cache type: f32, f16 (default, as llama.cpp), bf16, q8_0, q4_0,\n"
+                                "                          bfp4 (block floating point: 32 values share an 8-bit exponent)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --kv-rotate on|off      Hadamard rotation of a quantized cache (default on, as llama.cpp)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --kv-sort on|off        K channels sorted by magnitude per head (default on for -ctk bfp4)" },
     { C_RUN | C_CHAT, "  --kv-policy full|shift  when the context is full: stop (full; run's default) or shift\n"
                       "                          (llama.cpp's context shift; chat's default): keep BOS and\n"
                       "                          --keep N tokens, drop the oldest half of the rest, go on" },
@@ -187,6 +190,13 @@ static int parse(opts *o, int argc, char **argv) {
         else if (IS("-ctk") || IS("--cache-type-k")) { NEED(); o->cache_k = v; }
         else if (IS("-ctv") || IS("--cache-type-v")) { NEED(); o->cache_v = v; }
         else if (IS("--kv-policy")) { NEED(); o->kv_policy = v; }
+        else if (IS("--kv-rotate") || IS("--kv-sort")) {
+            NEED();
+            int *dst = IS("--kv-rotate") ? &o->kv_rotate : &o->kv_sort;
+            if (!strcmp(v, "on")) *dst = 1;
+            else if (!strcmp(v, "off")) *dst = -1;
+            else { fprintf(stderr, "error: %s takes on or off, not '%s'\n", a, v); bad = 1; }
+        }
         else if (IS("--context-shift")) o->kv_policy = "shift";
         else if (IS("--no-context-shift")) o->kv_policy = "full";
         else if (IS("--keep")) {

@@ -36,7 +36,7 @@ static void usage(FILE *f) {
         "  -n N                tokens to generate (-1: until end of text or context)\n"
         "  -c N                context size (0: model's, at most 4096)\n"
         "  -t N                threads (default: physical cores)\n"
-        "  -ctk T / -ctv T     K / V cache type: f32, f16 (default), bf16, q8_0, q4_0\n"
+        "  -ctk T / -ctv T     K / V cache type: f32, f16 (default), bf16, q8_0, q4_0, bfp4\n"
         "  -s SEED             sampling seed (-1: random)\n"
         "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R --repeat-last-n N\n"
         "                      sampling (llama.cpp defaults 0.8 40 0.95 0.05 1.0 64; --temp 0 is greedy)\n"

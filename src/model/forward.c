@@ -224,7 +224,7 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
         for (int h = 0; h < nkv; h++) rope_apply(kk + h * hd, ctx->rope_cs, hp->n_rot, hp->rope_neox);
         if (hp->attn_scale != 0.0f)
             for (int i = 0; i < qdim; i++) q[i] *= hp->attn_scale;
-        if (ctx->kv.rot_k) { em_kv_hadamard(q, qdim, ctx->kv.rot_k); em_kv_hadamard(kk, kvdim, ctx->kv.rot_k); }
+        em_kv_prepare_qk(&ctx->kv, l, q, nh, kk);  /* K channel order and Hadamard rotation, if on */
         if (ctx->kv.rot_v) em_kv_hadamard(ctx->v + (size_t)t * kvdim, kvdim, ctx->kv.rot_v);
         em_kv_store(&ctx->kv, l, ctx->tok_seq[t], ctx->tok_cell[t], kk, ctx->v + (size_t)t * kvdim);
     }

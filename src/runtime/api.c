@@ -132,7 +132,7 @@ int ember_model_info(const ember_model *m, char *buf, size_t len) {
     appendf(buf, len, &u, "%-22s %.1f KiB per token (f16); %.1f MiB at the default context of %d\n",
             "kv cache", kv_tok / 1024.0, kv_tok * n_ctx / 1048576.0, n_ctx);
     appendf(buf, len, &u, "%-22s", "kv cache types");
-    static const int kv_show[] = { EM_F32, EM_BF16, EM_Q8_0, EM_Q4_0 };
+    static const int kv_show[] = { EM_F32, EM_BF16, EM_Q8_0, EM_Q4_0, EM_BFP4 };
     for (size_t i = 0; i < sizeof kv_show / sizeof *kv_show; i++)
         if (!(hp->head_dim % em_type_get(kv_show[i])->blck))
             appendf(buf, len, &u, "%s %s %.1f KiB", i ? "," : "", em_kv_type_name(kv_show[i]),
@@ -180,7 +180,7 @@ int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len
 
 /* ---- contexts ---- */
 ember_context_params ember_context_default_params(void) {
-    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, 0 };
+    ember_context_params p = { 0 };  /* every field 0 or NULL: the defaults */
     return p;
 }
 
@@ -192,6 +192,8 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     ember_context_params p = params ? *params : ember_context_default_params();
     CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_keep >= 0,
               "ember_context_new: negative parameter");
+    CHECK_ARG(p.kv_rotate >= -1 && p.kv_rotate <= 1 && p.kv_sort >= -1 && p.kv_sort <= 1,
+              "ember_context_new: kv_rotate and kv_sort are -1 (off), 0 (default) or 1 (on)");
     const int policy = em_kv_policy_parse(p.kv_policy);
     CHECK_ARG(policy >= 0, "KV cache policy '%s' is not supported (full, shift)", p.kv_policy);
     CHECK_ARG(p.n_seq <= 4096, "ember_context_new: %d sequences is too many (at most 4096)", p.n_seq);
@@ -222,6 +224,11 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     if (st) { free(c); return st; }
     c->kv.policy = policy;
     c->kv.n_keep = p.n_keep;
+    c->kv.kern = c->kern;
+    em_kv_set_rotation(&c->kv, p.kv_rotate >= 0);
+    if (p.kv_sort > 0 || (p.kv_sort == 0 && type_k == EM_BFP4)) {
+        if ((st = em_kv_set_sort(&c->kv, m))) { em_kv_free(&c->kv); free(c); return st; }
+    }
     c->pool = em_pool_new(nt);
     c->x = em_alloc_aligned(B * d * sizeof(float));
     c->xb = em_alloc_aligned(B * (d > qdim ? d : qdim) * sizeof(float));

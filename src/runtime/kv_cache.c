@@ -4,8 +4,8 @@
 #include <string.h>
 #include "runtime/internal.h"
 
-static const int kv_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0 };
-const char em_kv_type_names[] = "f32, f16, bf16, q8_0, q4_0";
+static const int kv_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_BFP4 };
+const char em_kv_type_names[] = "f32, f16, bf16, q8_0, q4_0, bfp4";
 
 int em_kv_policy_parse(const char *name) {
     if (!name || !strcmp(name, "full")) return EM_KV_FULL;
@@ -77,6 +77,7 @@ ember_status em_kv_init(em_kv_cache *kv, const em_hparams *hp, int n_seq, int n_
 }
 
 void em_kv_free(em_kv_cache *kv) {
+    free(kv->perm);
     free(kv->k);
     free(kv->v);
     free(kv->n_cells);
@@ -104,11 +105,107 @@ void em_kv_hadamard(float *x, int n, int b) {
     }
 }
 
-static void store_row(int type, const float *x, char *dst, int n) {
+void em_kv_set_rotation(em_kv_cache *kv, int on) {
+    if (!on) kv->rot_k = kv->rot_v = 0;
+}
+
+/* Channel j's expected squared magnitude for head h of layer l (see kv_cache.h). */
+static void channel_energy(const struct ember_model *m, int l, int h, float *row, double *e) {
+    const em_hparams *hp = &m->hp;
+    const em_layer *L = &m->layers[l];
+    const int hd = hp->head_dim;
+    for (int j = 0; j < hd; j++) {
+        if (L->k_norm.data) {
+            const double g = ((const float *)L->k_norm.data)[j];
+            e[j] = g * g;
+            continue;
+        }
+        const int64_t r = (int64_t)h * hd + j;
+        em_dequantize_row(L->wk.type, (const char *)L->wk.data + (size_t)r * L->wk.row_bytes, row, L->wk.cols);
+        double acc = 0;
+        for (int64_t i = 0; i < L->wk.cols; i++) acc += (double)row[i] * row[i];
+        if (L->bk.data) acc += (double)((const float *)L->bk.data)[r] * ((const float *)L->bk.data)[r];
+        e[j] = acc;
+    }
+    for (int i = 0; i < hp->n_rot / 2; i++) {  /* RoPE mixes each pair: both get the pair's sum */
+        const int i0 = hp->rope_neox ? i : 2 * i, i1 = hp->rope_neox ? i + hp->n_rot / 2 : 2 * i + 1;
+        e[i0] = e[i1] = e[i0] + e[i1];
+    }
+}
+
+ember_status em_kv_set_sort(em_kv_cache *kv, const struct ember_model *m) {
+    const int hd = kv->head_dim, nkv = kv->n_head_kv;
+    free(kv->perm);
+    kv->perm = malloc((size_t)kv->n_layer * nkv * hd * sizeof *kv->perm);
+    int64_t cols = 1;
+    for (int l = 0; l < kv->n_layer; l++)
+        if (m->layers[l].wk.cols > cols) cols = m->layers[l].wk.cols;
+    float *row = malloc((size_t)cols * sizeof *row);
+    double *e = malloc((size_t)hd * sizeof *e);
+    if (!kv->perm || !row || !e) {
+        free(kv->perm); free(row); free(e);
+        kv->perm = NULL;
+        return em_fail(EMBER_E_NOMEM, "out of memory for the K channel order");
+    }
+    for (int l = 0; l < kv->n_layer; l++)
+        for (int h = 0; h < nkv; h++) {
+            int16_t *p = kv->perm + ((size_t)l * nkv + h) * hd;
+            channel_energy(m, l, h, row, e);
+            for (int j = 0; j < hd; j++) {  /* insertion sort, largest first, stable */
+                int i = j;
+                for (; i > 0 && e[p[i - 1]] < e[j]; i--) p[i] = p[i - 1];
+                p[i] = (int16_t)j;
+            }
+        }
+    free(row);
+    free(e);
+    return EMBER_OK;
+}
+
+/* x[j] = src[p[j]] for each of n heads of hd values; the head's order is p + (h / per) * hd. */
+static void permute_heads(float *x, int n, int hd, const int16_t *p, int per) {
+    float t[EM_ATTN_MAX_HD];
+    for (int h = 0; h < n; h++) {
+        float *y = x + (size_t)h * hd;
+        const int16_t *ph = p + (size_t)(h / per) * hd;
+        memcpy(t, y, (size_t)hd * sizeof *t);
+        for (int j = 0; j < hd; j++) y[j] = t[ph[j]];
+    }
+}
+
+/* The inverse: x[p[j]] = src[j]. */
+static void unpermute_heads(float *x, int n, int hd, const int16_t *p) {
+    float t[EM_ATTN_MAX_HD];
+    for (int h = 0; h < n; h++) {
+        float *y = x + (size_t)h * hd;
+        const int16_t *ph = p + (size_t)h * hd;
+        memcpy(t, y, (size_t)hd * sizeof *t);
+        for (int j = 0; j < hd; j++) y[ph[j]] = t[j];
+    }
+}
+
+void em_kv_prepare_qk(const em_kv_cache *kv, int l, float *q, int n_head, float *k) {
+    const int hd = kv->head_dim, nkv = kv->n_head_kv;
+    if (kv->perm) {
+        const int16_t *p = kv->perm + (size_t)l * nkv * hd;
+        permute_heads(q, n_head, hd, p, n_head / nkv);
+        permute_heads(k, nkv, hd, p, 1);
+    }
+    if (kv->rot_k) {
+        em_kv_hadamard(q, n_head * hd, kv->rot_k);
+        em_kv_hadamard(k, nkv * hd, kv->rot_k);
+    }
+}
+
+static void store_row(const em_kv_cache *kv, int type, const float *x, char *dst, int n) {
     if (type == EM_F32) { memcpy(dst, x, (size_t)n * sizeof(float)); return; }
     if (type == EM_F16) {
         uint16_t *d = (uint16_t *)dst;
         for (int i = 0; i < n; i++) d[i] = em_f32_to_f16(x[i]);
+        return;
+    }
+    if (type == EM_BFP4 && kv->kern && kv->kern->quantize_act[EM_BFP4]) {
+        kv->kern->quantize_act[EM_BFP4](x, dst, n);
         return;
     }
     em_quantize_row(type, x, dst, n);
@@ -116,8 +213,8 @@ static void store_row(int type, const float *x, char *dst, int n) {
 
 void em_kv_store(const em_kv_cache *kv, int l, int s, int cell, const float *k, const float *v) {
     const int n = kv->n_head_kv * kv->head_dim;
-    store_row(kv->type_k, k, em_kv_k(kv, l, s, cell), n);
-    store_row(kv->type_v, v, em_kv_v(kv, l, s, cell), n);
+    store_row(kv, kv->type_k, k, em_kv_k(kv, l, s, cell), n);
+    store_row(kv, kv->type_v, v, em_kv_v(kv, l, s, cell), n);
 }
 
 int em_kv_find(const em_kv_cache *kv, int s, int end, int min_pos) {
@@ -197,9 +294,11 @@ ember_status em_kv_seq_add(em_kv_cache *kv, const struct ember_model *m, int s, 
             char *kr = em_kv_k(kv, l, s, c);
             em_dequantize_row(kv->type_k, kr, row, kvdim);
             if (kv->rot_k) em_kv_hadamard(row, kvdim, kv->rot_k);  /* back to the RoPE basis */
+            if (kv->perm) unpermute_heads(row, kv->n_head_kv, kv->head_dim, kv->perm + (size_t)l * kvdim);
             em_rope_shift(m, kv->n_ctx, l, row, delta);
+            if (kv->perm) permute_heads(row, kv->n_head_kv, kv->head_dim, kv->perm + (size_t)l * kvdim, 1);
             if (kv->rot_k) em_kv_hadamard(row, kvdim, kv->rot_k);
-            store_row(kv->type_k, row, kr, kvdim);
+            store_row(kv, kv->type_k, row, kr, kvdim);
         }
         p[c] += delta;
     }

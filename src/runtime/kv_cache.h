@@ -23,7 +23,7 @@ struct ember_model;
 struct em_hparams;
 
 typedef struct em_kv_cache {
-    int type_k, type_v;         /* enum em_type: F32, F16, BF16, Q8_0, Q4_0 */
+    int type_k, type_v;         /* enum em_type: F32, F16, BF16, Q8_0, Q4_0, BFP4 */
     int n_layer, n_seq, n_ctx;  /* n_ctx cells per sequence and layer */
     int n_head_kv, head_dim;
     size_t head_k, head_v;      /* bytes of one KV head's slice of a row */
@@ -38,6 +38,14 @@ typedef struct em_kv_cache {
      * quantizing and changes no exact dot product (the rotation is orthonormal and its own
      * inverse). 0: off (f32, f16, bf16). */
     int rot_k, rot_v;
+    /* K channel sorting (docs/techniques.md §3): perm[(l * n_head_kv + h) * head_dim + j] is
+     * the channel of KV head h (layer l) that goes to slot j of the stored K row, and of
+     * each of the head's query heads before the dot product, so q.k is unchanged; applied
+     * after RoPE and before the Hadamard rotation. NULL: off. */
+    int16_t *perm;
+    /* The table whose quantize_act[type] stores rows of a type that has one (bfp4);
+     * NULL or an empty slot: em_quantize_row. */
+    const struct em_kernels *kern;
     int policy;                 /* enum em_kv_policy: what happens when a sequence is full */
     int n_keep;                 /* shift: cells kept at the start of a sequence */
     float *row;                 /* scratch: one K row as floats (shifts) */
@@ -52,7 +60,7 @@ enum em_kv_policy { EM_KV_FULL, EM_KV_SHIFT };
 /* The policy named by name ("full", "shift"; NULL: full), or -1. */
 int em_kv_policy_parse(const char *name);
 
-/* The cache type named by name ("f32", "f16", "bf16", "q8_0", "q4_0"; NULL: f16), or -1.
+/* The cache type named by name ("f32", "f16", "bf16", "q8_0", "q4_0", "bfp4"; NULL: f16), or -1.
  * em_kv_type_names lists them for messages. */
 int em_kv_type_parse(const char *name);
 extern const char em_kv_type_names[];
@@ -79,6 +87,20 @@ static inline char *em_kv_v(const em_kv_cache *kv, int l, int s, int cell) {
 /* The orthonormal Walsh-Hadamard transform (Sylvester order, scaled by 1/sqrt(b)) of each
  * block of b values of x[0..n), in place; b a power of two dividing n. */
 void em_kv_hadamard(float *x, int n, int b);
+/* Turns the Hadamard rotation off (on = 1 keeps what em_kv_init chose: quantized types
+ * with head_dim a multiple of 64). Before the first token is stored. */
+void em_kv_set_rotation(em_kv_cache *kv, int on);
+/* Turns K channel sorting on: each KV head's channels ordered by the expected magnitude of
+ * the post-RoPE key, largest first, so a block of the cache type holds channels of similar
+ * size. The magnitude of channel j is the squared norm of the K projection's row j (plus
+ * its bias squared), or the square of the per-head K norm weight where the model has one
+ * (qwen3, gemma3); the two channels of a RoPE pair, which RoPE mixes, both get their sum.
+ * Ties keep channel order. Before the first token is stored; EMBER_E_NOMEM (recorded). */
+ember_status em_kv_set_sort(em_kv_cache *kv, const struct ember_model *m);
+/* One token's q (n_head heads) and K row of layer l, after RoPE, into the cache's basis:
+ * the K channel permutation (each query head takes its KV head's), then the Hadamard
+ * rotation; q.k is unchanged. */
+void em_kv_prepare_qk(const em_kv_cache *kv, int l, float *q, int n_head, float *k);
 /* Converts one token's K and V rows (n_head_kv * head_dim floats each) into the cell. */
 void em_kv_store(const em_kv_cache *kv, int l, int s, int cell, const float *k, const float *v);
 
