@@ -380,7 +380,8 @@ TEST(shift_policy_f32_q8_0) {
  * all-zero block has exponent byte 0. */
 static void bfp4_double(const float *x, int *ebyte, int m[32]) {
     double amax = 0;
-    for (int j = 0; j < 32; j++) amax = fmax(amax, fabs(x[j]));
+    for (int j = 0; j < 32; j++)
+        if (fabs(x[j]) > amax) amax = fabs(x[j]);
     if (amax == 0) { *ebyte = 0; for (int j = 0; j < 32; j++) m[j] = 0; return; }
     const int e = (int)ceil(log2(amax / 10));
     *ebyte = e + 127;
@@ -428,7 +429,8 @@ TEST(bfp4_format) {
             sat += saturated;
             bad += y[b * 32 + j] != (float)ldexp(m[j], e - 127) && e;
             bad += err > (saturated ? fabs(t) - 7 : 0.5) * step;
-            if (e) worst = fmax(worst, err / step);
+            const double w = e ? err / step : 0;
+            if (w > worst) worst = w;
         }
     }
     CHECKF(bad == 0, "bfp4: %d exponents, mantissas or values differ from the format in double", bad);
