@@ -14,7 +14,7 @@ most attention rows. Norm weights are random around 1 (GGUF gemma norms include 
 llama.cpp's quantizer turns the F32 file into a Q8_0 one (LLAMA_FTYPE_MOSTLY_Q8_0 = 7) and a
 Q5_0 one (LLAMA_FTYPE_MOSTLY_Q5_0 = 8: Q5_0 matrices, the tied embedding Q8_0), and llama.cpp
 computes the logits of all 48 positions of one batch for each: flash attention on, F16 KV
-cache, n_ctx 256, one thread, no extra buffer types (as make_q5_goldens.py).
+cache, n_ctx 256, one thread, no extra buffer types (as make_synthetic_quant_goldens.py).
 
     pip install llama-cpp-python==0.3.36 gguf numpy
     python3 scripts/make_gemma3_goldens.py

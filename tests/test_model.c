@@ -87,7 +87,7 @@ TEST(unsupported_architecture) {
  * elements, 66 bytes), so retyping a tq2_0 tensor in its header keeps the file valid. */
 TEST(unsupported_weight_type) {
     const char *p = "tests/models/synthetic/llama-tq2_0.gguf";
-    if (!file_exists(p)) SKIP("missing: %s (scripts/make_iq_tq_goldens.py)", p);
+    if (!file_exists(p)) SKIP("missing: %s (scripts/make_synthetic_quant_goldens.py)", p);
     size_t n;
     unsigned char *d = read_file(p, &n);
     static const char name[] = "blk.0.attn_q.weight";
