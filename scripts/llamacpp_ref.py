@@ -105,3 +105,15 @@ def write_logits_golden(root, model, tokens, n_ctx, out, note=""):
     print(f"{os.path.relpath(model, root)}{note}: {os.path.getsize(model)} bytes, tensors {types}; "
           f"logit rms {np.sqrt((lg.astype(np.float64) ** 2).mean()):.3f} -> {os.path.relpath(out, root)}")
     return lg
+
+
+def last_logits(llm):
+    """A copy of the logits of the last position llama.cpp evaluated in Llama llm."""
+    ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+    return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(llm.n_vocab(),)).copy()
+
+
+def margin(logits):
+    """The gap between the two largest logits (a near-tie when small)."""
+    top2 = np.partition(logits, -2)[-2:]
+    return float(top2.max() - top2.min())
