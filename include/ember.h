@@ -452,6 +452,19 @@ EMBER_API ember_status ember_read_bandwidth(int n_threads, size_t bytes, int pas
  * row unless it is tied to the output) plus K and V of positions 0..n_past in the context's
  * cache type. Activations and logits are not counted. 0 for a NULL context. */
 EMBER_API uint64_t ember_context_bytes_per_token(const ember_context *ctx, int n_past);
+/* Multiply-add peak, the compute roofline: n_threads threads (0: ember_cpu_cores()) each run
+ * independent chains of the multiply-add instructions ember's kernels use, int8 products
+ * (kind EMBER_PEAK_INT8: AVX-512 VNNI vpdpbusd, AVX2 vpmaddubsw/vpmaddwd, NEON
+ * vmull_s8/vpadal) or f32 FMAs (EMBER_PEAK_F32), of the kernel table `isa` names (NULL:
+ * the one contexts pick, see ember_context_params.isa); best of 5 passes of about 20 ms.
+ * *gops = 2 * multiply-adds per second / 1e9 (a multiply-add counts as two operations). */
+typedef enum { EMBER_PEAK_INT8 = 0, EMBER_PEAK_F32 = 1 } ember_peak_kind;
+EMBER_API ember_status ember_compute_peak(int n_threads, ember_peak_kind kind, const char *isa, double *gops);
+/* Multiply-adds of the weight matrices one token costs: every 2-D weight (token_embd only
+ * when it is tied to the output), split into those the kernels run as int8 products
+ * (quantized weights) into *int8 and float ones into *flt (either may be NULL). Attention's
+ * products, which grow with the context, are not counted. 0 for a NULL context. */
+EMBER_API uint64_t ember_context_macs_per_token(const ember_context *ctx, uint64_t *int8, uint64_t *flt);
 /* Physical CPU cores: the thread count contexts use when n_threads is 0. */
 EMBER_API int ember_cpu_cores(void);
 

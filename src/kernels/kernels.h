@@ -97,4 +97,10 @@ const em_kernels *em_kernels_best(void);
 const em_kernels *em_kernels_by_name(const char *name);  /* NULL if absent/unsupported */
 /* Names of the ISAs usable on this CPU, best first ("avx512", "avx2", "ref"). */
 int em_kernels_list(const char **names, int max);
+
+/* peak.c: one thread's multiply-add throughput probe for `ember bench` (not a table slot):
+ * iters rounds of independent chains of the int8 (f32 = 0) or f32 (f32 = 1) multiply-add
+ * instructions of ISA table `isa` ("avx512", "avx2", "neon"; anything else: scalar). Returns
+ * the multiply-adds done. The caller makes sure the CPU runs that ISA. */
+int64_t em_peak_probe(const char *isa, int f32, int64_t iters);
 #endif

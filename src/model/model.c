@@ -408,7 +408,13 @@ static void count_params(struct ember_model *m) {
         int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
         m->n_params += n;
         m->weight_bytes += t->size;
-        if (t->n_dims >= 2 && t->type < EM_TYPE_COUNT) by_type[t->type] += n;
+        if (t->n_dims >= 2 && t->type < EM_TYPE_COUNT) {
+            by_type[t->type] += n;
+            const em_type_info *ti = em_type_get(t->type);
+            const int vt = ti ? ti->vec_dot_type : -1;
+            if (vt == EM_Q8_0 || vt == EM_Q8_1 || vt == EM_Q8_K) m->int8_elems += n;
+            else m->float_elems += n;
+        }
     }
     m->ftype_main = EM_F32;
     for (int t = 0; t < EM_TYPE_COUNT; t++)

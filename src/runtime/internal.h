@@ -114,6 +114,10 @@ struct ember_model {
     int ftype_main;                 /* most common matrix type (for descriptions) */
     uint64_t weight_bytes;
     int64_t n_params;
+    /* Elements of the matrices (2-D tensors, token_embd included), split by how their dot
+     * products run: int8 products (the quantized types, whose activations are Q8_0/Q8_1/Q8_K)
+     * or float ones; the multiply-adds one token costs (ember_context_macs_per_token). */
+    int64_t int8_elems, float_elems;
     uint64_t file_bytes;
 };
 
