@@ -97,6 +97,9 @@ TEST(logits_vs_llamacpp) {
     CHECK(m);
     if (!m) return;
     const int nv = ember_model_n_vocab(m);
+    char desc[64];
+    ember_model_desc(m, desc, sizeof desc);
+    CHECKF(strstr(desc, "falcon-h1"), "%s", desc);
     size_t sz;
     float *want = (float *)read_file(gp, &sz);
     CHECK(want && sz == (size_t)N_TOK * nv * sizeof(float));

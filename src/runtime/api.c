@@ -52,7 +52,8 @@ const char *ember_model_chat_template(const ember_model *m) { return m ? m->chat
 
 static const char *arch_name(int arch) {
     return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : arch == EM_ARCH_GEMMA3 ? "gemma3"
-         : arch == EM_ARCH_PHI3 ? "phi3" : arch == EM_ARCH_GEMMA2 ? "gemma2" : "llama";
+         : arch == EM_ARCH_PHI3 ? "phi3" : arch == EM_ARCH_GEMMA2 ? "gemma2"
+         : arch == EM_ARCH_FALCON_H1 ? "falcon-h1" : "llama";
 }
 
 int ember_model_desc(const ember_model *m, char *buf, size_t len) {
