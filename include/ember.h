@@ -235,7 +235,12 @@ EMBER_API ember_status ember_seq_truncate(ember_context *ctx, int seq, int n_pas
  *                   tokens whose position would fall below 0 are dropped. EMBER_E_INVALID
  *                   if the positions would no longer increase (shift a tail left only
  *                   into room freed by ember_seq_rm).
- * ember_seq_pos_min / pos_max: the first / last cached position of seq, -1 when empty. */
+ * ember_seq_pos_min / pos_max: the first / last cached position of seq, -1 when empty.
+ * A model with a recurrent state (falcon-h1's SSM heads) keeps one state per sequence that
+ * summarizes all of its tokens: removing tokens that are neither all of the sequence nor
+ * an end range back to a state checkpoint (ember_seq_rm, ember_seq_truncate), and copying
+ * part of a sequence (ember_seq_cp), fail with EMBER_E_UNSUPPORTED and change nothing;
+ * checkpoints are kept while speculative decoding (ember_spec_new) runs on the context. */
 EMBER_API ember_status ember_seq_rm(ember_context *ctx, int seq, int p0, int p1);
 EMBER_API ember_status ember_seq_keep(ember_context *ctx, int seq);
 EMBER_API ember_status ember_seq_cp(ember_context *ctx, int src, int dst, int p0, int p1);

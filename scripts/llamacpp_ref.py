@@ -1,6 +1,7 @@
 """llamacpp_ref.py: the llama.cpp calls the synthetic-golden scripts share
 (make_synthetic_quant_goldens.py, make_gemma3_goldens.py, make_gemma2_goldens.py,
-make_phi3_goldens.py, make_rope_freqs_goldens.py): quantize a GGUF with llama.cpp's own
+make_phi3_goldens.py, make_falcon_h1_goldens.py, make_rope_freqs_goldens.py): quantize a
+GGUF with llama.cpp's own
 quantizer, and llama.cpp's logits of every position of one batch, computed with the plain
 ggml-cpu kernels (no AMX or repacked weight layouts), one thread, flash attention on.
 Also what those scripts write alike: the output folders, a byte-level SentencePiece vocab,

@@ -25,6 +25,8 @@
  *                 f32 attention on the unquantized rows within the bound of the pair
  *                 (attn_kv_bound below).
  *   rmsnorm       relative 4 * 2^-24 (double sums of squares in a different order).
+ *   ssm_scan      bit-exact (states and outputs), d_state at and off the 32-value blocks;
+ *                 ref against its definition (state values exact, y within 64 ulps).
  *   swiglu/softmax relative 8 * 2^-24 + 1e-37 absolute (the AVX2 expf is within ~1 ulp of
  *                 exact, libm's within 1, plus the divide/multiply roundings); the largest
  *                 error seen is printed in ulps. */
@@ -492,6 +494,61 @@ static double rel_ulps(float a, float r) {
     return fabs((double)a - r) / (fabs((double)r) / 16777216.0 + 1e-45);
 }
 
+/* ssm_scan: random states and inputs, d_state at and off the 32-value blocks, hd 1..5. The
+ * ref against its definition (new state values exact, y within 64 ulps of the sum's
+ * magnitude of a double computation); each ISA against ref bit for bit (same lanes, same
+ * order). */
+static const int ssm_ds[] = { 1, 16, 31, 32, 40, 64, 100, 128 };
+static void ssm_inputs(int hd, int ds, float *S, float *x, float *B, float *C) {
+    for (int i = 0; i < hd * ds; i++) S[i] = grand();
+    for (int i = 0; i < hd; i++) x[i] = grand();
+    for (int j = 0; j < ds; j++) { B[j] = grand(); C[j] = grand(); }
+}
+
+TEST(ssm_scan_ref) {
+    for (size_t k = 0; k < sizeof ssm_ds / sizeof ssm_ds[0]; k++)
+        for (int hd = 1; hd <= 5; hd += 2) {
+            const int ds = ssm_ds[k];
+            float S[5 * 128], S0[5 * 128], x[5], B[128], C[128], y[6];
+            ssm_inputs(hd, ds, S, x, B, C);
+            memcpy(S0, S, sizeof S);
+            const float dA = 0.5f + 0.5f * frand() * frand(), dt = 0.01f + fabsf(frand()), D = frand();
+            y[hd] = 42.0f;
+            ref->ssm_scan(S, x, B, C, dA, dt, D, y, hd, ds);
+            for (int i = 0; i < hd; i++) {
+                double sum = 0, mag = 0;
+                const float x_dt = x[i] * dt;
+                for (int j = 0; j < ds; j++) {
+                    const float v = S0[i * ds + j] * dA + B[j] * x_dt;
+                    CHECK(fbits(S[i * ds + j]) == fbits(v));
+                    sum += (double)v * C[j];
+                    mag += fabs((double)v * C[j]);
+                }
+                const float want = (float)sum + x[i] * D;
+                CHECKF(fabs((double)y[i] - want) <= 64.0 / 16777216.0 * (mag + fabs(x[i] * D)),
+                       "ds %d hd %d: y %.9g vs %.9g", ds, hd, y[i], want);
+            }
+            CHECK(y[hd] == 42.0f);
+        }
+}
+
+TEST(ssm_scan_vs_ref) {
+    for (size_t k = 0; k < sizeof ssm_ds / sizeof ssm_ds[0]; k++)
+        for (int hd = 1; hd <= 5; hd++) {
+            const int ds = ssm_ds[k];
+            float S1[5 * 128], S2[5 * 128], x[5], B[128], C[128], y1[6], y2[6];
+            ssm_inputs(hd, ds, S1, x, B, C);
+            memcpy(S2, S1, sizeof S1);
+            const float dA = 0.5f + 0.5f * frand() * frand(), dt = 0.01f + fabsf(frand()), D = frand();
+            y2[hd] = 42.0f;
+            ref->ssm_scan(S1, x, B, C, dA, dt, D, y1, hd, ds);
+            isa->ssm_scan(S2, x, B, C, dA, dt, D, y2, hd, ds);
+            CHECKF(!memcmp(S1, S2, sizeof(float) * hd * ds) && !memcmp(y1, y2, sizeof(float) * hd),
+                   "%s ssm_scan ds %d hd %d differs from ref", isa_name, ds, hd);
+            CHECK(y2[hd] == 42.0f);
+        }
+}
+
 TEST(swiglu_vs_ref) {
     double worst = 0;
     for (size_t in = 0; in < sizeof vec_ns / sizeof vec_ns[0]; in++) {
@@ -616,6 +673,7 @@ int main(void) {
     RUN(softmax2_ref);
     RUN(attn3_ref);
     RUN(attn_kv_ref_vs_f32);
+    RUN(ssm_scan_ref);
     const char *names[8];
     const int n = em_kernels_list(names, 8);
     int tested = 0;
@@ -634,6 +692,7 @@ int main(void) {
         RUN(attn_kv_vs_ref);
         RUN(rmsnorm_vs_ref);
         RUN(swiglu_vs_ref);
+        RUN(ssm_scan_vs_ref);
         RUN(softmax_vs_ref);
         RUN(softmax2_vs_ref);
     }

@@ -210,7 +210,10 @@ static void slot_release(server *srv, slot *s, const char *finish, const char *e
 static void slot_start(server *srv, slot *s, task *t) {
     int keep = common_prefix(s->cache, s->n_cache, t->prompt, t->n_prompt);
     if (keep >= t->n_prompt) keep = t->n_prompt - 1;  /* the last token must run for logits */
-    ember_seq_truncate(srv->ctx, s->id, keep);
+    if (ember_seq_truncate(srv->ctx, s->id, keep) != EMBER_OK) {  /* a recurrent state without a checkpoint there */
+        keep = 0;
+        ember_seq_truncate(srv->ctx, s->id, 0);
+    }
     s->n_cache = keep;
     s->n_fed = keep;
     s->has_logits = 0;

@@ -1183,6 +1183,37 @@ static void attn_kv_avx2(const em_kernels *self, float *out, const float *q, int
     attn_kv_body(self, axpy_avx2, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
+/* ssm_scan (kernels.h): ggml's own AVX2 loop, 4 vectors of 8 partial sums. */
+static void ssm_scan_avx2(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                          float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    const __m256 vdA = _mm256_set1_ps(dA);
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        const __m256 vx = _mm256_set1_ps(x_dt);
+        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 4; k++) {
+                const int j = j0 + 8 * k;
+                const __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(s + j), vdA),
+                                               _mm256_mul_ps(_mm256_loadu_ps(B + j), vx));
+                acc[k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(C + j), acc[k]);
+                _mm256_storeu_ps(s + j, v);
+            }
+        acc[0] = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        float sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
 const em_kernels em_kernels_avx2 = {
     .name = "avx2",
     .quantize_act = {
@@ -1202,4 +1233,5 @@ const em_kernels em_kernels_avx2 = {
     .swiglu = swiglu_avx2,
     .attn_kv = attn_kv_avx2,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
+    .ssm_scan = ssm_scan_avx2,
 };

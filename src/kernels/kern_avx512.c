@@ -1396,6 +1396,39 @@ static void attn_kv_avx512(const em_kernels *self, float *out, const float *q, i
     attn_kv_body(self, axpy_avx512, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
+/* ssm_scan (kernels.h): ggml's 32 partial sums as two 16-lane vectors (lanes 0..15 and
+ * 16..31), so adding them pairs 8-lane vectors 0+2 and 1+3 as ggml does. */
+static void ssm_scan_avx512(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                            float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    const __m512 vdA = _mm512_set1_ps(dA);
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        const __m512 vx = _mm512_set1_ps(x_dt);
+        __m512 acc[2] = { _mm512_setzero_ps(), _mm512_setzero_ps() };
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 2; k++) {
+                const int j = j0 + 16 * k;
+                const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(s + j), vdA),
+                                               _mm512_mul_ps(_mm512_loadu_ps(B + j), vx));
+                acc[k] = _mm512_fmadd_ps(v, _mm512_loadu_ps(C + j), acc[k]);
+                _mm512_storeu_ps(s + j, v);
+            }
+        const __m512 a = _mm512_add_ps(acc[0], acc[1]);
+        const __m256 b = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        float sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
 const em_kernels em_kernels_avx512 = {
     .name = "avx512",
     .quantize_act = {
@@ -1417,4 +1450,5 @@ const em_kernels em_kernels_avx512 = {
     .attn_kv = attn_kv_avx512,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
     .attn3 = { [EM_F32] = attn3_f32, [EM_F16] = attn3_f16 },
+    .ssm_scan = ssm_scan_avx512,
 };

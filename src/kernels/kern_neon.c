@@ -1134,6 +1134,38 @@ static void attn_kv_neon(const em_kernels *self, float *out, const float *q, int
     attn_kv_body(self, axpy_neon, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
+/* ssm_scan (kernels.h): ggml's 32 partial sums as eight 4-lane vectors (two per 8-lane
+ * vector of its AVX2 loop), reduced in the same pairs. */
+static void ssm_scan_neon(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                          float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    const float32x4_t vdA = vdupq_n_f32(dA);
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        const float32x4_t vx = vdupq_n_f32(x_dt);
+        float32x4_t acc[8];
+        for (int k = 0; k < 8; k++) acc[k] = vdupq_n_f32(0.0f);
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 8; k++) {
+                const int j = j0 + 4 * k;
+                const float32x4_t v = vaddq_f32(vmulq_f32(vld1q_f32(s + j), vdA), vmulq_f32(vld1q_f32(B + j), vx));
+                acc[k] = vfmaq_f32(acc[k], v, vld1q_f32(C + j));
+                vst1q_f32(s + j, v);
+            }
+        const float32x4_t a0 = vaddq_f32(vaddq_f32(acc[0], acc[4]), vaddq_f32(acc[2], acc[6]));
+        const float32x4_t a1 = vaddq_f32(vaddq_f32(acc[1], acc[5]), vaddq_f32(acc[3], acc[7]));
+        const float32x4_t t0 = vaddq_f32(a0, a1), t1 = vpaddq_f32(t0, t0);
+        float sum = vgetq_lane_f32(t1, 0) + vgetq_lane_f32(t1, 1);
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
 const em_kernels em_kernels_neon = {
     .name = "neon",
     .quantize_act = {
@@ -1153,4 +1185,5 @@ const em_kernels em_kernels_neon = {
     .swiglu = swiglu_neon,
     .attn_kv = attn_kv_neon,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
+    .ssm_scan = ssm_scan_neon,
 };

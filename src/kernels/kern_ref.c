@@ -237,6 +237,41 @@ static void attn3_f16_ref(float *out, const float *q, const void *k, const void 
     attn3_x(EM_F16, out, q, k, v, n_kv, hd, kstride, scale, s);
 }
 
+/* The 32 partial sums of ssm_scan reduced as ggml's GGML_F32x8_REDUCE reduces its 4 x 8 lanes. */
+static float ssm_reduce32(float *acc) {
+    for (int k = 0; k < 8; k++) {
+        acc[k] += acc[16 + k];
+        acc[8 + k] += acc[24 + k];
+        acc[k] += acc[8 + k];
+    }
+    float h[4];
+    for (int k = 0; k < 4; k++) h[k] = acc[k] + acc[4 + k];
+    return (h[0] + h[1]) + (h[2] + h[3]);
+}
+
+static void ssm_scan_ref(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                         float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        float acc[32] = { 0 };
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 32; k++) {
+                const float v = s[j0 + k] * dA + B[j0 + k] * x_dt;
+                acc[k] = fmaf(v, C[j0 + k], acc[k]);
+                s[j0 + k] = v;
+            }
+        float sum = ssm_reduce32(acc);
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
 const em_kernels em_kernels_ref = {
     .name = "ref",
     .quantize_act = {
@@ -259,4 +294,5 @@ const em_kernels em_kernels_ref = {
     .attn_softcap = { [EM_F32] = attn_softcap_f32_ref, [EM_F16] = attn_softcap_f16_ref },
     .attn_kv = attn_kv_ref,
     .attn3 = { [EM_F32] = attn3_f32_ref, [EM_F16] = attn3_f16_ref },
+    .ssm_scan = ssm_scan_ref,
 };

@@ -3,7 +3,7 @@
  * activations are token-major (T, width) so a matmul sees T activation columns and reads
  * each weight row once per chunk.
  *
- * Per layer (llama / qwen2 / qwen3 / gemma3 / gemma2 / phi3):
+ * Per layer (llama / qwen2 / qwen3 / gemma3 / gemma2 / phi3 / falcon-h1):
  *   h   = x + post(Wo . attn(rope(norm_q(Wq . rms(x)) + bq), rope(norm_k(Wk . rms(x)) + bk), Wv . rms(x) + bv))
  *   x'  = h + post(Wdown . (act(Wgate . rms(h)) * (Wup . rms(h))))
  * then logits = Wout . rms(x). Biases only for qwen2, q/k norms for qwen3 and gemma3;
@@ -12,6 +12,8 @@
  * base, and optionally logits = c * tanh(logits / c); gemma2 is gemma3 without q/k norms
  * and with attention scores soft-capped the same way. phi3's fused q/k/v and gate/up
  * matrices arrive as row ranges of one tensor (model.c), so they run as the same group.
+ * falcon-h1 adds a Mamba-2 branch on the same normed input (ssm.c) whose output joins the
+ * attention output: h = x + (attn + ssm).
  * Threads split matmul output rows and attention heads statically, so every output value
  * is computed by the same code in the same order whatever the thread count. */
 #include <math.h>
@@ -80,6 +82,10 @@ static void matmuls(struct ember_context *ctx, const float *x, int ldx, int T, i
 static void matmul(struct ember_context *ctx, const em_weight *w, const float *x, int ldx,
                    int T, float *y, int ldy) {
     matmuls(ctx, x, ldx, T, 1, &w, &y, &ldy);
+}
+
+void em_matmul(struct ember_context *ctx, const em_weight *w, const float *x, int ldx, int T, float *y, int ldy) {
+    matmul(ctx, w, x, ldx, T, y, ldy);
 }
 
 static void add_bias(float *y, int ldy, int T, const em_weight *b) {
@@ -202,6 +208,7 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
 
     for (int t = 0; t < T; t++)
         k->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)t * d, L->attn_norm.data, d, hp->rms_eps);
+    if (L->ssm_in.data) em_ssm_forward(ctx, l, T);  /* falcon-h1: the SSM branch -> ssm_o */
     const em_weight *qkv[3] = { &L->wq, &L->wk, &L->wv };
     float *const qkv_out[3] = { ctx->q, ctx->k, ctx->v };
     const int qkv_ld[3] = { qdim, kvdim, kvdim };
@@ -234,6 +241,8 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
         em_kv_hadamard(ctx->xb + (size_t)t * qdim, qdim, ctx->kv.rot_v);
 
     matmul(ctx, &L->wo, ctx->xb, qdim, T, ctx->xb2, d);
+    if (L->ssm_in.data)  /* falcon-h1: attention and SSM outputs join the stream together */
+        for (size_t i = 0; i < (size_t)T * d; i++) ctx->xb2[i] += ctx->ssm_o[i];
     post_norm(ctx, &L->attn_post_norm, T);
     for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
 

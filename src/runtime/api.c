@@ -52,7 +52,8 @@ const char *ember_model_chat_template(const ember_model *m) { return m ? m->chat
 
 static const char *arch_name(int arch) {
     return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : arch == EM_ARCH_GEMMA3 ? "gemma3"
-         : arch == EM_ARCH_PHI3 ? "phi3" : arch == EM_ARCH_GEMMA2 ? "gemma2" : "llama";
+         : arch == EM_ARCH_PHI3 ? "phi3" : arch == EM_ARCH_GEMMA2 ? "gemma2"
+         : arch == EM_ARCH_FALCON_H1 ? "falcon-h1" : "llama";
 }
 
 int ember_model_desc(const ember_model *m, char *buf, size_t len) {
@@ -217,6 +218,7 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     const size_t B = (size_t)c->n_batch, d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t maxw = d > qdim ? d : qdim;
     if (ff > maxw) maxw = ff;
+    if ((size_t)hp->ssm_d_inner > maxw) maxw = (size_t)hp->ssm_d_inner;  /* falcon-h1's ssm_out input */
     c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
     ember_status st = em_kv_init(&c->kv, hp, c->n_seq, c->n_ctx, type_k, type_v);
     if (st) { free(c); return st; }
@@ -240,9 +242,19 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->out_tok = malloc(B * sizeof *c->out_tok);
     c->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     c->n_logits_cap = 1;
+    int ssm_ok = 1;
+    if (hp->ssm_d_inner) {  /* falcon-h1's SSM branch (model/ssm.c) */
+        const size_t ch = (size_t)c->kv.ssm.conv_ch, proj = (size_t)hp->ssm_d_inner + ch + (size_t)hp->ssm_n_head;
+        c->ssm_zxbcdt = em_alloc_aligned(B * proj * sizeof(float));
+        c->ssm_y = em_alloc_aligned(B * (size_t)hp->ssm_d_inner * sizeof(float));
+        c->ssm_o = em_alloc_aligned(B * d * sizeof(float));
+        c->ssm_one = em_alloc_aligned(ch * sizeof(float));
+        ssm_ok = c->ssm_zxbcdt && c->ssm_y && c->ssm_o && c->ssm_one;
+        for (size_t i = 0; ssm_ok && i < ch; i++) c->ssm_one[i] = 1.0f;
+    }
     if (!c->pool || !c->x || !c->xb || !c->xb2 || !c->q || !c->k ||
         !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits || !c->seq_cnt ||
-        !c->tok_seq || !c->tok_cell || !c->tok_pos || !c->out_tok) {
+        !c->tok_seq || !c->tok_cell || !c->tok_pos || !c->out_tok || !ssm_ok) {
         const int n_ctx = c->n_ctx;
         ember_context_free(c);
         return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", n_ctx);
@@ -259,6 +271,7 @@ void ember_context_free(ember_context *c) {
     em_free_aligned(c->q); em_free_aligned(c->k); em_free_aligned(c->v);
     em_free_aligned(c->hg); em_free_aligned(c->hu);
     em_free_aligned(c->xq); em_free_aligned(c->rope_cs);
+    em_free_aligned(c->ssm_zxbcdt); em_free_aligned(c->ssm_y); em_free_aligned(c->ssm_o); em_free_aligned(c->ssm_one);
     free(c->logits); free(c->logit_row);
     free(c->seq_cnt); free(c->tok_seq); free(c->tok_cell); free(c->tok_pos); free(c->out_tok);
     free(c);
@@ -282,7 +295,11 @@ int ember_seq_n_past(const ember_context *c, int seq) {
 ember_status ember_seq_truncate(ember_context *c, int seq, int n_past) {
     CHECK_ARG(c && seq >= 0 && seq < c->n_seq, "ember_seq_truncate: bad sequence %d", seq);
     CHECK_ARG(n_past >= 0 && n_past <= c->kv.n_cells[seq], "ember_seq_truncate: bad position %d", n_past);
+    const int n = c->kv.n_cells[seq];
+    ember_status st = em_ssm_check_rm(&c->kv.ssm, seq, n, n_past, n);  /* a recurrent state: a checkpoint */
+    if (st) return st;
     c->kv.n_cells[seq] = n_past;
+    if (n_past < n) em_ssm_rm(&c->kv.ssm, seq, n_past);
     return EMBER_OK;
 }
 
@@ -292,6 +309,10 @@ ember_status ember_context_truncate(ember_context *c, int n_past) { return ember
 
 ember_status ember_seq_rm(ember_context *c, int seq, int p0, int p1) {
     CHECK_ARG(c && seq < c->n_seq, "ember_seq_rm: bad sequence %d", seq);
+    for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->n_seq : seq + 1); s++) {
+        ember_status st = em_kv_seq_rm_check(&c->kv, s, p0, p1);  /* what a recurrent state refuses */
+        if (st) return st;
+    }
     for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->n_seq : seq + 1); s++) em_kv_seq_rm(&c->kv, s, p0, p1);
     return EMBER_OK;
 }
@@ -305,6 +326,8 @@ ember_status ember_seq_keep(ember_context *c, int seq) {
 ember_status ember_seq_cp(ember_context *c, int src, int dst, int p0, int p1) {
     CHECK_SEQ(c, src, "ember_seq_cp");
     CHECK_SEQ(c, dst, "ember_seq_cp");
+    ember_status st = em_kv_seq_cp_check(&c->kv, src, p0, p1);
+    if (st) return st;
     em_kv_seq_cp(&c->kv, src, dst, p0, p1);
     return EMBER_OK;
 }

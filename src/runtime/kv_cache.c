@@ -73,7 +73,8 @@ ember_status em_kv_init(em_kv_cache *kv, const em_hparams *hp, int n_seq, int n_
         em_kv_free(kv);
         return em_fail(EMBER_E_NOMEM, "out of memory for a KV cache of %d sequences x %d positions", n_seq, n_ctx);
     }
-    return EMBER_OK;
+    if ((st = em_ssm_state_init(&kv->ssm, hp, n_seq, 0))) em_kv_free(kv);
+    return st;
 }
 
 void em_kv_free(em_kv_cache *kv) {
@@ -82,11 +83,12 @@ void em_kv_free(em_kv_cache *kv) {
     free(kv->n_cells);
     free(kv->pos);
     free(kv->row);
+    em_ssm_state_free(&kv->ssm);
     memset(kv, 0, sizeof *kv);
 }
 
 uint64_t em_kv_bytes(const em_kv_cache *kv) {
-    return (uint64_t)kv->n_layer * kv->n_seq * kv->n_ctx * (kv->row_k + kv->row_v);
+    return (uint64_t)kv->n_layer * kv->n_seq * kv->n_ctx * (kv->row_k + kv->row_v) + em_ssm_state_bytes(&kv->ssm);
 }
 
 void em_kv_hadamard(float *x, int n, int b) {
@@ -157,6 +159,21 @@ void em_kv_seq_rm(em_kv_cache *kv, int s, int p0, int p1) {
     pos_range(kv, s, p0, p1, &c0, &c1);
     move_cells(kv, s, c0, c1, kv->n_cells[s] - c1);
     kv->n_cells[s] -= c1 - c0;
+    if (c1 > c0) em_ssm_rm(&kv->ssm, s, kv->n_cells[s]);
+}
+
+ember_status em_kv_seq_rm_check(const em_kv_cache *kv, int s, int p0, int p1) {
+    int c0, c1;
+    pos_range(kv, s, p0, p1, &c0, &c1);
+    return em_ssm_check_rm(&kv->ssm, s, kv->n_cells[s], c0, c1);
+}
+
+ember_status em_kv_seq_cp_check(const em_kv_cache *kv, int src, int p0, int p1) {
+    int c0, c1;
+    pos_range(kv, src, p0, p1, &c0, &c1);
+    if (!kv->ssm.n_layer || c0 >= c1 || (c0 == 0 && c1 == kv->n_cells[src])) return EMBER_OK;
+    return em_fail(EMBER_E_UNSUPPORTED, "sequence %d: the model's recurrent (SSM) state covers all of its tokens, "
+                   "so only the whole sequence can be copied (not cells %d..%d of %d)", src, c0, c1, kv->n_cells[src]);
 }
 
 void em_kv_seq_keep(em_kv_cache *kv, int s) {
@@ -175,6 +192,7 @@ void em_kv_seq_cp(em_kv_cache *kv, int src, int dst, int p0, int p1) {
     }
     memcpy(kv->pos + (size_t)dst * kv->n_ctx, kv->pos + (size_t)src * kv->n_ctx + c0, (size_t)(n > 0 ? n : 0) * sizeof *kv->pos);
     kv->n_cells[dst] = n > 0 ? n : 0;
+    if (n > 0) em_ssm_cp(&kv->ssm, src, dst);  /* em_kv_seq_cp_check: all of src */
 }
 
 ember_status em_kv_seq_add(em_kv_cache *kv, const struct ember_model *m, int s, int p0, int p1, int delta) {
@@ -227,6 +245,10 @@ ember_status em_kv_make_room(em_kv_cache *kv, const struct ember_model *m, const
                                cnt[s], n, kv->n_ctx, kv->n_seq > 1 ? " in that sequence" : "");
             while (cnt[s] > kv->n_ctx - n) {
                 const int d = shift_discard(kv, n);
+                if (kv->ssm.n_layer)
+                    return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit: %d of %d positions used, and "
+                                   "the context cannot shift: the model's recurrent (SSM) state cannot drop its "
+                                   "oldest tokens", cnt[s], n, kv->n_ctx);
                 if (d == 0)
                     return em_fail(EMBER_E_CONTEXT_FULL, "decode: %d tokens do not fit in %d positions after "
                                    "keeping %d and shifting out the rest", cnt[s], kv->n_ctx, kv->n_keep);

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "ember.h"
+#include "runtime/ssm_state.h"
 
 struct ember_model;
 struct em_hparams;
@@ -41,6 +42,8 @@ typedef struct em_kv_cache {
     int policy;                 /* enum em_kv_policy: what happens when a sequence is full */
     int n_keep;                 /* shift: cells kept at the start of a sequence */
     float *row;                 /* scratch: one K row as floats (shifts) */
+    em_ssm_state ssm;           /* falcon-h1's recurrent state per sequence (ssm_state.h); the
+                                 * sequence operations below apply to it too */
 } em_kv_cache;
 
 /* When a sequence has no room for a batch's tokens:
@@ -91,7 +94,13 @@ static inline int em_kv_next_pos(const em_kv_cache *kv, int s) {
 int em_kv_find(const em_kv_cache *kv, int s, int end, int min_pos);
 
 /* Sequence operations (llama.h's seq_rm / seq_keep / seq_cp / seq_add). Positions
- * p0 < 0 mean 0 and p1 < 0 mean "to the end". Other sequences are never touched. */
+ * p0 < 0 mean 0 and p1 < 0 mean "to the end". Other sequences are never touched.
+ * With a recurrent state (kv->ssm): seq_rm and truncation need em_kv_seq_rm_check first
+ * (em_ssm_check_rm's rules); seq_cp copies the state when it copies all of src and is
+ * refused by em_kv_seq_cp_check otherwise; seq_keep and seq_add leave states as they are;
+ * the SHIFT policy cannot drop a recurrent state's oldest tokens (make_room refuses). */
+ember_status em_kv_seq_rm_check(const em_kv_cache *kv, int s, int p0, int p1);
+ember_status em_kv_seq_cp_check(const em_kv_cache *kv, int src, int p0, int p1);
 void em_kv_seq_rm(em_kv_cache *kv, int s, int p0, int p1);
 void em_kv_seq_keep(em_kv_cache *kv, int s);
 void em_kv_seq_cp(em_kv_cache *kv, int src, int dst, int p0, int p1);

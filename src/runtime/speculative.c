@@ -107,6 +107,9 @@ ember_status ember_spec_new(ember_context *tgt, const ember_spec_params *params,
             return em_fail(EMBER_E_INVALID, "sequence %d is out of range [0, %d) in the draft context", p.seq,
                            ember_context_n_seq(p.draft));
     }
+    /* a recurrent (SSM) state rolls back through checkpoints: one per token of a step */
+    ember_status cst = em_ssm_set_checkpoints(&tgt->kv.ssm, p.draft_max + 2);
+    if (cst || (p.draft && (cst = em_ssm_set_checkpoints(&p.draft->kv.ssm, p.draft_max + 2)))) return cst;
     ember_spec *sp = calloc(1, sizeof *sp);
     if (!sp) return em_fail(EMBER_E_NOMEM, "out of memory");
     sp->tgt = tgt;
@@ -146,6 +149,7 @@ static ember_status draft_sync(ember_spec *sp, const ember_token *full, int n, i
     while (c < sp->n_dhist && c < n && sp->dhist[c] == full[c]) c++;
     if (c == n) c = n - 1;  /* its logits are gone: decode the last token again */
     ember_status st = ember_seq_truncate(d, seq, c);
+    if (st == EMBER_E_UNSUPPORTED) st = ember_seq_truncate(d, seq, c = 0);  /* a recurrent draft: no checkpoint */
     if (st) return st;
     sp->n_dhist = c;
     while (c < n) {
