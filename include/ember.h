@@ -331,12 +331,19 @@ typedef struct ember_spec_params {
     int adaptive;          /* draft length follows the acceptance: +2 after a fully accepted
                               draft, -1 otherwise, within [max(1, draft_min), draft_max]. 1 */
     int seq;               /* the sequence used in both contexts. Default 0 */
+    int overlap;           /* draft model at temperature 0, in ember_spec_step: while the
+                              target verifies a block, the draft model drafts the next one on
+                              a thread of its own, assuming the block is accepted and the
+                              target's next token is the draft's; used when that comes true
+                              (docs/techniques.md §9). The draft context's threads run beside
+                              the target's. Output unchanged. Default 0 */
 } ember_spec_params;
 typedef struct ember_spec_stats {
     int64_t n_steps;       /* verification batches */
     int64_t n_drafted;     /* drafted tokens sent to the target */
     int64_t n_accepted;    /* of those, accepted */
     int64_t n_tokens;      /* tokens produced by ember_spec_step */
+    int64_t n_overlapped;  /* steps whose drafts the overlap had ready */
 } ember_spec_stats;
 
 EMBER_API ember_spec_params ember_spec_default_params(void);
@@ -356,6 +363,18 @@ EMBER_API ember_status ember_spec_begin(ember_spec *sp, const ember_token *token
  * not fit in the target context. */
 EMBER_API ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last,
                                        ember_token *out, int max, int *n_out);
+/* ember_spec_step in two halves, for a caller that verifies in a batch of its own (a server
+ * decoding several sequences in one ember_decode_batch):
+ * ember_spec_draft drafts after last and points *tokens at the n_tokens = 1 + drafts
+ * tokens to verify (last first; valid until the next call on sp), at most max - 1 drafts.
+ * The caller decodes them in params.seq, in order, keeping the logits of every one, at
+ * batch indices row .. row + n_tokens - 1 (other sequences' tokens may come before, after
+ * or between them), then calls ember_spec_accept, which writes the 1..n_tokens output
+ * tokens to out exactly as ember_spec_step does (and rolls the sequence back). */
+EMBER_API ember_status ember_spec_draft(ember_spec *sp, ember_sampler *s, ember_token last, int max,
+                                        const ember_token **tokens, int *n_tokens);
+EMBER_API ember_status ember_spec_accept(ember_spec *sp, ember_sampler *s, int row, ember_token *out,
+                                         int *n_out);
 EMBER_API ember_spec_stats ember_spec_get_stats(const ember_spec *sp);
 
 /* ---- quantization (src/quant/quantize.c; used by `ember quantize`) ----------------------- */

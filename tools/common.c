@@ -57,16 +57,20 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_RUN | C_CHAT, "  --keep N                tokens after BOS that a context shift keeps (default 0)" },
     { C_RUN | C_CHAT | C_SERVE, "  -s, --seed N            sampling seed (-1: random)" },
     { C_RUN | C_CHAT | C_SERVE, NULL },  /* the sampling flags */
-    { C_RUN, "  --lookup                speculative decoding with prompt-lookup drafts (the tokens that followed\n"
+    { C_RUN | C_CHAT | C_SERVE, "  --lookup                speculative decoding with prompt-lookup drafts (the tokens that followed\n"
              "                          the last n-gram's latest earlier occurrence); output as without it\n"
-             "                          for --temp 0, the same distribution otherwise" },
-    { C_RUN, "  --lookup-ngram N        longest n-gram --lookup matches, then shorter ones (default 3, 1..64)" },
-    { C_RUN, "  -md, --model-draft FILE speculative decoding with a draft model of the same vocabulary" },
-    { C_RUN, "  --draft-max N           most tokens drafted per step (default 8, 1..64); the length adapts to\n"
+             "                          for --temp 0, the same distribution otherwise (serve: the default of\n"
+             "                          every request; a request's \"speculative\" field overrides it)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --lookup-ngram N        longest n-gram --lookup matches, then shorter ones (default 3, 1..64)" },
+    { C_RUN | C_CHAT | C_SERVE, "  -md, --model-draft FILE speculative decoding with a draft model of the same vocabulary" },
+    { C_RUN | C_CHAT | C_SERVE, "  --draft-max N           most tokens drafted per step (default 8, 1..64); the length adapts to\n"
              "                          the acceptance rate below it" },
-    { C_RUN, "  --draft-min N           drafts shorter than N are not verified (default 0)" },
-    { C_RUN, "  --draft-p-min P         stop drafting when the draft model's top probability is below P (default 0)" },
-    { C_RUN, "  --spec-type TYPE        none, ngram-simple (= --lookup) or draft-simple (needs -md); llama.cpp's\n"
+    { C_RUN | C_CHAT | C_SERVE, "  --draft-min N           drafts shorter than N are not verified (default 0)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --draft-p-min P         stop drafting when the draft model's top probability is below P (default 0)" },
+    { C_RUN | C_CHAT | C_SERVE, "  -td, --threads-draft N  threads of the draft model (default: as -t)" },
+    { C_RUN | C_CHAT, "  --spec-overlap, --no-spec-overlap   with -md at --temp 0: the draft model drafts the\n"
+                      "                          next block on its own threads while the model verifies (default: off)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --spec-type TYPE        none, ngram-simple (= --lookup) or draft-simple (needs -md); llama.cpp's\n"
              "                          --spec-draft-model, --spec-draft-n-max/-n-min, --spec-draft-p-min and\n"
              "                          --spec-ngram-simple-size-n are accepted too" },
     { C_RUN, "  --ids                   print the generated token ids instead of text" },
@@ -80,7 +84,7 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_CHAT | C_SERVE, "  --chat-template NAME    chatml, qwen3, llama2, llama3, llama3.1, mistral, mistral-nemo, zephyr,\n"
                         "                          phi3, phi3-mini, gemma (default: the model's)" },
     { C_RUN | C_CHAT | C_SERVE, "  --isa NAME              kernel set: ref, avx2, avx512, neon (default: the best for this CPU)" },
-    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  -v, --verbose           model, kernel set, seed and timings on stderr (run: with\n"
+    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  -v, --verbose           model, kernel set, seed and timings on stderr (run, chat: with\n"
                                          "                          speculation, the drafted and accepted counts)" },
     { C_ALL, "  -h, --help              this help" },
 };
@@ -168,6 +172,7 @@ static int parse(opts *o, int argc, char **argv) {
     o->n_predict = -1;
     o->sp = ember_sampler_default_params();
     o->spec = ember_spec_default_params();
+    o->spec_overlap = -1;
     const char *spec_type = NULL;
     o->rest = calloc((size_t)argc + 1, sizeof *o->rest);
     if (!o->rest) return 1;
@@ -224,6 +229,9 @@ static int parse(opts *o, int argc, char **argv) {
         else if (IS("--draft-min") || IS("--draft-n-min") || IS("--spec-draft-n-min")) { NEED(); bad = parse_int(a, v, &o->spec.draft_min); }
         else if (IS("--draft-p-min") || IS("--spec-draft-p-min")) { NEED(); bad = parse_float(a, v, &o->spec.draft_p_min); }
         else if (IS("--spec-type")) { NEED(); spec_type = v; }
+        else if (IS("-td") || IS("--threads-draft")) { NEED(); bad = parse_int(a, v, &o->n_threads_draft); }
+        else if (IS("--spec-overlap")) o->spec_overlap = 1;
+        else if (IS("--no-spec-overlap")) o->spec_overlap = 0;
         else if (IS("--ids")) o->ids = 1;
         else if (IS("--ignore-eos")) o->ignore_eos = 1;
         else if (IS("--no-bos")) o->no_bos = 1;
@@ -240,8 +248,8 @@ static int parse(opts *o, int argc, char **argv) {
 #undef IS
 #undef NEED
     }
-    if (o->n_ctx < 0 || o->n_threads < 0 || o->n_batch < 0) {
-        fprintf(stderr, "error: -c, -t and -b must not be negative\n");
+    if (o->n_ctx < 0 || o->n_threads < 0 || o->n_batch < 0 || o->n_threads_draft < 0) {
+        fprintf(stderr, "error: -c, -t, -td and -b must not be negative\n");
         return 1;
     }
     if (o->prompt && o->prompt_file) {
@@ -263,8 +271,9 @@ static int parse(opts *o, int argc, char **argv) {
             }
         }
     }
-    if ((o->lookup || o->model_draft) && strcmp(cli_command, "run")) {
-        fprintf(stderr, "error: speculative decoding (--lookup, -md) is in 'ember run' only so far\n");
+    if ((o->lookup || o->model_draft) && strcmp(cli_command, "run") && strcmp(cli_command, "chat") &&
+        strcmp(cli_command, "serve")) {
+        fprintf(stderr, "error: speculative decoding (--lookup, -md) is for 'ember run', 'chat' and 'serve'\n");
         return 1;
     }
     if (o->lookup && o->model_draft) {

@@ -7,6 +7,8 @@
 #include "ember.h"
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+/* --spec-overlap when neither it nor --no-spec-overlap is given (SPECULATIVE.md measures both) */
+#define SPEC_OVERLAP_DEFAULT 0
 
 typedef struct opts {
     const char *model;        /* -m */
@@ -29,10 +31,12 @@ typedef struct opts {
     int verbose;              /* -v */
     int progress;             /* --progress: prompt progress on stderr even when it is no terminal */
     ember_sampler_params sp;
-    /* speculative decoding (run) */
+    /* speculative decoding (run, chat, serve) */
     const char *model_draft;  /* -md: a draft model with the target's vocabulary */
     int lookup;               /* --lookup: prompt-lookup drafts */
     ember_spec_params spec;   /* --draft-max, --draft-min, --draft-p-min, --lookup-ngram */
+    int n_threads_draft;      /* -td: the draft model's threads (0: as -t) */
+    int spec_overlap;         /* --spec-overlap 1, --no-spec-overlap 0, neither -1 (the default) */
     char **rest;              /* positional arguments */
     int n_rest;
 } opts;
