@@ -388,6 +388,14 @@ typedef enum ember_ftype {
     EMBER_FTYPE_MOSTLY_Q5_K_S = 16, EMBER_FTYPE_MOSTLY_Q5_K_M = 17, EMBER_FTYPE_MOSTLY_Q6_K = 18,
     EMBER_FTYPE_MOSTLY_Q2_K_S = 21, EMBER_FTYPE_MOSTLY_IQ4_NL = 25, EMBER_FTYPE_MOSTLY_IQ4_XS = 30,
     EMBER_FTYPE_MOSTLY_BF16 = 32, EMBER_FTYPE_MOSTLY_TQ1_0 = 36, EMBER_FTYPE_MOSTLY_TQ2_0 = 37,
+    /* ember's own formats (docs/techniques.md §2, §3, §7; llama.cpp cannot read them): every
+     * quantizable matrix in the format, except output (and a tied token_embd), which are
+     * Q6_K (Q8_0 when the rows are not a multiple of 256) as in llama.cpp's mixes. */
+    EMBER_FTYPE_MOSTLY_INT2 = 4096, EMBER_FTYPE_MOSTLY_INT3 = 4097, EMBER_FTYPE_MOSTLY_INT4 = 4098,
+    EMBER_FTYPE_MOSTLY_INT5 = 4099, EMBER_FTYPE_MOSTLY_INT6 = 4100, EMBER_FTYPE_MOSTLY_INT7 = 4101,
+    EMBER_FTYPE_MOSTLY_INT8 = 4102, EMBER_FTYPE_MOSTLY_BFP3 = 4103, EMBER_FTYPE_MOSTLY_BFP4 = 4104,
+    EMBER_FTYPE_MOSTLY_BFP5 = 4105, EMBER_FTYPE_MOSTLY_BFP6 = 4106, EMBER_FTYPE_MOSTLY_BFP7 = 4107,
+    EMBER_FTYPE_MOSTLY_OVP4 = 4108,
 } ember_ftype;
 
 /* llama-quantize's name of a file type ("Q4_K_M", "F16", ...), NULL if ember lacks it. */

@@ -83,6 +83,23 @@ static void rand_row(int t, void *w, int64_t n) {
         case EM_IQ4_XS: { block_iq4_xs *b = (block_iq4_xs *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         case EM_TQ1_0: { block_tq1_0 *b = (block_tq1_0 *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         case EM_TQ2_0: { block_tq2_0 *b = (block_tq2_0 *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
+        default:
+            if (em_int_bits(t)) {  /* ember's INT: random codes, d and m as q4_1's */
+                uint8_t *b = (uint8_t *)w + i * em_int_block_bytes(em_int_bits(t));
+                rand_bytes(b, em_int_block_bytes(em_int_bits(t)));
+                const uint16_t d = rscale(), m = h16(frand() * 0.3f);
+                memcpy(b, &d, 2);
+                memcpy(b + 2, &m, 2);
+            } else if (t == EM_OVP4) {  /* random nibbles: victim markers, outliers, both markers */
+                block_ovp4 *b = (block_ovp4 *)w + i;
+                rand_bytes(b->qs, sizeof b->qs);
+                b->d = rscale();
+            } else if (em_bfp_bits(t)) {  /* BFP: random mantissas, exponents 2^-12..2^-3, some zero blocks */
+                uint8_t *b = (uint8_t *)w + i * em_bfp_block_bytes(em_bfp_bits(t));
+                rand_bytes(b, em_bfp_block_bytes(em_bfp_bits(t)));
+                b[0] = rnd() % 16 == 0 ? 0 : (uint8_t)(115 + rnd() % 10);
+            }
+            break;
         }
     }
 }
@@ -99,12 +116,13 @@ static void dequant_part(int t, const void *w, int64_t n, int part, float *out) 
         if (t == EM_Q4_K) { block_q4_K *b = (block_q4_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
         if (t == EM_Q5_K) { block_q5_K *b = (block_q5_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
         if (t == EM_Q2_K) { block_q2_K *b = (block_q2_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
+        if (em_int_bits(t)) { uint8_t *b = c + off; memset(b + (part ? 0 : 2), 0, 2); }
     }
     em_dequantize_row(t, c, out, n);
     free(c);
 }
 
-static int affine(int t) { return t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K || t == EM_Q2_K; }
+static int affine(int t) { return t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K || t == EM_Q2_K || em_int_bits(t); }
 
 /* ---- matmul ---- */
 
@@ -210,7 +228,9 @@ static int mm_check(mm_case *m) {
 
 static const int mm_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q4_K, EM_Q5_K, EM_Q6_K,
                                 EM_Q2_K, EM_Q3_K,
-                                EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0 };
+                                EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0,
+                                EM_INT2, EM_INT3, EM_INT4, EM_INT5, EM_INT6, EM_INT7, EM_INT8,
+                                EM_BFP3, EM_BFP4, EM_BFP5, EM_BFP6, EM_BFP7, EM_OVP4 };
 
 static int mm_one(int t, int64_t n, int rows, int r0, int r1, int ncols) {
     mm_case m = { .t = t, .n = n, .rows = rows, .r0 = r0, .r1 = r1, .ncols = ncols };
@@ -223,12 +243,13 @@ static int mm_one(int t, int64_t n, int rows, int r0, int r1, int ncols) {
 /* Sizes around block edges, every ncols, random row counts and r0 > 0. */
 TEST(matmul_sizes) {
     static const int64_t n32[] = { 32, 64, 96, 160, 512, 1056 }, nk[] = { 256, 512, 768, 1280 };
+    static const int64_t n64[] = { 64, 128, 192, 576, 1088 };
     static const int64_t nf[] = { 1, 3, 8, 15, 16, 33, 100, 257 };
     static const int rowsv[] = { 1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 37 };
     for (size_t ti = 0; ti < sizeof mm_types / sizeof mm_types[0]; ti++) {
         const int t = mm_types[ti], blck = em_type_get(t)->blck;
-        const int64_t *ns = blck == 1 ? nf : blck == 32 ? n32 : nk;
-        const int nn = blck == 1 ? 8 : blck == 32 ? 6 : 4;
+        const int64_t *ns = blck == 1 ? nf : blck == 32 ? n32 : blck == 64 ? n64 : nk;
+        const int nn = blck == 1 ? 8 : blck == 32 ? 6 : blck == 64 ? 5 : 4;
         int fails = 0;
         for (int seed = 0; seed < 3; seed++)
             for (int in = 0; in < nn; in++)
@@ -266,6 +287,9 @@ TEST(matmul_long_rows) {
         mm_one(EM_Q3_K, 256 * 70, 2, 0, 2, nc);
         mm_one(EM_IQ4_NL, 32 * 515, 5, 1, 5, nc);
         mm_one(EM_IQ4_XS, 256 * 70, 2, 0, 2, nc);
+        mm_one(EM_INT3, 64 * 259, 3, 0, 3, nc);
+        mm_one(EM_BFP5, 32 * 515, 3, 1, 3, nc);
+        mm_one(EM_OVP4, 64 * 259, 3, 0, 3, nc);
     }
 }
 

@@ -43,6 +43,19 @@ REF_MATMUL(mm_iq4_nl, EM_IQ4_NL)
 REF_MATMUL(mm_iq4_xs, EM_IQ4_XS)
 REF_MATMUL(mm_tq1_0, EM_TQ1_0)
 REF_MATMUL(mm_tq2_0, EM_TQ2_0)
+REF_MATMUL(mm_int2, EM_INT2)
+REF_MATMUL(mm_int3, EM_INT3)
+REF_MATMUL(mm_int4, EM_INT4)
+REF_MATMUL(mm_int5, EM_INT5)
+REF_MATMUL(mm_int6, EM_INT6)
+REF_MATMUL(mm_int7, EM_INT7)
+REF_MATMUL(mm_int8, EM_INT8)
+REF_MATMUL(mm_bfp3, EM_BFP3)
+REF_MATMUL(mm_bfp4, EM_BFP4)
+REF_MATMUL(mm_bfp5, EM_BFP5)
+REF_MATMUL(mm_bfp6, EM_BFP6)
+REF_MATMUL(mm_bfp7, EM_BFP7)
+REF_MATMUL(mm_ovp4, EM_OVP4)
 
 static void rmsnorm_ref(float *o, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
@@ -284,6 +297,10 @@ const em_kernels em_kernels_ref = {
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        [EM_INT2] = mm_int2, [EM_INT3] = mm_int3, [EM_INT4] = mm_int4, [EM_INT5] = mm_int5,
+        [EM_INT6] = mm_int6, [EM_INT7] = mm_int7, [EM_INT8] = mm_int8,
+        [EM_BFP3] = mm_bfp3, [EM_BFP4] = mm_bfp4, [EM_BFP5] = mm_bfp5, [EM_BFP6] = mm_bfp6, [EM_BFP7] = mm_bfp7,
+        [EM_OVP4] = mm_ovp4,
     },
     .rmsnorm = rmsnorm_ref,
     .softmax = softmax_ref,
