@@ -16,7 +16,7 @@ typedef struct gen {
     ember_spec *spec;         /* --lookup or -md */
     double t_prompt_ms, t_gen_ms;
     int n_prompt, n_gen;
-    int shift;                /* the context shifts when full instead of stopping */
+    int shift;                /* the KV policy makes room when full (shift, sink, elastic) instead of stopping */
 } gen;
 
 static double now_ms(void) {
@@ -38,7 +38,10 @@ static int gen_init(gen *g, const opts *o) {
     cp.type_v = o->cache_v;
     cp.kv_policy = o->kv_policy ? o->kv_policy : !strcmp(cli_command, "chat") ? "shift" : "full";
     cp.n_keep = o->n_keep + (ember_add_bos(g->m) && !o->no_bos);  /* BOS stays, as in llama.cpp */
-    g->shift = !strcmp(cp.kv_policy, "shift");
+    cp.n_sink = o->n_sink;
+    cp.n_window = o->n_window;
+    cp.kv_ratio = o->kv_ratio;
+    g->shift = strcmp(cp.kv_policy, "full") != 0;  /* shift, sink, elastic: never full */
     ember_sampler_params sp = o->sp;
     ember_status st = ember_context_new(g->m, &cp, &g->ctx);
     if (!st && sp.repeat_last_n < 0) sp.repeat_last_n = ember_context_n_ctx(g->ctx);  /* -1: whole context */
