@@ -523,9 +523,10 @@ static void rref_sink(rref *R, int T, int S, int W, int limit, int wrong) {
 typedef struct { int pending, fix_p, n_seen; } relastic;
 
 /* elastic merge: of the entries after the first S and before the last, the f least
- * important go, each averaged into the kept entry nearest in position (the earlier on a
- * tie), or just dropped when `wrong`. */
-static void rref_merge(rref *R, int S, int f, int wrong) {
+ * important go (importance: the column sum, or with `seen` > 0 the column sum over the
+ * seen - token tokens that have attended the entry), each averaged into the kept entry
+ * nearest in position (the earlier on a tie), or just dropped when `wrong`. */
+static void rref_merge(rref *R, int S, int f, int wrong, int seen) {
     const int n = R->n, s0 = S < n ? S : n, cand = n - 1 - s0;
     if (f > cand) f = cand;
     if (f <= 0) return;
@@ -533,7 +534,9 @@ static void rref_merge(rref *R, int S, int f, int wrong) {
     for (int k = 0; k < f; k++) {  /* selection: the least important remaining candidate */
         int best = -1;
         for (int c = s0; c < n - 1; c++)
-            if (!gone[c] && (best < 0 || R->imp[c] < R->imp[best])) best = c;
+            if (!gone[c] && (best < 0 || (seen ? R->imp[c] / (seen - R->tok[c]) < R->imp[best] / (seen - R->tok[best])
+                                                : R->imp[c] < R->imp[best])))
+                best = c;
         gone[best] = 1;
     }
     for (int c = 0; c < n; c++) {
@@ -566,7 +569,7 @@ static void rref_merge(rref *R, int S, int f, int wrong) {
 static void rref_elastic(rref *R, relastic *st, int T, int S, float ratio, int n_ctx, int wrong) {
     const double keep = 1.0 - ratio;
     if (T == 1 && st->pending) {
-        rref_merge(R, S, R->n - (int)floor(R->n * keep), wrong);
+        rref_merge(R, S, R->n - (int)floor(R->n * keep), wrong, 0);
         st->fix_p = R->n - 25 > S ? R->n - 25 : S;
         st->pending = 0;
     } else if (T == 1 && st->fix_p >= 0) {
@@ -575,7 +578,7 @@ static void rref_elastic(rref *R, relastic *st, int T, int S, float ratio, int n
     if (R->n + T > n_ctx) {
         int f = R->n - (int)floor(R->n * keep);
         if (f < R->n + T - n_ctx) f = R->n + T - n_ctx;
-        rref_merge(R, S, f, wrong);
+        rref_merge(R, S, f, wrong, st->n_seen);
         if (st->fix_p >= 0) st->fix_p = R->n - 25 > S ? R->n - 25 : S;
     }
     if (T > 1) st->pending = 1;

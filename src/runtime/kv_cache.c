@@ -91,6 +91,7 @@ void em_kv_free(em_kv_cache *kv) {
     free(kv->sink_pos);
     free(kv->sink_ok);
     free(kv->imp);
+    free(kv->born);
     free(kv->n_seen);
     free(kv->fix_p);
     free(kv->pending);
@@ -109,13 +110,13 @@ ember_status em_kv_set_policy(em_kv_cache *kv, int policy, int n_keep, int n_sin
     const size_t ns = (size_t)kv->n_seq;
     kv->n_sink = n_sink ? n_sink : 4;
     if (kv->n_sink < 1 || kv->n_sink > n_ctx / 2)
-        return em_fail(EMBER_E_INVALID, "--kv-sink %d: need 1 .. %d sink tokens for a context of %d", kv->n_sink,
-                       n_ctx / 2, n_ctx);
+        return em_fail(EMBER_E_INVALID, "%d sink tokens: a context of %d takes 1 .. %d", kv->n_sink,
+                       n_ctx, n_ctx / 2);
     if (policy == EM_KV_SINK) {
         kv->n_window = n_window ? n_window : n_ctx - kv->n_sink - n_ctx / 4;
         if (kv->n_window < 1 || kv->n_sink + kv->n_window > n_ctx)
-            return em_fail(EMBER_E_INVALID, "--kv-window %d: sinks (%d) and window need 1 .. %d cells of the %d-cell "
-                           "context", kv->n_window, kv->n_sink, n_ctx - kv->n_sink, n_ctx);
+            return em_fail(EMBER_E_INVALID, "a sink window of %d tokens does not fit: with %d sinks a context of %d "
+                           "takes 1 .. %d", kv->n_window, kv->n_sink, n_ctx, n_ctx - kv->n_sink);
         kv->pos_limit = n_ctx_train > n_ctx ? n_ctx_train : n_ctx;
         if (*max_chunk > kv->n_window) *max_chunk = kv->n_window;
         kv->sink_k = malloc(ns * kv->n_layer * kv->n_sink * kvdim * sizeof *kv->sink_k);
@@ -128,20 +129,21 @@ ember_status em_kv_set_policy(em_kv_cache *kv, int policy, int n_keep, int n_sin
     }
     kv->ratio = ratio != 0.0f ? ratio : 0.2f;
     if (!(kv->ratio > 0.0f && kv->ratio < 1.0f))
-        return em_fail(EMBER_E_INVALID, "--kv-ratio %g: the ratio of cells merged away must lie in (0, 1)", kv->ratio);
+        return em_fail(EMBER_E_INVALID, "elastic ratio %g: the share of cells merged away must lie in (0, 1)", kv->ratio);
     if (n_ctx < 2 * kv->n_sink + 4)
         return em_fail(EMBER_E_INVALID, "the elastic policy needs a context of at least %d cells (it is %d)",
                        2 * kv->n_sink + 4, n_ctx);
     kv->distance = -25;
     if (*max_chunk > n_ctx / 2) *max_chunk = n_ctx / 2;
     kv->imp = calloc(ns * n_ctx, sizeof *kv->imp);
+    kv->born = calloc(ns * n_ctx, sizeof *kv->born);
     kv->n_seen = calloc(ns, sizeof *kv->n_seen);
     kv->fix_p = malloc(ns * sizeof *kv->fix_p);
     kv->pending = calloc(ns, sizeof *kv->pending);
     kv->acc = malloc(((size_t)n_ctx * kv->head_dim + n_ctx + 2 * (size_t)kvdim) * sizeof *kv->acc);
     kv->work = malloc((size_t)n_ctx * sizeof *kv->work);
     kv->rank = malloc((size_t)n_ctx * sizeof *kv->rank);
-    if (!kv->imp || !kv->n_seen || !kv->fix_p || !kv->pending || !kv->acc || !kv->work || !kv->rank)
+    if (!kv->imp || !kv->born || !kv->n_seen || !kv->fix_p || !kv->pending || !kv->acc || !kv->work || !kv->rank)
         return em_fail(EMBER_E_NOMEM, "out of memory for the elastic cache's state");
     for (size_t s = 0; s < ns; s++) kv->fix_p[s] = -1;
     return EMBER_OK;
@@ -205,7 +207,9 @@ static void move_cells(em_kv_cache *kv, int s, int to, int from, int n) {
     memmove(p + to, p + from, (size_t)n * sizeof *p);
     if (kv->imp) {
         float *w = kv->imp + (size_t)s * kv->n_ctx;
+        int64_t *b = kv->born + (size_t)s * kv->n_ctx;
         memmove(w + to, w + from, (size_t)n * sizeof *w);
+        memmove(b + to, b + from, (size_t)n * sizeof *b);
     }
 }
 
@@ -263,8 +267,10 @@ void em_kv_seq_cp(em_kv_cache *kv, int src, int dst, int p0, int p1) {
     }
     memcpy(kv->pos + (size_t)dst * kv->n_ctx, kv->pos + (size_t)src * kv->n_ctx + c0, (size_t)(n > 0 ? n : 0) * sizeof *kv->pos);
     kv->n_cells[dst] = n > 0 ? n : 0;
-    if (kv->imp && n > 0)
+    if (kv->imp && n > 0) {
         memcpy(kv->imp + (size_t)dst * kv->n_ctx, kv->imp + (size_t)src * kv->n_ctx + c0, (size_t)n * sizeof *kv->imp);
+        memcpy(kv->born + (size_t)dst * kv->n_ctx, kv->born + (size_t)src * kv->n_ctx + c0, (size_t)n * sizeof *kv->born);
+    }
     touched(kv, dst);
 }
 
@@ -434,8 +440,10 @@ static int by_imp(const void *a, const void *b) {
 /* Removes `forget` cells of sequence s (of those after the first n_sink and before the
  * last, the least important), merging each into the kept cell nearest in position (the
  * earlier one on a tie): the kept cell's K and V rows become the mean of its own and its
- * merged rows, its importance their sum. */
-static void elastic_merge(em_kv_cache *kv, int s, int forget) {
+ * merged rows, its importance their sum. Importance is the column sum, or with `mean` the
+ * column sum over the tokens that have seen the cell (so older cells, which more tokens
+ * attended, are not favoured for that alone). */
+static void elastic_merge(em_kv_cache *kv, int s, int forget, int mean) {
     const int n = kv->n_cells[s], S = kv->n_sink < n ? kv->n_sink : n, kvdim = kv->n_head_kv * kv->head_dim;
     const int cand = n - 1 - S;
     if (forget > cand) forget = cand;
@@ -444,7 +452,9 @@ static void elastic_merge(em_kv_cache *kv, int s, int forget) {
     float *w = kv->imp + (size_t)s * kv->n_ctx;
     struct em_kv_rank *rank = kv->rank;
     int *to = kv->work;  /* to[c]: -1 kept, else the cell c merges into */
-    for (int i = 0; i < cand; i++) rank[i] = (struct em_kv_rank){ w[S + i], S + i };
+    const int64_t *born = kv->born + (size_t)s * kv->n_ctx;
+    for (int i = 0; i < cand; i++)
+        rank[i] = (struct em_kv_rank){ mean ? w[S + i] / (float)(kv->n_seen[s] - born[S + i]) : w[S + i], S + i };
     qsort(rank, (size_t)cand, sizeof *rank, by_imp);
     for (int c = 0; c < n; c++) to[c] = -1;
     for (int i = 0; i < forget; i++) to[rank[i].c] = -2;
@@ -502,7 +512,7 @@ static void elastic_room(em_kv_cache *kv, int s, int T) {
     const double keep = 1.0 - kv->ratio;
     int n = kv->n_cells[s];
     if (T == 1 && kv->pending[s]) {  /* the prompt is in: merge it */
-        elastic_merge(kv, s, n - (int)floor(n * keep));
+        elastic_merge(kv, s, n - (int)floor(n * keep), 0);
         n = kv->n_cells[s];
         kv->fix_p[s] = n + kv->distance > kv->n_sink ? n + kv->distance : kv->n_sink;
         kv->pending[s] = 0;
@@ -514,13 +524,14 @@ static void elastic_room(em_kv_cache *kv, int s, int T) {
     if (n + T > kv->n_ctx) {  /* full: merge whenever it is */
         int f = n - (int)floor(n * keep);
         if (f < n + T - kv->n_ctx) f = n + T - kv->n_ctx;
-        elastic_merge(kv, s, f);
+        elastic_merge(kv, s, f, 1);
         n = kv->n_cells[s];
         if (kv->fix_p[s] >= 0) kv->fix_p[s] = n + kv->distance > kv->n_sink ? n + kv->distance : kv->n_sink;
     }
     if (T > 1) kv->pending[s] = 1;
-    kv->n_seen[s] += T;
     memset(kv->imp + (size_t)s * kv->n_ctx + n, 0, (size_t)T * sizeof *kv->imp);  /* the chunk's cells */
+    for (int j = 0; j < T; j++) kv->born[(size_t)s * kv->n_ctx + n + j] = kv->n_seen[s] + j;
+    kv->n_seen[s] += T;
 }
 
 ember_status em_kv_make_room(em_kv_cache *kv, const struct ember_model *m, const int *cnt, int apply) {

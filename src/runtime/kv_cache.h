@@ -63,6 +63,7 @@ typedef struct em_kv_cache {
     float ratio;
     int distance;
     float *imp;                 /* (n_seq, n_ctx) by logical cell */
+    int64_t *born;              /* (n_seq, n_ctx) tokens the sequence had seen before the cell's */
     int64_t *n_seen;            /* (n_seq) */
     int *fix_p, *pending;       /* (n_seq) */
     float *acc;                 /* scratch: 2 rows (K, V) as floats (merges), then n_ctx *
@@ -91,8 +92,9 @@ enum em_kv_policy { EM_KV_FULL, EM_KV_SHIFT, EM_KV_SINK, EM_KV_ELASTIC };
  *          cell nearest in position; the fixed eviction index P is then n + distance (at
  *          least n_sink). During generation, each token beyond floor(N (1 - ratio)) cells
  *          (N tokens seen) removes the cell at P. A chunk that does not fit merges first
- *          (at least ratio of the cells, or as many as it needs). The same cells are kept
- *          in every layer. */
+ *          (at least ratio of the cells, or as many as it needs), ranking cells by their
+ *          column sum over the number of tokens that have seen them. The same cells are
+ *          kept in every layer. */
 /* The policy named by name ("full", "shift", "sink", "elastic"; NULL: full), or -1. */
 int em_kv_policy_parse(const char *name);
 /* Sets the policy and its parameters (0: defaults: n_sink 4, n_window n_ctx - n_sink -
