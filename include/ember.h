@@ -169,9 +169,18 @@ typedef struct ember_context_params {
     /* What a decode does when a sequence has no room left: NULL or "full": fail with
      * EMBER_E_CONTEXT_FULL; "shift": llama.cpp's context shift: keep the first n_keep
      * tokens, drop the oldest half of the rest and move the others back, re-rotating their
-     * keys (repeated until the batch fits; EMBER_E_CONTEXT_FULL only when it cannot). */
+     * keys (repeated until the batch fits; EMBER_E_CONTEXT_FULL only when it cannot);
+     * "sink": attention sinks + sliding window (StreamingLLM): the first n_sink tokens and
+     * the last n_window, positions kept within the cache, runs forever; "elastic": Elastic
+     * Cache: a prompt is merged by importance (attention received) to a (1 - kv_ratio)
+     * share of its cells, generation evicts at a fixed point, and a full cache merges
+     * again, so it runs forever too. Both decode at most n_window (sink) or n_ctx / 2
+     * (elastic) tokens per chunk (ember_context_n_batch tells). */
     const char *kv_policy;
     int n_keep;
+    int n_sink;        /* sink, elastic: tokens always kept at the start; 0: 4 */
+    int n_window;      /* sink: recent tokens kept; 0: n_ctx - n_sink - n_ctx / 4 */
+    float kv_ratio;    /* elastic: share of the cells merged away, in (0, 1); 0: 0.2 */
 } ember_context_params;
 
 EMBER_API ember_context_params ember_context_default_params(void);

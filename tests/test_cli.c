@@ -193,6 +193,14 @@ TEST(chat_default_model) {
     CHECK(ember("run -p hi -n 200 -c 64 --temp 0 --ignore-eos --context-shift --keep 2 --ids") == 0);
     CHECKF(count_words(out) == 200, "run with --context-shift printed %d ids", count_words(out));
     CHECK(ember("run -p hi -n 2 --kv-policy sideways") == 1 && strstr(err, "sideways"));
+    /* the bounded policies go on past the context as well; parameters that do not fit are refused */
+    CHECK(ember("run -p hi -n 200 -c 64 --temp 0 --ignore-eos --kv-policy sink --kv-sink 4 --kv-window 40 --ids") == 0);
+    CHECKF(count_words(out) == 200, "run with --kv-policy sink printed %d ids", count_words(out));
+    CHECK(ember("run -p hi -n 200 -c 64 --temp 0 --ignore-eos --kv-policy elastic --kv-ratio 0.3 --ids") == 0);
+    CHECKF(count_words(out) == 200, "run with --kv-policy elastic printed %d ids", count_words(out));
+    CHECK(ember_in("chat --temp 0 -c 96 -n 40 --ignore-eos --kv-policy sink", turns) == 0);
+    CHECK(ember("run -p hi -n 2 -c 64 --kv-policy sink --kv-window 64") == 1 && strstr(err, "window of 64"));
+    CHECK(ember("run -p hi -n 2 --kv-policy elastic --kv-ratio 1.5") == 1 && strstr(err, "ratio 1.5"));
     const char *m = fixture_path("models/stories260K.gguf");  /* no chat template */
     if (file_exists(m)) {
         char args[1024];

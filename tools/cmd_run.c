@@ -20,7 +20,7 @@ typedef struct gen {
     ember_sampler_state *ck;  /* with spec in chat: the sampler before a step */
     double t_prompt_ms, t_gen_ms;
     int n_prompt, n_gen;
-    int shift;                /* the context shifts when full instead of stopping */
+    int shift;                /* the KV policy makes room when full (shift, sink, elastic) instead of stopping */
 } gen;
 
 static double now_ms(void) {
@@ -42,7 +42,10 @@ static int gen_init(gen *g, const opts *o) {
     cp.type_v = o->cache_v;
     cp.kv_policy = o->kv_policy ? o->kv_policy : !strcmp(cli_command, "chat") ? "shift" : "full";
     cp.n_keep = o->n_keep + (ember_add_bos(g->m) && !o->no_bos);  /* BOS stays, as in llama.cpp */
-    g->shift = !strcmp(cp.kv_policy, "shift");
+    cp.n_sink = o->n_sink;
+    cp.n_window = o->n_window;
+    cp.kv_ratio = o->kv_ratio;
+    g->shift = strcmp(cp.kv_policy, "full") != 0;  /* shift, sink, elastic: never full */
     g->n_keep = cp.n_keep;
     ember_sampler_params sp = o->sp;
     ember_status st = ember_context_new(g->m, &cp, &g->ctx);

@@ -50,9 +50,14 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_RUN | C_CHAT | C_SERVE, "  -b, --batch-size N      tokens per forward chunk (0: 64)" },
     { C_RUN | C_CHAT | C_SERVE, "  -t, --threads N         threads (default: physical cores)" },
     { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         K / V cache type: f32, f16 (default, as llama.cpp), bf16, q8_0, q4_0" },
-    { C_RUN | C_CHAT, "  --kv-policy full|shift  when the context is full: stop (full; run's default) or shift\n"
-                      "                          (llama.cpp's context shift; chat's default): keep BOS and\n"
-                      "                          --keep N tokens, drop the oldest half of the rest, go on" },
+    { C_RUN | C_CHAT, "  --kv-policy full|shift|sink|elastic   when the context is full: stop (full; run's\n"
+                      "                          default) or shift (llama.cpp's context shift; chat's default): keep\n"
+                      "                          BOS and --keep N tokens, drop the oldest half of the rest, go on;\n"
+                      "                          sink: keep --kv-sink first and --kv-window last tokens (StreamingLLM);\n"
+                      "                          elastic: merge by importance at --kv-ratio (Elastic Cache)" },
+    { C_RUN | C_CHAT, "  --kv-sink N             sink / elastic: first tokens always kept (default 4)" },
+    { C_RUN | C_CHAT, "  --kv-window N           sink: recent tokens kept (default: ctx - sinks - ctx/4)" },
+    { C_RUN | C_CHAT, "  --kv-ratio R            elastic: share of the cache merged away, in (0, 1) (default 0.2)" },
     { C_RUN | C_CHAT, "  --context-shift, --no-context-shift   --kv-policy shift / full" },
     { C_RUN | C_CHAT, "  --keep N                tokens after BOS that a context shift keeps (default 0)" },
     { C_RUN | C_CHAT | C_SERVE, "  -s, --seed N            sampling seed (-1: random)" },
@@ -192,6 +197,9 @@ static int parse(opts *o, int argc, char **argv) {
         else if (IS("-ctk") || IS("--cache-type-k")) { NEED(); o->cache_k = v; }
         else if (IS("-ctv") || IS("--cache-type-v")) { NEED(); o->cache_v = v; }
         else if (IS("--kv-policy")) { NEED(); o->kv_policy = v; }
+        else if (IS("--kv-sink")) { NEED(); bad = parse_int(a, v, &o->n_sink); }
+        else if (IS("--kv-window")) { NEED(); bad = parse_int(a, v, &o->n_window); }
+        else if (IS("--kv-ratio")) { NEED(); bad = parse_float(a, v, &o->kv_ratio); }
         else if (IS("--context-shift")) o->kv_policy = "shift";
         else if (IS("--no-context-shift")) o->kv_policy = "full";
         else if (IS("--keep")) {

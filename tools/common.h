@@ -21,6 +21,8 @@ typedef struct opts {
     const char *cache_k, *cache_v; /* -ctk / -ctv: K and V cache types (NULL: f16) */
     const char *kv_policy;    /* --kv-policy full|shift (--context-shift); NULL: chat shift, else full */
     int n_keep;               /* --keep N: tokens kept by a context shift, after BOS */
+    int n_sink, n_window;     /* --kv-sink, --kv-window (sink, elastic); 0: the library's defaults */
+    float kv_ratio;           /* --kv-ratio (elastic); 0: the library's default */
     int n_predict;            /* -n; -1 = until end of generation or context */
     int n_ctx, n_threads, n_batch;
     int ids;                  /* --ids: print generated ids instead of text */

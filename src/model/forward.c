@@ -177,6 +177,36 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* The elastic policy's importance: the attention probability each cell gets from each
+ * query head of the chunk's tokens, added to its column sum (kv_cache.h). One thread, in
+ * token order, so the sums do not depend on the thread count. */
+static void attn_colsums(struct ember_context *ctx, int l, int T) {
+    em_kv_cache *kv = &ctx->kv;
+    const em_hparams *hp = &ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
+    const float scale = hp->attn_scale != 0.0f ? 1.0f : 1.0f / sqrtf((float)hd);
+    const int window = ctx->m->layers[l].swa ? hp->n_swa : 0;
+    for (int kvh = 0; kvh < nkv; kvh++) {
+        const float *ck = NULL;
+        int have_s = -1, have_n = 0;
+        for (int t = 0; t < T; t++) {
+            const int s = ctx->tok_seq[t], cell = ctx->tok_cell[t], pos = ctx->tok_pos[t];
+            const int c0 = window && pos >= window ? em_kv_find(kv, s, cell, pos - window + 1) : 0;
+            if (s != have_s || cell + 1 > have_n) {  /* rows up to the chunk's last cell of s */
+                int last = cell;
+                for (int u = t + 1; u < T; u++)
+                    if (ctx->tok_seq[u] == s && ctx->tok_cell[u] > last) last = ctx->tok_cell[u];
+                ck = em_kv_head_rows(kv, l, s, kvh, 0, last + 1);
+                have_s = s;
+                have_n = last + 1;
+            }
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                em_kv_colsum(kv, s, ctx->q + (size_t)t * nh * hd + (size_t)h * hd, ck + (size_t)c0 * hd, c0, cell + 1,
+                             scale, hp->attn_softcap);
+        }
+    }
+}
+
 /* ---- one chunk of tokens --------------------------------------------------------------- */
 static void embed(struct ember_context *ctx, const ember_token *tokens, int T) {
     const em_weight *e = &ctx->m->tok_embd;
@@ -237,6 +267,7 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
     }
     attn_task at = { ctx, l, T };
     em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
+    if (ctx->kv.policy == EM_KV_ELASTIC) attn_colsums(ctx, l, T);
     for (int t = 0; ctx->kv.rot_v && t < T; t++)  /* V was stored rotated: rotate the output back */
         em_kv_hadamard(ctx->xb + (size_t)t * qdim, qdim, ctx->kv.rot_v);
 
@@ -289,6 +320,7 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
     }
     memset(ctx->seq_cnt, 0, (size_t)ctx->n_seq * sizeof *ctx->seq_cnt);
     for (int i = 0; i < n; i++) ctx->seq_cnt[seq ? seq[i] : 0]++;
+    const int per_chunk = em_kv_per_chunk(&ctx->kv);  /* sink, elastic: room per chunk, always made */
     ember_status st = em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 0);
     if (st) return st;
     if (rows > ctx->n_logits_cap) {
@@ -303,10 +335,15 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
         ctx->logit_row = p;
         ctx->row_cap = n;
     }
-    em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 1);  /* the KV policy may shift a full sequence */
+    if (!per_chunk) em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 1);  /* the KV policy may shift a full sequence */
     int row = 0;
     for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
         const int T = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;
+        if (per_chunk) {
+            memset(ctx->seq_cnt, 0, (size_t)ctx->n_seq * sizeof *ctx->seq_cnt);
+            for (int t = 0; t < T; t++) ctx->seq_cnt[seq ? seq[c0 + t] : 0]++;
+            em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 1);
+        }
         int n_out = 0;
         for (int t = 0; t < T; t++) {
             const int i = c0 + t, s = seq ? seq[i] : 0;

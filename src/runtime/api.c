@@ -181,7 +181,7 @@ int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len
 
 /* ---- contexts ---- */
 ember_context_params ember_context_default_params(void) {
-    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, 0 };
+    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0.0f };
     return p;
 }
 
@@ -191,10 +191,10 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     CHECK_ARG(m, "ember_context_new: model is NULL");
     if (m->vocab_only) return em_fail(EMBER_E_INVALID, "model was loaded vocab-only; it cannot decode");
     ember_context_params p = params ? *params : ember_context_default_params();
-    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_keep >= 0,
-              "ember_context_new: negative parameter");
+    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_keep >= 0 &&
+              p.n_sink >= 0 && p.n_window >= 0, "ember_context_new: negative parameter");
     const int policy = em_kv_policy_parse(p.kv_policy);
-    CHECK_ARG(policy >= 0, "KV cache policy '%s' is not supported (full, shift)", p.kv_policy);
+    CHECK_ARG(policy >= 0, "KV cache policy '%s' is not supported (full, shift, sink, elastic)", p.kv_policy);
     CHECK_ARG(p.n_seq <= 4096, "ember_context_new: %d sequences is too many (at most 4096)", p.n_seq);
     const em_hparams *hp = &m->hp;
     struct ember_context *c = calloc(1, sizeof *c);
@@ -203,7 +203,7 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->kern = p.isa ? em_kernels_by_name(p.isa) : em_kernels_best();
     if (!c->kern) { free(c); return em_fail(EMBER_E_UNSUPPORTED, "ISA '%s' is not available on this CPU", p.isa); }
     c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
-    c->n_batch = p.n_batch ? p.n_batch : 64;
+    c->n_batch = p.n_batch ? p.n_batch : 64;  /* the sink and elastic policies may lower it */
     c->n_seq = p.n_seq ? p.n_seq : 1;
     const char *name_k = p.type_k ? p.type_k : p.kv_type, *name_v = p.type_v ? p.type_v : p.kv_type;
     const int type_k = em_kv_type_parse(name_k), type_v = em_kv_type_parse(name_v);
@@ -215,15 +215,19 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     int nt = p.n_threads ? p.n_threads : em_physical_cores();
     if (nt > 256) nt = 256;
     const size_t kvdim = (size_t)hp->n_head_kv * hp->head_dim, qdim = (size_t)hp->n_head * hp->head_dim;
+    ember_status st = em_kv_init(&c->kv, hp, c->n_seq, c->n_ctx, type_k, type_v);
+    if (st) { free(c); return st; }
+    if ((st = em_kv_set_policy(&c->kv, policy, p.n_keep, p.n_sink, p.n_window, p.kv_ratio, hp->n_ctx_train,
+                               &c->n_batch))) {
+        em_kv_free(&c->kv);
+        free(c);
+        return st;
+    }
     const size_t B = (size_t)c->n_batch, d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t maxw = d > qdim ? d : qdim;
     if (ff > maxw) maxw = ff;
     if ((size_t)hp->ssm_d_inner > maxw) maxw = (size_t)hp->ssm_d_inner;  /* falcon-h1's ssm_out input */
     c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
-    ember_status st = em_kv_init(&c->kv, hp, c->n_seq, c->n_ctx, type_k, type_v);
-    if (st) { free(c); return st; }
-    c->kv.policy = policy;
-    c->kv.n_keep = p.n_keep;
     c->pool = em_pool_new(nt);
     c->x = em_alloc_aligned(B * d * sizeof(float));
     c->xb = em_alloc_aligned(B * (d > qdim ? d : qdim) * sizeof(float));
@@ -298,7 +302,7 @@ ember_status ember_seq_truncate(ember_context *c, int seq, int n_past) {
     const int n = c->kv.n_cells[seq];
     ember_status st = em_ssm_check_rm(&c->kv.ssm, seq, n, n_past, n);  /* a recurrent state: a checkpoint */
     if (st) return st;
-    c->kv.n_cells[seq] = n_past;
+    em_kv_seq_truncate(&c->kv, seq, n_past);
     if (n_past < n) em_ssm_rm(&c->kv.ssm, seq, n_past);
     return EMBER_OK;
 }
