@@ -12,6 +12,7 @@
 #include "quant/quant.h"
 #include "text/tokenizer.h"
 #include "runtime/kv_cache.h"
+#include "runtime/stream.h"
 
 /* ---- util.c ---- */
 /* Records a printf-style message for ember_last_error() and returns status. */
@@ -115,6 +116,9 @@ struct ember_model {
     uint64_t weight_bytes;
     int64_t n_params;
     uint64_t file_bytes;
+    char *path;                     /* the file, for streaming reads (GGUF files) */
+    uint64_t mem_budget;            /* ember_model_params.mem_budget; 0: none (stream.h) */
+    int prefetch;                   /* ember_model_params.prefetch */
 };
 
 /* model.c: hyper-parameters and weights from a GGUF file. */
@@ -167,6 +171,8 @@ struct ember_context {
     int last_n;                     /* tokens in the last decode */
     em_matmul_hook mm_hook;         /* NULL, or an observer of every matmul's input */
     void *mm_hook_user;
+    struct em_stream *stream;       /* layer streaming under the model's memory budget, or NULL
+                                     * (stream.h: em_weights_acquire/release per layer) */
 };
 
 /* The public sampler: the internal one (runtime/sampler.h) and its vocabulary size. */
