@@ -26,6 +26,7 @@ static int print_plan(ember_model *m, const opts *o, uint64_t budget) {
     ember_status st = ember_mem_plan_get(m, &cp, budget, o->prefetch, &p);
     printf("%-22s %llu bytes (%.1f MiB); minimum %llu bytes (%.1f MiB)\n", "memory budget",
            (unsigned long long)budget, mib(budget), (unsigned long long)p.min_budget, mib(p.min_budget));
+    fflush(stdout);  /* the plan's numbers before the error that names the minimum */
     if (st) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
     if (p.all_resident) {
         printf("%-22s the file and the context fit: mapped as without a budget, nothing streams\n", "plan");
