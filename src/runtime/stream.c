@@ -1,5 +1,6 @@
-/* stream.c: layer weights acquired and released per layer; under a memory budget, read
- * from the file through a bounded ring of buffers by a prefetch thread (stream.h).
+/* stream.c: layer weights acquired and released per layer; under a memory budget,
+ * streamed from the file through the mapping with madvise, or read into a bounded ring of
+ * buffers by a prefetch thread (EMBER_STREAM=pread); see stream.h.
  *
  * A layer's bytes are the union of its tensors' extents in the file, each widened to
  * 4 KiB boundaries and merged where they touch (llama.cpp writes a layer's tensors one
@@ -7,7 +8,8 @@
  * and the layer's view is model.c's binding with every pointer moved from the mapping
  * into the buffer, row ranges of fused tensors (phi3) included.
  *
- * The streamed layers are used in a fixed cycle (ascending, once per forward chunk), so
+ * The streamed layers are used in a fixed cycle (ascending, once per forward chunk). With
+ * madvise, use k asks for uses up to k + prefetch and release drops use k. With pread,
  * use number k of a streamed layer goes to slot k % n_slots. The prefetch thread reads
  * use k as soon as use k - n_slots has been released; the forward pass waits for use k in
  * em_weights_acquire and frees the slot in em_weights_release. Between decode calls the
@@ -18,6 +20,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include "runtime/internal.h"
 #include "runtime/stream.h"
@@ -49,6 +52,7 @@ struct em_stream {
     int *order_pos;           /* n_layer: index in order, or -1 for a pinned layer */
     st_slot *slot;
     int n_slots;
+    int mapped;               /* 1: madvise on the mapping (default); 0 (EMBER_STREAM=pread): buffers */
     /* shared with the prefetch thread, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -300,8 +304,8 @@ static ember_status start(em_stream *s, int pos) {
     s->used = s->loaded = pos;
     s->base = 0;
     s->err = EMBER_OK;
-    for (int i = 0; i < s->n_slots; i++) s->slot[i].use = -1;
-    if (s->plan.prefetch == 0 || s->n_order == 0) return EMBER_OK;
+    for (int i = 0; s->slot && i < s->n_slots; i++) s->slot[i].use = -1;
+    if (s->plan.prefetch == 0 || s->n_order == 0 || s->mapped) return EMBER_OK;
     if (pthread_create(&s->th, NULL, prefetch_main, s))
         return em_fail(EMBER_E_NOMEM, "cannot start the prefetch thread");
     s->has_thread = 1;
@@ -363,7 +367,9 @@ ember_status em_stream_new(struct ember_context *ctx, uint64_t ctx_bytes) {
     }
     if (!st && (s->fd = open(m->path, O_RDONLY | O_CLOEXEC)) < 0)
         st = em_fail(EMBER_E_IO, "%s: cannot open for streaming: %s", m->path, strerror(errno));
-    if (!st) {
+    const char *mode = getenv("EMBER_STREAM");
+    s->mapped = !(mode && !strcmp(mode, "pread"));  /* STREAMING.md: mmap measured faster here */
+    if (!st && !s->mapped) {
         s->n_slots = s->plan.n_slots;
         s->slot = calloc((size_t)(s->n_slots ? s->n_slots : 1), sizeof *s->slot);
         if (!s->slot) st = em_fail(EMBER_E_NOMEM, "out of memory");
@@ -375,6 +381,7 @@ ember_status em_stream_new(struct ember_context *ctx, uint64_t ctx_bytes) {
     for (int l = 0; !st && l < L; l++) {
         s->order_pos[l] = -1;
         if (!pin[l]) { s->order_pos[l] = s->n_order; s->order[s->n_order++] = l; continue; }
+        if (s->mapped) { s->pin_view[l] = m->layers[l]; continue; }  /* pinned: stays mapped */
         if (!(s->pin_buf[l] = page_alloc(bytes[l]))) { st = em_fail(EMBER_E_NOMEM, "out of memory for layer %d", l); break; }
         if (read_layer(s, l, s->pin_buf[l], msg, sizeof msg)) { st = em_fail(EMBER_E_IO, "%s", msg); break; }
         rebase(s, l, s->pin_buf[l], &s->pin_view[l]);
@@ -396,9 +403,17 @@ static void restart(em_stream *s, int pos) {
 const em_layer *em_weights_acquire(struct ember_context *ctx, int l) {
     em_stream *s = ctx->stream;
     if (!s) return &ctx->m->layers[l];
-    if (s->pin_buf[l]) return &s->pin_view[l];
     const int pos = s->order_pos[l];
+    if (pos < 0) return &s->pin_view[l];
     if (layer_of_use(s, s->used) != l) restart(s, pos);  /* out of cycle: start again here */
+    if (s->mapped) {  /* ask the kernel to read this layer and the next `prefetch` ones */
+        for (; s->loaded <= s->used + s->plan.prefetch; s->loaded++) {
+            const st_layer *sl = &s->lay[layer_of_use(s, s->loaded)];
+            for (int i = 0; i < sl->n_ext; i++)
+                madvise((char *)gguf_base(s->m->gguf) + sl->ext[i].off, (size_t)sl->ext[i].len, MADV_WILLNEED);
+        }
+        return &ctx->m->layers[l];
+    }
     st_slot *sl = &s->slot[s->used % s->n_slots];
     if (!s->has_thread) {  /* prefetch 0: read it now */
         if (sl->use != s->used) {
@@ -423,7 +438,16 @@ const em_layer *em_weights_acquire(struct ember_context *ctx, int l) {
 
 void em_weights_release(struct ember_context *ctx, int l) {
     em_stream *s = ctx->stream;
-    if (!s || s->pin_buf[l]) return;
+    if (!s || s->order_pos[l] < 0) return;
+    if (s->mapped) {  /* out of this process and out of the page cache */
+        const st_layer *sl = &s->lay[l];
+        for (int i = 0; i < sl->n_ext; i++) {
+            madvise((char *)gguf_base(s->m->gguf) + sl->ext[i].off, (size_t)sl->ext[i].len, MADV_DONTNEED);
+            posix_fadvise(s->fd, (off_t)sl->ext[i].off, (off_t)sl->ext[i].len, POSIX_FADV_DONTNEED);
+        }
+        s->used++;
+        return;
+    }
     pthread_mutex_lock(&s->mu);
     s->used++;
     pthread_cond_broadcast(&s->cv);

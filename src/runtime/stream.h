@@ -5,13 +5,19 @@
  * is the view into the file's mapping that model.c bound, and both calls cost a pointer
  * test. Under a budget the plan (em_mem_plan_make) keeps the embeddings, output layer,
  * norms, KV cache and scratch resident, pins as many layers as the rest of the budget
- * allows in buffers of their own, and streams the other layers through a ring of
- * buffers: pread from the file (then posix_fadvise DONTNEED, so the page cache does not
- * keep what was read), on a prefetch thread that runs up to `prefetch` layers ahead of
- * the forward pass (prefetch 0: read synchronously on the decoding thread). The weights
- * are the file's bytes either way, so logits are bit-identical with and without a
- * budget. The stream belongs to one context; the thread is joined on em_stream_free and
- * restarted after a failed pass. */
+ * allows, and streams the other layers in one of two ways:
+ *  - mmap (the default; STREAMING.md has the measurements that chose it): acquiring a
+ *    layer asks the kernel to read it and the next `prefetch` streamed layers into the
+ *    page cache (madvise WILLNEED, asynchronous), and the forward pass reads them through
+ *    the mapping; releasing it drops its pages from the process (MADV_DONTNEED) and from
+ *    the page cache (posix_fadvise DONTNEED). Pinned layers simply stay mapped.
+ *  - pread (EMBER_STREAM=pread): pinned layers are read into buffers of their own, the
+ *    others into a ring of prefetch + 1 buffers by a prefetch thread running up to
+ *    `prefetch` layers ahead (prefetch 0: read on the decoding thread when needed), each
+ *    range dropped from the page cache after it is read.
+ * The weights are the file's bytes either way, so logits are bit-identical with and
+ * without a budget. The stream belongs to one context; the thread is joined on
+ * em_stream_free and restarted after a failed pass. */
 #ifndef EMBER_STREAM_H
 #define EMBER_STREAM_H
 #include <stdint.h>
