@@ -77,9 +77,11 @@ typedef struct ember_model_params {
      * the weights resident or being read, the KV cache at the context's n_ctx and the
      * scratch. When the file and the context fit, nothing changes. Otherwise each context
      * keeps the embeddings, output layer, norms, KV cache and scratch resident, keeps as many
-     * layers as fit in the rest, and streams the others from the file through
-     * prefetch + 1 buffers, read `prefetch` layers ahead of the forward pass on a thread of
-     * its own (fewer when the budget is tight); a prompt chunk reads each layer once. The
+     * layers as fit in the rest, and streams the others from the file, asking for them
+     * `prefetch` layers ahead of the forward pass (madvise on the mapping; EMBER_STREAM=pread:
+     * pread into prefetch + 1 buffers on a thread of its own) and dropping them from memory
+     * and the page cache after use; a tight budget gets less prefetch. A prompt chunk reads
+     * each layer once. The
      * logits are bit-identical to those without a budget. A budget below the minimum (the
      * resident parts, the context and the largest layer) fails ember_model_load (weights
      * alone) or ember_context_new with EMBER_E_INVALID naming the minimum in bytes.
@@ -474,7 +476,8 @@ typedef struct ember_mem_plan {
     uint64_t fixed;           /* header and metadata, embeddings, output layer, norms */
     uint64_t context;         /* KV cache at n_ctx plus scratch */
     uint64_t pinned;          /* layers kept resident */
-    uint64_t buffers;         /* stream buffers (n_buffers of the largest streamed layer) */
+    uint64_t buffers;         /* room for the layers in flight (n_buffers of the largest
+                               * streamed layer: pages mapped or buffers) */
     uint64_t streamed;        /* bytes read from the file per decoded token (per chunk) */
     uint64_t file;            /* the model file's size */
     int n_layer, n_pinned, n_streamed, n_buffers, prefetch;

@@ -4,9 +4,11 @@
 For each model file and each budget (fractions of the file size; 1.0 = no budget, plain
 mmap) and prefetch depth, the file's pages are first evicted from the page cache with
 posix_fadvise(POSIX_FADV_DONTNEED) (dropping all caches is not needed or done), then
-`/usr/bin/time -v build/ember run -m FILE -p PROMPT -n N --temp 0 -v -c 256` runs once;
-the decode tokens/s comes from ember's own `eval:` line, the peak RSS from time's
-"Maximum resident set size". With --cgroup it also tries to make a memory cgroup (v1 or
+`/usr/bin/time -v build/ember bench -m FILE -p 0 -n N -r 1 --no-bw` runs (llama-bench's
+tgN: N single-token decodes from an empty context, after one warmup run; the file may have
+no tokenizer); tokens/s is bench's tgN, the peak RSS time's "Maximum resident set size".
+Use a private copy of the file: pages another process maps stay in the page cache and are
+charged to its cgroup, so neither the eviction nor a cgroup limit reaches them. With --cgroup it also tries to make a memory cgroup (v1 or
 v2, nested under this process's own) and runs plain mmap (no budget) in it with the
 budget as its memory limit; when no cgroup can be made it says so (ulimit cannot cap
 RSS). Writes a Markdown table to stdout, the rows as JSON (--json) and a PNG plot
@@ -22,9 +24,6 @@ import os
 import re
 import subprocess
 import sys
-
-PROMPT = "The history of the printing press begins"
-
 
 def evict(path):
     fd = os.open(path, os.O_RDONLY)
@@ -78,8 +77,8 @@ def make_cgroup(limit):
 
 def run(ember, path, n, threads, budget=None, prefetch=1, cgroup=None, mode=None, timeout=300):
     evict(path)
-    cmd = ["/usr/bin/time", "-v", ember, "run", "-m", path, "-p", PROMPT, "-n", str(n), "--temp", "0",
-           "-v", "-c", "256", "-t", str(threads), "--ignore-eos"]
+    cmd = ["/usr/bin/time", "-v", ember, "bench", "-m", path, "-p", "0", "-n", str(n), "-r", "1", "--no-bw",
+           "-t", str(threads)]
     if budget:
         cmd += ["--mem-budget", str(budget), "--prefetch", str(prefetch)]
     if cgroup:  # move the shell into the cgroup, then exec the command there
@@ -91,19 +90,23 @@ def run(ember, path, n, threads, budget=None, prefetch=1, cgroup=None, mode=None
     row = {"budget": budget or 0, "prefetch": prefetch if budget else None, "cgroup": bool(cgroup),
            "mode": mode or ("mmap" if budget else None)}
     try:
-        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         row.update(rc=-1, tps=None, rss_mib=None, plan="", error="no result in %d s" % timeout)
         return row
     err = p.stderr
     row["rc"] = p.returncode
-    m = re.search(r"^\s*eval:\s*([\d.]+) ms /\s*(\d+) tokens \(\s*([\d.]+) tokens/s\)", err, re.M)
-    row["tps"] = float(m.group(3)) if m else None
+    m = re.search(r"\|\s*tg\d+\s*\|\s*([\d.]+) ±", p.stdout)
+    row["tps"] = float(m.group(1)) if m else None
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     row["rss_mib"] = int(m.group(1)) / 1024.0 if m else None
-    m = re.search(r"^memory plan: (.*)$", err, re.M)
-    row["plan"] = m.group(1) if m else ""
+    row["plan"] = ""
+    if budget and not cgroup:
+        info = subprocess.run([ember, "info", "-m", path, "--mem-budget", str(budget), "--prefetch", str(prefetch),
+                               "-c", str(n + 2)], capture_output=True, text=True).stdout
+        m = re.search(r"^plan\s+(.*)$", info, re.M)
+        row["plan"] = m.group(1) if m else ""
     if p.returncode:
         row["error"] = next((l for l in err.splitlines() if l.startswith("error:")), err.strip()[-200:])
     return row
