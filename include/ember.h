@@ -73,6 +73,21 @@ EMBER_API void ember_log_set(ember_log_callback callback, void *user_data);
 typedef struct ember_model_params {
     int vocab_only;              /* load the tokenizer only (vocab-only GGUF files) */
     const char *tokenizer_path;  /* llama2.c checkpoints: the tokenizer.bin (NULL: none) */
+    /* Memory budget in bytes for the model and one context (0: none; GGUF files). It covers
+     * the weights resident or being read, the KV cache at the context's n_ctx and the
+     * scratch. When the file and the context fit, nothing changes. Otherwise each context
+     * keeps the embeddings, output layer, norms, KV cache and scratch resident, keeps as many
+     * layers as fit in the rest, and streams the others from the file, asking for them
+     * `prefetch` layers ahead of the forward pass (madvise on the mapping; EMBER_STREAM=pread:
+     * pread into prefetch + 1 buffers on a thread of its own) and dropping them from memory
+     * and the page cache after use; a tight budget gets less prefetch. A prompt chunk reads
+     * each layer once. The
+     * logits are bit-identical to those without a budget. A budget below the minimum (the
+     * resident parts, the context and the largest layer) fails ember_model_load (weights
+     * alone) or ember_context_new with EMBER_E_INVALID naming the minimum in bytes.
+     * See STREAMING.md; ember_mem_plan_get says what a budget gives. */
+    uint64_t mem_budget;
+    int prefetch;                /* layers read ahead under a budget (default 1; 0: synchronous) */
 } ember_model_params;
 
 EMBER_API ember_model_params ember_model_default_params(void);
@@ -506,6 +521,33 @@ EMBER_API ember_status ember_compute_peak(int n_threads, ember_peak_kind kind, c
  * (quantized weights) into *int8 and float ones into *flt (either may be NULL). Attention's
  * products, which grow with the context, are not counted. 0 for a NULL context. */
 EMBER_API uint64_t ember_context_macs_per_token(const ember_context *ctx, uint64_t *int8, uint64_t *flt);
+/* What a memory budget gives (ember_model_params.mem_budget), for a model and the
+ * context ember_context_new would make with params cp (NULL: defaults). */
+typedef struct ember_mem_plan {
+    uint64_t budget;          /* the budget planned for */
+    uint64_t min_budget;      /* the least that runs: resident parts + context + one layer */
+    uint64_t resident;        /* resident bytes: fixed + pinned layers + stream buffers + context */
+    uint64_t fixed;           /* header and metadata, embeddings, output layer, norms */
+    uint64_t context;         /* KV cache at n_ctx plus scratch */
+    uint64_t pinned;          /* layers kept resident */
+    uint64_t buffers;         /* room for the layers in flight (n_buffers of the largest
+                               * streamed layer: pages mapped or buffers) */
+    uint64_t streamed;        /* bytes read from the file per decoded token (per chunk) */
+    uint64_t file;            /* the model file's size */
+    int n_layer, n_pinned, n_streamed, n_buffers, prefetch;
+    int all_resident;         /* the file fits: mapped as without a budget, nothing streams */
+} ember_mem_plan;
+/* Fills *out for `budget` bytes and `prefetch` layers of read-ahead; a budget below the
+ * minimum gives EMBER_E_INVALID naming it (*out is filled in either way). */
+EMBER_API ember_status ember_mem_plan_get(const ember_model *m, const ember_context_params *cp,
+                                          uint64_t budget, int prefetch, ember_mem_plan *out);
+/* The plan a context runs under (all zero without a budget). */
+EMBER_API ember_status ember_context_mem_plan(const ember_context *ctx, ember_mem_plan *out);
+/* Sequential read bandwidth of the model's file from disk: up to `bytes` (0: 256 MiB) read
+ * with pread after its pages are dropped from the page cache (posix_fadvise DONTNEED), in
+ * GB/s (1e9 B/s); the pages are dropped again afterwards. */
+EMBER_API ember_status ember_model_disk_bandwidth(const ember_model *m, uint64_t bytes, double *gbps);
+
 /* Physical CPU cores: the thread count contexts use when n_threads is 0. */
 EMBER_API int ember_cpu_cores(void);
 

@@ -2,7 +2,7 @@
  * by side with llama.cpp's (tools/llama-bench, its Markdown table).
  *
  *   ember bench -m MODEL[,MODEL...] [-p 512] [-n 128] [-r 5] [-t 1,2] [-o md|csv|json]
- *               [--isa NAME] [-b N] [--no-bw] [--progress]
+ *               [--isa NAME] [-b N] [--no-bw] [--progress] [--mem-budget SIZE] [--prefetch N]
  *
  * Semantics follow llama-bench: inputs are synthetic random token ids (BOS first when the
  * model adds one), nothing is tokenized or sampled, and each test runs once as a warmup
@@ -47,6 +47,8 @@ typedef struct bench_cfg {
     const char *isa;
     const char *type_k, *type_v; /* -ctk / -ctv */
     const char *fmt;            /* "md", "csv", "json" */
+    uint64_t mem_budget;        /* --mem-budget (0: none) */
+    int prefetch;               /* --prefetch (default 1) */
     double bw[MAX_LIST];        /* GB/s for each t.v[i]; 0 if not measured */
     double pk_i8[MAX_LIST], pk_f32[MAX_LIST]; /* multiply-add peaks, GOP/s; 0 if not measured */
     char build[96];
@@ -108,11 +110,13 @@ static void bench_usage(FILE *f) {
     fprintf(f,
         "usage: ember bench [-m MODEL[,MODEL]]... [-p 512] [-n 128] [-r 5] [-t N[,N]] [-o md|csv|json]\n"
         "                   [--isa NAME] [-b N] [-ctk T] [-ctv T] [--no-bw] [--progress]\n"
+        "                   [--mem-budget SIZE] [--prefetch N]\n"
         "  -p/-n/-t take comma lists (0 in -p or -n skips those tests); -t defaults to the\n"
         "  physical cores; -b is the forward chunk size (0: ember's default); --no-bw skips the\n"
         "  memory-bandwidth and multiply-add peak probes (and the roof%% column); -ctk/-ctv: K / V\n"
-        "  cache types (f32, f16,\n"
-        "  bf16, q8_0, q4_0; default f16)\n");
+        "  cache types (f32, f16, bf16, q8_0, q4_0; default f16); --mem-budget: load under a memory\n"
+        "  budget (600M, 2G), streaming the layers that do not fit, --prefetch N layers ahead\n"
+        "  (default 1; STREAMING.md)\n");
 }
 
 static int bench_parse(bench_cfg *c, int argc, char **argv) {
@@ -125,6 +129,7 @@ static int bench_parse(bench_cfg *c, int argc, char **argv) {
     c->reps = 5;
     c->bw_probe = 1;
     c->fmt = "md";
+    c->prefetch = 1;
     int bad = 0;
     for (int i = 0; i < argc && !bad; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -151,6 +156,15 @@ static int bench_parse(bench_cfg *c, int argc, char **argv) {
             c->fmt = v;
             if (strcmp(v, "md") && strcmp(v, "csv") && strcmp(v, "json")) { fprintf(stderr, "error: -o takes md, csv or json\n"); bad = 1; }
         } else if (IS("--isa")) c->isa = v;
+        else if (IS("--mem-budget")) {
+            bad = parse_size(a, v, &c->mem_budget);
+            if (!bad && !c->mem_budget) { fprintf(stderr, "error: --mem-budget must be above 0\n"); bad = 1; }
+        } else if (IS("--prefetch")) {
+            int_list pf;
+            bad = parse_list(a, v, &pf, 0);
+            if (!bad && (pf.n != 1 || pf.v[0] > 64)) { fprintf(stderr, "error: --prefetch takes one value, 0..64\n"); bad = 1; }
+            if (!bad) c->prefetch = pf.v[0];
+        }
         else if (IS("-ctk") || IS("--cache-type-k")) c->type_k = v;
         else if (IS("-ctv") || IS("--cache-type-v")) c->type_v = v;
         else { fprintf(stderr, "error: unknown bench option '%s' (see 'ember bench -h')\n", a); bad = 1; }
@@ -451,7 +465,10 @@ static int bench_model(bench_cfg *c, const char *path, result **rows, int *n_row
     rss_peak_reset();
     const double t0 = now_ms();
     ember_model *m = NULL;
-    if (ember_model_load(path, NULL, &m)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
+    ember_model_params mp = ember_model_default_params();
+    mp.mem_budget = c->mem_budget;
+    mp.prefetch = c->prefetch;
+    if (ember_model_load(path, &mp, &m)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
     const double load_ms = now_ms() - t0;
     int max_p = 0, max_n = 0;
     for (int i = 0; i < c->p.n; i++) if (c->p.v[i] > max_p) max_p = c->p.v[i];

@@ -83,6 +83,14 @@ static int gen_init(gen *g, const opts *o) {
         fprintf(stderr, "model: %s | ctx %d | isa %s | seed %llu | load %.0f ms\n", desc,
                 ember_context_n_ctx(g->ctx), ember_context_isa(g->ctx),
                 (unsigned long long)ember_sampler_seed(g->smp), now_ms() - t0);
+        ember_mem_plan mp;
+        if (o->mem_budget && !ember_context_mem_plan(g->ctx, &mp)) {
+            if (mp.all_resident) fprintf(stderr, "memory plan: everything fits in %.1f MiB, nothing streams\n",
+                                         mp.budget / 1048576.0);
+            else fprintf(stderr, "memory plan: %d of %d layers resident, %d streamed through %d buffers (prefetch %d); "
+                                 "%.1f MiB resident, %.1f MiB read per token\n", mp.n_pinned, mp.n_layer, mp.n_streamed,
+                         mp.n_buffers, mp.prefetch, mp.resident / 1048576.0, mp.streamed / 1048576.0);
+        }
         if (g->dm) {
             ember_model_desc(g->dm, desc, sizeof desc);
             fprintf(stderr, "draft model: %s | draft-max %d, draft-min %d, draft-p-min %g, overlap %s\n", desc,

@@ -88,6 +88,10 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_CHAT, "  -sys, --system-prompt TEXT  the system message" },
     { C_CHAT | C_SERVE, "  --chat-template NAME    chatml, qwen3, llama2, llama3, llama3.1, mistral, mistral-nemo, zephyr,\n"
                         "                          phi3, phi3-mini, gemma (default: the model's)" },
+    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  --mem-budget SIZE       memory for weights, KV cache and scratch (600M, 2G: MiB, GiB);\n"
+                                         "                          layers that do not fit are streamed from the file (STREAMING.md);\n"
+                                         "                          info: print the plan and the predicted speed" },
+    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  --prefetch N            layers read ahead under --mem-budget (default 1; 0: read when needed)" },
     { C_RUN | C_CHAT | C_SERVE, "  --isa NAME              kernel set: ref, avx2, avx512, neon (default: the best for this CPU)" },
     { C_RUN | C_CHAT | C_INFO | C_SERVE, "  -v, --verbose           model, kernel set, seed and timings on stderr (run, chat: with\n"
                                          "                          speculation, the drafted and accepted counts)" },
@@ -102,7 +106,7 @@ void opts_usage(const char *cmd, FILE *f) {
     case C_CHAT: fputs("usage: ember chat [-m MODEL] [-sys TEXT] [--chat-template NAME] [options]\n"
                        "Interactive chat through the model's chat template: one message per line on\n"
                        "stdin; an empty line or Ctrl-D ends the chat.\n", f); break;
-    case C_INFO: fputs("usage: ember info [-m MODEL] [-z TOKENIZER]\n"
+    case C_INFO: fputs("usage: ember info [-m MODEL] [-z TOKENIZER] [--mem-budget SIZE [--prefetch N] [-c N]]\n"
                        "Architecture, hyper-parameters, tensor types, sizes, and the kernels this CPU uses.\n", f); break;
     case C_TOK: fputs("usage: ember tokenize [-m MODEL] (-p TEXT | -f FILE) [--pieces] [--no-bos] [--special]\n"
                       "Prints the token ids of the text (vocab-only GGUF files work too).\n", f); break;
@@ -173,8 +177,27 @@ static int parse_float(const char *flag, const char *s, float *out) {
     return 0;
 }
 
+int parse_size(const char *flag, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double mul = 1;
+    if (end != s && (*end == 'k' || *end == 'K')) { mul = 1024.0; end++; }
+    else if (end != s && (*end == 'm' || *end == 'M')) { mul = 1048576.0; end++; }
+    else if (end != s && (*end == 'g' || *end == 'G')) { mul = 1073741824.0; end++; }
+    if (end != s && (*end == 'i' || *end == 'I') && mul > 1) end++;
+    if (end != s && (*end == 'b' || *end == 'B')) end++;
+    if (errno || *end || end == s || !(v >= 0) || v * mul > 1.8e19) {
+        fprintf(stderr, "error: %s expects a size such as 600M or 2G, got '%s'\n", flag, s);
+        return 1;
+    }
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
 static int parse(opts *o, int argc, char **argv) {
     o->n_predict = -1;
+    o->prefetch = 1;
     o->sp = ember_sampler_default_params();
     o->spec = ember_spec_default_params();
     o->spec_overlap = -1;
@@ -240,6 +263,19 @@ static int parse(opts *o, int argc, char **argv) {
         else if (IS("-td") || IS("--threads-draft")) { NEED(); bad = parse_int(a, v, &o->n_threads_draft); }
         else if (IS("--spec-overlap")) o->spec_overlap = 1;
         else if (IS("--no-spec-overlap")) o->spec_overlap = 0;
+        else if (IS("--mem-budget")) {
+            NEED();
+            bad = parse_size(a, v, &o->mem_budget);
+            if (!bad && !o->mem_budget) { fprintf(stderr, "error: --mem-budget must be above 0\n"); bad = 1; }
+        }
+        else if (IS("--prefetch")) {
+            NEED();
+            bad = parse_int(a, v, &o->prefetch);
+            if (!bad && (o->prefetch < 0 || o->prefetch > 64)) {
+                fprintf(stderr, "error: --prefetch must be in [0, 64], got %d\n", o->prefetch);
+                bad = 1;
+            }
+        }
         else if (IS("--ids")) o->ids = 1;
         else if (IS("--ignore-eos")) o->ignore_eos = 1;
         else if (IS("--no-bos")) o->no_bos = 1;
@@ -341,6 +377,8 @@ ember_model *load_model(const opts *o, int vocab_only) {
     ember_model_params mp = ember_model_default_params();
     mp.vocab_only = vocab_only;
     mp.tokenizer_path = o->tokenizer;
+    mp.mem_budget = vocab_only ? 0 : o->mem_budget;
+    mp.prefetch = o->prefetch;
     ember_model *m = NULL;
     ember_status st = ember_model_load(path, &mp, &m);
     if (st) {

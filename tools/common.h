@@ -39,6 +39,8 @@ typedef struct opts {
     ember_spec_params spec;   /* --draft-max, --draft-min, --draft-p-min, --lookup-ngram */
     int n_threads_draft;      /* -td: the draft model's threads (0: as -t) */
     int spec_overlap;         /* --spec-overlap 1, --no-spec-overlap 0, neither -1 (the default) */
+    uint64_t mem_budget;      /* --mem-budget SIZE (bytes; 0: none) */
+    int prefetch;             /* --prefetch N (default 1) */
     char **rest;              /* positional arguments */
     int n_rest;
 } opts;
@@ -59,6 +61,9 @@ void cli_log(ember_log_level level, const char *text, void *user_data);
 /* -m, or the default model (models/... relative to the working directory, then to the
  * binary's directory). NULL with a message if the default model is missing. */
 const char *opts_model_path(const opts *o);
+/* "600M", "2G", "1.5G", "65536": M and G are MiB and GiB, K KiB, no suffix bytes. 0 and
+ * *out set, or 1 after printing an error naming flag. */
+int parse_size(const char *flag, const char *s, uint64_t *out);
 /* Loads the model named by the options; prints the error and returns NULL on failure. */
 ember_model *load_model(const opts *o, int vocab_only);
 /* The prompt: -p, or the bytes of -f's file ("-": standard input), NUL bytes included;

@@ -228,10 +228,9 @@ static void post_norm(struct ember_context *ctx, const em_weight *w, int T) {
         ctx->kern->rmsnorm(ctx->xb2 + (size_t)t * d, ctx->xb2 + (size_t)t * d, w->data, d, ctx->m->hp.rms_eps);
 }
 
-static void layer_forward(struct ember_context *ctx, int l, int T) {
+static void layer_forward(struct ember_context *ctx, const em_layer *L, int l, int T) {
     const struct ember_model *m = ctx->m;
     const em_hparams *hp = &m->hp;
-    const em_layer *L = &m->layers[l];
     const em_kernels *k = ctx->kern;
     const int d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
     const int qdim = nh * hd, kvdim = nkv * hd;
@@ -356,7 +355,16 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
             if (keep) ctx->out_tok[n_out++] = t;
         }
         embed(ctx, tokens + c0, T);
-        for (int l = 0; l < m->hp.n_layer; l++) layer_forward(ctx, l, T);
+        for (int l = 0; l < m->hp.n_layer; l++) {
+            const em_layer *L = em_weights_acquire(ctx, l);  /* stream.h: a view, or a streamed copy */
+            if (!L) {  /* the weights could not be read: leave the cache as before the call */
+                em_weights_reset(ctx);
+                for (int i = 0; i < c0 + T; i++) ctx->kv.n_cells[seq ? seq[i] : 0]--;
+                return EMBER_E_IO;
+            }
+            layer_forward(ctx, L, l, T);
+            em_weights_release(ctx, l);
+        }
         if (n_out) output_forward(ctx, n_out, ctx->logits + (size_t)row * m->hp.n_vocab);
         row += n_out;
     }

@@ -11,8 +11,21 @@
 
 /* ---- models ---- */
 ember_model_params ember_model_default_params(void) {
-    ember_model_params p = { 0, NULL };
+    ember_model_params p = { 0, NULL, 0, 1 };
     return p;
+}
+
+/* A memory budget (stream.h): GGUF weights only; the budget must hold the weights' part
+ * of the minimum here, and the context's part is checked when a context is made. */
+static ember_status model_budget(struct ember_model *m, const char *path, const ember_model_params *p) {
+    if (p->prefetch < 0 || p->prefetch > 64)
+        return em_fail(EMBER_E_INVALID, "prefetch must be in [0, 64], got %d", p->prefetch);
+    if (!m->gguf) return em_fail(EMBER_E_UNSUPPORTED, "a memory budget needs a GGUF file (%s is a llama2.c checkpoint)", path);
+    if (m->vocab_only) return EMBER_OK;
+    m->mem_budget = p->mem_budget;
+    m->prefetch = p->prefetch;
+    em_mem_plan plan;
+    return em_mem_plan_make(m, p->mem_budget, p->prefetch, 0, &plan);
 }
 
 ember_status ember_model_load(const char *path, const ember_model_params *params, ember_model **out) {
@@ -27,6 +40,8 @@ ember_status ember_model_load(const char *path, const ember_model_params *params
     if (!m) return em_fail(EMBER_E_NOMEM, "out of memory");
     st = em_is_l2c_checkpoint(path) ? em_model_load_l2c(m, path, p.tokenizer_path)
                                     : em_model_load_gguf(m, path, p.vocab_only);
+    if (!st && m->gguf && !(m->path = strdup(path))) st = em_fail(EMBER_E_NOMEM, "out of memory");
+    if (!st && p.mem_budget) st = model_budget(m, path, &p);
     if (st) { ember_model_free(m); return st; }
     *out = m;
     return EMBER_OK;
@@ -39,6 +54,7 @@ void ember_model_free(ember_model *m) {
     em_free_aligned(m->owned);
     em_vocab_free(m->vocab);
     free(m->chat_template);
+    free(m->path);
     free(m);
 }
 
@@ -185,6 +201,19 @@ ember_context_params ember_context_default_params(void) {
     return p;
 }
 
+/* Bytes a context allocates up front: the KV cache and the activation scratch (one row of
+ * logits; decoding with logits for many tokens grows that array). */
+static uint64_t context_bytes(const em_hparams *hp, int n_ctx, int n_batch, int n_seq, int type_k, int type_v) {
+    const uint64_t kvdim = (uint64_t)hp->n_head_kv * hp->head_dim, qdim = (uint64_t)hp->n_head * hp->head_dim;
+    const uint64_t B = (uint64_t)n_batch, d = (uint64_t)hp->n_embd, ff = (uint64_t)hp->n_ff;
+    uint64_t maxw = d > qdim ? d : qdim;
+    if (ff > maxw) maxw = ff;
+    const uint64_t xq_col = (maxw * sizeof(float) + 63) & ~(uint64_t)63;
+    const uint64_t act = B * (d + (d > qdim ? d : qdim) + d + qdim + 2 * kvdim + 2 * ff) * sizeof(float);
+    return em_kv_bytes_per_token(hp, type_k, type_v) * (uint64_t)n_ctx * (uint64_t)n_seq + act + 3 * B * xq_col +
+           (uint64_t)hp->n_vocab * sizeof(float);
+}
+
 ember_status ember_context_new(ember_model *m, const ember_context_params *params, ember_context **out) {
     CHECK_ARG(out, "ember_context_new: out is NULL");
     *out = NULL;
@@ -263,12 +292,17 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
         ember_context_free(c);
         return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", n_ctx);
     }
+    if ((st = em_stream_new(c, context_bytes(hp, c->n_ctx, c->n_batch, c->n_seq, type_k, type_v)))) {
+        ember_context_free(c);
+        return st;
+    }
     *out = c;
     return EMBER_OK;
 }
 
 void ember_context_free(ember_context *c) {
     if (!c) return;
+    em_stream_free(c->stream);
     em_pool_free(c->pool);
     em_kv_free(&c->kv);
     em_free_aligned(c->x); em_free_aligned(c->xb); em_free_aligned(c->xb2);
@@ -509,3 +543,63 @@ ember_status ember_sampler_restore(ember_sampler *s, const ember_sampler_state *
 void ember_sampler_accept(ember_sampler *s, ember_token t) { if (s) em_sampler_accept(s->s, t); }
 void ember_sampler_reset(ember_sampler *s) { if (s) em_sampler_reset(s->s); }
 uint64_t ember_sampler_seed(const ember_sampler *s) { return s ? em_sampler_seed(s->s) : 0; }
+
+/* ---- memory budgets (stream.c) ---- */
+static void plan_public(const em_mem_plan *p, uint64_t file, ember_mem_plan *out) {
+    memset(out, 0, sizeof *out);
+    out->budget = p->budget;
+    out->min_budget = p->min_budget;
+    out->fixed = p->fixed;
+    out->context = p->context;
+    out->pinned = p->pinned;
+    out->buffers = (uint64_t)p->n_slots * p->slot_bytes;
+    out->streamed = p->streamed;
+    out->file = file;
+    out->resident = p->all_resident ? file + p->context : p->fixed + p->pinned + out->buffers + p->context;
+    out->n_layer = p->n_layer;
+    out->n_pinned = p->n_pinned;
+    out->n_streamed = p->n_streamed;
+    out->n_buffers = p->n_slots;
+    out->prefetch = p->prefetch;
+    out->all_resident = p->all_resident;
+}
+
+ember_status ember_mem_plan_get(const ember_model *m, const ember_context_params *cp, uint64_t budget,
+                                int prefetch, ember_mem_plan *out) {
+    CHECK_ARG(m && out, "ember_mem_plan_get: NULL argument");
+    memset(out, 0, sizeof *out);
+    CHECK_ARG(prefetch >= 0 && prefetch <= 64, "prefetch must be in [0, 64], got %d", prefetch);
+    ember_context_params p = cp ? *cp : ember_context_default_params();
+    CHECK_ARG(p.n_ctx >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_seq <= 4096, "ember_mem_plan_get: bad context parameters");
+    const em_hparams *hp = &m->hp;
+    const int n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    const char *name_k = p.type_k ? p.type_k : p.kv_type, *name_v = p.type_v ? p.type_v : p.kv_type;
+    const int type_k = em_kv_type_parse(name_k), type_v = em_kv_type_parse(name_v);
+    if (type_k < 0 || type_v < 0)
+        return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (%s)", type_k < 0 ? name_k : name_v,
+                       em_kv_type_names);
+    em_mem_plan plan;
+    ember_status st = em_mem_plan_make(m, budget, prefetch, context_bytes(hp, n_ctx, p.n_batch ? p.n_batch : 64,
+                                                                           p.n_seq ? p.n_seq : 1, type_k, type_v), &plan);
+    plan_public(&plan, m->file_bytes, out);
+    return st;
+}
+
+ember_status ember_context_mem_plan(const ember_context *c, ember_mem_plan *out) {
+    CHECK_ARG(c && out, "ember_context_mem_plan: NULL argument");
+    memset(out, 0, sizeof *out);
+    const em_mem_plan *p = em_stream_plan(c->stream);
+    if (p) plan_public(p, c->m->file_bytes, out);
+    else if (c->m->mem_budget) {  /* under a budget that the whole file fits in */
+        out->budget = c->m->mem_budget;
+        out->all_resident = 1;
+        out->file = c->m->file_bytes;
+        out->n_layer = out->n_pinned = c->m->hp.n_layer;
+    }
+    return EMBER_OK;
+}
+
+ember_status ember_model_disk_bandwidth(const ember_model *m, uint64_t bytes, double *gbps) {
+    CHECK_ARG(m && gbps, "ember_model_disk_bandwidth: NULL argument");
+    return em_file_read_bandwidth(m, bytes, gbps);
+}

@@ -12,6 +12,7 @@
 #include "quant/quant.h"
 #include "text/tokenizer.h"
 #include "runtime/kv_cache.h"
+#include "runtime/stream.h"
 
 /* ---- util.c ---- */
 /* Records a printf-style message for ember_last_error() and returns status. */
@@ -133,6 +134,9 @@ struct ember_model {
      * or float ones; the multiply-adds one token costs (ember_context_macs_per_token). */
     int64_t int8_elems, float_elems;
     uint64_t file_bytes;
+    char *path;                     /* the file, for streaming reads (GGUF files) */
+    uint64_t mem_budget;            /* ember_model_params.mem_budget; 0: none (stream.h) */
+    int prefetch;                   /* ember_model_params.prefetch */
 };
 
 /* model.c: hyper-parameters and weights from a GGUF file. */
@@ -190,6 +194,8 @@ struct ember_context {
     float *ssm_y;                   /* (n_batch, d_inner) the scan output, gated and normed */
     float *ssm_o;                   /* (n_batch, n_embd) the branch's output */
     float *ssm_one;                 /* (conv channels) ones: silu(x) as swiglu(x, 1) */
+    struct em_stream *stream;       /* layer streaming under the model's memory budget, or NULL
+                                     * (stream.h: em_weights_acquire/release per layer) */
 };
 
 /* The public sampler: the internal one (runtime/sampler.h) and its vocabulary size. */
