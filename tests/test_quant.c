@@ -104,7 +104,7 @@ TEST(test_type_info) {
         { EM_Q3_K, "q3_K", 256, 110, EM_Q8_K },
         { EM_IQ4_NL, "iq4_nl", 32, 18, EM_Q8_0 }, { EM_IQ4_XS, "iq4_xs", 256, 136, EM_Q8_K },
         { EM_TQ1_0, "tq1_0", 256, 54, EM_Q8_K },  { EM_TQ2_0, "tq2_0", 256, 66, EM_Q8_K },
-        { EM_BFP4, "bfp4", 32, 17, EM_Q8_0 },
+        { EM_BFP4, "bfp4", 32, 17, EM_Q8_0 },    { EM_KV_BFP4, "bfp4", 32, 17, EM_Q8_0 },
     };
     int count = 0;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -118,9 +118,14 @@ TEST(test_type_info) {
         CHECK(em_row_size(want[i].t, 4096) == 4096 / want[i].blck * want[i].bytes);
     }
     for (int t = -2; t < EM_TYPE_COUNT + 2; t++) count += em_type_get(t) != NULL;
-    CHECK(count == 20);
-    /* ember's own bfp4 (KV cache) is no file type: GGUF layout never sees its id */
-    CHECK(em_type_traits(EM_BFP4) == NULL && EM_BFP4 >= EM_GGML_TYPE_COUNT);
+    CHECK(count == 33);  /* 19 ggml types, 13 seed types, the KV cache's bfp4 */
+    /* ember's KV cache bfp4 is no file type: GGUF layout, reading and writing never see
+     * its id (the seed weight type BFP4, a file type, shares its block layout) */
+    CHECK(em_type_traits(EM_KV_BFP4) == NULL && em_type_to_gguf(EM_KV_BFP4) == UINT32_MAX);
+    CHECK(EM_KV_BFP4 >= EM_SEED_END && EM_KV_BFP4 < EM_TYPE_COUNT);
+    int kv_ids = 0;
+    for (uint32_t id = 0; id < EM_GGUF_SEED_BASE + 64; id++) kv_ids += em_type_from_gguf(id) == EM_KV_BFP4;
+    CHECK(kv_ids == 0);
     CHECK(em_type_get(16) == NULL && em_type_get(EM_TYPE_COUNT) == NULL && em_type_get(-1) == NULL);
     /* the same table knows the types ember does not compute with, for GGUF layout */
     const em_type_info *iq2 = em_type_traits(16), *mx = em_type_traits(39);
@@ -353,9 +358,9 @@ TEST(test_quant_vectors) {
 }
 
 /* The weight quantizers against llama.cpp's own: tests/models/synthetic holds the
- * synthetic F32 fixture quantized by llama_model_quantize (scripts/make_q5_goldens.py,
- * scripts/make_iq_tq_goldens.py), which uses ggml's quantize_<type> without an importance
- * matrix. Quantizing the F32 rows here must give the same bytes, tensor by tensor. */
+ * synthetic F32 fixture quantized by llama_model_quantize
+ * (scripts/make_synthetic_quant_goldens.py), which uses ggml's quantize_<type> without an
+ * importance matrix. Quantizing the F32 rows here must give the same bytes, tensor by tensor. */
 TEST(test_quantizers_vs_llamacpp) {
     const char *f32 = fixture_path("synthetic/llama-f32.gguf");
     static const struct { const char *file; int type, count; } q[] = {
@@ -368,7 +373,7 @@ TEST(test_quantizers_vs_llamacpp) {
     };
     if (!file_exists(f32)) SKIP("fixture missing: %s", f32);
     for (size_t k = 0; k < sizeof q / sizeof q[0]; k++)
-        if (!file_exists(q[k].file)) SKIP("missing: %s (scripts/make_q5_goldens.py, make_iq_tq_goldens.py)", q[k].file);
+        if (!file_exists(q[k].file)) SKIP("missing: %s (scripts/make_synthetic_quant_goldens.py)", q[k].file);
     char err[256];
     gguf_ctx *src = gguf_open(f32, err, sizeof err);
     CHECKF(src, "%s", err);

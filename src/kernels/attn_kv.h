@@ -41,7 +41,7 @@ static inline void attn_kv_body(const em_kernels *self, void (*axpy)(float *y, c
             const char *vr = (const char *)v + (size_t)(j0 + j) * vrow;
             const float *vx = vf;
             if (tv == EM_F32) vx = (const float *)vr;
-            else if (tv == EM_BFP4 && bfp4_row) bfp4_row(vr, vf, hd);
+            else if (tv == EM_KV_BFP4 && bfp4_row) bfp4_row(vr, vf, hd);
             else em_dequantize_row(tv, vr, vf, hd);
             for (int h = 0; h < n_q; h++) {
                 float *o = out + (size_t)h * hd;

@@ -13,7 +13,7 @@ static void quant_bf16(const float *x, void *y, int64_t n) { em_quantize_row(EM_
 static void quant_q8_0(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_0, x, y, n); }
 static void quant_q8_1(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_1, x, y, n); }
 static void quant_q8_K(const float *x, void *y, int64_t n) { em_quantize_row(EM_Q8_K, x, y, n); }
-static void quant_bfp4(const float *x, void *y, int64_t n) { em_quantize_row(EM_BFP4, x, y, n); }
+static void quant_kvbfp4(const float *x, void *y, int64_t n) { em_quantize_row(EM_KV_BFP4, x, y, n); }
 
 /* One generic matmul per weight type: the row loop is outside so each weight row is read
  * once for all ncols activation columns. */
@@ -44,7 +44,20 @@ REF_MATMUL(mm_iq4_nl, EM_IQ4_NL)
 REF_MATMUL(mm_iq4_xs, EM_IQ4_XS)
 REF_MATMUL(mm_tq1_0, EM_TQ1_0)
 REF_MATMUL(mm_tq2_0, EM_TQ2_0)
+REF_MATMUL(mm_int2, EM_INT2)
+REF_MATMUL(mm_int3, EM_INT3)
+REF_MATMUL(mm_int4, EM_INT4)
+REF_MATMUL(mm_int5, EM_INT5)
+REF_MATMUL(mm_int6, EM_INT6)
+REF_MATMUL(mm_int7, EM_INT7)
+REF_MATMUL(mm_int8, EM_INT8)
+REF_MATMUL(mm_bfp3, EM_BFP3)
 REF_MATMUL(mm_bfp4, EM_BFP4)
+REF_MATMUL(mm_bfp5, EM_BFP5)
+REF_MATMUL(mm_bfp6, EM_BFP6)
+REF_MATMUL(mm_bfp7, EM_BFP7)
+REF_MATMUL(mm_ovp4, EM_OVP4)
+REF_MATMUL(mm_kvbfp4, EM_KV_BFP4)
 
 static void rmsnorm_ref(float *o, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
@@ -239,12 +252,47 @@ static void attn3_f16_ref(float *out, const float *q, const void *k, const void 
     attn3_x(EM_F16, out, q, k, v, n_kv, hd, kstride, scale, s);
 }
 
+/* The 32 partial sums of ssm_scan reduced as ggml's GGML_F32x8_REDUCE reduces its 4 x 8 lanes. */
+static float ssm_reduce32(float *acc) {
+    for (int k = 0; k < 8; k++) {
+        acc[k] += acc[16 + k];
+        acc[8 + k] += acc[24 + k];
+        acc[k] += acc[8 + k];
+    }
+    float h[4];
+    for (int k = 0; k < 4; k++) h[k] = acc[k] + acc[4 + k];
+    return (h[0] + h[1]) + (h[2] + h[3]);
+}
+
+static void ssm_scan_ref(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                         float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        float acc[32] = { 0 };
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 32; k++) {
+                const float v = s[j0 + k] * dA + B[j0 + k] * x_dt;
+                acc[k] = fmaf(v, C[j0 + k], acc[k]);
+                s[j0 + k] = v;
+            }
+        float sum = ssm_reduce32(acc);
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
 const em_kernels em_kernels_ref = {
     .name = "ref",
     .quantize_act = {
         [EM_F32] = quant_f32, [EM_F16] = quant_f16, [EM_BF16] = quant_bf16,
         [EM_Q8_0] = quant_q8_0, [EM_Q8_1] = quant_q8_1, [EM_Q8_K] = quant_q8_K,
-        [EM_BFP4] = quant_bfp4,
+        [EM_KV_BFP4] = quant_kvbfp4,
     },
     .matmul = {
         [EM_F32] = mm_f32, [EM_F16] = mm_f16, [EM_BF16] = mm_bf16, [EM_Q8_0] = mm_q8_0,
@@ -252,7 +300,11 @@ const em_kernels em_kernels_ref = {
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
-        [EM_BFP4] = mm_bfp4,
+        [EM_INT2] = mm_int2, [EM_INT3] = mm_int3, [EM_INT4] = mm_int4, [EM_INT5] = mm_int5,
+        [EM_INT6] = mm_int6, [EM_INT7] = mm_int7, [EM_INT8] = mm_int8,
+        [EM_BFP3] = mm_bfp3, [EM_BFP4] = mm_bfp4, [EM_BFP5] = mm_bfp5, [EM_BFP6] = mm_bfp6, [EM_BFP7] = mm_bfp7,
+        [EM_OVP4] = mm_ovp4,
+        [EM_KV_BFP4] = mm_kvbfp4,
     },
     .rmsnorm = rmsnorm_ref,
     .softmax = softmax_ref,
@@ -263,4 +315,5 @@ const em_kernels em_kernels_ref = {
     .attn_softcap = { [EM_F32] = attn_softcap_f32_ref, [EM_F16] = attn_softcap_f16_ref },
     .attn_kv = attn_kv_ref,
     .attn3 = { [EM_F32] = attn3_f32_ref, [EM_F16] = attn3_f16_ref },
+    .ssm_scan = ssm_scan_ref,
 };

@@ -1,5 +1,5 @@
 /* quant_impl.h: what the format-family files (quant_float.c, quant_q.c, quant_k.c,
- * quant_iq.c, quant_tq.c, quant_bfp.c) share
+ * quant_iq.c, quant_tq.c, quant_seed.c, quant_bfp.c) share
  * with quant.c, whose trait table points at their row functions. Not a public header.
  *
  * Row functions work on nb whole blocks (for f32/f16/bf16 a block is one element):
@@ -102,6 +102,23 @@ EM_ROW_FNS(tq1_0)
 EM_ROW_FNS(tq2_0)
 EM_QUANTIZE_FN(tq1_0)
 EM_QUANTIZE_FN(tq2_0)
-/* quant_bfp.c: block floating point (KV cache) */
-EM_ROW_FNS(bfp4)
+/* quant_seed.c: ember's INT2..INT8 and BFP3..BFP7 */
+#define EM_SEED_ROWS(T) EM_ROW_FNS(T) EM_QUANTIZE_FN(T)
+EM_SEED_ROWS(int2)
+EM_SEED_ROWS(int3)
+EM_SEED_ROWS(int4)
+EM_SEED_ROWS(int5)
+EM_SEED_ROWS(int6)
+EM_SEED_ROWS(int7)
+EM_SEED_ROWS(int8)
+EM_SEED_ROWS(bfp3)
+EM_SEED_ROWS(bfp4)
+EM_SEED_ROWS(bfp5)
+EM_SEED_ROWS(bfp6)
+EM_SEED_ROWS(bfp7)
+EM_SEED_ROWS(ovp4)
+#undef EM_SEED_ROWS
+/* quant_bfp.c: the KV cache's bfp4 store (EM_KV_BFP4; its decode and dot product are
+ * quant_seed.c's bfp4 ones, the block layout being the same) */
+void em_from_float_kvbfp4(const float *x, void *y, int64_t nb);
 #endif
