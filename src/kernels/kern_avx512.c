@@ -748,8 +748,9 @@ AI void kw_unpack(const int t, const char *blk, kw *o) {
     }
 }
 
-/* acc += one block of one row against one packed column (xd: the column's q8_K d). */
-AI __m512 kw_dot(const int t, const kw *w, const kx *x, float xd, __m512 acc) {
+/* acc += one block of one row against one packed column; dx = d * the column's q8_K d,
+ * dmx = dmin * it. */
+AI __m512 kw_dot(const int t, const kw *w, const kx *x, float dx, float dmx, __m512 acc) {
     __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->w[0], x->x[0]);
     p = _mm512_dpbusd_epi32(p, w->w[1], x->x[1]);
     p = _mm512_dpbusd_epi32(p, w->w[2], x->x[2]);
@@ -757,12 +758,12 @@ AI __m512 kw_dot(const int t, const kw *w, const kx *x, float xd, __m512 acc) {
     if (t == EM_Q6_K || t == EM_Q3_K) {
         const __m512i sp = t == EM_Q6_K ? _mm512_mullo_epi32(p, w->sc) : _mm512_dpwssd_epi32(_mm512_setzero_si512(), p, w->sc);
         const __m512i s = _mm512_dpwssd_epi32(sp, x->bs, w->mn);
-        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(w->d * xd), acc);
+        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx), acc);
     }
     const __m512i s = t == EM_Q5_K ? _mm512_mullo_epi32(p, w->sc) : _mm512_dpwssd_epi32(_mm512_setzero_si512(), p, w->sc);
     const __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), x->bs, w->mn);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(w->d * xd), acc);
-    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_set1_ps(w->dmin * xd), acc);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx), acc);
+    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_set1_ps(dmx), acc);
 }
 
 AI size_t kq_bytes(const int t) {
@@ -771,7 +772,7 @@ AI size_t kq_bytes(const int t) {
 }
 
 /* Rows [r0, r1) times C packed columns over blocks [p0, p1) (a pass: whole chunks, or the
- * row's end); xb[c * np + i - p0] is column c's block i, xd the columns' d alike. */
+ * row's end); xb[c * np + i - p0] is column c's block i, xd[8 * (i - p0) + c] its d. */
 AI void kq_rows(const int t, const int C, const char *w, size_t wrow, int r0, int r1, int64_t p0,
                 int64_t p1, const kx *xb, const float *xd, int64_t np, float *y, int ldy) {
     const size_t bsz = kq_bytes(t);
@@ -787,9 +788,20 @@ AI void kq_rows(const int t, const int C, const char *w, size_t wrow, int r0, in
                 for (size_t l = 0; l < bsz; l += 64) pf(blk + l, PF_DIST);
                 kw u;
                 kw_unpack(t, blk, &u);
+                /* d and dmin times every column's d, in one multiply each for wider calls
+                 * (the same float products as one at a time), read back as broadcasts */
+                float dx[8], dmx[8];
+                if (C == 1) {
+                    dx[0] = u.d * xd[8 * (i - p0)];
+                    dmx[0] = u.dmin * xd[8 * (i - p0)];
+                } else {
+                    const __m256 xdv = _mm256_loadu_ps(xd + 8 * (i - p0));
+                    _mm256_storeu_ps(dx, _mm256_mul_ps(_mm256_set1_ps(u.d), xdv));
+                    _mm256_storeu_ps(dmx, _mm256_mul_ps(_mm256_set1_ps(u.dmin), xdv));
+                }
 #pragma GCC unroll 8
                 for (int c = 0; c < C; c++)
-                    acc[c] = kw_dot(t, &u, &xb[c * np + (i - p0)], xd[c * np + (i - p0)], acc[c]);
+                    acc[c] = kw_dot(t, &u, &xb[c * np + (i - p0)], dx[c], dmx[c], acc[c]);
             }
 #pragma GCC unroll 8
             for (int c = 0; c < C; c++) {
@@ -805,7 +817,7 @@ AI void mm_kq(const int t, int64_t n, const void *w, size_t wrow, int r0, int r1
     const int64_t nb = n / QK_K;
     if (ncols < 1 || ncols > 8 || r0 >= r1) return;
     kx xb[KQ_XBUF];
-    float xd[KQ_XBUF];
+    float xd[8 * KQ_XBUF] = { 0 };  /* [block][column]: lanes past ncols stay 0 */
     /* a pass is whole chunks (so chunk edges depend on n only) whose packed columns fit */
     int64_t np = (KQ_XBUF / ncols) / KQ_CHUNK * KQ_CHUNK;
     if (np > nb) np = nb;
@@ -815,7 +827,7 @@ AI void mm_kq(const int t, int64_t n, const void *w, size_t wrow, int r0, int r1
             const block_q8_K *xc = (const block_q8_K *)((const char *)x + (size_t)c * xcol);
             for (int64_t i = p0; i < p1; i++) {
                 kx_pack(xc + i, &xb[c * np + (i - p0)]);
-                xd[c * np + (i - p0)] = xc[i].d;
+                xd[8 * (i - p0) + c] = xc[i].d;
             }
         }
 #define TILE(C) kq_rows(t, C, w, wrow, r0, r1, p0, p1, xb, xd, np, y, ldy)
