@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             texts[i] = kind == OAI_CHAT ? r.messages[i].content : (r.prompts[i].text ? r.prompts[i].text : "");
             fin[i] = "stop";
         }
-        oai_usage u = { 1, 2, 0 };
+        oai_usage u = { 1, 2, 0, 1, 3, 2 };
         check_json(oai_response_json(kind, "id", 1, r.model ? r.model : "m", texts, fin, k, &u));
         size_t hold;
         const char *t0 = texts[0];

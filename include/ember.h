@@ -73,6 +73,21 @@ EMBER_API void ember_log_set(ember_log_callback callback, void *user_data);
 typedef struct ember_model_params {
     int vocab_only;              /* load the tokenizer only (vocab-only GGUF files) */
     const char *tokenizer_path;  /* llama2.c checkpoints: the tokenizer.bin (NULL: none) */
+    /* Memory budget in bytes for the model and one context (0: none; GGUF files). It covers
+     * the weights resident or being read, the KV cache at the context's n_ctx and the
+     * scratch. When the file and the context fit, nothing changes. Otherwise each context
+     * keeps the embeddings, output layer, norms, KV cache and scratch resident, keeps as many
+     * layers as fit in the rest, and streams the others from the file, asking for them
+     * `prefetch` layers ahead of the forward pass (madvise on the mapping; EMBER_STREAM=pread:
+     * pread into prefetch + 1 buffers on a thread of its own) and dropping them from memory
+     * and the page cache after use; a tight budget gets less prefetch. A prompt chunk reads
+     * each layer once. The
+     * logits are bit-identical to those without a budget. A budget below the minimum (the
+     * resident parts, the context and the largest layer) fails ember_model_load (weights
+     * alone) or ember_context_new with EMBER_E_INVALID naming the minimum in bytes.
+     * See STREAMING.md; ember_mem_plan_get says what a budget gives. */
+    uint64_t mem_budget;
+    int prefetch;                /* layers read ahead under a budget (default 1; 0: synchronous) */
 } ember_model_params;
 
 EMBER_API ember_model_params ember_model_default_params(void);
@@ -169,9 +184,18 @@ typedef struct ember_context_params {
     /* What a decode does when a sequence has no room left: NULL or "full": fail with
      * EMBER_E_CONTEXT_FULL; "shift": llama.cpp's context shift: keep the first n_keep
      * tokens, drop the oldest half of the rest and move the others back, re-rotating their
-     * keys (repeated until the batch fits; EMBER_E_CONTEXT_FULL only when it cannot). */
+     * keys (repeated until the batch fits; EMBER_E_CONTEXT_FULL only when it cannot);
+     * "sink": attention sinks + sliding window (StreamingLLM): the first n_sink tokens and
+     * the last n_window, positions kept within the cache, runs forever; "elastic": Elastic
+     * Cache: a prompt is merged by importance (attention received) to a (1 - kv_ratio)
+     * share of its cells, generation evicts at a fixed point, and a full cache merges
+     * again, so it runs forever too. Both decode at most n_window (sink) or n_ctx / 2
+     * (elastic) tokens per chunk (ember_context_n_batch tells). */
     const char *kv_policy;
     int n_keep;
+    int n_sink;        /* sink, elastic: tokens always kept at the start; 0: 4 */
+    int n_window;      /* sink: recent tokens kept; 0: n_ctx - n_sink - n_ctx / 4 */
+    float kv_ratio;    /* elastic: share of the cells merged away, in (0, 1); 0: 0.2 */
 } ember_context_params;
 
 EMBER_API ember_context_params ember_context_default_params(void);
@@ -235,7 +259,12 @@ EMBER_API ember_status ember_seq_truncate(ember_context *ctx, int seq, int n_pas
  *                   tokens whose position would fall below 0 are dropped. EMBER_E_INVALID
  *                   if the positions would no longer increase (shift a tail left only
  *                   into room freed by ember_seq_rm).
- * ember_seq_pos_min / pos_max: the first / last cached position of seq, -1 when empty. */
+ * ember_seq_pos_min / pos_max: the first / last cached position of seq, -1 when empty.
+ * A model with a recurrent state (falcon-h1's SSM heads) keeps one state per sequence that
+ * summarizes all of its tokens: removing tokens that are neither all of the sequence nor
+ * an end range back to a state checkpoint (ember_seq_rm, ember_seq_truncate), and copying
+ * part of a sequence (ember_seq_cp), fail with EMBER_E_UNSUPPORTED and change nothing;
+ * checkpoints are kept while speculative decoding (ember_spec_new) runs on the context. */
 EMBER_API ember_status ember_seq_rm(ember_context *ctx, int seq, int p0, int p1);
 EMBER_API ember_status ember_seq_keep(ember_context *ctx, int seq);
 EMBER_API ember_status ember_seq_cp(ember_context *ctx, int src, int dst, int p0, int p1);
@@ -326,12 +355,19 @@ typedef struct ember_spec_params {
     int adaptive;          /* draft length follows the acceptance: +2 after a fully accepted
                               draft, -1 otherwise, within [max(1, draft_min), draft_max]. 1 */
     int seq;               /* the sequence used in both contexts. Default 0 */
+    int overlap;           /* draft model at temperature 0, in ember_spec_step: while the
+                              target verifies a block, the draft model drafts the next one on
+                              a thread of its own, assuming the block is accepted and the
+                              target's next token is the draft's; used when that comes true
+                              (docs/techniques.md §9). The draft context's threads run beside
+                              the target's. Output unchanged. Default 0 */
 } ember_spec_params;
 typedef struct ember_spec_stats {
     int64_t n_steps;       /* verification batches */
     int64_t n_drafted;     /* drafted tokens sent to the target */
     int64_t n_accepted;    /* of those, accepted */
     int64_t n_tokens;      /* tokens produced by ember_spec_step */
+    int64_t n_overlapped;  /* steps whose drafts the overlap had ready */
 } ember_spec_stats;
 
 EMBER_API ember_spec_params ember_spec_default_params(void);
@@ -351,6 +387,18 @@ EMBER_API ember_status ember_spec_begin(ember_spec *sp, const ember_token *token
  * not fit in the target context. */
 EMBER_API ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last,
                                        ember_token *out, int max, int *n_out);
+/* ember_spec_step in two halves, for a caller that verifies in a batch of its own (a server
+ * decoding several sequences in one ember_decode_batch):
+ * ember_spec_draft drafts after last and points *tokens at the n_tokens = 1 + drafts
+ * tokens to verify (last first; valid until the next call on sp), at most max - 1 drafts.
+ * The caller decodes them in params.seq, in order, keeping the logits of every one, at
+ * batch indices row .. row + n_tokens - 1 (other sequences' tokens may come before, after
+ * or between them), then calls ember_spec_accept, which writes the 1..n_tokens output
+ * tokens to out exactly as ember_spec_step does (and rolls the sequence back). */
+EMBER_API ember_status ember_spec_draft(ember_spec *sp, ember_sampler *s, ember_token last, int max,
+                                        const ember_token **tokens, int *n_tokens);
+EMBER_API ember_status ember_spec_accept(ember_spec *sp, ember_sampler *s, int row, ember_token *out,
+                                         int *n_out);
 EMBER_API ember_spec_stats ember_spec_get_stats(const ember_spec *sp);
 
 /* ---- quantization (src/quant/quantize.c; used by `ember quantize`) ----------------------- */
@@ -364,6 +412,14 @@ typedef enum ember_ftype {
     EMBER_FTYPE_MOSTLY_Q5_K_S = 16, EMBER_FTYPE_MOSTLY_Q5_K_M = 17, EMBER_FTYPE_MOSTLY_Q6_K = 18,
     EMBER_FTYPE_MOSTLY_Q2_K_S = 21, EMBER_FTYPE_MOSTLY_IQ4_NL = 25, EMBER_FTYPE_MOSTLY_IQ4_XS = 30,
     EMBER_FTYPE_MOSTLY_BF16 = 32, EMBER_FTYPE_MOSTLY_TQ1_0 = 36, EMBER_FTYPE_MOSTLY_TQ2_0 = 37,
+    /* ember's own formats (docs/techniques.md §2, §3, §7; llama.cpp cannot read them): every
+     * quantizable matrix in the format, except output (and a tied token_embd), which are
+     * Q6_K (Q8_0 when the rows are not a multiple of 256) as in llama.cpp's mixes. */
+    EMBER_FTYPE_MOSTLY_INT2 = 4096, EMBER_FTYPE_MOSTLY_INT3 = 4097, EMBER_FTYPE_MOSTLY_INT4 = 4098,
+    EMBER_FTYPE_MOSTLY_INT5 = 4099, EMBER_FTYPE_MOSTLY_INT6 = 4100, EMBER_FTYPE_MOSTLY_INT7 = 4101,
+    EMBER_FTYPE_MOSTLY_INT8 = 4102, EMBER_FTYPE_MOSTLY_BFP3 = 4103, EMBER_FTYPE_MOSTLY_BFP4 = 4104,
+    EMBER_FTYPE_MOSTLY_BFP5 = 4105, EMBER_FTYPE_MOSTLY_BFP6 = 4106, EMBER_FTYPE_MOSTLY_BFP7 = 4107,
+    EMBER_FTYPE_MOSTLY_OVP4 = 4108,
 } ember_ftype;
 
 /* llama-quantize's name of a file type ("Q4_K_M", "F16", ...), NULL if ember lacks it. */
@@ -452,6 +508,46 @@ EMBER_API ember_status ember_read_bandwidth(int n_threads, size_t bytes, int pas
  * row unless it is tied to the output) plus K and V of positions 0..n_past in the context's
  * cache type. Activations and logits are not counted. 0 for a NULL context. */
 EMBER_API uint64_t ember_context_bytes_per_token(const ember_context *ctx, int n_past);
+/* Multiply-add peak, the compute roofline: n_threads threads (0: ember_cpu_cores()) each run
+ * independent chains of the multiply-add instructions ember's kernels use, int8 products
+ * (kind EMBER_PEAK_INT8: AVX-512 VNNI vpdpbusd, AVX2 vpmaddubsw/vpmaddwd, NEON
+ * vmull_s8/vpadal) or f32 FMAs (EMBER_PEAK_F32), of the kernel table `isa` names (NULL:
+ * the one contexts pick, see ember_context_params.isa); best of 5 passes of about 20 ms.
+ * *gops = 2 * multiply-adds per second / 1e9 (a multiply-add counts as two operations). */
+typedef enum { EMBER_PEAK_INT8 = 0, EMBER_PEAK_F32 = 1 } ember_peak_kind;
+EMBER_API ember_status ember_compute_peak(int n_threads, ember_peak_kind kind, const char *isa, double *gops);
+/* Multiply-adds of the weight matrices one token costs: every 2-D weight (token_embd only
+ * when it is tied to the output), split into those the kernels run as int8 products
+ * (quantized weights) into *int8 and float ones into *flt (either may be NULL). Attention's
+ * products, which grow with the context, are not counted. 0 for a NULL context. */
+EMBER_API uint64_t ember_context_macs_per_token(const ember_context *ctx, uint64_t *int8, uint64_t *flt);
+/* What a memory budget gives (ember_model_params.mem_budget), for a model and the
+ * context ember_context_new would make with params cp (NULL: defaults). */
+typedef struct ember_mem_plan {
+    uint64_t budget;          /* the budget planned for */
+    uint64_t min_budget;      /* the least that runs: resident parts + context + one layer */
+    uint64_t resident;        /* resident bytes: fixed + pinned layers + stream buffers + context */
+    uint64_t fixed;           /* header and metadata, embeddings, output layer, norms */
+    uint64_t context;         /* KV cache at n_ctx plus scratch */
+    uint64_t pinned;          /* layers kept resident */
+    uint64_t buffers;         /* room for the layers in flight (n_buffers of the largest
+                               * streamed layer: pages mapped or buffers) */
+    uint64_t streamed;        /* bytes read from the file per decoded token (per chunk) */
+    uint64_t file;            /* the model file's size */
+    int n_layer, n_pinned, n_streamed, n_buffers, prefetch;
+    int all_resident;         /* the file fits: mapped as without a budget, nothing streams */
+} ember_mem_plan;
+/* Fills *out for `budget` bytes and `prefetch` layers of read-ahead; a budget below the
+ * minimum gives EMBER_E_INVALID naming it (*out is filled in either way). */
+EMBER_API ember_status ember_mem_plan_get(const ember_model *m, const ember_context_params *cp,
+                                          uint64_t budget, int prefetch, ember_mem_plan *out);
+/* The plan a context runs under (all zero without a budget). */
+EMBER_API ember_status ember_context_mem_plan(const ember_context *ctx, ember_mem_plan *out);
+/* Sequential read bandwidth of the model's file from disk: up to `bytes` (0: 256 MiB) read
+ * with pread after its pages are dropped from the page cache (posix_fadvise DONTNEED), in
+ * GB/s (1e9 B/s); the pages are dropped again afterwards. */
+EMBER_API ember_status ember_model_disk_bandwidth(const ember_model *m, uint64_t bytes, double *gbps);
+
 /* Physical CPU cores: the thread count contexts use when n_threads is 0. */
 EMBER_API int ember_cpu_cores(void);
 

@@ -7,6 +7,8 @@
 #
 #   scripts/bench-speculative.sh            # all cases (the Qwen ones need fetch-models.sh)
 #   N=64 THREADS=2 scripts/bench-speculative.sh
+#   OVERLAP=1 REPS=2 scripts/bench-speculative.sh   # only the overlap table: sequential
+#                                                   # drafting against --spec-overlap
 # Environment: EMBER (default build/ember), MODELS (default models, else
 # /root/.cache/ember/models), N tokens to generate (128), THREADS (2), REPS runs per
 # configuration, best kept (1).
@@ -70,7 +72,7 @@ run() {
         best=$(awk -v a="$best" -v b="$ts" 'BEGIN { print (b > a ? b : a) }')
         r=$((r + 1))
     done
-    spec=$(sed -n 's/^speculative: \([0-9]*\) drafted, \([0-9]*\) accepted ([^)]*), \([0-9]*\) steps, \([0-9.]*\) tokens per step$/\1 \2 \3 \4/p' "$TMP/err")
+    spec=$(sed -n 's/^speculative: \([0-9]*\) drafted, \([0-9]*\) accepted ([^)]*), \([0-9]*\) steps, \([0-9.]*\) tokens per step.*$/\1 \2 \3 \4/p' "$TMP/err")
     echo "$best ${spec:-0 0 0 1}"
 }
 
@@ -89,6 +91,46 @@ row() {
         printf "| %s | %.2f | %.2f | %.2fx | %s | %.2f | %s |\n", name, b, s, (b > 0 ? s / b : 0),
                (d > 0 ? sprintf("%.0f%% (%d/%d)", 100 * a / d, a, d) : "-"), tps, same }'
 }
+
+# once MODEL PROMPT_FILE OUT EXTRA...: one run; OUT.ids gets the ids, prints
+# "tok_s steps overlapped"
+once() {
+    model=$1; prompt=$2; o=$3; shift 3
+    "$EMBER" run -m "$model" -f "$prompt" --special -n "$N" --temp 0 -t "$THREADS" --ids -v "$@" \
+        > "$o.ids" 2> "$o.err"
+    ts=$(sed -n 's/^ *eval: .*(\(.*\) tokens\/s)$/\1/p' "$o.err" | tr -d ' ')
+    st=$(sed -n 's/^speculative: .* \([0-9]*\) steps, .* tokens per step, \([0-9]*\) overlapped$/\1 \2/p' "$o.err")
+    echo "$ts ${st:-0 0}"
+}
+
+# orow NAME PROMPT_FILE: the 0.5B draft for the 1.5B target drafting sequentially (-t
+# THREADS for both) against the overlap (--spec-overlap; the target with -t THREADS or 1,
+# the draft with -td 1), REPS rounds with the three runs back to back in each (so the
+# machine's load hits them alike), the best rate of each kept.
+orow() {
+    name=$1; prompt=$2
+    if [ ! -f "$Q15" ] || [ ! -f "$Q05" ]; then echo "| $name | (missing: $Q15 or $Q05) ||||||"; return; fi
+    bs=0; ba=0; bb=0; r=0
+    while [ "$r" -lt "$REPS" ]; do
+        set -- $(once "$Q15" "$prompt" "$TMP/s" -md "$Q05"); bs=$(awk -v a="$bs" -v b="$1" 'BEGIN { print (b > a ? b : a) }')
+        set -- $(once "$Q15" "$prompt" "$TMP/a" -md "$Q05" --spec-overlap -td 1); ba=$(awk -v a="$ba" -v b="$1" 'BEGIN { print (b > a ? b : a) }'); sa="$2 $3"
+        set -- $(once "$Q15" "$prompt" "$TMP/b" -md "$Q05" --spec-overlap -t 1 -td 1); bb=$(awk -v a="$bb" -v b="$1" 'BEGIN { print (b > a ? b : a) }'); sb="$2 $3"
+        r=$((r + 1))
+    done
+    same=identical
+    { cmp -s "$TMP/s.ids" "$TMP/a.ids" && cmp -s "$TMP/s.ids" "$TMP/b.ids"; } || same=DIFFERENT
+    echo "$bs $ba $bb $sa $sb" | awk -v name="$name" -v same="$same" -v t="$THREADS" '{
+        printf "| %s | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %d/%d, %d/%d | %s |\n", name, $1, $2, ($1 > 0 ? $2 / $1 : 0),
+               $3, ($1 > 0 ? $3 / $1 : 0), $5, $4, $7, $6, same }'
+}
+
+if [ -n "${OVERLAP:-}" ]; then
+    echo "| case | sequential tok/s (-t $THREADS) | overlap -t $THREADS -td 1 | overlap -t 1 -td 1 | steps drafted in overlap | output |"
+    echo "|---|---|---|---|---|---|"
+    orow "Qwen2.5-Coder-1.5B <- 0.5B draft, code edit" "$TMP/code.txt"
+    orow "Qwen2.5-Coder-1.5B <- 0.5B draft, summary" "$TMP/summary.txt"
+    exit 0
+fi
 
 echo "| case | plain tok/s | speculative tok/s | speed-up | accepted | tokens/step | output |"
 echo "|---|---|---|---|---|---|---|"

@@ -147,7 +147,7 @@ log "runs took $(( $(date +%s) - start )) s"
 python3 - "$OUT_DIR" "$ISA" "$LLAMA_FA" "$ROUNDS" "$REPS" <<'PY' | tee "$OUT_DIR/summary.md"
 import glob, json, os, statistics, sys
 out, isa, fa, rounds, reps = sys.argv[1:6]
-ts, frac, bw, ttft, rss, build, mtype = {}, {}, {}, {}, {}, {}, {}
+ts, frac, bw, pk, ttft, rss, build, mtype = {}, {}, {}, {}, {}, {}, {}, {}
 for path in sorted(glob.glob(os.path.join(out, "*.json"))):
     eng = os.path.basename(path).split(".")[0]
     for r in json.load(open(path)):
@@ -159,13 +159,17 @@ for path in sorted(glob.glob(os.path.join(out, "*.json"))):
             mtype[key[0]] = r["model_type"]
             bw.setdefault(r["n_threads"], []).append(r["read_bw_gbps"])
             rss.setdefault(key[0], []).append(r["peak_rss_bytes"] / 2**20)
-            if r["bw_frac"] > 0:
-                frac.setdefault(key, []).append(r["bw_frac"])
+            # roof%: tg against the bandwidth bound, pp against the multiply-add peak
+            f = r["bw_frac"] if r["n_gen"] else r.get("peak_frac", 0)
+            if f > 0:
+                frac.setdefault(key, []).append(f)
+            if r.get("peak_int8_gops", 0) > 0:
+                pk.setdefault(r["n_threads"], []).append((r["peak_int8_gops"], r["peak_f32_gops"]))
             if r["ttft_ms"] > 0:
                 ttft.setdefault(key, []).append(r["ttft_ms"])
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 keys = sorted({k[1:] for k in ts}, key=lambda k: (k[0], k[2][:2] != "pp", k[1]))
-print("| model | file | threads | test | llama.cpp t/s | ember t/s | ember/llama.cpp | ember bw% |")
+print("| model | file | threads | test | llama.cpp t/s | ember t/s | ember/llama.cpp | ember roof% |")
 print("|---|---|--:|---|--:|--:|--:|--:|")
 for key in keys:
     lm, em = med(ts.get(("llama",) + key)), med(ts.get(("ember",) + key))
@@ -180,5 +184,10 @@ print("ember time to first token (pp + 1 token), median ms: " + "; ".join(
 print("ember peak RSS, MiB: " + "; ".join(f"{mtype.get(m, m)} {med(v):.0f}" for m, v in sorted(rss.items())))
 print("memory read bandwidth (ember's probe, median GB/s): " +
       ", ".join(f"{t} thread{'s' if t > 1 else ''} {med(v):.1f}" for t, v in sorted(bw.items())))
+print("multiply-add peak (ember's probe, median int8 / f32 GOP/s): " + ", ".join(
+    f"{t} thread{'s' if t > 1 else ''} {med([a for a, _ in v]):.0f} / {med([b for _, b in v]):.0f}"
+    for t, v in sorted(pk.items())))
+print("roof%: tg t/s over the bandwidth bound (bytes per token / read bandwidth); pp t/s over the "
+      "compute bound (2 ops per weight multiply-add at the int8 or f32 peak; attention not counted).")
 print(f"builds: llama.cpp {build.get('llama')}, ember {build.get('ember')}")
 PY

@@ -14,7 +14,7 @@ most attention rows. Norm weights are random around 1 (GGUF gemma norms include 
 llama.cpp's quantizer turns the F32 file into a Q8_0 one (LLAMA_FTYPE_MOSTLY_Q8_0 = 7) and a
 Q5_0 one (LLAMA_FTYPE_MOSTLY_Q5_0 = 8: Q5_0 matrices, the tied embedding Q8_0), and llama.cpp
 computes the logits of all 48 positions of one batch for each: flash attention on, F16 KV
-cache, n_ctx 256, one thread, no extra buffer types (as make_q5_goldens.py).
+cache, n_ctx 256, one thread, no extra buffer types (as make_synthetic_quant_goldens.py).
 
     pip install llama-cpp-python==0.3.36 gguf numpy
     python3 scripts/make_gemma3_goldens.py
@@ -36,21 +36,12 @@ except ImportError:
     sys.exit("needs: pip install llama-cpp-python==0.3.36 gguf numpy")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import llama_cpp  # noqa: E402
-from llamacpp_ref import quantize, logits as llamacpp_logits  # noqa: E402
+from llamacpp_ref import add_byte_vocab, finish, golden_dirs, quantize, write_logits_golden  # noqa: E402
 
 ARCH = "gemma3"
 D, N_LAYER, N_HEAD, N_KV, HD, FF, N_VOCAB = 128, 8, 4, 2, 64, 256, 512
 N_CTX, WINDOW, SOFTCAP, EPS = 256, 16, 8.0, 1e-6
 TOKENS = [1] + list(range(300, 347))
-
-
-def vocab():
-    normal = [f"\u2581w{i}" for i in range(N_VOCAB - 259)]
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + normal
-    scores = [0.0] * 259 + [-float(i) for i in range(len(normal))]
-    types = [2, 3, 3] + [6] * 256 + [1] * len(normal)
-    return tokens, scores, types
 
 
 def write_f32(path, seed=310):
@@ -70,16 +61,7 @@ def write_f32(path, seed=310):
     w.add_rope_freq_base(1e6)
     w.add_sliding_window(WINDOW)
     w.add_final_logit_softcapping(SOFTCAP)
-    tokens, scores, types = vocab()
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    add_byte_vocab(w, N_VOCAB)
 
     def mat(name, rows, cols, std):
         w.add_tensor(name, (rng.standard_normal((rows, cols)) * std).astype(np.float32))
@@ -106,20 +88,11 @@ def write_f32(path, seed=310):
         mat(p + "ffn_down.weight", D, FF, 1.0 / np.sqrt(FF))
         vec(p + "post_ffw_norm.weight", D, 0.1)
     vec("output_norm.weight", D, 0.1)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
 
 
 def main():
-    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    models = os.path.join(root, "tests", "models", "synthetic")
-    golden = os.path.join(root, "tests", "golden", "synthetic")
-    os.makedirs(models, exist_ok=True)
-    os.makedirs(golden, exist_ok=True)
-    from importlib import metadata
-    print(f"llama-cpp-python {llama_cpp.__version__}, gguf {metadata.version('gguf')}")
+    root, models, golden = golden_dirs()
     f32 = os.path.join(models, "gemma3-f32.gguf")
     write_f32(f32)
     q8 = os.path.join(models, "gemma3-q8_0.gguf")
@@ -127,15 +100,9 @@ def main():
     q5 = os.path.join(models, "gemma3-q5_0.gguf")
     quantize(f32, q5, 8)
     for name, path in (("f32", f32), ("q8_0", q8), ("q5_0", q5)):
-        types = {}
-        for t in gguf.GGUFReader(path).tensors:
-            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        lg = llamacpp_logits(path, TOKENS, N_CTX)
-        assert lg.shape == (len(TOKENS), N_VOCAB)
         out = os.path.join(golden, f"gemma3-{name}.llamacpp_logits_{len(TOKENS)}x{N_VOCAB}.f32")
-        lg.astype("<f4").tofile(out)
-        print(f"{os.path.relpath(path, root)}: {os.path.getsize(path)} bytes, tensors {types}; "
-              f"logit rms {np.sqrt((lg.astype(np.float64) ** 2).mean()):.3f} -> {os.path.relpath(out, root)}")
+        lg = write_logits_golden(root, path, TOKENS, N_CTX, out)
+        assert lg.shape == (len(TOKENS), N_VOCAB)
 
 
 if __name__ == "__main__":

@@ -44,22 +44,13 @@ except ImportError:
     sys.exit("needs: pip install llama-cpp-python==0.3.36 gguf numpy")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import llama_cpp  # noqa: E402
-from llamacpp_ref import quantize, logits as llamacpp_logits  # noqa: E402
+from llamacpp_ref import add_byte_vocab, finish, golden_dirs, quantize, write_logits_golden  # noqa: E402
 
 ARCH = "phi3"
 D, N_LAYER, N_HEAD, N_KV, FF, N_VOCAB = 256, 2, 4, 2, 256, 512
 HD = D // N_HEAD
 EPS = 1e-5
 TOKENS = [1] + list(range(300, 347))
-
-
-def vocab():
-    normal = [f"\u2581w{i}" for i in range(N_VOCAB - 259)]
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + normal
-    scores = [0.0] * 259 + [-float(i) for i in range(len(normal))]
-    types = [2, 3, 3] + [6] * 256 + [1] * len(normal)
-    return tokens, scores, types
 
 
 def write_f32(path, longrope, seed):
@@ -83,17 +74,7 @@ def write_f32(path, longrope, seed):
     if longrope:
         w.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE)
         w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(n_ctx_train / orig) / math.log(orig)))
-    tokens, scores, types = vocab()
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    add_byte_vocab(w, N_VOCAB, pre="default")
 
     def mat(name, rows, cols):
         w.add_tensor(name, (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32))
@@ -119,20 +100,11 @@ def write_f32(path, longrope, seed):
         mat(p + "ffn_down.weight", D, FF)
     vec("output_norm.weight", D)
     mat("output.weight", N_VOCAB, D)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
 
 
 def main():
-    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    models = os.path.join(root, "tests", "models", "synthetic")
-    golden = os.path.join(root, "tests", "golden", "synthetic")
-    os.makedirs(models, exist_ok=True)
-    os.makedirs(golden, exist_ok=True)
-    from importlib import metadata
-    print(f"llama-cpp-python {llama_cpp.__version__}, gguf {metadata.version('gguf')}")
+    root, models, golden = golden_dirs()
     path = {n: os.path.join(models, f"phi3-{n}.gguf") for n in ("f32", "q4_0", "longrope-f32", "longrope-q8_0")}
     write_f32(path["f32"], False, 330)
     write_f32(path["longrope-f32"], True, 331)
@@ -142,16 +114,10 @@ def main():
             ("longrope-q8_0", 256), ("longrope-q8_0", 512)]
     for name, n_ctx in runs:
         p = path[name]
-        types = {}
-        for t in gguf.GGUFReader(p).tensors:
-            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        lg = llamacpp_logits(p, TOKENS, n_ctx)
-        assert lg.shape == (len(TOKENS), N_VOCAB)
         ctx = "" if n_ctx == 256 else f".ctx{n_ctx}"
         out = os.path.join(golden, f"phi3-{name}{ctx}.llamacpp_logits_{len(TOKENS)}x{N_VOCAB}.f32")
-        lg.astype("<f4").tofile(out)
-        print(f"{os.path.relpath(p, root)} n_ctx {n_ctx}: {os.path.getsize(p)} bytes, tensors {types}; "
-              f"logit rms {np.sqrt((lg.astype(np.float64) ** 2).mean()):.3f} -> {os.path.relpath(out, root)}")
+        lg = write_logits_golden(root, p, TOKENS, n_ctx, out, f" n_ctx {n_ctx}")
+        assert lg.shape == (len(TOKENS), N_VOCAB)
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def q5_vectors(out, seed):
 def q2q3_vectors(out, seed, root):
     """Q2_K / Q3_K, added later still: their own random stream; and, as fixture_*.bin, the
     first 8 blocks of the first tensor of each type in tests/models/synthetic/llama-q2_k.gguf
-    (llama.cpp's quantizer output, scripts/make_q2q3_goldens.py)."""
+    (llama.cpp's quantizer output, scripts/make_synthetic_quant_goldens.py)."""
     rng = np.random.default_rng(seed)
     for t in (T.Q2_K, T.Q3_K):
         b = random_blocks(rng, t, 24)

@@ -26,7 +26,6 @@ gen_text_b64, margins (per step, llama.cpp's top-1 minus top-2 logit), min_margi
 """
 import argparse
 import base64
-import ctypes
 import os
 import sys
 
@@ -35,6 +34,9 @@ import jinja2.sandbox
 import llama_cpp
 import llama_cpp.llama_cpp as llama_c
 from gguf import GGUFReader
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llamacpp_ref import last_logits, margin  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 N_GEN = 64
@@ -131,17 +133,6 @@ def render_chat(template, messages, bos_text):
     env.globals["raise_exception"] = raise_exception
     return env.from_string(template).render(messages=messages, add_generation_prompt=True,
                                             bos_token=bos_text)
-
-
-def last_logits(llm):
-    n_vocab = llm.n_vocab()
-    ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
-    return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(n_vocab,)).copy()
-
-
-def margin(logits):
-    top2 = np.partition(logits, -2)[-2:]
-    return float(top2.max() - top2.min())
 
 
 def greedy(llm, prompt_ids):

@@ -44,8 +44,7 @@ except ImportError:
     sys.exit("needs: pip install llama-cpp-python==0.3.36 gguf numpy")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import llama_cpp  # noqa: E402
-from llamacpp_ref import quantize, logits as llamacpp_logits  # noqa: E402
+from llamacpp_ref import add_byte_vocab, finish, golden_dirs, quantize, logits as llamacpp_logits  # noqa: E402
 
 D, N_LAYER, N_HEAD, N_KV, FF, N_VOCAB = 128, 2, 2, 1, 256, 512
 HD = D // N_HEAD
@@ -72,14 +71,6 @@ def llama3_factors(base, dim, factor=8.0, low_freq_factor=1.0, high_freq_factor=
     return np.array(out, dtype=np.float32)
 
 
-def vocab():
-    normal = [f"\u2581w{i}" for i in range(N_VOCAB - 259)]
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + normal
-    scores = [0.0] * 259 + [-float(i) for i in range(len(normal))]
-    types = [2, 3, 3] + [6] * 256 + [1] * len(normal)
-    return tokens, scores, types
-
-
 def write_f32(path, seed=340):
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(path, "llama")
@@ -94,16 +85,7 @@ def write_f32(path, seed=340):
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_dimension_count(HD)
     w.add_rope_freq_base(BASE)
-    tokens, scores, types = vocab()
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    add_byte_vocab(w, N_VOCAB)
 
     def mat(name, rows, cols):
         w.add_tensor(name, (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32))
@@ -126,20 +108,11 @@ def write_f32(path, seed=340):
         mat(p + "ffn_down.weight", D, FF)
     vec("output_norm.weight", D)
     mat("output.weight", N_VOCAB, D)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
 
 
 def main():
-    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    models = os.path.join(root, "tests", "models", "synthetic")
-    golden = os.path.join(root, "tests", "golden", "synthetic")
-    os.makedirs(models, exist_ok=True)
-    os.makedirs(golden, exist_ok=True)
-    from importlib import metadata
-    print(f"llama-cpp-python {llama_cpp.__version__}, gguf {metadata.version('gguf')}")
+    root, models, golden = golden_dirs()
     print("rope_freqs:", " ".join(f"{f:.3g}" for f in llama3_factors(BASE, HD)))
     f16 = os.path.join(models, "llama31-f16.gguf")
     with tempfile.TemporaryDirectory() as tmp:

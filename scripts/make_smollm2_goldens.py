@@ -42,14 +42,17 @@ each line is "key: value".  Keys (readers should ignore keys they do not know):
 """
 import argparse
 import base64
-import ctypes
 import os
+import sys
 
 import numpy as np
 import jinja2.sandbox
 import llama_cpp
 import llama_cpp.llama_cpp as llama_c
 from gguf import GGUFReader
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llamacpp_ref import last_logits, margin  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 OUT = os.path.join(ROOT, "tests", "golden", "smollm2")
@@ -115,17 +118,6 @@ def chat_template(model_path):
 def render_chat(template, messages):
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     return env.from_string(template).render(messages=messages, add_generation_prompt=True)
-
-
-def last_logits(llm):
-    n_vocab = llm.n_vocab()
-    ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
-    return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(n_vocab,)).copy()
-
-
-def margin(logits):
-    top2 = np.partition(logits, -2)[-2:]
-    return float(top2.max() - top2.min())
 
 
 def greedy(llm, prompt_ids):

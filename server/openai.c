@@ -188,6 +188,36 @@ static int parse_sampling(const cJSON *o, oai_request *r, oai_error *err) {
     return 0;
 }
 
+/* "speculative": false | true | {"lookup": bool, "ngram", "n_max", "n_min", "p_min"}. */
+static int parse_speculative(const cJSON *o, oai_request *r, oai_error *err) {
+    oai_spec *sp = &r->spec;
+    sp->mode = OAI_SPEC_DEFAULT;
+    sp->n_max = sp->n_min = -1;
+    sp->p_min = -1;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "speculative");
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsBool(v)) { sp->mode = cJSON_IsTrue(v) ? OAI_SPEC_ON : OAI_SPEC_OFF; return 0; }
+    if (!cJSON_IsObject(v)) return BAD("'speculative' must be a boolean or an object");
+    sp->mode = OAI_SPEC_ON;
+    int lookup = -1, k;
+    double d;
+    if (get_bool(v, "lookup", &lookup, err) < 0) return -1;
+    if (lookup >= 0) sp->mode = lookup ? OAI_SPEC_LOOKUP : OAI_SPEC_DRAFT;
+    static const char *const ngram_names[] = { "ngram", "ngram_size_n" };
+    for (int i = 0; i < 2; i++) {
+        if ((k = get_num(v, ngram_names[i], 1, 64, 1, &d, err)) < 0) return -1;
+        if (k) sp->ngram = (int)d;
+    }
+    if ((k = get_num(v, "n_max", 1, 64, 1, &d, err)) < 0) return -1;
+    if (k) sp->n_max = (int)d;
+    if ((k = get_num(v, "n_min", 0, 64, 1, &d, err)) < 0) return -1;
+    if (k) sp->n_min = (int)d;
+    if ((k = get_num(v, "p_min", 0, 1, 0, &d, err)) < 0) return -1;
+    if (k) sp->p_min = d;
+    if (sp->n_max >= 0 && sp->n_min > sp->n_max) return BAD("'speculative.n_min' must not exceed 'n_max'");
+    return 0;
+}
+
 static int parse_stream_stop(const cJSON *o, oai_request *r, oai_error *err) {
     if (get_bool(o, "stream", &r->stream, err) < 0) return -1;
     if (r->kind == OAI_COMPLETION && get_bool(o, "parse_special", &r->parse_special, err) < 0) return -1;
@@ -326,7 +356,7 @@ int oai_parse_request(const char *body, size_t len, oai_kind kind,
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
     if (model && !cJSON_IsNull(model) && !cJSON_IsString(model)) { BAD("'model' must be a string"); goto done; }
     if (cJSON_IsString(model) && !(r->model = strdup(model->valuestring))) { BAD("out of memory"); goto done; }
-    if (parse_sampling(o, r, err) || parse_stream_stop(o, r, err)) goto done;
+    if (parse_sampling(o, r, err) || parse_stream_stop(o, r, err) || parse_speculative(o, r, err)) goto done;
     rc = kind == OAI_CHAT ? parse_messages(o, r, err) : parse_prompt(o, r, err);
 done:
     cJSON_Delete(o);
@@ -361,6 +391,10 @@ static void add_usage(cJSON *root, const oai_usage *u) {
     cJSON_AddNumberToObject(us, "total_tokens", u->prompt_tokens + u->completion_tokens);
     cJSON *d = cJSON_AddObjectToObject(us, "prompt_tokens_details");
     cJSON_AddNumberToObject(d, "cached_tokens", u->cached_tokens);
+    if (u->speculative) {
+        cJSON_AddNumberToObject(us, "draft_n", u->draft_n);
+        cJSON_AddNumberToObject(us, "draft_n_accepted", u->draft_n_accepted);
+    }
 }
 
 static cJSON *envelope(const char *object, const char *id, long created, const char *model) {

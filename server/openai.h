@@ -23,6 +23,17 @@ typedef struct oai_message { char *role; char *content; } oai_message;
 /* One /v1/completions prompt: text, or token ids when the client sent an id array. */
 typedef struct oai_prompt { char *text; int32_t *tokens; int n_tokens; } oai_prompt;
 
+/* The request's "speculative" field (docs/server.md): absent or null: the server's default;
+ * false: off; true: on (the server's draft model, else prompt lookup); an object: on, with
+ * "lookup": true (prompt lookup) or false (the draft model) and the optional sizes. */
+typedef enum oai_spec_mode { OAI_SPEC_DEFAULT, OAI_SPEC_OFF, OAI_SPEC_ON, OAI_SPEC_LOOKUP, OAI_SPEC_DRAFT } oai_spec_mode;
+typedef struct oai_spec {
+    oai_spec_mode mode;
+    int ngram;                   /* "ngram" / "ngram_size_n": longest lookup n-gram, 1..64; 0: default */
+    int n_max, n_min;            /* "n_max" 1..64, "n_min" 0..64: draft length; -1: default */
+    double p_min;                /* "p_min" [0, 1]: the draft model's confidence floor; -1: default */
+} oai_spec;
+
 typedef struct oai_request {
     oai_kind kind;
     char *model;                 /* as sent, or NULL */
@@ -37,6 +48,7 @@ typedef struct oai_request {
     int stream, include_usage;
     int parse_special;           /* completions: control-token text in the prompt becomes
                                     control tokens ("parse_special": true; default false) */
+    oai_spec spec;               /* "speculative" */
 } oai_request;
 
 /* An error reply. n_prompt_tokens/n_ctx > 0 add the exceed_context_size_error fields. */
@@ -47,7 +59,13 @@ typedef struct oai_error {
     int n_prompt_tokens, n_ctx;
 } oai_error;
 
-typedef struct oai_usage { int prompt_tokens, completion_tokens, cached_tokens; } oai_usage;
+/* draft_n / draft_n_accepted (llama.cpp's server's names) appear when speculative is set:
+ * tokens drafted and sent to verification, and of those the ones accepted (counted up to
+ * where the generation ended). */
+typedef struct oai_usage {
+    int prompt_tokens, completion_tokens, cached_tokens;
+    int speculative, draft_n, draft_n_accepted;
+} oai_usage;
 
 /* Parses a request body of `len` bytes. Returns 0, or the HTTP status (400) with *err
  * filled: malformed JSON or UTF-8, anything but whitespace after the JSON value, wrong

@@ -193,6 +193,14 @@ TEST(chat_default_model) {
     CHECK(ember("run -p hi -n 200 -c 64 --temp 0 --ignore-eos --context-shift --keep 2 --ids") == 0);
     CHECKF(count_words(out) == 200, "run with --context-shift printed %d ids", count_words(out));
     CHECK(ember("run -p hi -n 2 --kv-policy sideways") == 1 && strstr(err, "sideways"));
+    /* the bounded policies go on past the context as well; parameters that do not fit are refused */
+    CHECK(ember("run -p hi -n 200 -c 64 --temp 0 --ignore-eos --kv-policy sink --kv-sink 4 --kv-window 40 --ids") == 0);
+    CHECKF(count_words(out) == 200, "run with --kv-policy sink printed %d ids", count_words(out));
+    CHECK(ember("run -p hi -n 200 -c 64 --temp 0 --ignore-eos --kv-policy elastic --kv-ratio 0.3 --ids") == 0);
+    CHECKF(count_words(out) == 200, "run with --kv-policy elastic printed %d ids", count_words(out));
+    CHECK(ember_in("chat --temp 0 -c 96 -n 40 --ignore-eos --kv-policy sink", turns) == 0);
+    CHECK(ember("run -p hi -n 2 -c 64 --kv-policy sink --kv-window 64") == 1 && strstr(err, "window of 64"));
+    CHECK(ember("run -p hi -n 2 --kv-policy elastic --kv-ratio 1.5") == 1 && strstr(err, "ratio 1.5"));
     const char *m = fixture_path("models/stories260K.gguf");  /* no chat template */
     if (file_exists(m)) {
         char args[1024];
@@ -552,7 +560,6 @@ TEST(run_speculative) {
         int rc = ember(args);
         CHECKF(rc == 1 && !strcmp(err, bad[i][1]), "%s: exit %d, '%s'", bad[i][0], rc, err);
     }
-    CHECK(ember_in("chat --lookup", "") == 1 && strstr(err, "'ember run' only"));
     const char *dm = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     if (!file_exists(dm)) SKIP("default model missing: run scripts/fetch-model.sh");
     const char *p = "-p 'x = [1, 2, 3]\ny = [1, 2, 3]\nz = [1, 2,' -n 24 --temp 0 --ids";
@@ -581,6 +588,51 @@ TEST(run_speculative) {
     CHECK(ember("run -p hi -n 2 -md tests/models/llama-f32.gguf") == 1 && strstr(err, "vocabulary"));
 }
 
+/* Speculative decoding in `chat` (and in `run` under a context shift): the same text as
+ * plain decoding with prompt lookup and with the default model drafting for itself, in
+ * conversations whose replies end inside an accepted draft (-n 7), with a repetition
+ * penalty (the sampler's history must hold only the printed tokens), and in a context of
+ * 96 that shifts several times mid-reply; -v prints the counts. */
+TEST(chat_speculative) {
+    const char *dm = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!file_exists(dm)) SKIP("default model missing: run scripts/fetch-model.sh");
+    static const char *const convs[][2] = {
+        { "-n 24", "What is 2+2?\nAnd 3+3?\nSay both answers again.\n" },
+        { "-n 7", "Count from 1 to 20.\nAgain, please.\nOnce more.\n" },
+        { "-n 30 --repeat-penalty 1.3 --repeat-last-n 16", "List five fruits.\nList them again.\n" },
+        { "-c 96 -n 40 --ignore-eos", "Tell me a story.\nAnother one.\nAnd a third.\n" },
+    };
+    static const char *const ways[] = {
+        "--lookup", "--lookup --lookup-ngram 1 --draft-max 3",
+        "-md models/SmolLM2-135M-Instruct.Q4_1.gguf --draft-max 4",
+    };
+    static char want[sizeof out];
+    char args[512];
+    for (size_t c = 0; c < sizeof convs / sizeof *convs; c++) {
+        snprintf(args, sizeof args, "chat --temp 0 %s", convs[c][0]);
+        CHECKF(ember_in(args, convs[c][1]) == 0, "%s: %s", args, err);
+        memcpy(want, out, sizeof out);
+        for (size_t w = 0; w < sizeof ways / sizeof *ways; w++) {
+            snprintf(args, sizeof args, "chat --temp 0 %s %s", convs[c][0], ways[w]);
+            int rc = ember_in(args, convs[c][1]);
+            CHECKF(rc == 0 && !strcmp(out, want), "%s: exit %d\n%s\nvs plain\n%s\n%s", args, rc, out, want, err);
+        }
+    }
+    CHECK(ember_in("chat --temp 0 -n 24 --lookup -v", "Repeat after me: one two three one two three.\n") == 0);
+    long long d = -1, a = -2;
+    const char *sv = strstr(err, "speculative: ");
+    CHECKF(sv && sscanf(sv, "speculative: %lld drafted, %lld accepted", &d, &a) == 2 && d > 0 && a >= 0 && a <= d,
+           "%s", err);
+    const char *shift = "run -p hi -n 200 -c 64 --temp 0 --ignore-eos --context-shift --keep 2 --ids";
+    CHECK(ember(shift) == 0);
+    memcpy(want, out, sizeof out);
+    for (size_t w = 0; w < sizeof ways / sizeof *ways; w++) {
+        snprintf(args, sizeof args, "%s %s", shift, ways[w]);
+        int rc = ember(args);
+        CHECKF(rc == 0 && !strcmp(out, want), "%s: exit %d\n%s\nvs plain\n%s\n%s", args, rc, out, want, err);
+    }
+}
+
 int main(void) {
     RUN(run_stories_text_and_ids);
     RUN(run_gguf_prompt);
@@ -602,5 +654,6 @@ int main(void) {
     RUN(long_prompt_progress);
     RUN(gguf_load_warnings);
     RUN(run_speculative);
+    RUN(chat_speculative);
     return test_done();
 }

@@ -737,13 +737,16 @@ TEST(test_hostile_tensors) {
     expect_fail(&b, "tensor 't': n_dims is 0");
     one_tensor(&b, "t", 5, (const uint64_t[]){32, 1, 1, 1, 1}, 0, 0, 256);
     expect_fail(&b, "n_dims is 5");
-    static const uint32_t badt[] = {4, 5, 31, 33, 36, 38, 40, 255, 0xFFFFFFFFu};
+    /* 64, 66: ember's internal numbers of its own types, which are 4096.. in files */
+    static const uint32_t badt[] = {4, 5, 31, 33, 36, 38, 40, 64, 66, 255, 4095, 4109, 0xFFFFFFFFu};
     for (size_t i = 0; i < sizeof badt / sizeof badt[0]; i++) {
         one_tensor(&b, "t", 2, ne4, badt[i], 0, 256);
         expect_fail(&b, "unknown or retired ggml type");
     }
     one_tensor(&b, "t", 1, (const uint64_t[]){33}, 2, 0, 256);
     expect_fail(&b, "ne[0] = 33 is not a multiple of the q4_0 block size 32");
+    one_tensor(&b, "t", 1, (const uint64_t[]){96}, 4098, 0, 256);  /* file id 4098: ember's INT4 */
+    expect_fail(&b, "ne[0] = 96 is not a multiple of the int4 block size 64");
     one_tensor(&b, "t", 2, (const uint64_t[]){32, UINT64_MAX}, 0, 0, 256);
     expect_fail(&b, "ne[1] = 18446744073709551615 is negative");
     one_tensor(&b, "t", 4, (const uint64_t[]){1u << 31, 1u << 31, 1u << 31, 1}, 0, 0, 256);

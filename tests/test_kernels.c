@@ -27,6 +27,8 @@
  *                 f32 attention on the unquantized rows within the bound of the pair
  *                 (attn_kv_bound below).
  *   rmsnorm       relative 4 * 2^-24 (double sums of squares in a different order).
+ *   ssm_scan      bit-exact (states and outputs), d_state at and off the 32-value blocks;
+ *                 ref against its definition (state values exact, y within 64 ulps).
  *   swiglu/softmax relative 8 * 2^-24 + 1e-37 absolute (the AVX2 expf is within ~1 ulp of
  *                 exact, libm's within 1, plus the divide/multiply roundings); the largest
  *                 error seen is printed in ulps. */
@@ -83,6 +85,23 @@ static void rand_row(int t, void *w, int64_t n) {
         case EM_IQ4_XS: { block_iq4_xs *b = (block_iq4_xs *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         case EM_TQ1_0: { block_tq1_0 *b = (block_tq1_0 *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
         case EM_TQ2_0: { block_tq2_0 *b = (block_tq2_0 *)w + i; rand_bytes(b, sizeof *b); b->d = rscale(); break; }
+        default:
+            if (em_int_bits(t)) {  /* ember's INT: random codes, d and m as q4_1's */
+                uint8_t *b = (uint8_t *)w + i * em_int_block_bytes(em_int_bits(t));
+                rand_bytes(b, em_int_block_bytes(em_int_bits(t)));
+                const uint16_t d = rscale(), m = h16(frand() * 0.3f);
+                memcpy(b, &d, 2);
+                memcpy(b + 2, &m, 2);
+            } else if (t == EM_OVP4) {  /* random nibbles: victim markers, outliers, both markers */
+                block_ovp4 *b = (block_ovp4 *)w + i;
+                rand_bytes(b->qs, sizeof b->qs);
+                b->d = rscale();
+            } else if (em_bfp_bits(t)) {  /* BFP: random mantissas, exponents 2^-12..2^-3, some zero blocks */
+                uint8_t *b = (uint8_t *)w + i * em_bfp_block_bytes(em_bfp_bits(t));
+                rand_bytes(b, em_bfp_block_bytes(em_bfp_bits(t)));
+                b[0] = rnd() % 16 == 0 ? 0 : (uint8_t)(115 + rnd() % 10);
+            }
+            break;
         }
     }
 }
@@ -99,12 +118,13 @@ static void dequant_part(int t, const void *w, int64_t n, int part, float *out) 
         if (t == EM_Q4_K) { block_q4_K *b = (block_q4_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
         if (t == EM_Q5_K) { block_q5_K *b = (block_q5_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
         if (t == EM_Q2_K) { block_q2_K *b = (block_q2_K *)(c + off); if (part) b->d = 0; else b->dmin = 0; }
+        if (em_int_bits(t)) { uint8_t *b = c + off; memset(b + (part ? 0 : 2), 0, 2); }
     }
     em_dequantize_row(t, c, out, n);
     free(c);
 }
 
-static int affine(int t) { return t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K || t == EM_Q2_K; }
+static int affine(int t) { return t == EM_Q4_1 || t == EM_Q5_1 || t == EM_Q4_K || t == EM_Q5_K || t == EM_Q2_K || em_int_bits(t); }
 
 /* ---- matmul ---- */
 
@@ -210,7 +230,9 @@ static int mm_check(mm_case *m) {
 
 static const int mm_types[] = { EM_F32, EM_F16, EM_BF16, EM_Q8_0, EM_Q4_0, EM_Q4_1, EM_Q5_0, EM_Q5_1, EM_Q4_K, EM_Q5_K, EM_Q6_K,
                                 EM_Q2_K, EM_Q3_K,
-                                EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0 };
+                                EM_IQ4_NL, EM_IQ4_XS, EM_TQ1_0, EM_TQ2_0,
+                                EM_INT2, EM_INT3, EM_INT4, EM_INT5, EM_INT6, EM_INT7, EM_INT8,
+                                EM_BFP3, EM_BFP4, EM_BFP5, EM_BFP6, EM_BFP7, EM_OVP4 };
 
 static int mm_one(int t, int64_t n, int rows, int r0, int r1, int ncols) {
     mm_case m = { .t = t, .n = n, .rows = rows, .r0 = r0, .r1 = r1, .ncols = ncols };
@@ -223,12 +245,13 @@ static int mm_one(int t, int64_t n, int rows, int r0, int r1, int ncols) {
 /* Sizes around block edges, every ncols, random row counts and r0 > 0. */
 TEST(matmul_sizes) {
     static const int64_t n32[] = { 32, 64, 96, 160, 512, 1056 }, nk[] = { 256, 512, 768, 1280 };
+    static const int64_t n64[] = { 64, 128, 192, 576, 1088 };
     static const int64_t nf[] = { 1, 3, 8, 15, 16, 33, 100, 257 };
     static const int rowsv[] = { 1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 37 };
     for (size_t ti = 0; ti < sizeof mm_types / sizeof mm_types[0]; ti++) {
         const int t = mm_types[ti], blck = em_type_get(t)->blck;
-        const int64_t *ns = blck == 1 ? nf : blck == 32 ? n32 : nk;
-        const int nn = blck == 1 ? 8 : blck == 32 ? 6 : 4;
+        const int64_t *ns = blck == 1 ? nf : blck == 32 ? n32 : blck == 64 ? n64 : nk;
+        const int nn = blck == 1 ? 8 : blck == 32 ? 6 : blck == 64 ? 5 : 4;
         int fails = 0;
         for (int seed = 0; seed < 3; seed++)
             for (int in = 0; in < nn; in++)
@@ -266,6 +289,9 @@ TEST(matmul_long_rows) {
         mm_one(EM_Q3_K, 256 * 70, 2, 0, 2, nc);
         mm_one(EM_IQ4_NL, 32 * 515, 5, 1, 5, nc);
         mm_one(EM_IQ4_XS, 256 * 70, 2, 0, 2, nc);
+        mm_one(EM_INT3, 64 * 259, 3, 0, 3, nc);
+        mm_one(EM_BFP5, 32 * 515, 3, 1, 3, nc);
+        mm_one(EM_OVP4, 64 * 259, 3, 0, 3, nc);
     }
 }
 
@@ -516,6 +542,61 @@ static double rel_ulps(float a, float r) {
     return fabs((double)a - r) / (fabs((double)r) / 16777216.0 + 1e-45);
 }
 
+/* ssm_scan: random states and inputs, d_state at and off the 32-value blocks, hd 1..5. The
+ * ref against its definition (new state values exact, y within 64 ulps of the sum's
+ * magnitude of a double computation); each ISA against ref bit for bit (same lanes, same
+ * order). */
+static const int ssm_ds[] = { 1, 16, 31, 32, 40, 64, 100, 128 };
+static void ssm_inputs(int hd, int ds, float *S, float *x, float *B, float *C) {
+    for (int i = 0; i < hd * ds; i++) S[i] = grand();
+    for (int i = 0; i < hd; i++) x[i] = grand();
+    for (int j = 0; j < ds; j++) { B[j] = grand(); C[j] = grand(); }
+}
+
+TEST(ssm_scan_ref) {
+    for (size_t k = 0; k < sizeof ssm_ds / sizeof ssm_ds[0]; k++)
+        for (int hd = 1; hd <= 5; hd += 2) {
+            const int ds = ssm_ds[k];
+            float S[5 * 128], S0[5 * 128], x[5], B[128], C[128], y[6];
+            ssm_inputs(hd, ds, S, x, B, C);
+            memcpy(S0, S, sizeof S);
+            const float dA = 0.5f + 0.5f * frand() * frand(), dt = 0.01f + fabsf(frand()), D = frand();
+            y[hd] = 42.0f;
+            ref->ssm_scan(S, x, B, C, dA, dt, D, y, hd, ds);
+            for (int i = 0; i < hd; i++) {
+                double sum = 0, mag = 0;
+                const float x_dt = x[i] * dt;
+                for (int j = 0; j < ds; j++) {
+                    const float v = S0[i * ds + j] * dA + B[j] * x_dt;
+                    CHECK(fbits(S[i * ds + j]) == fbits(v));
+                    sum += (double)v * C[j];
+                    mag += fabs((double)v * C[j]);
+                }
+                const float want = (float)sum + x[i] * D;
+                CHECKF(fabs((double)y[i] - want) <= 64.0 / 16777216.0 * (mag + fabs(x[i] * D)),
+                       "ds %d hd %d: y %.9g vs %.9g", ds, hd, y[i], want);
+            }
+            CHECK(y[hd] == 42.0f);
+        }
+}
+
+TEST(ssm_scan_vs_ref) {
+    for (size_t k = 0; k < sizeof ssm_ds / sizeof ssm_ds[0]; k++)
+        for (int hd = 1; hd <= 5; hd++) {
+            const int ds = ssm_ds[k];
+            float S1[5 * 128], S2[5 * 128], x[5], B[128], C[128], y1[6], y2[6];
+            ssm_inputs(hd, ds, S1, x, B, C);
+            memcpy(S2, S1, sizeof S1);
+            const float dA = 0.5f + 0.5f * frand() * frand(), dt = 0.01f + fabsf(frand()), D = frand();
+            y2[hd] = 42.0f;
+            ref->ssm_scan(S1, x, B, C, dA, dt, D, y1, hd, ds);
+            isa->ssm_scan(S2, x, B, C, dA, dt, D, y2, hd, ds);
+            CHECKF(!memcmp(S1, S2, sizeof(float) * hd * ds) && !memcmp(y1, y2, sizeof(float) * hd),
+                   "%s ssm_scan ds %d hd %d differs from ref", isa_name, ds, hd);
+            CHECK(y2[hd] == 42.0f);
+        }
+}
+
 TEST(swiglu_vs_ref) {
     double worst = 0;
     for (size_t in = 0; in < sizeof vec_ns / sizeof vec_ns[0]; in++) {
@@ -640,6 +721,7 @@ int main(void) {
     RUN(softmax2_ref);
     RUN(attn3_ref);
     RUN(attn_kv_ref_vs_f32);
+    RUN(ssm_scan_ref);
     const char *names[8];
     const int n = em_kernels_list(names, 8);
     int tested = 0;
@@ -659,6 +741,7 @@ int main(void) {
         RUN(attn_kv_vs_ref);
         RUN(rmsnorm_vs_ref);
         RUN(swiglu_vs_ref);
+        RUN(ssm_scan_vs_ref);
         RUN(softmax_vs_ref);
         RUN(softmax2_vs_ref);
     }

@@ -135,8 +135,7 @@ static int syn_i;
 TEST(synthetic_vs_llamacpp) { syn(syn_names[syn_i]); }
 
 /* The same synthetic F32 model quantized to more types by llama.cpp, committed with their
- * logits (scripts/make_q5_goldens.py, scripts/make_q2q3_goldens.py,
- * scripts/make_iq_tq_goldens.py): tests/models/synthetic, tests/golden/synthetic.
+ * logits (scripts/make_synthetic_quant_goldens.py): tests/models/synthetic, tests/golden/synthetic.
  * IQ4_XS, TQ2_0 and TQ1_0 come out within 5e-7 of llama.cpp's with
  * the ref and x86 kernel sets (the x86 ones repeat its AVX2 float order); NEON's TQ order
  * differs and shows a Q8 rounding flip (9e-3). IQ4_NL: llama.cpp computes
@@ -151,7 +150,7 @@ TEST(synthetic_local_vs_llamacpp) {
     snprintf(m, sizeof m, "tests/models/synthetic/%s.gguf", syn_local_names[syn_i]);
     snprintf(g, sizeof g, "tests/golden/synthetic/%s.llamacpp_logits_32x512.f32", syn_local_names[syn_i]);
     snprintf(label, sizeof label, "tests/models/synthetic/%s.gguf", syn_local_names[syn_i]);
-    if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_q5_goldens.py, make_iq_tq_goldens.py)", m);
+    if (!file_exists(m) || !file_exists(g)) SKIP("missing: %s (scripts/make_synthetic_quant_goldens.py)", m);
     check_llamacpp_at(m, g, label, 32, 300);
 }
 

@@ -87,7 +87,7 @@ TEST(unsupported_architecture) {
  * elements, 66 bytes), so retyping a tq2_0 tensor in its header keeps the file valid. */
 TEST(unsupported_weight_type) {
     const char *p = "tests/models/synthetic/llama-tq2_0.gguf";
-    if (!file_exists(p)) SKIP("missing: %s (scripts/make_iq_tq_goldens.py)", p);
+    if (!file_exists(p)) SKIP("missing: %s (scripts/make_synthetic_quant_goldens.py)", p);
     size_t n;
     unsigned char *d = read_file(p, &n);
     static const char name[] = "blk.0.attn_q.weight";
@@ -219,6 +219,46 @@ TEST(context_limits) {
     ember_model_free(m);
 }
 
+/* The compute roofline of `ember bench`: multiply-adds per token counted from the shapes
+ * (the synthetic llama: 2 layers of q 256x256, k and v 128x256, o 256x256, gate and up
+ * 768x256, down 256x768, plus the untied 512x256 output; the token_embd lookup is not a
+ * product), split by how the kernels run them; and the peak probe of every ISA here. */
+TEST(roofline_counts) {
+    const int64_t per_layer = 256 * 256 + 2 * 128 * 256 + 256 * 256 + 3 * 768 * 256;
+    const uint64_t want = (uint64_t)(2 * per_layer + 512 * 256);
+    static const char *const files[] = { "synthetic/llama-q8_0.gguf", "synthetic/llama-f32.gguf" };
+    for (int f = 0; f < 2; f++) {
+        const char *p = fixture_path(files[f]);
+        if (!file_exists(p)) SKIP("missing: %s", p);
+        ember_model *m = NULL;
+        CHECK(ember_model_load(p, NULL, &m) == EMBER_OK);
+        ember_context_params cp = ember_context_default_params();
+        cp.n_ctx = 8;
+        ember_context *c = NULL;
+        CHECK(ember_context_new(m, &cp, &c) == EMBER_OK);
+        uint64_t i8 = 1, fl = 1;
+        CHECK(ember_context_macs_per_token(c, &i8, &fl) == want);
+        CHECK(f == 0 ? (i8 == want && fl == 0) : (i8 == 0 && fl == want));
+        ember_context_free(c);
+        ember_model_free(m);
+    }
+    CHECK(ember_context_macs_per_token(NULL, NULL, NULL) == 0);
+    static const char *const isas[] = { "ref", "avx2", "avx512", "neon" };
+    for (int i = 0; i < 4; i++)
+        for (int kind = EMBER_PEAK_INT8; kind <= EMBER_PEAK_F32; kind++) {
+            double g = -1;
+            ember_status st = ember_compute_peak(1, (ember_peak_kind)kind, isas[i], &g);
+            if (st != EMBER_OK) { CHECK(st == EMBER_E_INVALID && g == 0); continue; } /* not on this CPU */
+            CHECK(g > 0);
+        }
+    double g = -1;
+    CHECK(ember_compute_peak(0, EMBER_PEAK_INT8, NULL, &g) == EMBER_OK && g > 0);
+    CHECK(ember_compute_peak(1, (ember_peak_kind)7, NULL, &g) == EMBER_E_INVALID && g == 0);
+    CHECK(ember_compute_peak(-1, EMBER_PEAK_F32, NULL, &g) == EMBER_E_INVALID);
+    CHECK(ember_compute_peak(1, EMBER_PEAK_F32, "mmx", &g) == EMBER_E_INVALID);
+    CHECK(ember_compute_peak(1, EMBER_PEAK_F32, NULL, NULL) == EMBER_E_INVALID);
+}
+
 int main(void) {
     RUN(hparams_smollm2_shape);
     RUN(missing_file_and_bad_args);
@@ -230,5 +270,6 @@ int main(void) {
     RUN(flipped_bytes);
     RUN(l2c_bad_files);
     RUN(context_limits);
+    RUN(roofline_counts);
     return test_done();
 }

@@ -192,9 +192,63 @@ static cJSON *json(char *s) {
     return j;
 }
 
+/* "speculative": absent (the server's default), false, true, an object with "lookup"
+ * and the sizes (llama.cpp's "ngram_size_n" spelling too); wrong types and ranges are 400. */
+TEST(speculative_field) {
+    oai_request r;
+    oai_error e;
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"a\"}", &r, &e) == 0);
+    CHECK(r.spec.mode == OAI_SPEC_DEFAULT && r.spec.n_max == -1 && r.spec.n_min == -1 && r.spec.p_min < 0 &&
+          r.spec.ngram == 0);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"a\",\"speculative\":false}", &r, &e) == 0 && r.spec.mode == OAI_SPEC_OFF);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"a\",\"speculative\":true}", &r, &e) == 0 && r.spec.mode == OAI_SPEC_ON);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"a\",\"speculative\":null}", &r, &e) == 0 &&
+          r.spec.mode == OAI_SPEC_DEFAULT);
+    oai_request_free(&r);
+    CHECK(parse(OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"speculative\":"
+                "{\"lookup\":true,\"ngram\":2,\"n_max\":5,\"n_min\":1,\"p_min\":0.25}}", &r, &e) == 0);
+    CHECK(r.spec.mode == OAI_SPEC_LOOKUP && r.spec.ngram == 2 && r.spec.n_max == 5 && r.spec.n_min == 1 &&
+          r.spec.p_min == 0.25);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"a\",\"speculative\":{\"lookup\":false,\"ngram_size_n\":4}}", &r, &e) == 0);
+    CHECK(r.spec.mode == OAI_SPEC_DRAFT && r.spec.ngram == 4);
+    oai_request_free(&r);
+    CHECK(parse(OAI_COMPLETION, "{\"prompt\":\"a\",\"speculative\":{}}", &r, &e) == 0 && r.spec.mode == OAI_SPEC_ON);
+    oai_request_free(&r);
+    static const char *const bad[] = {
+        "\"yes\"", "1", "[]", "{\"lookup\":1}", "{\"n_max\":0}", "{\"n_max\":65}", "{\"n_max\":2.5}",
+        "{\"n_min\":-1}", "{\"p_min\":1.5}", "{\"ngram\":0}", "{\"ngram\":65}", "{\"n_min\":3,\"n_max\":2}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char body[160];
+        snprintf(body, sizeof body, "{\"prompt\":\"a\",\"speculative\":%s}", bad[i]);
+        int st = parse(OAI_COMPLETION, body, &r, &e);
+        CHECKF(st == 400 && !strcmp(e.type, "invalid_request_error"), "%s: %d", bad[i], st);
+        oai_request_free(&r);
+    }
+}
+
+/* usage carries draft_n / draft_n_accepted (llama.cpp's names) only for a speculative request. */
+TEST(usage_draft_counts) {
+    const char *texts[] = { "Hi" }, *fin[] = { "stop" };
+    oai_usage u = { 3, 4, 0, 0, 0, 0 };
+    char *s = oai_response_json(OAI_COMPLETION, "c", 1, "m", texts, fin, 1, &u);
+    CHECK(s && !strstr(s, "draft_n"));
+    free(s);
+    u.speculative = 1;
+    u.draft_n = 9;
+    u.draft_n_accepted = 6;
+    s = oai_chunk_json(OAI_CHAT, "id", 1, "m", NULL, NULL, 0, NULL, &u);
+    CHECK(s && strstr(s, "\"draft_n\":9,\"draft_n_accepted\":6"));
+    free(s);
+}
+
 TEST(response_shapes) {
     const char *texts[] = { "Hello", "bad \xFF byte" }, *fin[] = { "stop", "length" };
-    oai_usage u = { 10, 5, 4 };
+    oai_usage u = { 10, 5, 4, 0, 0, 0 };
     cJSON *j = json(oai_response_json(OAI_CHAT, "chatcmpl-1", 7, "m", texts, fin, 1, &u));
     CHECK(j != NULL);
     if (!j) return;
@@ -223,7 +277,7 @@ TEST(chunk_shapes) {
     s = oai_chunk_json(OAI_CHAT, "id", 1, "m", NULL, NULL, 0, "stop", NULL);
     CHECK(s && strstr(s, "\"delta\":{},\"finish_reason\":\"stop\""));
     free(s);
-    oai_usage u = { 3, 4, 0 };
+    oai_usage u = { 3, 4, 0, 0, 0, 0 };
     s = oai_chunk_json(OAI_CHAT, "id", 1, "m", NULL, NULL, 0, NULL, &u);
     CHECK(s && strstr(s, "\"choices\":[]") && strstr(s, "\"total_tokens\":7"));
     free(s);
@@ -276,6 +330,8 @@ int main(void) {
     RUN(sampling_ranges_from_library);
     RUN(parse_special_field);
     RUN(invalid_utf8_and_nesting);
+    RUN(speculative_field);
+    RUN(usage_draft_counts);
     RUN(response_shapes);
     RUN(chunk_shapes);
     RUN(error_body);

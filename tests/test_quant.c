@@ -117,7 +117,7 @@ TEST(test_type_info) {
         CHECK(em_row_size(want[i].t, 4096) == 4096 / want[i].blck * want[i].bytes);
     }
     for (int t = -2; t < EM_TYPE_COUNT + 2; t++) count += em_type_get(t) != NULL;
-    CHECK(count == 19);
+    CHECK(count == 32);  /* 19 ggml types, 13 of ember's own */
     CHECK(em_type_get(16) == NULL && em_type_get(EM_TYPE_COUNT) == NULL && em_type_get(-1) == NULL);
     /* the same table knows the types ember does not compute with, for GGUF layout */
     const em_type_info *iq2 = em_type_traits(16), *mx = em_type_traits(39);
@@ -350,9 +350,9 @@ TEST(test_quant_vectors) {
 }
 
 /* The weight quantizers against llama.cpp's own: tests/models/synthetic holds the
- * synthetic F32 fixture quantized by llama_model_quantize (scripts/make_q5_goldens.py,
- * scripts/make_iq_tq_goldens.py), which uses ggml's quantize_<type> without an importance
- * matrix. Quantizing the F32 rows here must give the same bytes, tensor by tensor. */
+ * synthetic F32 fixture quantized by llama_model_quantize
+ * (scripts/make_synthetic_quant_goldens.py), which uses ggml's quantize_<type> without an
+ * importance matrix. Quantizing the F32 rows here must give the same bytes, tensor by tensor. */
 TEST(test_quantizers_vs_llamacpp) {
     const char *f32 = fixture_path("synthetic/llama-f32.gguf");
     static const struct { const char *file; int type, count; } q[] = {
@@ -365,7 +365,7 @@ TEST(test_quantizers_vs_llamacpp) {
     };
     if (!file_exists(f32)) SKIP("fixture missing: %s", f32);
     for (size_t k = 0; k < sizeof q / sizeof q[0]; k++)
-        if (!file_exists(q[k].file)) SKIP("missing: %s (scripts/make_q5_goldens.py, make_iq_tq_goldens.py)", q[k].file);
+        if (!file_exists(q[k].file)) SKIP("missing: %s (scripts/make_synthetic_quant_goldens.py)", q[k].file);
     char err[256];
     gguf_ctx *src = gguf_open(f32, err, sizeof err);
     CHECKF(src, "%s", err);

@@ -6,12 +6,18 @@
  * type of every tensor and a sha256 over every tensor's name and data with what
  * llama-quantize wrote; the same for the trained stories260K fixture with an importance
  * matrix that llama-imatrix computed on it. Also: the thread count does not change the bytes, the legacy .dat
- * imatrix gives the same result as the GGUF one, and a failed run leaves no file. */
+ * imatrix gives the same result as the GGUF one, and a failed run leaves no file.
+ * ember's own formats (INT2..INT8, BFP3..BFP7, OVP4; no llama.cpp reference exists): their
+ * layout against a decoder written here from quant.h's description, the quantizers' error
+ * against plain round-to-nearest, the scalar dot against a double dot, the GGUF type ids,
+ * and stories260K quantized to each: loads, runs, and its logits approach F32's as the
+ * width grows. */
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "ember.h"
 #include "model/gguf.h"
+#include "quant/quant.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------- sha256 (FIPS 180-4) */
@@ -518,6 +524,324 @@ TEST(test_imatrix_legacy_edges) {
     }
 }
 
+
+/* ---------------------------------------------------------------- ember's own formats */
+
+static uint64_t seed_rng = 0x2545F4914F6CDD1Dull;
+static uint32_t seed_rnd(void) {
+    seed_rng ^= seed_rng >> 12; seed_rng ^= seed_rng << 25; seed_rng ^= seed_rng >> 27;
+    return (uint32_t)((seed_rng * 0x2545F4914F6CDD1Dull) >> 32);
+}
+static float seed_unif(void) { return (float)seed_rnd() / 4294967296.0f; }
+static float seed_gauss(void) { float s = 0; for (int i = 0; i < 6; i++) s += seed_unif(); return s - 3.0f; }
+
+/* Code j of n (bits wide) read from bit planes as quant.h describes them. */
+static int seed_code(const uint8_t *p, int n, int bits, int j) {
+    if (bits == 8) return p[j];
+    int q = 0, lo = 0;
+    const int widths[3] = { 4, 2, 1 };
+    for (int k = 0; k < 3; k++) {
+        const int wd = widths[k];
+        if (!(bits & wd)) continue;
+        int v;
+        if (wd == 4) v = (p[j % (n / 2)] >> 4 * (j / (n / 2))) & 15;
+        else if (wd == 2) v = (p[j % (n / 4)] >> 2 * (j / (n / 4))) & 3;
+        else v = (p[j / 8] >> (j % 8)) & 1;
+        q |= v << lo;
+        lo += wd;
+        p += n * wd / 8;
+    }
+    return q;
+}
+
+/* Dequantization of random blocks equals the formula on the codes read here. */
+TEST(test_seed_layout) {
+    for (int t = EM_SEED_FIRST; t < EM_SEED_END; t++) {
+        const em_type_info *ti = em_type_get(t);
+        CHECK(ti && ti->vec_dot_type == EM_Q8_0);
+        if (!ti) continue;
+        if (t == EM_OVP4) continue;  /* test_seed_ovp_layout */
+        const int ib = em_int_bits(t), fb = em_bfp_bits(t), bits = ib ? ib : fb;
+        CHECK(ti->blck == (ib ? 64 : 32) && ti->bytes == (ib ? 4 + 8 * (size_t)ib : 1 + 4 * (size_t)fb));
+        uint8_t blk[4][68];
+        float y[4 * 64];
+        for (int b = 0; b < 4; b++) {
+            for (size_t i = 0; i < ti->bytes; i++) blk[b][i] = (uint8_t)seed_rnd();
+            if (ib) {
+                const uint16_t d = em_f32_to_f16((seed_unif() - 0.5f) * 0.1f), m = em_f32_to_f16((seed_unif() - 0.5f) * 0.5f);
+                memcpy(blk[b], &d, 2);
+                memcpy(blk[b] + 2, &m, 2);
+            } else {
+                blk[b][0] = (uint8_t)(b == 3 ? 0 : 110 + seed_rnd() % 20);
+            }
+        }
+        uint8_t row[4 * 68];
+        for (int b = 0; b < 4; b++) memcpy(row + b * ti->bytes, blk[b], ti->bytes);
+        CHECK(em_dequantize_row(t, row, y, 4 * ti->blck) == 0);
+        int bad = 0;
+        for (int b = 0; b < 4; b++)
+            for (int j = 0; j < ti->blck; j++) {
+                const int q = seed_code(blk[b] + (ib ? 4 : 1), ti->blck, bits, j);
+                float want;
+                if (ib) {
+                    uint16_t d, m;
+                    memcpy(&d, blk[b], 2);
+                    memcpy(&m, blk[b] + 2, 2);
+                    want = em_f16_to_f32(d) * (float)q + em_f16_to_f32(m);
+                } else {
+                    want = blk[b][0] ? ldexpf((float)(q - (1 << (bits - 1))), blk[b][0] - 127) : 0.0f;
+                }
+                bad += y[b * ti->blck + j] != want;
+            }
+        CHECKF(!bad, "%s: %d values differ from the documented layout", ti->name, bad);
+    }
+}
+
+/* OVP4 values as OliVe's 4-bit pairs: int4 -7..7 in units of 4 of the normalized grid
+ * (+-28 at most), the marker 1000b zeroing the victim, the partner an abfloat
+ * 2^e (1 + m/2), e = 5..8, 32 excluded: here in units of that grid / 4. */
+TEST(test_seed_ovp_layout) {
+    const em_type_info *ti = em_type_get(EM_OVP4);
+    CHECK(ti && ti->blck == 64 && ti->bytes == 34 && ti->vec_dot_type == EM_Q8_0);
+    if (!ti) return;
+    block_ovp4 b[8];
+    float y[8 * 64];
+    for (int i = 0; i < 8; i++) {
+        for (int j = 0; j < 32; j++) b[i].qs[j] = (uint8_t)seed_rnd();
+        b[i].d = em_f32_to_f16((seed_unif() - 0.5f) * 0.1f);
+    }
+    CHECK(em_dequantize_row(EM_OVP4, b, y, 8 * 64) == 0);
+    int bad = 0;
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 64; j++) {
+            const int byte = b[i].qs[j % 32], mine = j < 32 ? byte & 15 : byte >> 4, other = j < 32 ? byte >> 4 : byte & 15;
+            double v;  /* in OliVe's normalized units (normal step 4) */
+            if (mine == 8) v = 0;
+            else if (other == 8) {
+                const int k = mine & 7, e = 5 + k / 2;
+                v = k == 0 ? 0 : ldexp(1.0 + (k % 2) * 0.5, e);
+                if (mine & 8) v = -v;
+            } else v = 4.0 * (mine < 8 ? mine : mine - 16);
+            bad += y[i * 64 + j] != (float)(em_f16_to_f32(b[i].d) * (v / 4));
+        }
+    CHECKF(!bad, "%d values differ from OliVe's pair decoding", bad);
+}
+
+/* The quantizers: error well under plain round-to-nearest's (min/max scale for INT, the
+ * smallest fitting exponent for BFP), falling with the width, and the importance matrix
+ * lowers the error it weights. Rows have heavy tails and one outlier per 200 values. */
+TEST(test_seed_quantizers) {
+    enum { N = 576, ROWS = 24 };
+    float *x = malloc(sizeof(float) * N * ROWS), *y = malloc(sizeof(float) * N * ROWS), qw[N];
+    uint8_t *q = malloc(68 * (N / 32) * ROWS);
+    for (int i = 0; i < N * ROWS; i++) {
+        const float g = seed_gauss();
+        x[i] = 0.02f * g * (1.0f + g * g / 4) * (seed_rnd() % 200 == 0 ? 8.0f : 1.0f);
+    }
+    for (int j = 0; j < N; j++) qw[j] = j % 7 == 0 ? 50.0f * seed_unif() : 0.01f + seed_unif();
+    double prev_rmse = INFINITY;
+    for (int t = EM_SEED_FIRST; t < EM_SEED_END; t++) {
+        const em_type_info *ti = em_type_get(t);
+        const int ib = em_int_bits(t), ovp = t == EM_OVP4, bits = ib ? ib : ovp ? 4 : em_bfp_bits(t);
+        if (t == EM_BFP3 || ovp) prev_rmse = INFINITY;
+        CHECK(em_quantize_weights(t, x, q, ROWS, N, NULL) == ti->bytes * (size_t)(N / ti->blck) * ROWS);
+        CHECK(em_dequantize_row(t, q, y, (int64_t)N * ROWS) == 0);
+        double se = 0, se_rtn = 0, sx = 0;
+        for (int g = 0; g < N * ROWS / ti->blck; g++) {
+            const float *xg = x + g * ti->blck;
+            float lo = xg[0], hi = xg[0], amax = 0;
+            for (int j = 0; j < ti->blck; j++) {
+                lo = fminf(lo, xg[j]); hi = fmaxf(hi, xg[j]); amax = fmaxf(amax, fabsf(xg[j]));
+            }
+            for (int j = 0; j < ti->blck; j++) {
+                float r;  /* round to nearest with the naive scale */
+                if (ovp) {  /* plain symmetric int4, -7..7 */
+                    const float d = amax / 7.0f;
+                    r = d > 0 ? d * nearbyintf(xg[j] / d) : 0.0f;
+                } else if (ib) {
+                    const float d = (hi - lo) / (float)((1 << bits) - 1);
+                    r = d > 0 ? lo + d * nearbyintf((xg[j] - lo) / d) : lo;
+                } else {
+                    int e;
+                    frexpf(amax / ((float)(1 << (bits - 1)) - 0.5f), &e);
+                    const float sc = ldexpf(1.0f, e);
+                    r = sc * fminf(fmaxf(nearbyintf(xg[j] / sc), (float)-(1 << (bits - 1))), (float)((1 << (bits - 1)) - 1));
+                }
+                const double dq = (double)xg[j] - y[g * ti->blck + j];
+                se += dq * dq;
+                se_rtn += ((double)xg[j] - r) * ((double)xg[j] - r);
+                sx += (double)xg[j] * xg[j];
+            }
+        }
+        const double rmse = sqrt(se / sx);
+        printf("  %s: relative rms error %.5f (round to nearest %.5f)\n", ti->name, rmse, sqrt(se_rtn / sx));
+        CHECKF(se <= 1.02 * se_rtn, "%s: %g > round-to-nearest %g", ti->name, se, se_rtn);
+        CHECKF(rmse < 0.75 * prev_rmse, "%s: rms error %g, one bit narrower %g", ti->name, rmse, prev_rmse);
+        prev_rmse = rmse;
+        /* with an importance matrix: less error where it puts the weight */
+        double ew[2];
+        for (int k = 0; k < 2; k++) {
+            CHECK(em_quantize_weights(t, x, q, ROWS, N, k ? qw : NULL) > 0);
+            em_dequantize_row(t, q, y, (int64_t)N * ROWS);
+            ew[k] = 0;
+            for (int i = 0; i < N * ROWS; i++) ew[k] += qw[i % N] * ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+        }
+        CHECKF(ew[1] < ew[0], "%s: imatrix-weighted error %g with it, %g without", ti->name, ew[1], ew[0]);
+        /* the reference row quantizer (from_float) is the weight quantizer without imatrix */
+        uint8_t *q2 = malloc(ti->bytes * (N / ti->blck));
+        CHECK(em_quantize_row(t, x, q2, N) == 0);
+        em_quantize_weights(t, x, q, 1, N, NULL);
+        CHECK(!memcmp(q, q2, ti->bytes * (N / ti->blck)));
+        free(q2);
+    }
+    /* zero and constant groups come back exactly */
+    float z[64] = { 0 }, c[64];
+    for (int j = 0; j < 64; j++) c[j] = -0.375f;
+    for (int t = EM_SEED_FIRST; t < EM_SEED_END; t++) {
+        em_quantize_weights(t, z, q, 1, 64, NULL);
+        em_dequantize_row(t, q, y, 64);
+        int bad = 0;
+        for (int j = 0; j < 64; j++) bad += y[j] != 0.0f;
+        em_quantize_weights(t, c, q, 1, 64, NULL);
+        em_dequantize_row(t, q, y, 64);
+        for (int j = 0; j < 64 && t != EM_OVP4; j++) bad += y[j] != -0.375f;  /* OVP4's scale is searched, not fitted */
+        CHECKF(!bad, "%s: %d values of a zero or constant row differ", em_type_get(t)->name, bad);
+    }
+    free(x); free(y); free(q);
+}
+
+/* em_vec_dot against a double dot of the dequantized operands. */
+TEST(test_seed_vec_dot) {
+    enum { N = 1024 };
+    float x[N], a[N], wd[N], ad[N];
+    uint8_t w[68 * N / 32];
+    block_q8_0 aq[N / 32];
+    for (int rep = 0; rep < 4; rep++) {
+        for (int i = 0; i < N; i++) { x[i] = seed_gauss() * 0.05f; a[i] = seed_gauss() * (rep == 3 ? 30.0f : 1.0f); }
+        em_quantize_row(EM_Q8_0, a, aq, N);
+        em_dequantize_row(EM_Q8_0, aq, ad, N);
+        for (int t = EM_SEED_FIRST; t < EM_SEED_END; t++) {
+            em_quantize_weights(t, x, w, 1, N, NULL);
+            em_dequantize_row(t, w, wd, N);
+            double dot = 0, mag = 0;
+            for (int i = 0; i < N; i++) { dot += (double)wd[i] * ad[i]; mag += fabs((double)wd[i] * ad[i]); }
+            const float v = em_vec_dot(t, N, w, aq);
+            CHECKF(fabs(v - dot) <= 1e-5 * mag + 1e-30, "%s: %.9g vs %.9g", em_type_get(t)->name, v, dot);
+        }
+    }
+}
+
+/* File ids 4096.. map to the seed types and back; ember's internal ids are not file ids. */
+TEST(test_seed_gguf_ids) {
+    CHECK(em_type_from_gguf(4096) == EM_INT2 && em_type_from_gguf(4102) == EM_INT8);
+    CHECK(em_type_from_gguf(4103) == EM_BFP3 && em_type_from_gguf(4107) == EM_BFP7);
+    CHECK(em_type_from_gguf(4108) == EM_OVP4 && em_type_from_gguf(4109) == UINT32_MAX && em_type_from_gguf(4095) == UINT32_MAX);
+    CHECK(em_type_from_gguf(EM_INT4) == UINT32_MAX && em_type_from_gguf(EM_Q4_K) == EM_Q4_K);
+    for (int t = 0; t < EM_TYPE_COUNT; t++)
+        if (em_type_traits((uint32_t)t)) CHECK(em_type_from_gguf(em_type_to_gguf((uint32_t)t)) == (uint32_t)t);
+    CHECK(ember_ftype_from_name("int4") == EMBER_FTYPE_MOSTLY_INT4 && ember_ftype_from_name("BFP7") == EMBER_FTYPE_MOSTLY_BFP7);
+    CHECK(!strcmp(ember_ftype_name(EMBER_FTYPE_MOSTLY_INT2), "INT2"));
+}
+
+/* Greedy-free comparison on logits: mean KL divergence of the quantized model from F32
+ * over n positions, and how many argmaxes agree. */
+static int seed_logits(const char *path, const ember_token *toks, int n, float *out, int n_vocab) {
+    ember_model *m = NULL;
+    ember_context *ctx = NULL;
+    ember_model_params mp = ember_model_default_params();
+    if (ember_model_load(path, &mp, &m) != EMBER_OK) { printf("  %s: %s\n", path, ember_last_error()); return -1; }
+    ember_context_params cp = ember_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_threads = 1;
+    int ok = ember_model_n_vocab(m) == n_vocab && ember_context_new(m, &cp, &ctx) == EMBER_OK &&
+             ember_decode(ctx, toks, n, 1) == EMBER_OK;
+    for (int i = 0; ok && i < n; i++) memcpy(out + (size_t)i * n_vocab, ember_get_logits(ctx, i), sizeof(float) * n_vocab);
+    ember_context_free(ctx);
+    ember_model_free(m);
+    return ok ? 0 : -1;
+}
+
+static double seed_kld(const float *p, const float *q, int n_vocab, int *same) {
+    double mp = -INFINITY, mq = -INFINITY, sp = 0, sq = 0, kl = 0;
+    int ap = 0, aq = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        if (p[i] > mp) { mp = p[i]; ap = i; }
+        if (q[i] > mq) { mq = q[i]; aq = i; }
+    }
+    for (int i = 0; i < n_vocab; i++) { sp += exp(p[i] - mp); sq += exp(q[i] - mq); }
+    for (int i = 0; i < n_vocab; i++) {
+        const double lp = p[i] - mp - log(sp), lq = q[i] - mq - log(sq);
+        kl += exp(lp) * (lp - lq);
+    }
+    *same += ap == aq;
+    return kl;
+}
+
+TEST(test_seed_model) {
+    if (!file_exists(fixture_path(STORIES))) SKIP("fixture %s missing", fixture_path(STORIES));
+    if (setup()) SKIP("cannot write the inputs");
+    enum { NT = 48, NV = 512 };
+    ember_token toks[NT];
+    toks[0] = 1;
+    for (int i = 1; i < NT; i++) toks[i] = (ember_token)(3 + (i * 37) % 500);
+    float *base = malloc(sizeof(float) * NT * NV), *lg = malloc(sizeof(float) * NT * NV);
+    CHECK(seed_logits(fixture_path(STORIES), toks, NT, base, NV) == 0);
+    static const int fts[] = { EMBER_FTYPE_MOSTLY_INT2, EMBER_FTYPE_MOSTLY_INT3, EMBER_FTYPE_MOSTLY_INT4,
+                               EMBER_FTYPE_MOSTLY_INT6, EMBER_FTYPE_MOSTLY_INT8, EMBER_FTYPE_MOSTLY_BFP3,
+                               EMBER_FTYPE_MOSTLY_BFP5, EMBER_FTYPE_MOSTLY_BFP7, EMBER_FTYPE_MOSTLY_OVP4 };
+    static const int want[] = { EM_INT2, EM_INT3, EM_INT4, EM_INT6, EM_INT8, EM_BFP3, EM_BFP5, EM_BFP7, EM_OVP4 };
+    /* llama.cpp's Q8_0 as the yardstick: its loss is mostly the activations' own Q8_0 */
+    double kl_q8 = INFINITY;
+    {
+        ember_quantize_params qp = ember_quantize_default_params();
+        qp.ftype = EMBER_FTYPE_MOSTLY_Q8_0;
+        int same = 0;
+        if (ember_model_quantize(fixture_path(STORIES), tpath("out.gguf"), &qp) == EMBER_OK &&
+            seed_logits(tpath("out.gguf"), toks, NT, lg, NV) == 0) {
+            kl_q8 = 0;
+            for (int i = 0; i < NT; i++) kl_q8 += seed_kld(base + i * NV, lg + i * NV, NV, &same);
+            kl_q8 /= NT;
+        }
+        printf("  Q8_0: mean KLD %.6f, top-1 %d/%d\n", kl_q8, same, NT);
+        CHECK(kl_q8 < 0.01);
+    }
+    double kl_prev = INFINITY;
+    for (size_t k = 0; k < sizeof fts / sizeof *fts; k++) {
+        ember_quantize_params qp = ember_quantize_default_params();
+        qp.ftype = fts[k];
+        if (k == 5 || fts[k] == EMBER_FTYPE_MOSTLY_OVP4) kl_prev = INFINITY;
+        CHECK(ember_model_quantize(fixture_path(STORIES), tpath("out.gguf"), &qp) == EMBER_OK);
+        /* the file holds the seed type ids (4096..), read back as ember's */
+        size_t n = 0;
+        unsigned char *raw = read_file(tpath("out.gguf"), &n);
+        const uint32_t fid = em_type_to_gguf((uint32_t)want[k]);
+        int found = 0;
+        for (size_t i = 0; raw && i + 4 <= n && i < 65536; i++) found |= !memcmp(raw + i, &fid, 4);
+        free(raw);
+        CHECKF(found, "file id %u not in the file", fid);
+        char err[256];
+        gguf_ctx *g = gguf_open(tpath("out.gguf"), err, sizeof err);
+        CHECK(g != NULL);
+        const gguf_tensor *tq = g ? gguf_find_tensor(g, "blk.0.attn_q.weight") : NULL;
+        const gguf_tensor *td = g ? gguf_find_tensor(g, "blk.0.ffn_down.weight") : NULL;
+        CHECK(tq && (int)tq->type == want[k]);
+        CHECK(td && td->type == EM_F16);  /* 172 columns: F16, as llama.cpp's fallback */
+        if (g) gguf_close(g);
+        if (seed_logits(tpath("out.gguf"), toks, NT, lg, NV)) { CHECK(0); continue; }
+        double kl = 0;
+        int same = 0;
+        for (int i = 0; i < NT; i++) kl += seed_kld(base + i * NV, lg + i * NV, NV, &same);
+        kl /= NT;
+        printf("  %s: mean KLD %.6f, top-1 %d/%d\n", ember_ftype_name(fts[k]), kl, same, NT);
+        CHECKF(kl < kl_prev, "%s: KLD %g not below the narrower format's %g", ember_ftype_name(fts[k]), kl, kl_prev);
+        if (fts[k] == EMBER_FTYPE_MOSTLY_INT8) CHECKF(kl < 2 * kl_q8, "INT8 KLD %g, Q8_0 %g", kl, kl_q8);
+        kl_prev = kl;
+    }
+    unlink(tpath("out.gguf"));
+    free(base);
+    free(lg);
+}
+
 int main(void) {
     RUN(test_sha256);
     RUN(test_vs_llamacpp);
@@ -525,6 +849,12 @@ int main(void) {
     RUN(test_failure_leaves_no_file);
     RUN(test_imatrix_legacy_edges);
     RUN(test_default_model_imatrix);
+    RUN(test_seed_layout);
+    RUN(test_seed_ovp_layout);
+    RUN(test_seed_quantizers);
+    RUN(test_seed_vec_dot);
+    RUN(test_seed_gguf_ids);
+    RUN(test_seed_model);
     cleanup();
     return test_done();
 }

@@ -247,7 +247,13 @@ static int tiny_prompt(int which, ember_token *p) {
     return n;
 }
 
-typedef struct spec_case { const char *target, *draft; int ngram, n_ctx; float rep; const char *draft_kv; } spec_case;
+typedef struct spec_case {
+    const char *target, *draft;
+    int ngram, n_ctx;
+    float rep;
+    const char *draft_kv;
+    int overlap;  /* ember_spec_params.overlap */
+} spec_case;
 
 /* Greedy: every draft length 1..16, adaptive on and off, equals plain decoding. */
 static void greedy_cases(const spec_case *cs, int n_cases, int n_prompts, int n_gen, const int *dmaxs, int n_dmax) {
@@ -268,7 +274,7 @@ static void greedy_cases(const spec_case *cs, int n_cases, int n_prompts, int n_
         ember_sampler *s = NULL;
         CHECK(c && (!dm || dc) && ember_sampler_new(m, &spp, &s) == EMBER_OK);
         ember_token prompt[256], want[256], got[256];
-        int64_t drafted = 0, accepted = 0;
+        int64_t drafted = 0, accepted = 0, overlapped = 0;
         for (int pi = 0; s && pi < n_prompts; pi++) {
             int np;
             if (ember_model_n_vocab(m) == 275) np = tiny_prompt(pi, prompt);
@@ -292,23 +298,28 @@ static void greedy_cases(const spec_case *cs, int n_cases, int n_prompts, int n_
                     p.lookup_ngram = k->ngram;
                     p.draft_max = dmax;
                     p.adaptive = adaptive;
+                    p.overlap = k->overlap;
                     ember_spec *sp = NULL;
                     if (ember_spec_new(c, &p, &sp)) { CHECKF(0, "spec_new: %s", ember_last_error()); continue; }
                     int g = gen_spec(c, sp, s, prompt, np, n_gen, got);
                     CHECKF(g == n && !memcmp(got, want, (size_t)n * sizeof *got),
-                           "%s%s%s ngram %d prompt %d draft_max %d adaptive %d: %d tokens vs %d, or different",
+                           "%s%s%s ngram %d prompt %d draft_max %d adaptive %d overlap %d: %d tokens vs %d, or different",
                            k->target, k->draft ? " drafted by " : "", k->draft ? k->draft : "", k->ngram, pi, dmax,
-                           adaptive, g, n);
+                           adaptive, k->overlap, g, n);
                     ember_spec_stats st = ember_spec_get_stats(sp);
                     CHECK(st.n_accepted <= st.n_drafted && st.n_tokens == n - 1);
                     drafted += st.n_drafted;
                     accepted += st.n_accepted;
+                    overlapped += st.n_overlapped;
+                    CHECK(st.n_overlapped <= st.n_steps && (k->overlap || st.n_overlapped == 0));
                     ember_spec_free(sp);
                 }
         }
-        printf("  %s%s%s (ngram %d, n_ctx %d, repeat penalty %g): %lld drafted, %lld accepted\n", k->target,
-               k->draft ? " <- " : "", k->draft ? k->draft : "", k->ngram, k->n_ctx, k->rep, (long long)drafted,
-               (long long)accepted);
+        printf("  %s%s%s (ngram %d, n_ctx %d, repeat penalty %g%s): %lld drafted, %lld accepted, %lld overlapped\n",
+               k->target, k->draft ? " <- " : "", k->draft ? k->draft : "", k->ngram, k->n_ctx, k->rep,
+               k->overlap ? ", overlap" : "", (long long)drafted, (long long)accepted, (long long)overlapped);
+        /* drafting for itself, every block is accepted and the worker's guess is right */
+        if (k->overlap && k->draft && !strcmp(k->draft, k->target) && !k->draft_kv) CHECK(overlapped > 0);
         /* the cases are chosen so that drafts do get accepted, but for an unrelated draft */
         if (!k->draft || !strcmp(k->draft, k->target)) CHECK(accepted > 0);
         ember_sampler_free(s);
@@ -323,31 +334,141 @@ static const int all_lengths[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 
 
 TEST(greedy_lookup) {
     const spec_case cs[] = {
-        { "tests/models/llama-q8_0.gguf", NULL, 1, 128, 1.0f, NULL },
-        { "tests/models/llama-q4_K.gguf", NULL, 2, 128, 1.0f, NULL },
-        { "tests/models/qwen2-f32.gguf", NULL, 3, 128, 1.0f, NULL },
-        { "tests/models/qwen3-f32.gguf", NULL, 4, 128, 1.0f, NULL },
-        { "tests/models/llama-f32.gguf", NULL, 3, 128, 1.3f, NULL },  /* penalties */
-        { "tests/models/llama-q4_0.gguf", NULL, 3, 50, 1.0f, NULL },  /* the context fills up mid-draft */
+        { "tests/models/llama-q8_0.gguf", NULL, 1, 128, 1.0f, NULL, 0 },
+        { "tests/models/llama-q4_K.gguf", NULL, 2, 128, 1.0f, NULL, 0 },
+        { "tests/models/qwen2-f32.gguf", NULL, 3, 128, 1.0f, NULL, 0 },
+        { "tests/models/qwen3-f32.gguf", NULL, 4, 128, 1.0f, NULL, 0 },
+        { "tests/models/llama-f32.gguf", NULL, 3, 128, 1.3f, NULL, 0 },  /* penalties */
+        { "tests/models/llama-q4_0.gguf", NULL, 3, 50, 1.0f, NULL, 0 },  /* the context fills up mid-draft */
     };
     greedy_cases(cs, (int)(sizeof cs / sizeof *cs), 8, 48, all_lengths, 16);
 }
 
 TEST(greedy_draft_model) {
     const spec_case cs[] = {
-        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 128, 1.0f, NULL },  /* drafts for itself */
+        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 128, 1.0f, NULL, 0 },  /* drafts for itself */
         /* the same weights with an F32 KV cache: close, mostly accepted */
-        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 128, 1.0f, "f32" },
-        { "tests/models/llama-q4_0.gguf", "tests/models/llama-q4_0.gguf", 0, 128, 1.3f, "f32" },  /* penalties */
-        { "tests/models/llama-q8_0.gguf", "tests/models/qwen2-f32.gguf", 0, 128, 1.0f, NULL },  /* another model */
-        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 45, 1.0f, "f32" },  /* context fills */
+        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 128, 1.0f, "f32", 0 },
+        { "tests/models/llama-q4_0.gguf", "tests/models/llama-q4_0.gguf", 0, 128, 1.3f, "f32", 0 },  /* penalties */
+        { "tests/models/llama-q8_0.gguf", "tests/models/qwen2-f32.gguf", 0, 128, 1.0f, NULL, 0 },  /* another model */
+        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 45, 1.0f, "f32", 0 },  /* context fills */
     };
     greedy_cases(cs, (int)(sizeof cs / sizeof *cs), 4, 40, all_lengths, 16);
 }
 
+/* The overlap (the draft model drafting the next block on its own thread while the target
+ * verifies): the same output as plain decoding in the same cases. */
+TEST(greedy_draft_overlap) {
+    const spec_case cs[] = {
+        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 128, 1.0f, NULL, 1 },
+        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 128, 1.0f, "f32", 1 },
+        { "tests/models/llama-q4_0.gguf", "tests/models/llama-q4_0.gguf", 0, 128, 1.3f, "f32", 1 },
+        { "tests/models/llama-q8_0.gguf", "tests/models/qwen2-f32.gguf", 0, 128, 1.0f, NULL, 1 },
+        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 45, 1.0f, "f32", 1 },
+        { "tests/models/llama-q8_0.gguf", "tests/models/llama-q8_0.gguf", 0, 45, 1.0f, NULL, 1 },
+    };
+    greedy_cases(cs, (int)(sizeof cs / sizeof *cs), 4, 40, all_lengths, 16);
+}
+
+/* ember_spec_draft / ember_spec_accept with the verification inside a batch of two
+ * sequences, as the server runs it: sequence 1 speculates (prompt lookup, or a draft
+ * model whose context also has two sequences) while sequence 0 decodes plainly, its token
+ * before the block on even steps and after it on odd ones; both give their plain greedy
+ * tokens. */
+TEST(split_batch) {
+    ember_model *m = load("tests/models/llama-q8_0.gguf");
+    CHECK(m != NULL);
+    if (!m) return;
+    ember_context_params cp = ember_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_threads = 1;
+    cp.n_seq = 2;
+    ember_context *c = NULL, *one = ctx_new(m, 128, 1, 0), *dc = NULL;
+    CHECK(ember_context_new(m, &cp, &c) == EMBER_OK && one);
+    cp.type_k = cp.type_v = "f32";  /* the draft: close to the target, not equal */
+    CHECK(ember_context_new(m, &cp, &dc) == EMBER_OK);
+    ember_sampler_params spp = ember_sampler_default_params();
+    spp.temp = 0.0f;
+    ember_sampler *s0 = NULL, *s1 = NULL;
+    CHECK(ember_sampler_new(m, &spp, &s0) == EMBER_OK && ember_sampler_new(m, &spp, &s1) == EMBER_OK);
+    for (int way = 0; c && one && dc && s0 && s1 && way < 2; way++)
+        for (int pi = 0; pi < 4; pi++) {
+            enum { N = 40 };
+            ember_token pa[64], pb[64], want_a[N], want_b[N], got_a[N + 1], got_b[N + 70];
+            const int na = tiny_prompt(pi + 1, pa), nb = tiny_prompt(pi, pb);
+            CHECK(gen_plain(one, s0, pa, na, N, want_a) == N && gen_plain(one, s1, pb, nb, N, want_b) == N);
+            ember_seq_truncate(c, 0, 0);
+            ember_seq_truncate(c, 1, 0);
+            ember_sampler_reset(s0);
+            ember_sampler_reset(s1);
+            for (int i = 0; i < na; i++) ember_sampler_accept(s0, pa[i]);
+            for (int i = 0; i < nb; i++) ember_sampler_accept(s1, pb[i]);
+            ember_token bt[128];
+            int bs[128];
+            int8_t bw[128];
+            for (int i = 0; i < na; i++) { bt[i] = pa[i]; bs[i] = 0; bw[i] = i == na - 1; }
+            for (int i = 0; i < nb; i++) { bt[na + i] = pb[i]; bs[na + i] = 1; bw[na + i] = i == nb - 1; }
+            ember_batch b = { na + nb, bt, bs, bw };
+            CHECK(ember_decode_batch(c, &b) == EMBER_OK);
+            got_a[0] = ember_sampler_sample(s0, c, na - 1);
+            got_b[0] = ember_sampler_sample(s1, c, na + nb - 1);
+            ember_spec_params p = ember_spec_default_params();
+            p.seq = 1;
+            p.lookup_ngram = 2;
+            p.draft_max = 5;
+            p.draft = way ? dc : NULL;
+            ember_spec *sp = NULL;
+            CHECK(ember_spec_new(c, &p, &sp) == EMBER_OK && ember_spec_begin(sp, pb, nb) == EMBER_OK);
+            int ga = 1, gb = 1, step = 0;
+            while (sp && (ga < N || gb < N) && step < 4 * N) {
+                const ember_token *toks = NULL;
+                int nt = 0, n = 0, row_a = -1, row_b = -1;
+                if (gb < N && ember_spec_draft(sp, s1, got_b[gb - 1], N - gb, &toks, &nt)) {
+                    CHECKF(0, "draft: %s", ember_last_error());
+                    break;
+                }
+                if (ga < N && step % 2 == 0) { row_a = n; bt[n] = got_a[ga - 1]; bs[n] = 0; bw[n++] = 1; }
+                row_b = n;
+                for (int i = 0; i < nt; i++) { bt[n] = toks[i]; bs[n] = 1; bw[n++] = 1; }
+                if (ga < N && step % 2 == 1) { row_a = n; bt[n] = got_a[ga - 1]; bs[n] = 0; bw[n++] = 1; }
+                ember_batch bb = { n, bt, bs, bw };
+                if (ember_decode_batch(c, &bb)) { CHECKF(0, "decode: %s", ember_last_error()); break; }
+                if (row_a >= 0) got_a[ga++] = ember_sampler_sample(s0, c, row_a);
+                if (nt > 0) {
+                    if (ember_spec_accept(sp, s1, row_b, got_b + gb, &n) || n < 1 || n > nt) {
+                        CHECKF(0, "accept: %s (%d)", ember_last_error(), n);
+                        break;
+                    }
+                    gb += n;
+                }
+                step++;
+            }
+            CHECKF(ga >= N && gb >= N && !memcmp(got_a, want_a, sizeof want_a) && !memcmp(got_b, want_b, sizeof want_b),
+                   "way %d prompt %d: %d, %d tokens", way, pi, ga, gb);
+            ember_spec_stats st = ember_spec_get_stats(sp);
+            if (pi == 0) CHECKF(st.n_accepted > 0, "way %d: nothing accepted", way);
+            ember_spec_free(sp);
+        }
+    /* accept without a pending draft, and after the sequence changed, are refused */
+    ember_spec_params p = ember_spec_default_params();
+    ember_spec *sp = NULL;
+    ember_token out[8];
+    int n = 0;
+    if (c && s0 && ember_spec_new(c, &p, &sp) == EMBER_OK) {
+        CHECK(ember_spec_accept(sp, s0, 0, out, &n) == EMBER_E_INVALID && n == 0);
+        ember_spec_free(sp);
+    }
+    ember_sampler_free(s0);
+    ember_sampler_free(s1);
+    ember_context_free(dc);
+    ember_context_free(one);
+    ember_context_free(c);
+    ember_model_free(m);
+}
+
 TEST(greedy_smollm2) {
     if (!file_exists(SMOL)) SKIP("model missing: %s (scripts/fetch-model.sh)", SMOL);
-    const spec_case cs[] = { { SMOL, NULL, 3, 256, 1.0f, NULL } };
+    const spec_case cs[] = { { SMOL, NULL, 3, 256, 1.0f, NULL, 0 } };
     const int lengths[] = { 3, 16, 1, 8 };
     if (emulated()) greedy_cases(cs, 1, 1, 24, lengths, 2);  /* qemu: a few minutes as it is */
     else greedy_cases(cs, 1, 4, 24, lengths, 4);
@@ -595,6 +716,8 @@ int main(int argc, char **argv) {
     if (wanted(argc, argv, "sampler_api")) RUN(sampler_api);
     if (wanted(argc, argv, "greedy_lookup")) RUN(greedy_lookup);
     if (wanted(argc, argv, "greedy_draft_model")) RUN(greedy_draft_model);
+    if (wanted(argc, argv, "greedy_draft_overlap")) RUN(greedy_draft_overlap);
+    if (wanted(argc, argv, "split_batch")) RUN(split_batch);
     if (wanted(argc, argv, "greedy_smollm2")) RUN(greedy_smollm2);
     if (wanted(argc, argv, "sampling_distribution")) RUN(sampling_distribution);
     if (wanted(argc, argv, "sampling_distribution_penalties")) RUN(sampling_distribution_penalties);

@@ -2,7 +2,7 @@
  * by side with llama.cpp's (tools/llama-bench, its Markdown table).
  *
  *   ember bench -m MODEL[,MODEL...] [-p 512] [-n 128] [-r 5] [-t 1,2] [-o md|csv|json]
- *               [--isa NAME] [-b N] [--no-bw] [--progress]
+ *               [--isa NAME] [-b N] [--no-bw] [--progress] [--mem-budget SIZE] [--prefetch N]
  *
  * Semantics follow llama-bench: inputs are synthetic random token ids (BOS first when the
  * model adds one), nothing is tokenized or sampled, and each test runs once as a warmup
@@ -17,7 +17,13 @@
  *   bound t/s = bandwidth / mean bytes read per token over the test, where bytes per
  *   token = ember_context_bytes_per_token (all weights, token_embd as one row unless tied
  *   to the output; K and V of the positions attended; activations not counted).
- * Weights that fit in the last-level cache can beat that bound (bw% > 100). */
+ * Weights that fit in the last-level cache can beat that bound (bw% > 100). For pp the
+ * compute roofline: the int8 and f32 multiply-add peaks of the same thread count
+ * (ember_compute_peak, same child process) and
+ *   peak t/s = 1 / (2 * int8 MACs per token / int8 peak + 2 * float MACs / f32 peak),
+ * with MACs per token from ember_context_macs_per_token (the weight matrices; attention
+ * not counted). The md table's roof% column holds bw% for tg rows and this fraction for pp
+ * rows. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -41,7 +47,10 @@ typedef struct bench_cfg {
     const char *isa;
     const char *type_k, *type_v; /* -ctk / -ctv */
     const char *fmt;            /* "md", "csv", "json" */
+    uint64_t mem_budget;        /* --mem-budget (0: none) */
+    int prefetch;               /* --prefetch (default 1) */
     double bw[MAX_LIST];        /* GB/s for each t.v[i]; 0 if not measured */
+    double pk_i8[MAX_LIST], pk_f32[MAX_LIST]; /* multiply-add peaks, GOP/s; 0 if not measured */
     char build[96];
 } bench_cfg;
 
@@ -58,6 +67,7 @@ typedef struct result {
     double avg_ts, sd_ts, avg_ns, sd_ns;
     double load_ms, ttft_ms, rss_bytes;
     double bw_gbps, bytes_per_token, bound_ts, bw_frac;
+    double pk_i8, pk_f32, macs_per_token, peak_ts, peak_frac; /* pp's compute roofline */
 } result;
 
 static double now_ms(void) {
@@ -100,10 +110,13 @@ static void bench_usage(FILE *f) {
     fprintf(f,
         "usage: ember bench [-m MODEL[,MODEL]]... [-p 512] [-n 128] [-r 5] [-t N[,N]] [-o md|csv|json]\n"
         "                   [--isa NAME] [-b N] [-ctk T] [-ctv T] [--no-bw] [--progress]\n"
+        "                   [--mem-budget SIZE] [--prefetch N]\n"
         "  -p/-n/-t take comma lists (0 in -p or -n skips those tests); -t defaults to the\n"
         "  physical cores; -b is the forward chunk size (0: ember's default); --no-bw skips the\n"
-        "  memory-bandwidth probe (and the bw%% column); -ctk/-ctv: K / V cache types (f32, f16,\n"
-        "  bf16, q8_0, q4_0; default f16)\n");
+        "  memory-bandwidth and multiply-add peak probes (and the roof%% column); -ctk/-ctv: K / V\n"
+        "  cache types (f32, f16, bf16, q8_0, q4_0; default f16); --mem-budget: load under a memory\n"
+        "  budget (600M, 2G), streaming the layers that do not fit, --prefetch N layers ahead\n"
+        "  (default 1; STREAMING.md)\n");
 }
 
 static int bench_parse(bench_cfg *c, int argc, char **argv) {
@@ -116,6 +129,7 @@ static int bench_parse(bench_cfg *c, int argc, char **argv) {
     c->reps = 5;
     c->bw_probe = 1;
     c->fmt = "md";
+    c->prefetch = 1;
     int bad = 0;
     for (int i = 0; i < argc && !bad; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -142,6 +156,15 @@ static int bench_parse(bench_cfg *c, int argc, char **argv) {
             c->fmt = v;
             if (strcmp(v, "md") && strcmp(v, "csv") && strcmp(v, "json")) { fprintf(stderr, "error: -o takes md, csv or json\n"); bad = 1; }
         } else if (IS("--isa")) c->isa = v;
+        else if (IS("--mem-budget")) {
+            bad = parse_size(a, v, &c->mem_budget);
+            if (!bad && !c->mem_budget) { fprintf(stderr, "error: --mem-budget must be above 0\n"); bad = 1; }
+        } else if (IS("--prefetch")) {
+            int_list pf;
+            bad = parse_list(a, v, &pf, 0);
+            if (!bad && (pf.n != 1 || pf.v[0] > 64)) { fprintf(stderr, "error: --prefetch takes one value, 0..64\n"); bad = 1; }
+            if (!bad) c->prefetch = pf.v[0];
+        }
         else if (IS("-ctk") || IS("--cache-type-k")) c->type_k = v;
         else if (IS("-ctv") || IS("--cache-type-v")) c->type_v = v;
         else { fprintf(stderr, "error: unknown bench option '%s' (see 'ember bench -h')\n", a); bad = 1; }
@@ -183,9 +206,10 @@ static void build_string(char *buf, size_t len) {
     else snprintf(buf, len, "ember %s", ember_version());
 }
 
-/* Runs the bandwidth probe for every thread count in a child process, so that the parent's
- * peak RSS does not include the probe's buffer. Leaves zeros on failure. */
-static void probe_bandwidth(bench_cfg *c) {
+/* Runs the bandwidth and multiply-add peak probes for every thread count in a child
+ * process, so that the parent's peak RSS does not include the probe's buffer. Leaves zeros
+ * on failure. */
+static void probe_roofline(bench_cfg *c) {
     int fd[2];
     if (pipe(fd)) return;
     fflush(NULL);
@@ -194,15 +218,22 @@ static void probe_bandwidth(bench_cfg *c) {
     if (pid == 0) {
         close(fd[0]);
         for (int i = 0; i < c->t.n; i++) {
-            double g = 0;
-            if (ember_read_bandwidth(c->t.v[i], 0, 0, &g)) g = 0;
-            if (write(fd[1], &g, sizeof g) != (ssize_t)sizeof g) _exit(1);
+            double g[3] = { 0, 0, 0 };
+            if (ember_read_bandwidth(c->t.v[i], 0, 0, &g[0])) g[0] = 0;
+            if (ember_compute_peak(c->t.v[i], EMBER_PEAK_INT8, c->isa, &g[1])) g[1] = 0;
+            if (ember_compute_peak(c->t.v[i], EMBER_PEAK_F32, c->isa, &g[2])) g[2] = 0;
+            if (write(fd[1], g, sizeof g) != (ssize_t)sizeof g) _exit(1);
         }
         _exit(0);
     }
     close(fd[1]);
-    for (int i = 0; i < c->t.n; i++)
-        if (read(fd[0], &c->bw[i], sizeof c->bw[i]) != (ssize_t)sizeof c->bw[i]) c->bw[i] = 0;
+    for (int i = 0; i < c->t.n; i++) {
+        double g[3];
+        if (read(fd[0], g, sizeof g) != (ssize_t)sizeof g) break;
+        c->bw[i] = g[0];
+        c->pk_i8[i] = g[1];
+        c->pk_f32[i] = g[2];
+    }
     close(fd[0]);
     waitpid(pid, NULL, 0);
 }
@@ -298,7 +329,7 @@ static void fmt_test(const result *r, char *buf, size_t len) {
 
 static void print_md_header(void) {
     printf("| %-30s | %10s | %10s | %-10s | %7s | %15s | %20s | %5s |\n",
-           "model", "size", "params", "backend", "threads", "test", "t/s", "bw%");
+           "model", "size", "params", "backend", "threads", "test", "t/s", "roof%");
     printf("| %.30s | %.9s: | %.9s: | %.10s | %.6s: | %.14s: | %.19s: | %.4s: |\n",
            "------------------------------", "----------", "----------", "----------",
            "-------", "---------------", "--------------------", "-----");
@@ -314,6 +345,7 @@ static void print_md_row(const result *r) {
     fmt_test(r, test, sizeof test);
     snprintf(ts, sizeof ts, "%.2f ± %.2f", r->avg_ts, r->sd_ts);
     if (r->bw_frac > 0) snprintf(bw, sizeof bw, "%.0f%%", 100 * r->bw_frac);
+    else if (r->peak_frac > 0) snprintf(bw, sizeof bw, "%.0f%%", 100 * r->peak_frac);
     printf("| %-30s | %10s | %10s | %-10s | %7d | %15s | %21s | %5s |\n",
            r->model, size, params, backend, r->threads, test, ts, bw);
 }
@@ -326,7 +358,8 @@ static void print_samples(const double *x, int n, const char *sep, int decimals)
 static const char *CSV_FIELDS =
     "build_commit,model_filename,model_type,model_size,model_n_params,backend,isa,n_threads,"
     "n_batch,n_prompt,n_gen,test,avg_ns,stddev_ns,avg_ts,stddev_ts,samples_ns,samples_ts,"
-    "load_ms,ttft_ms,peak_rss_bytes,read_bw_gbps,bytes_per_token,bound_ts,bw_frac";
+    "load_ms,ttft_ms,peak_rss_bytes,read_bw_gbps,bytes_per_token,bound_ts,bw_frac,"
+    "peak_int8_gops,peak_f32_gops,macs_per_token,peak_ts,peak_frac";
 
 static void print_csv_row(const bench_cfg *c, const result *r) {
     char test[32];
@@ -337,8 +370,9 @@ static void print_csv_row(const bench_cfg *c, const result *r) {
     print_samples(r->samples_ns, r->reps, " ", 0);
     printf("\",\"");
     print_samples(r->samples_ts, r->reps, " ", 4);
-    printf("\",%.3f,%.3f,%.0f,%.3f,%.0f,%.3f,%.4f\n", r->load_ms, r->ttft_ms, r->rss_bytes,
-           r->bw_gbps, r->bytes_per_token, r->bound_ts, r->bw_frac);
+    printf("\",%.3f,%.3f,%.0f,%.3f,%.0f,%.3f,%.4f,%.1f,%.1f,%.0f,%.3f,%.4f\n", r->load_ms, r->ttft_ms,
+           r->rss_bytes, r->bw_gbps, r->bytes_per_token, r->bound_ts, r->bw_frac, r->pk_i8, r->pk_f32,
+           r->macs_per_token, r->peak_ts, r->peak_frac);
 }
 
 /* JSON strings: paths may hold quotes or backslashes. */
@@ -372,8 +406,10 @@ static void print_json_row(const bench_cfg *c, const result *r, int first) {
     print_samples(r->samples_ts, r->reps, ", ", 4);
     printf(" ],\n    \"load_ms\": %.3f,\n    \"ttft_ms\": %.3f,\n    \"peak_rss_bytes\": %.0f,\n"
            "    \"read_bw_gbps\": %.3f,\n    \"bytes_per_token\": %.0f,\n    \"bound_ts\": %.3f,\n"
-           "    \"bw_frac\": %.4f\n  }",
-           r->load_ms, r->ttft_ms, r->rss_bytes, r->bw_gbps, r->bytes_per_token, r->bound_ts, r->bw_frac);
+           "    \"bw_frac\": %.4f,\n    \"peak_int8_gops\": %.1f,\n    \"peak_f32_gops\": %.1f,\n"
+           "    \"macs_per_token\": %.0f,\n    \"peak_ts\": %.3f,\n    \"peak_frac\": %.4f\n  }",
+           r->load_ms, r->ttft_ms, r->rss_bytes, r->bw_gbps, r->bytes_per_token, r->bound_ts, r->bw_frac,
+           r->pk_i8, r->pk_f32, r->macs_per_token, r->peak_ts, r->peak_frac);
 }
 
 static void print_row(const bench_cfg *c, const result *r, int index) {
@@ -398,8 +434,13 @@ static void print_md_footer(const bench_cfg *c, const result *rows, int n_rows) 
         if (i == 0 || r->path != rows[i - 1].path)
             printf("\n%s: load %.0f ms, peak RSS %.1f MiB; KV cache %s\n", r->model, r->load_ms,
                    r->rss_bytes / 1048576.0, r->kv);
-        if (r->n_gen == 0)
+        if (r->n_gen == 0) {
             printf("  threads %d: time to first token (pp%d + 1 token) %.1f ms\n", r->threads, r->n_prompt, r->ttft_ms);
+            if (r->peak_ts > 0)
+                printf("  threads %d: pp%d runs %.2f G multiply-adds/token -> %.0f GOP/s, %.0f%% of the peak "
+                       "(bound %.1f t/s)\n", r->threads, r->n_prompt, r->macs_per_token / 1e9,
+                       2 * r->macs_per_token * r->avg_ts / 1e9, 100 * r->peak_frac, r->peak_ts);
+        }
         else if (r->bound_ts > 0)
             printf("  threads %d: tg%d reads %.1f MiB/token -> bound %.2f t/s at %.1f GB/s; reached %.0f%%\n",
                    r->threads, r->n_gen, r->bytes_per_token / 1048576.0, r->bound_ts, r->bw_gbps, 100 * r->bw_frac);
@@ -407,9 +448,14 @@ static void print_md_footer(const bench_cfg *c, const result *rows, int n_rows) 
     if (c->bw_probe) {
         printf("\nmemory read bandwidth (1 GiB buffer, best of 5 passes):");
         for (int i = 0; i < c->t.n; i++) printf("%s %d thread%s %.1f GB/s", i ? "," : "", c->t.v[i], c->t.v[i] > 1 ? "s" : "", c->bw[i]);
-        printf("\nbw%% = tg t/s / bound; bytes per token = all weights (token_embd as one row unless tied to\n"
-               "the output) + K and V of the positions attended, mean over the test; weights that fit in\n"
-               "the last-level cache can exceed 100%%.\n");
+        printf("\nmultiply-add peak (int8 / f32, GOP/s):");
+        for (int i = 0; i < c->t.n; i++)
+            printf("%s %d thread%s %.0f / %.0f", i ? "," : "", c->t.v[i], c->t.v[i] > 1 ? "s" : "", c->pk_i8[i], c->pk_f32[i]);
+        printf("\nroof%%: for tg, t/s / bandwidth bound; bytes per token = all weights (token_embd as one\n"
+               "row unless tied to the output) + K and V of the positions attended, mean over the test;\n"
+               "weights that fit in the last-level cache can exceed 100%%. For pp, t/s / compute bound;\n"
+               "2 ops per multiply-add of the weight matrices (int8 ones at the int8 peak, float ones at\n"
+               "the f32 peak), attention not counted.\n");
     }
 }
 
@@ -419,7 +465,10 @@ static int bench_model(bench_cfg *c, const char *path, result **rows, int *n_row
     rss_peak_reset();
     const double t0 = now_ms();
     ember_model *m = NULL;
-    if (ember_model_load(path, NULL, &m)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
+    ember_model_params mp = ember_model_default_params();
+    mp.mem_budget = c->mem_budget;
+    mp.prefetch = c->prefetch;
+    if (ember_model_load(path, &mp, &m)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
     const double load_ms = now_ms() - t0;
     int max_p = 0, max_n = 0;
     for (int i = 0; i < c->p.n; i++) if (c->p.v[i] > max_p) max_p = c->p.v[i];
@@ -461,6 +510,8 @@ static int bench_model(bench_cfg *c, const char *path, result **rows, int *n_row
             r->reps = c->reps;
             r->load_ms = load_ms;
             r->bw_gbps = c->bw[ti];
+            r->pk_i8 = c->pk_i8[ti];
+            r->pk_f32 = c->pk_f32[ti];
             if (is_pp) r->n_prompt = len; else r->n_gen = len;
             if (c->progress) fprintf(stderr, "ember bench: %s, %d threads, %s%d\n", r->model, r->threads, is_pp ? "pp" : "tg", len);
             rc = is_pp ? run_pp(ctx, m, r, tok, &rng) : run_tg(ctx, m, r, tok, &rng);
@@ -468,6 +519,16 @@ static int bench_model(bench_cfg *c, const char *path, result **rows, int *n_row
             mean_sd(r->samples_ts, r->reps, &r->avg_ts, &r->sd_ts);
             mean_sd(r->samples_ns, r->reps, &r->avg_ns, &r->sd_ns);
             if (r->bound_ts > 0) r->bw_frac = r->avg_ts / r->bound_ts;
+            if (is_pp) {
+                uint64_t i8 = 0, fl = 0;
+                r->macs_per_token = (double)ember_context_macs_per_token(ctx, &i8, &fl);
+                const double s_tok = (i8 ? 2.0 * (double)i8 / (r->pk_i8 * 1e9) : 0) +
+                                     (fl ? 2.0 * (double)fl / (r->pk_f32 * 1e9) : 0);
+                if (r->pk_i8 > 0 && r->pk_f32 > 0 && s_tok > 0) {
+                    r->peak_ts = 1.0 / s_tok;
+                    r->peak_frac = r->avg_ts / r->peak_ts;
+                }
+            }
             r->rss_bytes = rss_peak_bytes();
             print_row(c, r, (*n_rows)++);
         }
@@ -486,8 +547,8 @@ int cmd_bench(int argc, char **argv) {
     if (pr) { free(c.models); return pr == 2 ? 0 : 1; }
     build_string(c.build, sizeof c.build);
     if (c.bw_probe) {
-        if (c.progress) fprintf(stderr, "ember bench: measuring memory read bandwidth\n");
-        probe_bandwidth(&c);
+        if (c.progress) fprintf(stderr, "ember bench: measuring memory read bandwidth and multiply-add peaks\n");
+        probe_roofline(&c);
     }
     result *rows = NULL;
     int n_rows = 0, cap = 0, rc = 0;

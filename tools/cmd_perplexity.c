@@ -17,7 +17,12 @@
  *   then for each chunk and scored position a row of nv = 2*((n_vocab + 1)/2) + 4 uint16:
  *   float scale and float min_log_prob (the first 4 uint16), then n_vocab codes q with
  *   log p(i) = scale*q[i] + min_log_prob, where log-probs more than 16 below the top one
- *   are clamped to it (code 0), and one uint16 of padding when n_vocab is odd. */
+ *   are clamped to it (code 0), and one uint16 of padding when n_vocab is odd.
+ *
+ * --kv-policy sink|elastic (with --kv-size N, --kv-sink, --kv-window, --kv-ratio) scores
+ * the same chunks and positions through a bounded KV cache of N cells (default -c): each
+ * chunk streams through it in pieces of the context's batch size, so the scored tokens see
+ * only what the policy keeps, and the result compares directly with the full cache. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -29,14 +34,18 @@
 static void ppl_usage(FILE *f) {
     fprintf(f,
         "usage: ember perplexity -m MODEL -f TEXT [-c 512] [-b N] [--chunks N] [-t N]\n"
-        "                        [-ctk T -ctv T] [--kl-divergence-base FILE [--kl-divergence]]\n\n"
+        "                        [-ctk T -ctv T] [--kl-divergence-base FILE [--kl-divergence]]\n"
+        "                        [--kv-policy sink|elastic [--kv-size N] [--kv-sink N] [--kv-window N] [--kv-ratio R]]\n\n"
         "  -f TEXT                     text to score (at least 2*c tokens)\n"
         "  -c N                        tokens per chunk (default 512); the second half is scored\n"
         "  --chunks N                  score at most N chunks (default: all)\n"
         "  --kl-divergence-base FILE   also save the log-probabilities (llama.cpp's layout);\n"
         "                              with --kl-divergence: read FILE (no -f) and compare\n"
         "  --kl-divergence             KL divergence, delta-p and top-1 agreement against FILE\n"
-        "  -b N, -t N, -ctk T, -ctv T  batch, threads and K / V cache types, as for 'ember run'\n");
+        "  -b N, -t N, -ctk T, -ctv T  batch, threads and K / V cache types, as for 'ember run'\n"
+        "  --kv-policy P               full (default), sink or elastic: the chunks stream through a\n"
+        "                              cache of --kv-size N cells (default -c) kept by that policy\n"
+        "  --kv-sink, --kv-window, --kv-ratio   the policy's parameters, as for 'ember run'\n");
 }
 
 /* llama.cpp's rounding through the float mantissa (|x| < 2^22). */
@@ -300,26 +309,30 @@ static int eval_chunk(ember_context *ctx, const ember_model *m, const ember_toke
 int cmd_perplexity(int argc, char **argv) {
     /* Flags of this command only; the rest go through the shared parser. */
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    int n_rest = 0, n_chunks = -1, kld = 0;
+    int n_rest = 0, n_chunks = -1, kld = 0, kv_size = 0;
     const char *base_path = NULL;
     if (!rest) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { ppl_usage(stdout); free(rest); return 0; }
         if (!strcmp(a, "--kl-divergence")) { kld = 1; continue; }
-        if (!strcmp(a, "--chunks") || !strcmp(a, "--kl-divergence-base") || !strcmp(a, "--save-all-logits")) {
+        if (!strcmp(a, "--chunks") || !strcmp(a, "--kl-divergence-base") || !strcmp(a, "--save-all-logits") ||
+            !strcmp(a, "--kv-size")) {
             if (i + 1 >= argc) { fprintf(stderr, "error: %s needs a value\n", a); free(rest); return 1; }
             const char *v = argv[++i];
-            if (strcmp(a, "--chunks")) { base_path = v; continue; }
+            if (!strcmp(a, "--kl-divergence-base") || !strcmp(a, "--save-all-logits")) { base_path = v; continue; }
+            const int is_size = !strcmp(a, "--kv-size");
             char *end;
             errno = 0;
             long c = strtol(v, &end, 10);
-            if (errno || *end || end == v || c < -1 || c > 1 << 30) {
-                fprintf(stderr, "error: --chunks expects a count (-1: all), got '%s'\n", v);
+            if (errno || *end || end == v || c < (is_size ? 1 : -1) || c > 1 << 30) {
+                fprintf(stderr, is_size ? "error: --kv-size expects a count of cells, got '%s'\n"
+                                        : "error: --chunks expects a count (-1: all), got '%s'\n", v);
                 free(rest);
                 return 1;
             }
-            n_chunks = (int)c;
+            if (is_size) kv_size = (int)c;
+            else n_chunks = (int)c;
             continue;
         }
         rest[n_rest++] = argv[i];
@@ -366,13 +379,26 @@ int cmd_perplexity(int argc, char **argv) {
     if (n_chunks >= 0 && n_chunks < n_chunk) n_chunk = n_chunks;
     if (n_chunk < 1) { fprintf(stderr, "error: --chunks 0 leaves nothing to score\n"); goto done; }
     ember_context_params cp = ember_context_default_params();
-    cp.n_ctx = n_ctx;
+    const int bounded = o.kv_policy && (!strcmp(o.kv_policy, "sink") || !strcmp(o.kv_policy, "elastic"));
+    if (o.kv_policy && !bounded && strcmp(o.kv_policy, "full")) {
+        fprintf(stderr, "error: --kv-policy %s: perplexity takes full, sink or elastic\n", o.kv_policy);
+        goto done;
+    }
+    if (kv_size && !bounded) { fprintf(stderr, "error: --kv-size needs --kv-policy sink or elastic\n"); goto done; }
+    cp.n_ctx = bounded && kv_size ? kv_size : n_ctx;
     cp.n_threads = o.n_threads;
     cp.n_batch = o.n_batch;
     cp.isa = o.isa;
     cp.type_k = o.cache_k;
     cp.type_v = o.cache_v;
+    cp.kv_policy = o.kv_policy;
+    cp.n_sink = o.n_sink;
+    cp.n_window = o.n_window;
+    cp.kv_ratio = o.kv_ratio;
     if (ember_context_new(m, &cp, &ctx)) { fprintf(stderr, "error: %s\n", ember_last_error()); goto done; }
+    if (bounded)
+        fprintf(stderr, "KV cache: %s policy, %d cells, batch %d\n", o.kv_policy, ember_context_n_ctx(ctx),
+                ember_context_n_batch(ctx));
     const int first = n_ctx / 2, scored = n_ctx - 1 - first;
     const size_t nv = 2 * (((size_t)n_vocab + 1) / 2) + 4;
     buf = malloc((size_t)n_ctx * sizeof *buf);

@@ -12,6 +12,7 @@ static void quantize_usage(FILE *f) {
         "Writes IN quantized to TYPE, byte for byte as llama.cpp's llama-quantize does.\n"
         "TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q2_K_S Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M\n"
         "      Q6_K IQ4_NL IQ4_XS TQ1_0 TQ2_0 F16 BF16 F32 (Q2_K_S needs --imatrix)\n"
+        "      ember's own (llama.cpp cannot read them): INT2 .. INT8, BFP3 .. BFP7, OVP4\n"
         "      (or llama.cpp's file-type number)\n\n"
         "  --imatrix FILE          importance matrix from llama-imatrix (GGUF or legacy .dat)\n"
         "  --pure                  no per-tensor mix: every quantized tensor gets TYPE's base type\n"

@@ -14,9 +14,13 @@ typedef struct gen {
     ember_model *dm;          /* -md: the draft model */
     ember_context *dctx;
     ember_spec *spec;         /* --lookup or -md */
+    ember_token *hist;        /* with spec: the tokens the KV cache holds (ember_spec_begin
+                                 takes them), following its context shifts */
+    int n_hist, n_keep;       /* n_keep: what a shift keeps (the context's n_keep) */
+    ember_sampler_state *ck;  /* with spec in chat: the sampler before a step */
     double t_prompt_ms, t_gen_ms;
     int n_prompt, n_gen;
-    int shift;                /* the context shifts when full instead of stopping */
+    int shift;                /* the KV policy makes room when full (shift, sink, elastic) instead of stopping */
 } gen;
 
 static double now_ms(void) {
@@ -38,7 +42,11 @@ static int gen_init(gen *g, const opts *o) {
     cp.type_v = o->cache_v;
     cp.kv_policy = o->kv_policy ? o->kv_policy : !strcmp(cli_command, "chat") ? "shift" : "full";
     cp.n_keep = o->n_keep + (ember_add_bos(g->m) && !o->no_bos);  /* BOS stays, as in llama.cpp */
-    g->shift = !strcmp(cp.kv_policy, "shift");
+    cp.n_sink = o->n_sink;
+    cp.n_window = o->n_window;
+    cp.kv_ratio = o->kv_ratio;
+    g->shift = strcmp(cp.kv_policy, "full") != 0;  /* shift, sink, elastic: never full */
+    g->n_keep = cp.n_keep;
     ember_sampler_params sp = o->sp;
     ember_status st = ember_context_new(g->m, &cp, &g->ctx);
     if (!st && sp.repeat_last_n < 0) sp.repeat_last_n = ember_context_n_ctx(g->ctx);  /* -1: whole context */
@@ -49,6 +57,7 @@ static int gen_init(gen *g, const opts *o) {
     if (o->model_draft) {
         ember_model_params mp = ember_model_default_params();
         cp.n_ctx = ember_context_n_ctx(g->ctx);
+        if (o->n_threads_draft) cp.n_threads = o->n_threads_draft;
         if (ember_model_load(o->model_draft, &mp, &g->dm) || ember_context_new(g->dm, &cp, &g->dctx)) {
             fprintf(stderr, "error: -md %s: %s\n", o->model_draft, ember_last_error());
             return 1;
@@ -58,8 +67,13 @@ static int gen_init(gen *g, const opts *o) {
         ember_spec_params spp = o->spec;
         spp.draft = g->dctx;
         if (!o->lookup) spp.lookup_ngram = 0;
-        if (ember_spec_new(g->ctx, &spp, &g->spec)) {
+        spp.overlap = o->spec_overlap >= 0 ? o->spec_overlap : SPEC_OVERLAP_DEFAULT;
+        if (ember_spec_new(g->ctx, &spp, &g->spec) || ember_sampler_state_new(g->smp, &g->ck)) {
             fprintf(stderr, "error: %s\n", ember_last_error());
+            return 1;
+        }
+        if (!(g->hist = malloc(((size_t)ember_context_n_ctx(g->ctx) + 1) * sizeof *g->hist))) {
+            fprintf(stderr, "error: out of memory\n");
             return 1;
         }
     }
@@ -69,10 +83,19 @@ static int gen_init(gen *g, const opts *o) {
         fprintf(stderr, "model: %s | ctx %d | isa %s | seed %llu | load %.0f ms\n", desc,
                 ember_context_n_ctx(g->ctx), ember_context_isa(g->ctx),
                 (unsigned long long)ember_sampler_seed(g->smp), now_ms() - t0);
+        ember_mem_plan mp;
+        if (o->mem_budget && !ember_context_mem_plan(g->ctx, &mp)) {
+            if (mp.all_resident) fprintf(stderr, "memory plan: everything fits in %.1f MiB, nothing streams\n",
+                                         mp.budget / 1048576.0);
+            else fprintf(stderr, "memory plan: %d of %d layers resident, %d streamed through %d buffers (prefetch %d); "
+                                 "%.1f MiB resident, %.1f MiB read per token\n", mp.n_pinned, mp.n_layer, mp.n_streamed,
+                         mp.n_buffers, mp.prefetch, mp.resident / 1048576.0, mp.streamed / 1048576.0);
+        }
         if (g->dm) {
             ember_model_desc(g->dm, desc, sizeof desc);
-            fprintf(stderr, "draft model: %s | draft-max %d, draft-min %d, draft-p-min %g\n", desc, o->spec.draft_max,
-                    o->spec.draft_min, o->spec.draft_p_min);
+            fprintf(stderr, "draft model: %s | draft-max %d, draft-min %d, draft-p-min %g, overlap %s\n", desc,
+                    o->spec.draft_max, o->spec.draft_min, o->spec.draft_p_min,
+                    o->spec_overlap > 0 || (o->spec_overlap < 0 && SPEC_OVERLAP_DEFAULT) ? "on" : "off");
         } else if (o->lookup)
             fprintf(stderr, "prompt lookup: n-grams %d..1 | draft-max %d, draft-min %d\n", o->spec.lookup_ngram,
                     o->spec.draft_max, o->spec.draft_min);
@@ -82,6 +105,8 @@ static int gen_init(gen *g, const opts *o) {
 
 static void gen_free(gen *g) {
     ember_spec_free(g->spec);
+    ember_sampler_state_free(g->ck);
+    free(g->hist);
     ember_context_free(g->dctx);
     ember_model_free(g->dm);
     ember_sampler_free(g->smp);
@@ -100,6 +125,25 @@ static ember_token *tokenize_n(const ember_model *m, const char *text, size_t le
     return t;
 }
 
+/* ember_decode of k tokens, with the token mirror (speculation only) following it: the
+ * context shifts the decode makes first (as the KV cache does them: keep n_keep, drop half
+ * of the rest, until the tokens fit), then the tokens. */
+static ember_status decode_mirrored(gen *g, const ember_token *t, int k) {
+    ember_status st = ember_decode(g->ctx, t, k, 0);
+    if (st || !g->hist) return st;
+    int n = g->n_hist;
+    const int n_ctx = ember_context_n_ctx(g->ctx);
+    while (k > n_ctx - n) {
+        const int keep = g->n_keep < n ? g->n_keep : n, d = (n - keep) / 2;
+        if (d == 0) break;
+        memmove(g->hist + keep, g->hist + keep + d, (size_t)(n - keep - d) * sizeof *g->hist);
+        n -= d;
+    }
+    memcpy(g->hist + n, t, (size_t)k * sizeof *t);
+    g->n_hist = n + k;
+    return EMBER_OK;
+}
+
 /* Decodes the prompt. A long one (over 256 tokens, when stderr is a terminal or with
  * --progress) goes in pieces of a multiple of the context's n_batch with a progress line
  * after each: ember_decode runs n_batch chunks from the first token either way, so the
@@ -115,7 +159,7 @@ static int feed(gen *g, const opts *o, const ember_token *prompt, int n_prompt) 
     const int piece = show ? nb * (nb < 256 ? (256 + nb - 1) / nb : 1) : g->shift ? nb : n_prompt;
     for (int done = 0; done < n_prompt;) {
         int k = n_prompt - done < piece ? n_prompt - done : piece;
-        if (ember_decode(g->ctx, prompt + done, k, 0)) {
+        if (decode_mirrored(g, prompt + done, k)) {
             fprintf(stderr, "\nerror: %s\n", ember_last_error());
             return 1;
         }
@@ -163,28 +207,50 @@ static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prom
     if (!fed && feed(g, o, prompt, n_prompt)) return 1;
     if (g->spec) {  /* the draft model reads the prompt too */
         double tb = now_ms();
-        if (ember_spec_begin(g->spec, prompt, n_prompt)) { fprintf(stderr, "\nerror: %s\n", ember_last_error()); return 1; }
+        if (g->n_hist != ember_context_n_past(g->ctx) || ember_spec_begin(g->spec, g->hist, g->n_hist)) {
+            fprintf(stderr, "\nerror: %s\n", g->n_hist != ember_context_n_past(g->ctx) ? "internal: the token "
+                    "mirror does not match the KV cache" : ember_last_error());
+            return 1;
+        }
         g->t_prompt_ms += now_ms() - tb;
     }
     double t0 = now_ms();
     int limit = o->n_predict >= 0 ? o->n_predict : g->shift ? INT_MAX : ember_context_n_ctx(g->ctx);
     *eog_seen = 0;
     /* With speculation each step yields several tokens (the last one not decoded yet);
-     * they are printed one by one exactly as plain decoding prints its tokens. */
-    ember_token pend[65], prev = -1;
-    int n_pend = 0, i_pend = 0;
+     * they are printed one by one exactly as plain decoding prints its tokens. The cache
+     * then holds hist[0..h_step), prev and pend[0..n_pend - 1) (the last not decoded). */
+    ember_token pend[65], prev = -1, t = -1;
+    int n_pend = 0, i_pend = 0, h_step = g->n_hist - 1, full = 0;
     for (int i = 0; i < limit; i++) {
-        ember_token t;
         if (g->spec && i > 0) {
             if (i_pend == n_pend) {
                 if (ember_context_n_past(g->ctx) >= ember_context_n_ctx(g->ctx)) {
-                    fprintf(stderr, "\n[context full: %d tokens]\n", ember_context_n_ctx(g->ctx));
-                    break;
-                }
-                int room = limit - i < 65 ? limit - i : 65;
-                if (ember_spec_step(g->spec, g->smp, prev, pend, room, &n_pend)) {
-                    fprintf(stderr, "\nerror: %s\n", ember_last_error());
-                    return 1;
+                    if (!g->shift) {
+                        fprintf(stderr, "\n[context full: %d tokens]\n", ember_context_n_ctx(g->ctx));
+                        full = 1;
+                        break;
+                    }
+                    /* a plain step, which shifts the context as plain decoding does here;
+                     * speculation starts again from the shifted tokens */
+                    if (decode_mirrored(g, &prev, 1) || (pend[0] = ember_sampler_sample(g->smp, g->ctx, -1)) < 0 ||
+                        ember_spec_begin(g->spec, g->hist, g->n_hist)) {
+                        fprintf(stderr, "\nerror: %s\n", ember_last_error());
+                        return 1;
+                    }
+                    h_step = g->n_hist - 1;
+                    n_pend = 1;
+                } else {
+                    int room = limit - i < 65 ? limit - i : 65;
+                    if (cap) ember_sampler_save(g->smp, g->ck);
+                    h_step = g->n_hist;
+                    if (ember_spec_step(g->spec, g->smp, prev, pend, room, &n_pend)) {
+                        fprintf(stderr, "\nerror: %s\n", ember_last_error());
+                        return 1;
+                    }
+                    g->hist[g->n_hist++] = prev;  /* decoded with the accepted drafts */
+                    memcpy(g->hist + g->n_hist, pend, (size_t)(n_pend - 1) * sizeof *pend);
+                    g->n_hist += n_pend - 1;
                 }
                 i_pend = 0;
             }
@@ -209,7 +275,21 @@ static int generate(gen *g, const opts *o, const ember_token *prompt, int n_prom
             fprintf(stderr, "\n[context full: %d tokens]\n", ember_context_n_ctx(g->ctx));
             break;
         }
-        if (ember_decode(g->ctx, &t, 1, 0)) { fprintf(stderr, "\nerror: %s\n", ember_last_error()); return 1; }
+        if (decode_mirrored(g, &t, 1)) { fprintf(stderr, "\nerror: %s\n", ember_last_error()); return 1; }
+    }
+    if (g->spec && cap && t >= 0 && !full) {
+        /* chat: leave the cache and the sampler as plain decoding does: every printed token
+         * decoded but an end-of-generation one, and only sampled tokens in the history */
+        if (i_pend < n_pend) {
+            ember_sampler_restore(g->smp, g->ck, EMBER_SAMPLER_HISTORY);
+            for (int j = 0; j < i_pend; j++) ember_sampler_accept(g->smp, pend[j]);
+        }
+        const int keep = h_step + (i_pend > 0 ? i_pend : 1);
+        if (keep < g->n_hist) {
+            ember_context_truncate(g->ctx, keep);
+            g->n_hist = keep;
+        }
+        if (!*eog_seen && decode_mirrored(g, &t, 1)) { fprintf(stderr, "\nerror: %s\n", ember_last_error()); return 1; }
     }
     g->t_gen_ms += now_ms() - t0;
     return 0;
@@ -222,10 +302,11 @@ static void print_timings(const gen *g) {
             g->n_gen ? g->n_gen * 1e3 / g->t_gen_ms : 0.0);
     if (g->spec) {
         ember_spec_stats st = ember_spec_get_stats(g->spec);
-        fprintf(stderr, "speculative: %lld drafted, %lld accepted (%.1f%%), %lld steps, %.2f tokens per step\n",
+        fprintf(stderr, "speculative: %lld drafted, %lld accepted (%.1f%%), %lld steps, %.2f tokens per step, "
+                        "%lld overlapped\n",
                 (long long)st.n_drafted, (long long)st.n_accepted,
                 st.n_drafted ? 100.0 * st.n_accepted / st.n_drafted : 0.0, (long long)st.n_steps,
-                st.n_steps ? (double)st.n_tokens / st.n_steps : 0.0);
+                st.n_steps ? (double)st.n_tokens / st.n_steps : 0.0, (long long)st.n_overlapped);
     }
 }
 
@@ -377,7 +458,7 @@ int cmd_chat(int argc, char **argv) {
         if (len < 0) { fprintf(stderr, "error: %s\n", ember_last_error()); rc = 1; break; }
         size_t from = 0;
         if (kv.n && !strncmp(full, kv.s, kv.n)) from = kv.n;
-        else { ember_context_truncate(g.ctx, 0); ember_sampler_reset(g.smp); kv.n = 0; }
+        else { ember_context_truncate(g.ctx, 0); ember_sampler_reset(g.smp); kv.n = 0; g.n_hist = 0; }
         capture_put(&kv, full + from, len - (int)from);
         int n;
         int bos = ember_context_n_past(g.ctx) == 0 && ember_add_bos(g.m);

@@ -16,6 +16,12 @@
  *    slot alone, so greedy replies do not depend on what else is running.
  *  - srv.mu guards the queue, slot assignment and every task's output fields. A task is
  *    freed only by its request thread, after the scheduler has set `done`.
+ *  - Speculative decoding (a request's "speculative", or -md / --lookup for all): a
+ *    speculating slot's step feeds its sampled token and the drafts after it
+ *    (ember_spec_draft: prompt lookup, or the draft model on its own context with one
+ *    sequence per slot) into the same batch, with logits for each, and keeps what
+ *    ember_spec_accept accepts; the tokens are then taken one by one as plain decoding
+ *    takes them (stop strings, max_tokens, context), so the text is the same.
  * Threads: the context's pool (-t, default: physical cores) runs every batched step.
  * Shutdown (SIGINT/SIGTERM): the scheduler fails every task, the listening socket closes,
  * the main thread waits until every answered request has sent its end (JSON error, or an
@@ -50,6 +56,9 @@
 #define CONN_MEMORY (256u << 10)
 #define MAX_CORS 16
 #define DRAIN_MS 10000     /* at shutdown, how long open responses get to send their end */
+#define SPEC_OUT 65        /* most tokens one speculative step yields (64 drafts + 1) */
+
+enum { SPEC_OFF, SPEC_LOOKUP, SPEC_DRAFT };  /* how a task drafts */
 
 typedef struct task {
     /* input, fixed before enqueue */
@@ -58,10 +67,13 @@ typedef struct task {
     ember_sampler_params sp;
     char *const *stop;          /* borrowed from the request, which outlives the task */
     int n_stop;
+    int spec_mode;              /* SPEC_OFF, SPEC_LOOKUP or SPEC_DRAFT */
+    ember_spec_params spp;      /* its draft sizes (draft and seq set by the slot) */
     /* output, under srv.mu */
     char *out;                  /* text ready to send: stop-filtered, whole UTF-8 chars */
     size_t n_out, cap_out;
     int n_gen, n_cached;
+    int n_draft, n_draft_acc;   /* drafted tokens verified; accepted ones up to the end */
     const char *finish;         /* "stop" | "length" once done */
     int done, failed, cancelled;
     char errmsg[160];
@@ -83,6 +95,13 @@ typedef struct slot {
     int logit_idx;              /* ... at this index of the last batch */
     ember_token next;           /* token sampled this step, to be fed */
     long last_used;
+    /* speculative decoding (the task's spec_mode is not SPEC_OFF) */
+    ember_spec *spec;           /* kept across tasks with the same parameters (the draft
+                                   model's sequence then keeps its prefix) */
+    ember_spec_params spec_prm;
+    int spec_on, spec_begun;
+    int pend;                   /* `next` was sampled: the next step drafts after it */
+    int spec_row;               /* batch index of `next` in the step's batch */
 } slot;
 
 typedef struct server {
@@ -97,6 +116,8 @@ typedef struct server {
     /* state */
     ember_model *model;
     ember_context *ctx;         /* one sequence per slot */
+    ember_model *dmodel;        /* -md: the draft model */
+    ember_context *dctx;        /* ... with one sequence per slot */
     slot *slots;
     ember_token *b_tok;         /* the batch of one step: tokens, sequences, logits flags */
     int *b_seq;
@@ -210,7 +231,10 @@ static void slot_release(server *srv, slot *s, const char *finish, const char *e
 static void slot_start(server *srv, slot *s, task *t) {
     int keep = common_prefix(s->cache, s->n_cache, t->prompt, t->n_prompt);
     if (keep >= t->n_prompt) keep = t->n_prompt - 1;  /* the last token must run for logits */
-    ember_seq_truncate(srv->ctx, s->id, keep);
+    if (ember_seq_truncate(srv->ctx, s->id, keep) != EMBER_OK) {  /* a recurrent state without a checkpoint there */
+        keep = 0;
+        ember_seq_truncate(srv->ctx, s->id, 0);
+    }
     s->n_cache = keep;
     s->n_fed = keep;
     s->has_logits = 0;
@@ -226,6 +250,27 @@ static void slot_start(server *srv, slot *s, task *t) {
         return;
     }
     for (int i = 0; i < t->n_prompt; i++) ember_sampler_accept(s->smp, t->prompt[i]);
+    s->spec_on = t->spec_mode != SPEC_OFF;
+    s->spec_begun = 0;
+    s->pend = 0;
+    if (s->spec_on) {
+        ember_spec_params p = t->spp;
+        p.seq = s->id;
+        p.draft = t->spec_mode == SPEC_DRAFT ? srv->dctx : NULL;
+        if (!p.draft) p.lookup_ngram = p.lookup_ngram > 0 ? p.lookup_ngram : 3;
+        const ember_spec_params *q = &s->spec_prm;
+        if (!s->spec || p.draft != q->draft || p.lookup_ngram != q->lookup_ngram || p.draft_max != q->draft_max ||
+            p.draft_min != q->draft_min || p.draft_p_min != q->draft_p_min || p.adaptive != q->adaptive) {
+            ember_spec_free(s->spec);
+            s->spec = NULL;
+            if (ember_spec_new(srv->ctx, &p, &s->spec)) {
+                task_finish(t, NULL, ember_last_error());
+                s->t = NULL;
+                return;
+            }
+            s->spec_prm = p;
+        }
+    }
 }
 
 /* Admits queued tasks into free slots (under srv.mu); drops cancelled queued tasks. */
@@ -252,11 +297,10 @@ static void admit(server *srv) {
     }
 }
 
-/* One sampled token for s: records its text; returns 1 if the task ended. */
-static int slot_sample(server *srv, slot *s) {
+/* One generated token for s, sampled when its sequence held n_at tokens: records its
+ * text; returns 1 if the task ended. */
+static int slot_take(server *srv, slot *s, ember_token tok, int n_at) {
     task *t = s->t;
-    ember_token tok = ember_sampler_sample(s->smp, srv->ctx, s->logit_idx);
-    if (tok < 0) { slot_release(srv, s, NULL, ember_last_error()); return 1; }
     if (ember_token_is_eog(srv->model, tok)) { slot_release(srv, s, "stop", NULL); return 1; }
     pthread_mutex_lock(&srv->mu);
     t->n_gen++;
@@ -268,7 +312,7 @@ static int slot_sample(server *srv, slot *s) {
         return 1;
     }
     if (slot_emit(srv, s, 0)) { slot_release(srv, s, "stop", NULL); return 1; }
-    if ((t->max_tokens > 0 && t->n_gen >= t->max_tokens) || s->n_cache >= srv->n_ctx) {
+    if ((t->max_tokens > 0 && t->n_gen >= t->max_tokens) || n_at >= srv->n_ctx) {
         slot_release(srv, s, "length", NULL);
         return 1;
     }
@@ -276,9 +320,16 @@ static int slot_sample(server *srv, slot *s) {
     return 0;
 }
 
+/* One token sampled from s's logits; returns 1 if the task ended. */
+static int slot_sample(server *srv, slot *s) {
+    ember_token tok = ember_sampler_sample(s->smp, srv->ctx, s->logit_idx);
+    if (tok < 0) { slot_release(srv, s, NULL, ember_last_error()); return 1; }
+    return slot_take(srv, s, tok, s->n_cache);
+}
+
 /* Runs one scheduler step as a single batch: n_work slots, each feeding `n` tokens
  * (a prompt chunk or its last sampled token), logits kept for each slot's last token. */
-typedef struct work { slot *s; const ember_token *tok; int n; } work;
+typedef struct work { slot *s; const ember_token *tok; int n; int all; } work;  /* all: logits for every token */
 
 static void decode_step(server *srv, work *w, int n_work) {
     int n = 0;
@@ -302,9 +353,10 @@ static void decode_step(server *srv, work *w, int n_work) {
         for (int j = 0; j < w[i].n; j++, n++) {
             srv->b_tok[n] = w[i].tok[j];
             srv->b_seq[n] = w[i].s->id;
-            srv->b_want[n] = j == w[i].n - 1;
+            srv->b_want[n] = w[i].all || j == w[i].n - 1;
         }
         w[i].s->logit_idx = n - 1;
+        w[i].s->spec_row = n - w[i].n;
     }
     ember_batch b = { n, srv->b_tok, srv->b_seq, srv->b_want };
     if (ember_decode_batch(srv->ctx, &b)) {
@@ -325,8 +377,53 @@ static void decode_step(server *srv, work *w, int n_work) {
     }
 }
 
+/* Speculation, step 1: drafts after s->next (ember_spec_draft) into the work item *w:
+ * next and the drafts, with logits for each. Returns 0 when the task ended instead. */
+static int slot_spec_draft(server *srv, slot *s, work *w) {
+    task *t = s->t;
+    if (!s->spec_begun) {  /* the sequence holds the prompt: the draft model reads it */
+        if (ember_spec_begin(s->spec, s->cache, s->n_cache)) { slot_release(srv, s, NULL, ember_last_error()); return 0; }
+        s->spec_begun = 1;
+    }
+    int max = t->max_tokens > 0 && t->max_tokens - t->n_gen < SPEC_OUT ? t->max_tokens - t->n_gen : SPEC_OUT;
+    const ember_token *toks;
+    int nt;
+    if (max < 1 || ember_spec_draft(s->spec, s->smp, s->next, max, &toks, &nt)) {
+        slot_release(srv, s, NULL, max < 1 ? "internal: no tokens left to draft" : ember_last_error());
+        return 0;
+    }
+    *w = (work){ s, toks, nt, 1 };
+    return 1;
+}
+
+/* Speculation, steps 3 and 4, after the batch decoded w: the accepted tokens, each taken
+ * as if sampled one by one (plain decoding's stop, length and context checks). */
+static void slot_spec_accept(server *srv, slot *s, const work *w) {
+    task *t = s->t;
+    const int h = s->n_cache - w->n;  /* the sequence before the step */
+    ember_token out[SPEC_OUT];
+    int n = 0;
+    const int64_t acc0 = ember_spec_get_stats(s->spec).n_accepted;
+    ember_status st = ember_spec_accept(s->spec, s->smp, s->spec_row, out, &n);
+    s->n_cache = ember_seq_n_past(srv->ctx, s->id);  /* the rejected drafts are gone */
+    if (st) { slot_release(srv, s, NULL, ember_last_error()); return; }
+    const int acc = (int)(ember_spec_get_stats(s->spec).n_accepted - acc0);
+    pthread_mutex_lock(&srv->mu);
+    t->n_draft += w->n - 1;
+    pthread_mutex_unlock(&srv->mu);
+    for (int j = 0; j < n; j++) {
+        if (j < acc) {
+            pthread_mutex_lock(&srv->mu);
+            t->n_draft_acc++;
+            pthread_mutex_unlock(&srv->mu);
+        }
+        if (slot_take(srv, s, out[j], h + 1 + j)) return;
+    }
+}
+
 /* One step for every active slot: cancelled ones are freed, prompt ones take a chunk,
- * generating ones sample a token and feed it back. */
+ * generating ones sample a token and feed it back, speculating ones feed it with their
+ * drafts and keep what the target accepts. */
 static void step(server *srv, work *w) {
     int n_work = 0;
     for (int i = 0; i < srv->n_slots; i++) {
@@ -339,13 +436,22 @@ static void step(server *srv, work *w) {
         task *t = s->t;
         if (s->n_fed < t->n_prompt) {
             int n = t->n_prompt - s->n_fed < PROMPT_CHUNK ? t->n_prompt - s->n_fed : PROMPT_CHUNK;
-            w[n_work++] = (work){ s, t->prompt + s->n_fed, n };
+            w[n_work++] = (work){ s, t->prompt + s->n_fed, n, 0 };
             s->n_fed += n;
+        } else if (s->spec_on && s->pend) {
+            n_work += slot_spec_draft(srv, s, &w[n_work]);
         } else if (s->has_logits && !slot_sample(srv, s)) {
-            w[n_work++] = (work){ s, &s->next, 1 };
+            if (s->spec_on) {
+                s->pend = 1;
+                n_work += slot_spec_draft(srv, s, &w[n_work]);
+            } else {
+                w[n_work++] = (work){ s, &s->next, 1, 0 };
+            }
         }
     }
     decode_step(srv, w, n_work);
+    for (int i = 0; i < n_work; i++)
+        if (w[i].all && w[i].s->t && w[i].s->has_logits) slot_spec_accept(srv, w[i].s, &w[i]);
 }
 
 static void *scheduler(void *arg) {
@@ -564,11 +670,45 @@ static char *render_chat(server *srv, const oai_request *r, ember_span **spans, 
     return s;
 }
 
+/* The task's drafting from the request's "speculative" and the server's flags. Returns
+ * 0, or 400 with err. */
+static int spec_setup(const server *srv, const oai_spec *rs, int *mode, ember_spec_params *p, oai_error *err) {
+    const int have_draft = srv->dctx != NULL;
+    switch (rs->mode) {
+    case OAI_SPEC_DEFAULT: *mode = have_draft ? SPEC_DRAFT : srv->o.lookup ? SPEC_LOOKUP : SPEC_OFF; break;
+    case OAI_SPEC_OFF: *mode = SPEC_OFF; break;
+    case OAI_SPEC_ON: *mode = have_draft ? SPEC_DRAFT : SPEC_LOOKUP; break;
+    case OAI_SPEC_LOOKUP: *mode = SPEC_LOOKUP; break;
+    default:
+        if (!have_draft) {
+            oai_set_error(err, 400, "invalid_request_error", "this server has no draft model (start it with -md FILE)");
+            return 400;
+        }
+        *mode = SPEC_DRAFT;
+        break;
+    }
+    *p = srv->o.spec;
+    if (rs->ngram > 0) p->lookup_ngram = rs->ngram;
+    if (rs->n_max > 0) p->draft_max = rs->n_max;
+    if (rs->n_min >= 0) p->draft_min = rs->n_min;
+    if (rs->p_min >= 0) p->draft_p_min = (float)rs->p_min;
+    if (p->draft_min > p->draft_max) {
+        oai_set_error(err, 400, "invalid_request_error", "speculative.n_min (%d) exceeds the draft length n_max (%d)",
+                      p->draft_min, p->draft_max);
+        return 400;
+    }
+    if (*mode == SPEC_DRAFT) p->lookup_ngram = 0;
+    return 0;
+}
+
 /* Builds and enqueues the tasks of a parsed request. Returns 0, or the status with err. */
 static int start_tasks(conn *k, oai_error *err) {
     server *srv = k->srv;
     oai_request *r = &k->req;
     int n = r->kind == OAI_CHAT ? 1 : r->n_prompts;
+    int spec_mode;
+    ember_spec_params spp;
+    if (spec_setup(srv, &r->spec, &spec_mode, &spp, err)) return 400;
     if (r->stream && n > 1) { oai_set_error(err, 400, "invalid_request_error", "streaming takes a single prompt"); return 400; }
     char *chat = NULL;
     ember_span *spans = NULL;
@@ -595,6 +735,8 @@ static int start_tasks(conn *k, oai_error *err) {
         t->sp = r->sp;
         t->stop = r->stop;
         t->n_stop = r->n_stop;
+        t->spec_mode = spec_mode;
+        t->spp = spp;
         k->tasks[k->n_tasks++] = t;
     }
     free(chat);
@@ -607,12 +749,18 @@ static int start_tasks(conn *k, oai_error *err) {
 }
 
 static oai_usage usage_of(conn *k) {
-    oai_usage u = { 0, 0, 0 };
+    oai_usage u;
+    memset(&u, 0, sizeof u);
+    pthread_mutex_lock(&k->srv->mu);
     for (int i = 0; i < k->n_tasks; i++) {
         u.prompt_tokens += k->tasks[i]->n_prompt;
         u.completion_tokens += k->tasks[i]->n_gen;
         u.cached_tokens += k->tasks[i]->n_cached;
+        u.speculative |= k->tasks[i]->spec_mode != SPEC_OFF;
+        u.draft_n += k->tasks[i]->n_draft;
+        u.draft_n_accepted += k->tasks[i]->n_draft_acc;
     }
+    pthread_mutex_unlock(&k->srv->mu);
     return u;
 }
 
@@ -935,9 +1083,14 @@ static void serve_usage(FILE *f) {
         "  --body-limit BYTES   largest request body (default 8 MiB; more gets 413)\n"
         "  --timeout S          idle timeout while a request is received (default 10)\n"
         "  --max-conns N        concurrent connections (default 128)\n"
-        "  -m, -t, -ctk/-ctv, --chat-template, sampling flags (--temp, --top-k, ...):\n"
+        "  -m, -t, -ctk/-ctv, --chat-template, --mem-budget SIZE, --prefetch N, sampling\n"
+        "  flags (--temp, --top-k, ...):\n"
         "                       as for 'ember run'; sampling flags are defaults that request\n"
-        "                       fields override\n\n"
+        "                       fields override\n"
+        "  -md FILE, --lookup, --lookup-ngram N, --draft-max N, --draft-min N, --draft-p-min P:\n"
+        "                       speculative decoding for every request (a draft model with the\n"
+        "                       model's vocabulary, or prompt lookup), as for 'ember run'; a\n"
+        "                       request's \"speculative\" field turns it off or on\n\n"
         "Requests: POST /v1/chat/completions and /v1/completions (Content-Type:\n"
         "application/json), GET /v1/models, GET /health. Completions parse control-token text\n"
         "in the prompt only with \"parse_special\": true; chat message text never becomes\n"
@@ -1072,6 +1225,20 @@ static int slots_new(server *srv) {
     cp.n_seq = srv->n_slots;
     if (ember_context_new(srv->model, &cp, &srv->ctx)) { fprintf(stderr, "error: %s\n", ember_last_error()); return 1; }
     srv->n_ctx = ember_context_n_ctx(srv->ctx);
+    if (srv->o.model_draft) {  /* -md: one draft sequence per slot, as long as the slot's */
+        ember_model_params mp = ember_model_default_params();
+        cp.n_ctx = srv->n_ctx;
+        if (srv->o.n_threads_draft) cp.n_threads = srv->o.n_threads_draft;
+        if (ember_model_load(srv->o.model_draft, &mp, &srv->dmodel) || ember_context_new(srv->dmodel, &cp, &srv->dctx)) {
+            fprintf(stderr, "error: -md %s: %s\n", srv->o.model_draft, ember_last_error());
+            return 1;
+        }
+        if (ember_model_n_vocab(srv->dmodel) != ember_model_n_vocab(srv->model)) {
+            fprintf(stderr, "error: -md %s: the draft model has %d tokens, the model %d: they must share the vocabulary\n",
+                    srv->o.model_draft, ember_model_n_vocab(srv->dmodel), ember_model_n_vocab(srv->model));
+            return 1;
+        }
+    }
     for (int i = 0; i < srv->n_slots; i++) {
         slot *s = &srv->slots[i];
         s->id = i;
@@ -1083,10 +1250,13 @@ static int slots_new(server *srv) {
 static void slots_free(server *srv) {
     for (int i = 0; srv->slots && i < srv->n_slots; i++) {
         ember_sampler_free(srv->slots[i].smp);
+        ember_spec_free(srv->slots[i].spec);
         free(srv->slots[i].cache);
     }
     free(srv->slots);
     ember_context_free(srv->ctx);
+    ember_context_free(srv->dctx);
+    ember_model_free(srv->dmodel);
     free(srv->b_tok);
     free(srv->b_seq);
     free(srv->b_want);
@@ -1165,6 +1335,13 @@ int cmd_serve(int argc, char **argv) {
     atomic_store(&srv.ready, 1);
     fprintf(stderr, "ember serve: ready: %d slots x %d tokens, %d threads per decode\n",
             srv.n_slots, srv.n_ctx, srv.o.n_threads ? srv.o.n_threads : ember_cpu_cores());
+    if (srv.dctx)
+        fprintf(stderr, "ember serve: speculative decoding by default: draft model %s, draft-max %d, draft-min %d, "
+                        "draft-p-min %g\n", srv.o.model_draft, srv.o.spec.draft_max, srv.o.spec.draft_min,
+                srv.o.spec.draft_p_min);
+    else if (srv.o.lookup)
+        fprintf(stderr, "ember serve: speculative decoding by default: prompt lookup, n-grams %d..1, draft-max %d\n",
+                srv.o.spec.lookup_ngram, srv.o.spec.draft_max);
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "ember serve: signal %d, shutting down\n", sig);

@@ -50,23 +50,32 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_RUN | C_CHAT | C_SERVE, "  -b, --batch-size N      tokens per forward chunk (0: 64)" },
     { C_RUN | C_CHAT | C_SERVE, "  -t, --threads N         threads (default: physical cores)" },
     { C_RUN | C_CHAT | C_SERVE, "  -ctk, -ctv TYPE         K / V cache type: f32, f16 (default, as llama.cpp), bf16, q8_0, q4_0" },
-    { C_RUN | C_CHAT, "  --kv-policy full|shift  when the context is full: stop (full; run's default) or shift\n"
-                      "                          (llama.cpp's context shift; chat's default): keep BOS and\n"
-                      "                          --keep N tokens, drop the oldest half of the rest, go on" },
+    { C_RUN | C_CHAT, "  --kv-policy full|shift|sink|elastic   when the context is full: stop (full; run's\n"
+                      "                          default) or shift (llama.cpp's context shift; chat's default): keep\n"
+                      "                          BOS and --keep N tokens, drop the oldest half of the rest, go on;\n"
+                      "                          sink: keep --kv-sink first and --kv-window last tokens (StreamingLLM);\n"
+                      "                          elastic: merge by importance at --kv-ratio (Elastic Cache)" },
+    { C_RUN | C_CHAT, "  --kv-sink N             sink / elastic: first tokens always kept (default 4)" },
+    { C_RUN | C_CHAT, "  --kv-window N           sink: recent tokens kept (default: ctx - sinks - ctx/4)" },
+    { C_RUN | C_CHAT, "  --kv-ratio R            elastic: share of the cache merged away, in (0, 1) (default 0.2)" },
     { C_RUN | C_CHAT, "  --context-shift, --no-context-shift   --kv-policy shift / full" },
     { C_RUN | C_CHAT, "  --keep N                tokens after BOS that a context shift keeps (default 0)" },
     { C_RUN | C_CHAT | C_SERVE, "  -s, --seed N            sampling seed (-1: random)" },
     { C_RUN | C_CHAT | C_SERVE, NULL },  /* the sampling flags */
-    { C_RUN, "  --lookup                speculative decoding with prompt-lookup drafts (the tokens that followed\n"
+    { C_RUN | C_CHAT | C_SERVE, "  --lookup                speculative decoding with prompt-lookup drafts (the tokens that followed\n"
              "                          the last n-gram's latest earlier occurrence); output as without it\n"
-             "                          for --temp 0, the same distribution otherwise" },
-    { C_RUN, "  --lookup-ngram N        longest n-gram --lookup matches, then shorter ones (default 3, 1..64)" },
-    { C_RUN, "  -md, --model-draft FILE speculative decoding with a draft model of the same vocabulary" },
-    { C_RUN, "  --draft-max N           most tokens drafted per step (default 8, 1..64); the length adapts to\n"
+             "                          for --temp 0, the same distribution otherwise (serve: the default of\n"
+             "                          every request; a request's \"speculative\" field overrides it)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --lookup-ngram N        longest n-gram --lookup matches, then shorter ones (default 3, 1..64)" },
+    { C_RUN | C_CHAT | C_SERVE, "  -md, --model-draft FILE speculative decoding with a draft model of the same vocabulary" },
+    { C_RUN | C_CHAT | C_SERVE, "  --draft-max N           most tokens drafted per step (default 8, 1..64); the length adapts to\n"
              "                          the acceptance rate below it" },
-    { C_RUN, "  --draft-min N           drafts shorter than N are not verified (default 0)" },
-    { C_RUN, "  --draft-p-min P         stop drafting when the draft model's top probability is below P (default 0)" },
-    { C_RUN, "  --spec-type TYPE        none, ngram-simple (= --lookup) or draft-simple (needs -md); llama.cpp's\n"
+    { C_RUN | C_CHAT | C_SERVE, "  --draft-min N           drafts shorter than N are not verified (default 0)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --draft-p-min P         stop drafting when the draft model's top probability is below P (default 0)" },
+    { C_RUN | C_CHAT | C_SERVE, "  -td, --threads-draft N  threads of the draft model (default: as -t)" },
+    { C_RUN | C_CHAT, "  --spec-overlap, --no-spec-overlap   with -md at --temp 0: the draft model drafts the\n"
+                      "                          next block on its own threads while the model verifies (default: off)" },
+    { C_RUN | C_CHAT | C_SERVE, "  --spec-type TYPE        none, ngram-simple (= --lookup) or draft-simple (needs -md); llama.cpp's\n"
              "                          --spec-draft-model, --spec-draft-n-max/-n-min, --spec-draft-p-min and\n"
              "                          --spec-ngram-simple-size-n are accepted too" },
     { C_RUN, "  --ids                   print the generated token ids instead of text" },
@@ -79,8 +88,12 @@ static const struct { int cmds; const char *text; } flag_help[] = {
     { C_CHAT, "  -sys, --system-prompt TEXT  the system message" },
     { C_CHAT | C_SERVE, "  --chat-template NAME    chatml, qwen3, llama2, llama3, llama3.1, mistral, mistral-nemo, zephyr,\n"
                         "                          phi3, phi3-mini, gemma (default: the model's)" },
+    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  --mem-budget SIZE       memory for weights, KV cache and scratch (600M, 2G: MiB, GiB);\n"
+                                         "                          layers that do not fit are streamed from the file (STREAMING.md);\n"
+                                         "                          info: print the plan and the predicted speed" },
+    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  --prefetch N            layers read ahead under --mem-budget (default 1; 0: read when needed)" },
     { C_RUN | C_CHAT | C_SERVE, "  --isa NAME              kernel set: ref, avx2, avx512, neon (default: the best for this CPU)" },
-    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  -v, --verbose           model, kernel set, seed and timings on stderr (run: with\n"
+    { C_RUN | C_CHAT | C_INFO | C_SERVE, "  -v, --verbose           model, kernel set, seed and timings on stderr (run, chat: with\n"
                                          "                          speculation, the drafted and accepted counts)" },
     { C_ALL, "  -h, --help              this help" },
 };
@@ -93,7 +106,7 @@ void opts_usage(const char *cmd, FILE *f) {
     case C_CHAT: fputs("usage: ember chat [-m MODEL] [-sys TEXT] [--chat-template NAME] [options]\n"
                        "Interactive chat through the model's chat template: one message per line on\n"
                        "stdin; an empty line or Ctrl-D ends the chat.\n", f); break;
-    case C_INFO: fputs("usage: ember info [-m MODEL] [-z TOKENIZER]\n"
+    case C_INFO: fputs("usage: ember info [-m MODEL] [-z TOKENIZER] [--mem-budget SIZE [--prefetch N] [-c N]]\n"
                        "Architecture, hyper-parameters, tensor types, sizes, and the kernels this CPU uses.\n", f); break;
     case C_TOK: fputs("usage: ember tokenize [-m MODEL] (-p TEXT | -f FILE) [--pieces] [--no-bos] [--special]\n"
                       "Prints the token ids of the text (vocab-only GGUF files work too).\n", f); break;
@@ -164,10 +177,30 @@ static int parse_float(const char *flag, const char *s, float *out) {
     return 0;
 }
 
+int parse_size(const char *flag, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double mul = 1;
+    if (end != s && (*end == 'k' || *end == 'K')) { mul = 1024.0; end++; }
+    else if (end != s && (*end == 'm' || *end == 'M')) { mul = 1048576.0; end++; }
+    else if (end != s && (*end == 'g' || *end == 'G')) { mul = 1073741824.0; end++; }
+    if (end != s && (*end == 'i' || *end == 'I') && mul > 1) end++;
+    if (end != s && (*end == 'b' || *end == 'B')) end++;
+    if (errno || *end || end == s || !(v >= 0) || v * mul > 1.8e19) {
+        fprintf(stderr, "error: %s expects a size such as 600M or 2G, got '%s'\n", flag, s);
+        return 1;
+    }
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
 static int parse(opts *o, int argc, char **argv) {
     o->n_predict = -1;
+    o->prefetch = 1;
     o->sp = ember_sampler_default_params();
     o->spec = ember_spec_default_params();
+    o->spec_overlap = -1;
     const char *spec_type = NULL;
     o->rest = calloc((size_t)argc + 1, sizeof *o->rest);
     if (!o->rest) return 1;
@@ -187,6 +220,9 @@ static int parse(opts *o, int argc, char **argv) {
         else if (IS("-ctk") || IS("--cache-type-k")) { NEED(); o->cache_k = v; }
         else if (IS("-ctv") || IS("--cache-type-v")) { NEED(); o->cache_v = v; }
         else if (IS("--kv-policy")) { NEED(); o->kv_policy = v; }
+        else if (IS("--kv-sink")) { NEED(); bad = parse_int(a, v, &o->n_sink); }
+        else if (IS("--kv-window")) { NEED(); bad = parse_int(a, v, &o->n_window); }
+        else if (IS("--kv-ratio")) { NEED(); bad = parse_float(a, v, &o->kv_ratio); }
         else if (IS("--context-shift")) o->kv_policy = "shift";
         else if (IS("--no-context-shift")) o->kv_policy = "full";
         else if (IS("--keep")) {
@@ -224,6 +260,22 @@ static int parse(opts *o, int argc, char **argv) {
         else if (IS("--draft-min") || IS("--draft-n-min") || IS("--spec-draft-n-min")) { NEED(); bad = parse_int(a, v, &o->spec.draft_min); }
         else if (IS("--draft-p-min") || IS("--spec-draft-p-min")) { NEED(); bad = parse_float(a, v, &o->spec.draft_p_min); }
         else if (IS("--spec-type")) { NEED(); spec_type = v; }
+        else if (IS("-td") || IS("--threads-draft")) { NEED(); bad = parse_int(a, v, &o->n_threads_draft); }
+        else if (IS("--spec-overlap")) o->spec_overlap = 1;
+        else if (IS("--no-spec-overlap")) o->spec_overlap = 0;
+        else if (IS("--mem-budget")) {
+            NEED();
+            bad = parse_size(a, v, &o->mem_budget);
+            if (!bad && !o->mem_budget) { fprintf(stderr, "error: --mem-budget must be above 0\n"); bad = 1; }
+        }
+        else if (IS("--prefetch")) {
+            NEED();
+            bad = parse_int(a, v, &o->prefetch);
+            if (!bad && (o->prefetch < 0 || o->prefetch > 64)) {
+                fprintf(stderr, "error: --prefetch must be in [0, 64], got %d\n", o->prefetch);
+                bad = 1;
+            }
+        }
         else if (IS("--ids")) o->ids = 1;
         else if (IS("--ignore-eos")) o->ignore_eos = 1;
         else if (IS("--no-bos")) o->no_bos = 1;
@@ -240,8 +292,8 @@ static int parse(opts *o, int argc, char **argv) {
 #undef IS
 #undef NEED
     }
-    if (o->n_ctx < 0 || o->n_threads < 0 || o->n_batch < 0) {
-        fprintf(stderr, "error: -c, -t and -b must not be negative\n");
+    if (o->n_ctx < 0 || o->n_threads < 0 || o->n_batch < 0 || o->n_threads_draft < 0) {
+        fprintf(stderr, "error: -c, -t, -td and -b must not be negative\n");
         return 1;
     }
     if (o->prompt && o->prompt_file) {
@@ -263,8 +315,9 @@ static int parse(opts *o, int argc, char **argv) {
             }
         }
     }
-    if ((o->lookup || o->model_draft) && strcmp(cli_command, "run")) {
-        fprintf(stderr, "error: speculative decoding (--lookup, -md) is in 'ember run' only so far\n");
+    if ((o->lookup || o->model_draft) && strcmp(cli_command, "run") && strcmp(cli_command, "chat") &&
+        strcmp(cli_command, "serve")) {
+        fprintf(stderr, "error: speculative decoding (--lookup, -md) is for 'ember run', 'chat' and 'serve'\n");
         return 1;
     }
     if (o->lookup && o->model_draft) {
@@ -324,6 +377,8 @@ ember_model *load_model(const opts *o, int vocab_only) {
     ember_model_params mp = ember_model_default_params();
     mp.vocab_only = vocab_only;
     mp.tokenizer_path = o->tokenizer;
+    mp.mem_budget = vocab_only ? 0 : o->mem_budget;
+    mp.prefetch = o->prefetch;
     ember_model *m = NULL;
     ember_status st = ember_model_load(path, &mp, &m);
     if (st) {

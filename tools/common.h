@@ -7,6 +7,8 @@
 #include "ember.h"
 
 #define DEFAULT_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+/* --spec-overlap when neither it nor --no-spec-overlap is given (SPECULATIVE.md measures both) */
+#define SPEC_OVERLAP_DEFAULT 0
 
 typedef struct opts {
     const char *model;        /* -m */
@@ -19,6 +21,8 @@ typedef struct opts {
     const char *cache_k, *cache_v; /* -ctk / -ctv: K and V cache types (NULL: f16) */
     const char *kv_policy;    /* --kv-policy full|shift (--context-shift); NULL: chat shift, else full */
     int n_keep;               /* --keep N: tokens kept by a context shift, after BOS */
+    int n_sink, n_window;     /* --kv-sink, --kv-window (sink, elastic); 0: the library's defaults */
+    float kv_ratio;           /* --kv-ratio (elastic); 0: the library's default */
     int n_predict;            /* -n; -1 = until end of generation or context */
     int n_ctx, n_threads, n_batch;
     int ids;                  /* --ids: print generated ids instead of text */
@@ -29,10 +33,14 @@ typedef struct opts {
     int verbose;              /* -v */
     int progress;             /* --progress: prompt progress on stderr even when it is no terminal */
     ember_sampler_params sp;
-    /* speculative decoding (run) */
+    /* speculative decoding (run, chat, serve) */
     const char *model_draft;  /* -md: a draft model with the target's vocabulary */
     int lookup;               /* --lookup: prompt-lookup drafts */
     ember_spec_params spec;   /* --draft-max, --draft-min, --draft-p-min, --lookup-ngram */
+    int n_threads_draft;      /* -td: the draft model's threads (0: as -t) */
+    int spec_overlap;         /* --spec-overlap 1, --no-spec-overlap 0, neither -1 (the default) */
+    uint64_t mem_budget;      /* --mem-budget SIZE (bytes; 0: none) */
+    int prefetch;             /* --prefetch N (default 1) */
     char **rest;              /* positional arguments */
     int n_rest;
 } opts;
@@ -53,6 +61,9 @@ void cli_log(ember_log_level level, const char *text, void *user_data);
 /* -m, or the default model (models/... relative to the working directory, then to the
  * binary's directory). NULL with a message if the default model is missing. */
 const char *opts_model_path(const opts *o);
+/* "600M", "2G", "1.5G", "65536": M and G are MiB and GiB, K KiB, no suffix bytes. 0 and
+ * *out set, or 1 after printing an error naming flag. */
+int parse_size(const char *flag, const char *s, uint64_t *out);
 /* Loads the model named by the options; prints the error and returns NULL on failure. */
 ember_model *load_model(const opts *o, int vocab_only);
 /* The prompt: -p, or the bytes of -f's file ("-": standard input), NUL bytes included;

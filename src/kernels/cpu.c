@@ -92,6 +92,7 @@ static const em_kernels *merged(isa_entry *e) {
         if (!k.swiglu) k.swiglu = r->swiglu;
         if (!k.geglu) k.geglu = r->geglu;
         if (!k.attn_kv) k.attn_kv = r->attn_kv;
+        if (!k.ssm_scan) k.ssm_scan = r->ssm_scan;
         e->merged = k;
         e->ready = 1;
     }

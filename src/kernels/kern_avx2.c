@@ -39,6 +39,9 @@
  *     sign trick; iq4_xs applies each sub-block scale in madd. tq1_0 / tq2_0: the ternary
  *     codes (0..2) go unsigned into maddubs and sum(a) comes off through the q8_K bsums;
  *     tq1_0's base-3 bytes are decoded with 16-bit multiplies (see tq1_trits).
+ *   - ember's INT2..INT8 / BFP3..BFP7 / OVP4 (x in q8_0): codes unpacked from their bit
+ *     planes (or OVP4's two vpshufb tables) to a byte each, one q8_0 block per ymm; see
+ *     their section.
  *
  * Attention follows attn_*_ref step for step (same expf calls, same branch on a new
  * maximum, V update as a multiply then an add without FMA, F16 accumulator rounded after
@@ -1183,6 +1186,207 @@ static void attn_kv_avx2(const em_kernels *self, float *out, const float *q, int
     attn_kv_body(self, axpy_avx2, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
+/* ssm_scan (kernels.h): ggml's own AVX2 loop, 4 vectors of 8 partial sums. */
+static void ssm_scan_avx2(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                          float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    const __m256 vdA = _mm256_set1_ps(dA);
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        const __m256 vx = _mm256_set1_ps(x_dt);
+        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 4; k++) {
+                const int j = j0 + 8 * k;
+                const __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(s + j), vdA),
+                                               _mm256_mul_ps(_mm256_loadu_ps(B + j), vx));
+                acc[k] = _mm256_fmadd_ps(v, _mm256_loadu_ps(C + j), acc[k]);
+                _mm256_storeu_ps(s + j, v);
+            }
+        acc[0] = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        float sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
+/* ------------------------------------------------------------------ INT2..INT8 / BFP3..BFP7 / OVP4 matmul */
+
+/* ember's own formats (quant_seed.c; layouts in quant.h), activations in q8_0, one q8_0
+ * block (32 elements) per ymm. Codes are unpacked from their bit planes to one byte each
+ * and multiplied with vpmaddubsw: INT/BFP codes <= 127 cannot saturate a pair (2*127*127);
+ * INT8's 0..255 go as (q - 128) through |w| and a with w's sign, the 128*sum(a) added back
+ * in integer; OVP4's signed values (|v| <= 96) go the same way. INT adds m*da*sum(a), BFP
+ * takes 2^(m-1)*sum(a) off in integer. Each (row, column) has its own accumulator. */
+
+/* 32 codes from a 1-bit plane (bit i of the 32-bit word m) shifted to bit sh. */
+INLINE __m256i seed2_bits(uint32_t m, int sh) {
+    const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)m), sel), bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(b, bit), _mm256_set1_epi8((char)(1 << sh)));
+}
+
+/* Elements 32h..32h+31 of an INT group's codes (q: the planes). */
+INLINE __m256i seed2_int_half(const int bits, const uint8_t *q, int h) {
+    if (bits == 8) return _mm256_loadu_si256((const __m256i *)(q + 32 * h));
+    __m256i v = _mm256_setzero_si256();
+    int sh = 0;
+    if (bits & 4) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)q);
+        v = _mm256_and_si256(h ? _mm256_srli_epi16(x, 4) : x, _mm256_set1_epi8(15));
+        q += 32;
+        sh = 4;
+    }
+    if (bits & 2) {
+        const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+        __m256i c = _mm256_and_si256(_mm256_srlv_epi64(x, _mm256_setr_epi64x(4 * h, 4 * h, 4 * h + 2, 4 * h + 2)),
+                                     _mm256_set1_epi8(3));
+        if (sh) c = _mm256_slli_epi16(c, 4);
+        v = _mm256_or_si256(v, c);
+        q += 16;
+        sh += 2;
+    }
+    if (bits & 1) {
+        uint32_t m;
+        memcpy(&m, q + 4 * h, 4);
+        v = _mm256_or_si256(v, seed2_bits(m, sh));
+    }
+    return v;
+}
+
+INLINE __m256i seed2_bfp_codes(const int bits, const uint8_t *q) {
+    __m256i v = _mm256_setzero_si256();
+    int sh = 0;
+    if (bits & 4) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)q), m4 = _mm_set1_epi8(15);
+        v = _mm256_setr_m128i(_mm_and_si128(x, m4), _mm_and_si128(_mm_srli_epi16(x, 4), m4));
+        q += 16;
+        sh = 4;
+    }
+    if (bits & 2) {
+        uint64_t u;
+        memcpy(&u, q, 8);
+        __m256i c = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x((long long)u), _mm256_setr_epi64x(0, 2, 4, 6)),
+                                     _mm256_set1_epi8(3));
+        if (sh) c = _mm256_slli_epi16(c, 4);
+        v = _mm256_or_si256(v, c);
+        q += 8;
+        sh += 2;
+    }
+    if (bits & 1) {
+        uint32_t m;
+        memcpy(&m, q, 4);
+        v = _mm256_or_si256(v, seed2_bits(m, sh));
+    }
+    return v;
+}
+
+/* OVP4 values of a group: lo = elements 0..31, hi = 32..63 (see kern_avx512.c). */
+INLINE void seed2_ovp(const uint8_t *qs, __m256i *lo_v, __m256i *hi_v) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)qs), m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    const __m256i lo = _mm256_and_si256(x, m4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+    const __m256i tn = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 0, -7, -6, -5, -4, -3, -2, -1));
+    const __m256i to = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 12, 16, 24, 32, 48, 64, 96,
+                                                                 0, -12, -16, -24, -32, -48, -64, -96));
+    const __m256i ml = _mm256_cmpeq_epi8(lo, eight), mh = _mm256_cmpeq_epi8(hi, eight);
+    *lo_v = _mm256_blendv_epi8(_mm256_shuffle_epi8(tn, lo), _mm256_shuffle_epi8(to, lo), mh);
+    *hi_v = _mm256_blendv_epi8(_mm256_shuffle_epi8(tn, hi), _mm256_shuffle_epi8(to, hi), ml);
+}
+
+/* Signed w (int8, w != -128 or any w with |w| as u8) times a: 8 int32 lanes. */
+INLINE __m256i seed2_sdot(__m256i w, __m256i a) {
+    return widen16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)));
+}
+
+INLINE __m256i seed2_asum(__m256i a) { return widen16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), a)); }
+
+INLINE void seed2_rows(const int t, const int C, int64_t n, const char *w, size_t wrow, int r0, int r1,
+                       const char *x, size_t xcol, float *y, int ldy) {
+    const int ib = em_int_bits(t), fb = em_bfp_bits(t);
+    const int64_t nb = n / 32;  /* q8_0 blocks */
+    const size_t bs = ib ? em_int_block_bytes(ib) : fb ? em_bfp_block_bytes(fb) : sizeof(block_ovp4);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrow;
+        __m256 acc[8];
+        for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i q;
+            float d, m = 0.0f;
+            if (ib || t == EM_OVP4) {  /* 64-element groups: half b & 1 of group b / 2 */
+                const uint8_t *blk = wr + (size_t)(b / 2) * bs;
+                uint16_t hd;
+                memcpy(&hd, blk, 2);
+                d = h2f(hd);
+                if (t == EM_OVP4) {
+                    __m256i lo, hi;
+                    seed2_ovp(blk + 2, &lo, &hi);
+                    q = b & 1 ? hi : lo;
+                } else {
+                    uint16_t hm;
+                    memcpy(&hm, blk + 2, 2);
+                    m = h2f(hm);
+                    q = seed2_int_half(ib, blk + 4, (int)(b & 1));
+                    if (ib == 8) q = _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80));  /* q - 128 as int8 */
+                }
+            } else {
+                const uint8_t *blk = wr + (size_t)b * bs;
+                const uint32_t eb = (uint32_t)blk[0] << 23;
+                memcpy(&d, &eb, 4);
+                q = seed2_bfp_codes(fb, blk + 1);
+            }
+            for (int c = 0; c < C; c++) {
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
+                const __m256i av = _mm256_loadu_si256((const __m256i *)a->qs);
+                const float da = h2f(a->d);
+                __m256i is;
+                if (t == EM_OVP4) {
+                    is = seed2_sdot(q, av);
+                } else if (fb) {
+                    is = _mm256_sub_epi32(widen16(_mm256_maddubs_epi16(q, av)),
+                                          _mm256_slli_epi32(seed2_asum(av), fb - 1));
+                } else {
+                    const __m256i as = seed2_asum(av);
+                    is = ib == 8 ? _mm256_add_epi32(seed2_sdot(q, av), _mm256_slli_epi32(as, 7))
+                                 : widen16(_mm256_maddubs_epi16(q, av));
+                    acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(as), _mm256_set1_ps(m * da), acc[c]);
+                }
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(d * da), acc[c]);
+            }
+        }
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[c]);
+    }
+}
+
+INLINE void mm_seed(const int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+#define TILE(C) seed2_rows(t, C, n, w, wrow, r0, r1, x, xcol, y, ldy)
+    EM_COLS_1_8(ncols, TILE);
+#undef TILE
+}
+
+EM_MM_WRAP(mm_int2, mm_seed, EM_INT2)
+EM_MM_WRAP(mm_int3, mm_seed, EM_INT3)
+EM_MM_WRAP(mm_int4, mm_seed, EM_INT4)
+EM_MM_WRAP(mm_int5, mm_seed, EM_INT5)
+EM_MM_WRAP(mm_int6, mm_seed, EM_INT6)
+EM_MM_WRAP(mm_int7, mm_seed, EM_INT7)
+EM_MM_WRAP(mm_int8, mm_seed, EM_INT8)
+EM_MM_WRAP(mm_bfp3, mm_seed, EM_BFP3)
+EM_MM_WRAP(mm_bfp4, mm_seed, EM_BFP4)
+EM_MM_WRAP(mm_bfp5, mm_seed, EM_BFP5)
+EM_MM_WRAP(mm_bfp6, mm_seed, EM_BFP6)
+EM_MM_WRAP(mm_bfp7, mm_seed, EM_BFP7)
+EM_MM_WRAP(mm_ovp4, mm_seed, EM_OVP4)
+
 const em_kernels em_kernels_avx2 = {
     .name = "avx2",
     .quantize_act = {
@@ -1195,6 +1399,11 @@ const em_kernels em_kernels_avx2 = {
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        /* ember's own formats */
+        [EM_INT2] = mm_int2, [EM_INT3] = mm_int3, [EM_INT4] = mm_int4, [EM_INT5] = mm_int5,
+        [EM_INT6] = mm_int6, [EM_INT7] = mm_int7, [EM_INT8] = mm_int8,
+        [EM_BFP3] = mm_bfp3, [EM_BFP4] = mm_bfp4, [EM_BFP5] = mm_bfp5, [EM_BFP6] = mm_bfp6, [EM_BFP7] = mm_bfp7,
+        [EM_OVP4] = mm_ovp4,
     },
     .rmsnorm = rmsnorm_avx2,
     .softmax = softmax_avx2,
@@ -1202,4 +1411,5 @@ const em_kernels em_kernels_avx2 = {
     .swiglu = swiglu_avx2,
     .attn_kv = attn_kv_avx2,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
+    .ssm_scan = ssm_scan_avx2,
 };

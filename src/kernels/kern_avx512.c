@@ -33,6 +33,9 @@
  *     vpdpwssd with the sub-block scales), TQ1_0 / TQ2_0 (codes 0..2 through vpdpbusd,
  *     sum(a) off through the bsums): IQ4 values come from a vpshufb table lookup; see
  *     their section.
+ *   - ember's INT2..INT8 / BFP3..BFP7: codes unpacked from their bit planes to u8 and
+ *     multiplied with vpdpbusd against q8_0; OVP4 decoded by two vpshufb tables and a
+ *     blend on the victim marker; see their section.
  *   - Attention follows attn_*_ref step by step (same expf calls, same float operations on
  *     the output; the F16 accumulator is rounded to F16 after every update); only the
  *     q.k dot products are summed in a different order (still in double).
@@ -1442,6 +1445,249 @@ static void attn_kv_avx512(const em_kernels *self, float *out, const float *q, i
     attn_kv_body(self, axpy_avx512, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
+/* ssm_scan (kernels.h): ggml's 32 partial sums as two 16-lane vectors (lanes 0..15 and
+ * 16..31), so adding them pairs 8-lane vectors 0+2 and 1+3 as ggml does. */
+static void ssm_scan_avx512(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                            float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    const __m512 vdA = _mm512_set1_ps(dA);
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        const __m512 vx = _mm512_set1_ps(x_dt);
+        __m512 acc[2] = { _mm512_setzero_ps(), _mm512_setzero_ps() };
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 2; k++) {
+                const int j = j0 + 16 * k;
+                const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(s + j), vdA),
+                                               _mm512_mul_ps(_mm512_loadu_ps(B + j), vx));
+                acc[k] = _mm512_fmadd_ps(v, _mm512_loadu_ps(C + j), acc[k]);
+                _mm512_storeu_ps(s + j, v);
+            }
+        const __m512 a = _mm512_add_ps(acc[0], acc[1]);
+        const __m256 b = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        float sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
+/* ---------------------------------------------------------------- INT2..INT8 / BFP3..BFP7 / OVP4 matmul */
+
+/* ember's own formats (quant_seed.c; planes in quant.h), activations in q8_0. The codes
+ * are unsigned, so vpdpbusd takes them as they are: INT groups of 64 fill a zmm (the two
+ * q8_0 blocks side by side, lanes 0..7 and 8..15), value d*q + m gives per lane
+ * d*da*sum(q*a) + m*da*sum(a), sum(a) by vpdpbusd with ones; a BFP block of 32 fills a ymm
+ * and its offset 2^(m-1) comes off as a second vpdpbusd with the offset byte. Integer sums
+ * are exact; each (row, column) has its own float accumulator, as elsewhere. */
+
+/* The 64 codes of an INT group in element order, one per byte. The 2-bit plane's 16 bytes
+ * go to every 128-bit lane, lane k shifted right by 2k; the 1-bit plane is a byte mask. */
+AI __m512i seed_codes64(const int bits, const uint8_t *q) {
+    if (bits == 8) return _mm512_loadu_si512(q);
+    __m512i v = _mm512_setzero_si512();
+    int sh = 0;
+    if (bits & 4) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)q), m4 = _mm256_set1_epi8(15);
+        v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(x, m4)),
+                               _mm256_and_si256(_mm256_srli_epi16(x, 4), m4), 1);
+        q += 32;
+        sh = 4;
+    }
+    if (bits & 2) {
+        const __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)q));
+        __m512i c = _mm512_and_si512(_mm512_srlv_epi64(x, _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0)),
+                                     _mm512_set1_epi8(3));
+        if (sh) c = _mm512_slli_epi16(c, 4);  /* codes <= 3: no bit crosses a byte */
+        v = _mm512_or_si512(v, c);
+        q += 16;
+        sh += 2;
+    }
+    if (bits & 1) {
+        uint64_t mk;
+        memcpy(&mk, q, 8);
+        v = _mm512_or_si512(v, _mm512_maskz_mov_epi8((__mmask64)mk, _mm512_set1_epi8((char)(1 << sh))));
+    }
+    return v;
+}
+
+/* The 32 codes of a BFP block, one per byte (the 2-bit plane's 8 bytes in every 64-bit
+ * lane, lane k shifted right by 2k). */
+AI __m256i seed_codes32(const int bits, const uint8_t *q) {
+    __m256i v = _mm256_setzero_si256();
+    int sh = 0;
+    if (bits & 4) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)q), m4 = _mm_set1_epi8(15);
+        v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(x, m4)),
+                                    _mm_and_si128(_mm_srli_epi16(x, 4), m4), 1);
+        q += 16;
+        sh = 4;
+    }
+    if (bits & 2) {
+        uint64_t u;
+        memcpy(&u, q, 8);
+        __m256i c = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x((long long)u), _mm256_setr_epi64x(0, 2, 4, 6)),
+                                     _mm256_set1_epi8(3));
+        if (sh) c = _mm256_slli_epi16(c, 4);
+        v = _mm256_or_si256(v, c);
+        q += 8;
+        sh += 2;
+    }
+    if (bits & 1) {
+        uint32_t mk;
+        memcpy(&mk, q, 4);
+        v = _mm256_or_si256(v, _mm256_maskz_mov_epi8((__mmask32)mk, _mm256_set1_epi8((char)(1 << sh))));
+    }
+    return v;
+}
+
+AI void int_rows(const int bits, const int C, int64_t n, const char *w, size_t wrow, int r0, int r1,
+                 const char *x, size_t xcol, float *y, int ldy) {
+    const int64_t ng = n / QK_INT;
+    const size_t bs = em_int_block_bytes(bits);
+    const __m512i ones = _mm512_set1_epi8(1), z = _mm512_setzero_si512();
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrow;
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t g = 0; g < ng; g++) {
+            const uint8_t *blk = wr + (size_t)g * bs;
+            pf(blk, PF_DIST);
+            uint16_t hd, hm;
+            memcpy(&hd, blk, 2);
+            memcpy(&hm, blk + 2, 2);
+            const __m512 vd = _mm512_set1_ps(h2f(hd)), vm = _mm512_set1_ps(h2f(hm));
+            const __m512i q = seed_codes64(bits, blk + 4);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + 2 * g;
+                const __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
+                                                      _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
+                const __m512 da = _mm512_insertf32x8(_mm512_set1_ps(h2f(a[0].d)), _mm256_set1_ps(h2f(a[1].d)), 1);
+                const __m512 is = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, q, av));
+                const __m512 as = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, ones, av));
+                acc[c] = _mm512_fmadd_ps(is, _mm512_mul_ps(vd, da), _mm512_fmadd_ps(as, _mm512_mul_ps(vm, da), acc[c]));
+            }
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum(acc[c]);
+    }
+}
+
+AI void bfp_rows(const int bits, const int C, int64_t n, const char *w, size_t wrow, int r0, int r1,
+                 const char *x, size_t xcol, float *y, int ldy) {
+    const int64_t nb = n / QK_BFP;
+    const size_t bs = em_bfp_block_bytes(bits);
+    const __m256i offv = _mm256_set1_epi8((char)(1 << (bits - 1))), z = _mm256_setzero_si256();
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrow;
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = wr + (size_t)b * bs;
+            pf(blk, PF_DIST);
+            const uint32_t eb = (uint32_t)blk[0] << 23;
+            float sc;
+            memcpy(&sc, &eb, 4);
+            const __m256i u = seed_codes32(bits, blk + 1);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
+                const __m256i av = _mm256_loadu_si256((const __m256i *)a->qs);
+                const __m256i s = _mm256_sub_epi32(_mm256_dpbusd_epi32(z, u, av), _mm256_dpbusd_epi32(z, offv, av));
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(sc * h2f(a->d)), acc[c]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum8(acc[c]);
+    }
+}
+
+/* OVP4: the 32 bytes of a group split into low nibbles (elements 0..31) and high nibbles
+ * (their pair partners 32..63); each side is looked up in the normal table, or, where the
+ * other side holds the victim marker 8, in the outlier table (vpshufb both, blend by the
+ * marker mask). The values (-96..96) are signed, so vpdpbusd takes |v| and a with v's sign. */
+AI __m512i ovp_values64(const uint8_t *qs) {
+    const __m256i x = _mm256_loadu_si256((const __m256i *)qs), m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    const __m256i lo = _mm256_and_si256(x, m4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+    const __m256i tn = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 0, -7, -6, -5, -4, -3, -2, -1));
+    const __m256i to = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 12, 16, 24, 32, 48, 64, 96,
+                                                                 0, -12, -16, -24, -32, -48, -64, -96));
+    const __mmask32 ml = _mm256_cmpeq_epi8_mask(lo, eight), mh = _mm256_cmpeq_epi8_mask(hi, eight);
+    const __m256i e = _mm256_mask_blend_epi8(mh, _mm256_shuffle_epi8(tn, lo), _mm256_shuffle_epi8(to, lo));
+    const __m256i o = _mm256_mask_blend_epi8(ml, _mm256_shuffle_epi8(tn, hi), _mm256_shuffle_epi8(to, hi));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(e), o, 1);
+}
+
+AI void ovp_rows(const int C, int64_t n, const char *w, size_t wrow, int r0, int r1, const char *x, size_t xcol,
+                 float *y, int ldy) {
+    const int64_t ng = n / QK_OVP;
+    const __m512i z = _mm512_setzero_si512();
+    for (int r = r0; r < r1; r++) {
+        const block_ovp4 *wr = (const block_ovp4 *)(w + (size_t)r * wrow);
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t g = 0; g < ng; g++) {
+            pf(&wr[g], PF_DIST);
+            const __m512i v = ovp_values64(wr[g].qs);
+            const __mmask64 neg = _mm512_movepi8_mask(v);
+            const __m512i va = _mm512_abs_epi8(v);
+            const __m512 vd = _mm512_set1_ps(h2f(wr[g].d));
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++) {
+                const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + 2 * g;
+                const __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
+                                                      _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
+                const __m512 da = _mm512_insertf32x8(_mm512_set1_ps(h2f(a[0].d)), _mm256_set1_ps(h2f(a[1].d)), 1);
+                const __m512i is = _mm512_dpbusd_epi32(z, va, _mm512_mask_sub_epi8(av, neg, z, av));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(vd, da), acc[c]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum(acc[c]);
+    }
+}
+
+AI void mm_seed(const int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                size_t xcol, int ncols, float *y, int ldy) {
+    if (em_int_bits(t)) {
+#define TILE(C) int_rows(em_int_bits(t), C, n, w, wrow, r0, r1, x, xcol, y, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
+    } else if (t == EM_OVP4) {
+#define TILE(C) ovp_rows(C, n, w, wrow, r0, r1, x, xcol, y, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
+    } else {
+#define TILE(C) bfp_rows(em_bfp_bits(t), C, n, w, wrow, r0, r1, x, xcol, y, ldy)
+        EM_COLS_1_8(ncols, TILE);
+#undef TILE
+    }
+}
+
+EM_MM_WRAP(mm_int2, mm_seed, EM_INT2)
+EM_MM_WRAP(mm_int3, mm_seed, EM_INT3)
+EM_MM_WRAP(mm_int4, mm_seed, EM_INT4)
+EM_MM_WRAP(mm_int5, mm_seed, EM_INT5)
+EM_MM_WRAP(mm_int6, mm_seed, EM_INT6)
+EM_MM_WRAP(mm_int7, mm_seed, EM_INT7)
+EM_MM_WRAP(mm_int8, mm_seed, EM_INT8)
+EM_MM_WRAP(mm_bfp3, mm_seed, EM_BFP3)
+EM_MM_WRAP(mm_bfp4, mm_seed, EM_BFP4)
+EM_MM_WRAP(mm_bfp5, mm_seed, EM_BFP5)
+EM_MM_WRAP(mm_bfp6, mm_seed, EM_BFP6)
+EM_MM_WRAP(mm_bfp7, mm_seed, EM_BFP7)
+EM_MM_WRAP(mm_ovp4, mm_seed, EM_OVP4)
+
 const em_kernels em_kernels_avx512 = {
     .name = "avx512",
     .quantize_act = {
@@ -1455,6 +1701,11 @@ const em_kernels em_kernels_avx512 = {
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        /* ember's own formats */
+        [EM_INT2] = mm_int2, [EM_INT3] = mm_int3, [EM_INT4] = mm_int4, [EM_INT5] = mm_int5,
+        [EM_INT6] = mm_int6, [EM_INT7] = mm_int7, [EM_INT8] = mm_int8,
+        [EM_BFP3] = mm_bfp3, [EM_BFP4] = mm_bfp4, [EM_BFP5] = mm_bfp5, [EM_BFP6] = mm_bfp6, [EM_BFP7] = mm_bfp7,
+        [EM_OVP4] = mm_ovp4,
     },
     .rmsnorm = rmsnorm_avx512,
     .softmax = softmax_avx512,
@@ -1463,4 +1714,5 @@ const em_kernels em_kernels_avx512 = {
     .attn_kv = attn_kv_avx512,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
     .attn3 = { [EM_F32] = attn3_f32, [EM_F16] = attn3_f16 },
+    .ssm_scan = ssm_scan_avx512,
 };

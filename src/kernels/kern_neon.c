@@ -31,6 +31,8 @@
  *   - iq4_nl / iq4_xs: codes to int8 values with one TBL (vqtbl1q_s8); tq1_0 / tq2_0:
  *     ternary codes through the narrow dot32, sum(a) off through the bsums (see their
  *     section).
+ *   - ember's INT2..INT8 / BFP3..BFP7 / OVP4 (x in q8_0): codes unpacked from their bit
+ *     planes (OVP4: two TBL lookups) to signed bytes, then dot32; see their section.
  *   - f32 / f16 / bf16: two 4-lane FMA chains per (row, column); f16 and bf16 products are
  *     exact in float, so each fma equals ref's multiply-then-add per term.
  *   - Decode (1 column) runs 4 rows side by side (independent weight streams and chains);
@@ -1134,6 +1136,211 @@ static void attn_kv_neon(const em_kernels *self, float *out, const float *q, int
     attn_kv_body(self, axpy_neon, out, q, n_q, tk, k, krow, tv, v, vrow, n_kv, hd, scale);
 }
 
+/* ssm_scan (kernels.h): ggml's 32 partial sums as eight 4-lane vectors (two per 8-lane
+ * vector of its AVX2 loop), reduced in the same pairs. */
+static void ssm_scan_neon(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                          float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    const float32x4_t vdA = vdupq_n_f32(dA);
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        const float32x4_t vx = vdupq_n_f32(x_dt);
+        float32x4_t acc[8];
+        for (int k = 0; k < 8; k++) acc[k] = vdupq_n_f32(0.0f);
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 8; k++) {
+                const int j = j0 + 4 * k;
+                const float32x4_t v = vaddq_f32(vmulq_f32(vld1q_f32(s + j), vdA), vmulq_f32(vld1q_f32(B + j), vx));
+                acc[k] = vfmaq_f32(acc[k], v, vld1q_f32(C + j));
+                vst1q_f32(s + j, v);
+            }
+        const float32x4_t a0 = vaddq_f32(vaddq_f32(acc[0], acc[4]), vaddq_f32(acc[2], acc[6]));
+        const float32x4_t a1 = vaddq_f32(vaddq_f32(acc[1], acc[5]), vaddq_f32(acc[3], acc[7]));
+        const float32x4_t t0 = vaddq_f32(a0, a1), t1 = vpaddq_f32(t0, t0);
+        float sum = vgetq_lane_f32(t1, 0) + vgetq_lane_f32(t1, 1);
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
+/* ------------------------------------------------------------------ INT2..INT8 / BFP3..BFP7 / OVP4 matmul */
+
+/* ember's own formats (quant_seed.c; layouts in quant.h), activations in q8_0. Codes are
+ * unpacked from their bit planes to a byte each in 16-element chunks, made signed (INT
+ * codes <= 127 as they are, INT8's as q - 128 with 128*sum(a) added back, BFP's as
+ * u - 2^(m-1), OVP4's from two TBL lookups blended on the victim marker) and go through
+ * dot32 (|w| <= 128, |a| <= 127: exact). INT adds m*da*sum(a). One 4-lane accumulator per
+ * (row, column), in q8_0 block order. */
+
+/* Elements 16k..16k+15 from a 1-bit plane (bit j % 8 of byte j / 8), at bit sh. */
+INLINE uint8x16_t seedn_bits16(const uint8_t *p, int sh) {
+    static const uint8_t bit[16] = { 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128 };
+    const uint8x16_t b = vcombine_u8(vdup_n_u8(p[0]), vdup_n_u8(p[1]));
+    return vandq_u8(vtstq_u8(b, vld1q_u8(bit)), vdupq_n_u8((uint8_t)(1 << sh)));
+}
+
+/* The 64 codes of an INT group as 4 chunks of 16 (element order). */
+INLINE void seedn_int_codes(const int bits, const uint8_t *q, uint8x16_t c[4]) {
+    if (bits == 8) {
+        for (int k = 0; k < 4; k++) c[k] = vld1q_u8(q + 16 * k);
+        return;
+    }
+    for (int k = 0; k < 4; k++) c[k] = vdupq_n_u8(0);
+    int sh = 0;
+    if (bits & 4) {
+        const uint8x16_t x0 = vld1q_u8(q), x1 = vld1q_u8(q + 16), m4 = vdupq_n_u8(15);
+        c[0] = vandq_u8(x0, m4);
+        c[1] = vandq_u8(x1, m4);
+        c[2] = vshrq_n_u8(x0, 4);
+        c[3] = vshrq_n_u8(x1, 4);
+        q += 32;
+        sh = 4;
+    }
+    if (bits & 2) {
+        const uint8x16_t x = vld1q_u8(q);
+        for (int k = 0; k < 4; k++) {
+            const uint8x16_t t = vandq_u8(vshlq_u8(x, vdupq_n_s8((int8_t)(-2 * k))), vdupq_n_u8(3));
+            c[k] = vorrq_u8(c[k], vshlq_u8(t, vdupq_n_s8((int8_t)sh)));
+        }
+        q += 16;
+        sh += 2;
+    }
+    if (bits & 1)
+        for (int k = 0; k < 4; k++) c[k] = vorrq_u8(c[k], seedn_bits16(q + 2 * k, sh));
+}
+
+/* The 32 codes of a BFP block as 2 chunks of 16. */
+INLINE void seedn_bfp_codes(const int bits, const uint8_t *q, uint8x16_t c[2]) {
+    c[0] = c[1] = vdupq_n_u8(0);
+    int sh = 0;
+    if (bits & 4) {
+        const uint8x16_t x = vld1q_u8(q);
+        c[0] = vandq_u8(x, vdupq_n_u8(15));
+        c[1] = vshrq_n_u8(x, 4);
+        q += 16;
+        sh = 4;
+    }
+    if (bits & 2) {
+        static const int8_t s01[16] = { 0, 0, 0, 0, 0, 0, 0, 0, -2, -2, -2, -2, -2, -2, -2, -2 };
+        const uint8x8_t b = vld1_u8(q);
+        const uint8x16_t x = vcombine_u8(b, b);
+        const int8x16_t sa = vld1q_s8(s01), sb = vsubq_s8(sa, vdupq_n_s8(4));
+        const uint8x16_t t0 = vandq_u8(vshlq_u8(x, sa), vdupq_n_u8(3)), t1 = vandq_u8(vshlq_u8(x, sb), vdupq_n_u8(3));
+        c[0] = vorrq_u8(c[0], vshlq_u8(t0, vdupq_n_s8((int8_t)sh)));
+        c[1] = vorrq_u8(c[1], vshlq_u8(t1, vdupq_n_s8((int8_t)sh)));
+        q += 8;
+        sh += 2;
+    }
+    if (bits & 1) {
+        c[0] = vorrq_u8(c[0], seedn_bits16(q, sh));
+        c[1] = vorrq_u8(c[1], seedn_bits16(q + 2, sh));
+    }
+}
+
+/* OVP4: the 64 values (-96..96) of a group as 4 chunks of 16. */
+INLINE void seedn_ovp_values(const uint8_t *qs, int8x16_t v[4]) {
+    static const int8_t tn_[16] = { 0, 1, 2, 3, 4, 5, 6, 7, 0, -7, -6, -5, -4, -3, -2, -1 };
+    static const int8_t to_[16] = { 0, 12, 16, 24, 32, 48, 64, 96, 0, -12, -16, -24, -32, -48, -64, -96 };
+    const int8x16_t tn = vld1q_s8(tn_), to = vld1q_s8(to_);
+    const uint8x16_t m4 = vdupq_n_u8(15), eight = vdupq_n_u8(8);
+    for (int k = 0; k < 2; k++) {
+        const uint8x16_t x = vld1q_u8(qs + 16 * k);
+        const uint8x16_t lo = vandq_u8(x, m4), hi = vshrq_n_u8(x, 4);
+        const uint8x16_t ml = vceqq_u8(lo, eight), mh = vceqq_u8(hi, eight);
+        v[k] = vbslq_s8(mh, vqtbl1q_s8(to, lo), vqtbl1q_s8(tn, lo));
+        v[k + 2] = vbslq_s8(ml, vqtbl1q_s8(to, hi), vqtbl1q_s8(tn, hi));
+    }
+}
+
+INLINE int32x4_t seedn_asum(const int8_t *a) {
+    return vpaddlq_s16(vpadalq_s8(vpaddlq_s8(vld1q_s8(a)), vld1q_s8(a + 16)));
+}
+
+INLINE void seedn_rows(const int t, const int C, int64_t n, const char *w, size_t wrow, int r0, int r1,
+                       const char *x, size_t xcol, float *y, int ldy) {
+    const int ib = em_int_bits(t), fb = em_bfp_bits(t);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r * wrow;
+        float32x4_t acc[8];
+        for (int c = 0; c < C; c++) acc[c] = vdupq_n_f32(0.0f);
+        if (fb) {
+            const size_t bs = em_bfp_block_bytes(fb);
+            const int8x16_t off = vdupq_n_s8((int8_t)(1 << (fb - 1)));
+            for (int64_t b = 0; b < n / QK_BFP; b++) {
+                const uint8_t *blk = wr + (size_t)b * bs;
+                const uint32_t eb = (uint32_t)blk[0] << 23;
+                float sc;
+                memcpy(&sc, &eb, 4);
+                uint8x16_t u[2];
+                seedn_bfp_codes(fb, blk + 1, u);
+                const int8x16_t v0 = vsubq_s8(vreinterpretq_s8_u8(u[0]), off), v1 = vsubq_s8(vreinterpretq_s8_u8(u[1]), off);
+                for (int c = 0; c < C; c++) {
+                    const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + b;
+                    acc[c] = vfmaq_n_f32(acc[c], vcvtq_f32_s32(dot32(1, v0, v1, a->qs)), sc * h2f(a->d));
+                }
+            }
+        } else {
+            const size_t bs = ib ? em_int_block_bytes(ib) : sizeof(block_ovp4);
+            for (int64_t g = 0; g < n / QK_INT; g++) {
+                const uint8_t *blk = wr + (size_t)g * bs;
+                uint16_t hd, hm = 0;
+                memcpy(&hd, blk, 2);
+                int8x16_t v[4];
+                if (ib) {
+                    memcpy(&hm, blk + 2, 2);
+                    uint8x16_t u[4];
+                    seedn_int_codes(ib, blk + 4, u);
+                    for (int k = 0; k < 4; k++)
+                        v[k] = vreinterpretq_s8_u8(ib == 8 ? veorq_u8(u[k], vdupq_n_u8(0x80)) : u[k]);
+                } else {
+                    seedn_ovp_values(blk + 2, v);
+                }
+                const float d = h2f(hd), m = h2f(hm);
+                for (int c = 0; c < C; c++) {
+                    for (int h = 0; h < 2; h++) {
+                        const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)c * xcol) + 2 * g + h;
+                        const float da = h2f(a->d);
+                        int32x4_t is = dot32(1, v[2 * h], v[2 * h + 1], a->qs);
+                        if (ib) {
+                            const int32x4_t as = seedn_asum(a->qs);
+                            if (ib == 8) is = vaddq_s32(is, vshlq_n_s32(as, 7));
+                            acc[c] = vfmaq_n_f32(acc[c], vcvtq_f32_s32(as), m * da);
+                        }
+                        acc[c] = vfmaq_n_f32(acc[c], vcvtq_f32_s32(is), d * da);
+                    }
+                }
+            }
+        }
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = vaddvq_f32(acc[c]);
+    }
+}
+
+INLINE void mm_seed(const int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+                    size_t xcol, int ncols, float *y, int ldy) {
+#define TILE(C) seedn_rows(t, C, n, w, wrow, r0, r1, x, xcol, y, ldy)
+    EM_COLS_1_8(ncols, TILE);
+#undef TILE
+}
+
+EM_MM_WRAP(mm_int2, mm_seed, EM_INT2)
+EM_MM_WRAP(mm_int3, mm_seed, EM_INT3)
+EM_MM_WRAP(mm_int4, mm_seed, EM_INT4)
+EM_MM_WRAP(mm_int5, mm_seed, EM_INT5)
+EM_MM_WRAP(mm_int6, mm_seed, EM_INT6)
+EM_MM_WRAP(mm_int7, mm_seed, EM_INT7)
+EM_MM_WRAP(mm_int8, mm_seed, EM_INT8)
+EM_MM_WRAP(mm_bfp3, mm_seed, EM_BFP3)
+EM_MM_WRAP(mm_bfp4, mm_seed, EM_BFP4)
+EM_MM_WRAP(mm_bfp5, mm_seed, EM_BFP5)
+EM_MM_WRAP(mm_bfp6, mm_seed, EM_BFP6)
+EM_MM_WRAP(mm_bfp7, mm_seed, EM_BFP7)
+EM_MM_WRAP(mm_ovp4, mm_seed, EM_OVP4)
+
 const em_kernels em_kernels_neon = {
     .name = "neon",
     .quantize_act = {
@@ -1147,10 +1354,16 @@ const em_kernels em_kernels_neon = {
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K,
         [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        /* ember's own formats */
+        [EM_INT2] = mm_int2, [EM_INT3] = mm_int3, [EM_INT4] = mm_int4, [EM_INT5] = mm_int5,
+        [EM_INT6] = mm_int6, [EM_INT7] = mm_int7, [EM_INT8] = mm_int8,
+        [EM_BFP3] = mm_bfp3, [EM_BFP4] = mm_bfp4, [EM_BFP5] = mm_bfp5, [EM_BFP6] = mm_bfp6, [EM_BFP7] = mm_bfp7,
+        [EM_OVP4] = mm_ovp4,
     },
     .rmsnorm = rmsnorm_neon,
     .softmax = softmax_neon,
     .swiglu = swiglu_neon,
     .attn_kv = attn_kv_neon,
     .attn = { [EM_F32] = attn_f32, [EM_F16] = attn_f16 },
+    .ssm_scan = ssm_scan_neon,
 };

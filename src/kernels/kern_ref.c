@@ -43,6 +43,19 @@ REF_MATMUL(mm_iq4_nl, EM_IQ4_NL)
 REF_MATMUL(mm_iq4_xs, EM_IQ4_XS)
 REF_MATMUL(mm_tq1_0, EM_TQ1_0)
 REF_MATMUL(mm_tq2_0, EM_TQ2_0)
+REF_MATMUL(mm_int2, EM_INT2)
+REF_MATMUL(mm_int3, EM_INT3)
+REF_MATMUL(mm_int4, EM_INT4)
+REF_MATMUL(mm_int5, EM_INT5)
+REF_MATMUL(mm_int6, EM_INT6)
+REF_MATMUL(mm_int7, EM_INT7)
+REF_MATMUL(mm_int8, EM_INT8)
+REF_MATMUL(mm_bfp3, EM_BFP3)
+REF_MATMUL(mm_bfp4, EM_BFP4)
+REF_MATMUL(mm_bfp5, EM_BFP5)
+REF_MATMUL(mm_bfp6, EM_BFP6)
+REF_MATMUL(mm_bfp7, EM_BFP7)
+REF_MATMUL(mm_ovp4, EM_OVP4)
 
 static void rmsnorm_ref(float *o, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
@@ -237,6 +250,41 @@ static void attn3_f16_ref(float *out, const float *q, const void *k, const void 
     attn3_x(EM_F16, out, q, k, v, n_kv, hd, kstride, scale, s);
 }
 
+/* The 32 partial sums of ssm_scan reduced as ggml's GGML_F32x8_REDUCE reduces its 4 x 8 lanes. */
+static float ssm_reduce32(float *acc) {
+    for (int k = 0; k < 8; k++) {
+        acc[k] += acc[16 + k];
+        acc[8 + k] += acc[24 + k];
+        acc[k] += acc[8 + k];
+    }
+    float h[4];
+    for (int k = 0; k < 4; k++) h[k] = acc[k] + acc[4 + k];
+    return (h[0] + h[1]) + (h[2] + h[3]);
+}
+
+static void ssm_scan_ref(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                         float *y, int hd, int ds) {
+    const int np = ds & ~31;
+    for (int i = 0; i < hd; i++) {
+        float *s = S + (size_t)i * ds;
+        const float x_dt = x[i] * dt;
+        float acc[32] = { 0 };
+        for (int j0 = 0; j0 < np; j0 += 32)
+            for (int k = 0; k < 32; k++) {
+                const float v = s[j0 + k] * dA + B[j0 + k] * x_dt;
+                acc[k] = fmaf(v, C[j0 + k], acc[k]);
+                s[j0 + k] = v;
+            }
+        float sum = ssm_reduce32(acc);
+        for (int j = np; j < ds; j++) {
+            const float v = s[j] * dA + B[j] * x_dt;
+            sum = fmaf(v, C[j], sum);
+            s[j] = v;
+        }
+        y[i] = sum + x[i] * D;
+    }
+}
+
 const em_kernels em_kernels_ref = {
     .name = "ref",
     .quantize_act = {
@@ -249,6 +297,10 @@ const em_kernels em_kernels_ref = {
         [EM_Q2_K] = mm_q2_K, [EM_Q3_K] = mm_q3_K,
         [EM_Q4_K] = mm_q4_K, [EM_Q5_K] = mm_q5_K, [EM_Q6_K] = mm_q6_K,
         [EM_IQ4_NL] = mm_iq4_nl, [EM_IQ4_XS] = mm_iq4_xs, [EM_TQ1_0] = mm_tq1_0, [EM_TQ2_0] = mm_tq2_0,
+        [EM_INT2] = mm_int2, [EM_INT3] = mm_int3, [EM_INT4] = mm_int4, [EM_INT5] = mm_int5,
+        [EM_INT6] = mm_int6, [EM_INT7] = mm_int7, [EM_INT8] = mm_int8,
+        [EM_BFP3] = mm_bfp3, [EM_BFP4] = mm_bfp4, [EM_BFP5] = mm_bfp5, [EM_BFP6] = mm_bfp6, [EM_BFP7] = mm_bfp7,
+        [EM_OVP4] = mm_ovp4,
     },
     .rmsnorm = rmsnorm_ref,
     .softmax = softmax_ref,
@@ -259,4 +311,5 @@ const em_kernels em_kernels_ref = {
     .attn_softcap = { [EM_F32] = attn_softcap_f32_ref, [EM_F16] = attn_softcap_f16_ref },
     .attn_kv = attn_kv_ref,
     .attn3 = { [EM_F32] = attn3_f32_ref, [EM_F16] = attn3_f16_ref },
+    .ssm_scan = ssm_scan_ref,
 };

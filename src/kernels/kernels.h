@@ -84,6 +84,18 @@ typedef struct em_kernels {
      * and their max; e^(s-max) and the sum; the V rows weighted by them (F32 accumulator). */
     void (*attn3[EM_TYPE_COUNT])(float *out, const float *q, const void *k, const void *v,
                                  int n_kv, int hd, size_t kstride, float scale, float *scores);
+    /* One head of one step of a Mamba-2 selective scan (falcon-h1, model/ssm.c): for each of
+     * the head's hd channels i, with S_i the d_state values of its state (rows ds floats
+     * apart) and x_dt = x[i] * dt:
+     *   S_i[j] = S_i[j] * dA + B[j] * x_dt,   y[i] = sum_j S_i[j] * C[j] + x[i] * D.
+     * The arithmetic is llama.cpp's (ggml_ssm_scan as its x86 AVX2+FMA build runs it), the
+     * same bits in every ISA: S * dA and B * x_dt each rounded, then added; the sum over the
+     * first ds & ~31 values in 32 partial sums (lane k takes j = k mod 32) with fused
+     * multiply-adds, reduced as ggml reduces 4 vectors of 8 lanes (vectors 0+2 and 1+3,
+     * then those two, then the 128-bit halves, then two horizontal pair adds), the rest
+     * added by fused multiply-adds in order; then + x[i] * D (rounded product). */
+    void (*ssm_scan)(float *S, const float *x, const float *B, const float *C, float dA, float dt, float D,
+                     float *y, int hd, int ds);
 } em_kernels;
 
 #define EM_ATTN_CHUNK 16     /* positions per step of the SIMD attention kernels */
@@ -97,4 +109,10 @@ const em_kernels *em_kernels_best(void);
 const em_kernels *em_kernels_by_name(const char *name);  /* NULL if absent/unsupported */
 /* Names of the ISAs usable on this CPU, best first ("avx512", "avx2", "ref"). */
 int em_kernels_list(const char **names, int max);
+
+/* peak.c: one thread's multiply-add throughput probe for `ember bench` (not a table slot):
+ * iters rounds of independent chains of the int8 (f32 = 0) or f32 (f32 = 1) multiply-add
+ * instructions of ISA table `isa` ("avx512", "avx2", "neon"; anything else: scalar). Returns
+ * the multiply-adds done. The caller makes sure the CPU runs that ISA. */
+int64_t em_peak_probe(const char *isa, int f32, int64_t iters);
 #endif

@@ -3,7 +3,7 @@
  * activations are token-major (T, width) so a matmul sees T activation columns and reads
  * each weight row once per chunk.
  *
- * Per layer (llama / qwen2 / qwen3 / gemma3 / gemma2 / phi3):
+ * Per layer (llama / qwen2 / qwen3 / gemma3 / gemma2 / phi3 / falcon-h1):
  *   h   = x + post(Wo . attn(rope(norm_q(Wq . rms(x)) + bq), rope(norm_k(Wk . rms(x)) + bk), Wv . rms(x) + bv))
  *   x'  = h + post(Wdown . (act(Wgate . rms(h)) * (Wup . rms(h))))
  * then logits = Wout . rms(x). Biases only for qwen2, q/k norms for qwen3 and gemma3;
@@ -12,6 +12,8 @@
  * base, and optionally logits = c * tanh(logits / c); gemma2 is gemma3 without q/k norms
  * and with attention scores soft-capped the same way. phi3's fused q/k/v and gate/up
  * matrices arrive as row ranges of one tensor (model.c), so they run as the same group.
+ * falcon-h1 adds a Mamba-2 branch on the same normed input (ssm.c) whose output joins the
+ * attention output: h = x + (attn + ssm).
  * Threads split matmul output rows and attention heads statically, so every output value
  * is computed by the same code in the same order whatever the thread count. */
 #include <math.h>
@@ -80,6 +82,10 @@ static void matmuls(struct ember_context *ctx, const float *x, int ldx, int T, i
 static void matmul(struct ember_context *ctx, const em_weight *w, const float *x, int ldx,
                    int T, float *y, int ldy) {
     matmuls(ctx, x, ldx, T, 1, &w, &y, &ldy);
+}
+
+void em_matmul(struct ember_context *ctx, const em_weight *w, const float *x, int ldx, int T, float *y, int ldy) {
+    matmul(ctx, w, x, ldx, T, y, ldy);
 }
 
 static void add_bias(float *y, int ldy, int T, const em_weight *b) {
@@ -171,6 +177,36 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* The elastic policy's importance: the attention probability each cell gets from each
+ * query head of the chunk's tokens, added to its column sum (kv_cache.h). One thread, in
+ * token order, so the sums do not depend on the thread count. */
+static void attn_colsums(struct ember_context *ctx, int l, int T) {
+    em_kv_cache *kv = &ctx->kv;
+    const em_hparams *hp = &ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, group = nh / nkv;
+    const float scale = hp->attn_scale != 0.0f ? 1.0f : 1.0f / sqrtf((float)hd);
+    const int window = ctx->m->layers[l].swa ? hp->n_swa : 0;
+    for (int kvh = 0; kvh < nkv; kvh++) {
+        const float *ck = NULL;
+        int have_s = -1, have_n = 0;
+        for (int t = 0; t < T; t++) {
+            const int s = ctx->tok_seq[t], cell = ctx->tok_cell[t], pos = ctx->tok_pos[t];
+            const int c0 = window && pos >= window ? em_kv_find(kv, s, cell, pos - window + 1) : 0;
+            if (s != have_s || cell + 1 > have_n) {  /* rows up to the chunk's last cell of s */
+                int last = cell;
+                for (int u = t + 1; u < T; u++)
+                    if (ctx->tok_seq[u] == s && ctx->tok_cell[u] > last) last = ctx->tok_cell[u];
+                ck = em_kv_head_rows(kv, l, s, kvh, 0, last + 1);
+                have_s = s;
+                have_n = last + 1;
+            }
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                em_kv_colsum(kv, s, ctx->q + (size_t)t * nh * hd + (size_t)h * hd, ck + (size_t)c0 * hd, c0, cell + 1,
+                             scale, hp->attn_softcap);
+        }
+    }
+}
+
 /* ---- one chunk of tokens --------------------------------------------------------------- */
 static void embed(struct ember_context *ctx, const ember_token *tokens, int T) {
     const em_weight *e = &ctx->m->tok_embd;
@@ -192,16 +228,16 @@ static void post_norm(struct ember_context *ctx, const em_weight *w, int T) {
         ctx->kern->rmsnorm(ctx->xb2 + (size_t)t * d, ctx->xb2 + (size_t)t * d, w->data, d, ctx->m->hp.rms_eps);
 }
 
-static void layer_forward(struct ember_context *ctx, int l, int T) {
+static void layer_forward(struct ember_context *ctx, const em_layer *L, int l, int T) {
     const struct ember_model *m = ctx->m;
     const em_hparams *hp = &m->hp;
-    const em_layer *L = &m->layers[l];
     const em_kernels *k = ctx->kern;
     const int d = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
     const int qdim = nh * hd, kvdim = nkv * hd;
 
     for (int t = 0; t < T; t++)
         k->rmsnorm(ctx->xb + (size_t)t * d, ctx->x + (size_t)t * d, L->attn_norm.data, d, hp->rms_eps);
+    if (L->ssm_in.data) em_ssm_forward(ctx, l, T);  /* falcon-h1: the SSM branch -> ssm_o */
     const em_weight *qkv[3] = { &L->wq, &L->wk, &L->wv };
     float *const qkv_out[3] = { ctx->q, ctx->k, ctx->v };
     const int qkv_ld[3] = { qdim, kvdim, kvdim };
@@ -230,10 +266,13 @@ static void layer_forward(struct ember_context *ctx, int l, int T) {
     }
     attn_task at = { ctx, l, T };
     em_pool_run(ctx->pool, attn_worker, &at);  /* -> xb (T, n_head*hd) */
+    if (ctx->kv.policy == EM_KV_ELASTIC) attn_colsums(ctx, l, T);
     for (int t = 0; ctx->kv.rot_v && t < T; t++)  /* V was stored rotated: rotate the output back */
         em_kv_hadamard(ctx->xb + (size_t)t * qdim, qdim, ctx->kv.rot_v);
 
     matmul(ctx, &L->wo, ctx->xb, qdim, T, ctx->xb2, d);
+    if (L->ssm_in.data)  /* falcon-h1: attention and SSM outputs join the stream together */
+        for (size_t i = 0; i < (size_t)T * d; i++) ctx->xb2[i] += ctx->ssm_o[i];
     post_norm(ctx, &L->attn_post_norm, T);
     for (size_t i = 0; i < (size_t)T * d; i++) ctx->x[i] += ctx->xb2[i];
 
@@ -280,6 +319,7 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
     }
     memset(ctx->seq_cnt, 0, (size_t)ctx->n_seq * sizeof *ctx->seq_cnt);
     for (int i = 0; i < n; i++) ctx->seq_cnt[seq ? seq[i] : 0]++;
+    const int per_chunk = em_kv_per_chunk(&ctx->kv);  /* sink, elastic: room per chunk, always made */
     ember_status st = em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 0);
     if (st) return st;
     if (rows > ctx->n_logits_cap) {
@@ -294,10 +334,15 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
         ctx->logit_row = p;
         ctx->row_cap = n;
     }
-    em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 1);  /* the KV policy may shift a full sequence */
+    if (!per_chunk) em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 1);  /* the KV policy may shift a full sequence */
     int row = 0;
     for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
         const int T = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;
+        if (per_chunk) {
+            memset(ctx->seq_cnt, 0, (size_t)ctx->n_seq * sizeof *ctx->seq_cnt);
+            for (int t = 0; t < T; t++) ctx->seq_cnt[seq ? seq[c0 + t] : 0]++;
+            em_kv_make_room(&ctx->kv, m, ctx->seq_cnt, 1);
+        }
         int n_out = 0;
         for (int t = 0; t < T; t++) {
             const int i = c0 + t, s = seq ? seq[i] : 0;
@@ -310,7 +355,16 @@ ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, co
             if (keep) ctx->out_tok[n_out++] = t;
         }
         embed(ctx, tokens + c0, T);
-        for (int l = 0; l < m->hp.n_layer; l++) layer_forward(ctx, l, T);
+        for (int l = 0; l < m->hp.n_layer; l++) {
+            const em_layer *L = em_weights_acquire(ctx, l);  /* stream.h: a view, or a streamed copy */
+            if (!L) {  /* the weights could not be read: leave the cache as before the call */
+                em_weights_reset(ctx);
+                for (int i = 0; i < c0 + T; i++) ctx->kv.n_cells[seq ? seq[i] : 0]--;
+                return EMBER_E_IO;
+            }
+            layer_forward(ctx, L, l, T);
+            em_weights_release(ctx, l);
+        }
         if (n_out) output_forward(ctx, n_out, ctx->logits + (size_t)row * m->hp.n_vocab);
         row += n_out;
     }

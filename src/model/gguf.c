@@ -410,12 +410,14 @@ static int parse_tensor(parser *p, int64_t i) {
         if (v > INT64_MAX) return fail(p, "%s: ne[%u] = %" PRIu64 " is negative or too large", what, d, v);
         t->ne[d] = (int64_t)v;
     }
-    if (rd_u32(p, &t->type) || rd_u64(p, &t->offset))
+    uint32_t file_type;
+    if (rd_u32(p, &file_type) || rd_u64(p, &t->offset))
         return fail(p, "%s: file ends inside its info (offset %zu)", what, p->pos);
+    t->type = em_type_from_gguf(file_type);  /* ember's seed types live at 4096.. in files */
     size_t blck = 0;
     switch (tensor_nbytes(t->type, t->ne, &t->size)) {
     case 0: break;
-    case -1: return fail(p, "%s: unknown or retired ggml type %u", what, t->type);
+    case -1: return fail(p, "%s: unknown or retired ggml type %u", what, file_type);
     case -2:
         gguf_type_block(t->type, &blck, NULL);
         return fail(p, "%s: ne[0] = %" PRId64 " is not a multiple of the %s block size %zu",
@@ -1028,7 +1030,7 @@ static void write_header(const gguf_writer *w, wbuf *b) {
         wb_str(b, t->name, strlen(t->name));
         wb_le(b, t->n_dims, 4);
         for (uint32_t d = 0; d < t->n_dims; d++) wb_le(b, (uint64_t)t->ne[d], 8);
-        wb_le(b, t->type, 4);
+        wb_le(b, em_type_to_gguf(t->type), 4);
         wb_le(b, off, 8);
         if (t->size > UINT64_MAX - a || off > UINT64_MAX - a - t->size) { b->bad = 1; break; }
         off = (off + t->size + a - 1) / a * a;

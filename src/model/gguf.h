@@ -8,6 +8,9 @@
  *   offset is relative to the data section and a multiple of the alignment.
  * Value types: 0 u8, 1 i8, 2 u16, 3 i16, 4 u32, 5 i32, 6 f32, 7 bool, 8 string, 9 array
  * (u32 elem type, u64 count, elements), 10 u64, 11 i64, 12 f64.
+ * Tensor types are ggml's ids, plus ember's own weight formats (INT2..INT8, BFP3..BFP7) at
+ * file ids 4096.. (EM_GGUF_SEED_BASE, quant.h): the reader maps those to ember's type ids
+ * (64..) and the writer back, so everything above this file sees one numbering.
  *
  * Every count, length, offset and size is checked with overflow-safe arithmetic against
  * the file size before use; a bad file gives NULL and a message, never a crash. After a
@@ -27,7 +30,7 @@ typedef struct gguf_tensor {
     const char *name;     /* NUL-terminated copy */
     uint32_t n_dims;      /* 1..4 */
     int64_t ne[4];        /* ne[0] innermost (contiguous); unused dims are 1 */
-    uint32_t type;        /* ggml type id */
+    uint32_t type;        /* ember type id: ggml's, or a seed type mapped from its file id (quant.h) */
     uint64_t offset;      /* relative to the data section */
     size_t size;          /* bytes: nrows * row bytes for the type */
     const void *data;     /* inside the mapping, aligned as the file says */

@@ -108,6 +108,7 @@ ember_status em_model_load_l2c(struct ember_model *m, const char *path, const ch
     else m->output = f32_view(p, nv, d);
     m->n_params = (int64_t)(n - (size_t)h.seq_len * hp->head_dim);
     m->weight_bytes = m->owned_bytes;
+    m->float_elems = m->n_params;  /* F32 throughout (norms included: a rounding error) */
     m->file_bytes = (uint64_t)size;
     m->ftype_main = EM_F32;
 

@@ -3,7 +3,9 @@
  * NEOX rope), qwen3 (per-head q/k RMSNorm, head_dim from attention.key_length, NEOX rope)
  * gemma3 (qwen3's plus post-norms, GeGLU, sliding-window layers: see read_gemma3), gemma2
  * (read_gemma2: no q/k norms, attention soft-capping, every other layer local) and phi3
- * (Phi-3/3.5: fused attn_qkv and gate+up ffn_up, see bind_fused; LongRoPE factors). Rope
+ * (Phi-3/3.5: fused attn_qkv and gate+up ffn_up, see bind_fused; LongRoPE factors) and
+ * falcon-h1 (llama's attention with NEOX rope beside a Mamba-2 mixer: read_falcon_h1,
+ * bind_ssm; the forward pass of the mixer is ssm.c). Rope
  * scaling (read_rope_scaling) and llama's rope_freqs (Llama 3.1/3.2) for every one of them.
  * Every tensor is checked for presence, type and shape before the forward pass ever sees
  * it; weights stay in the read-only mapping. */
@@ -19,6 +21,7 @@
 static const struct { const char *name; int arch; } arch_names[] = {
     { "llama", EM_ARCH_LLAMA }, { "qwen2", EM_ARCH_QWEN2 }, { "qwen3", EM_ARCH_QWEN3 },
     { "gemma3", EM_ARCH_GEMMA3 }, { "phi3", EM_ARCH_PHI3 }, { "gemma2", EM_ARCH_GEMMA2 },
+    { "falcon-h1", EM_ARCH_FALCON_H1 },
 };
 
 /* Reads "{arch}.{key}" as an integer; def when absent. Fails on wrong type or range. */
@@ -105,6 +108,28 @@ static ember_status read_gemma2(em_hparams *hp, const gguf_ctx *g, const char *a
     hp->attn_scale = hp->n_layer == 46 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
                                        : 1.0f / sqrtf((float)hp->head_dim);
     hp->gelu = 1;
+    return EMBER_OK;
+}
+
+/* Falcon-H1's Mamba-2 mixer, as llama.cpp reads it: ssm.conv_kernel (d_conv),
+ * ssm.inner_size (d_inner), ssm.state_size (d_state), ssm.time_step_rank (the number of
+ * SSM heads: one dt and one A each, head width d_inner / n_head) and ssm.group_count (B and
+ * C shared by n_head / n_group heads), all required. Falcon-H1's multipliers are folded
+ * into the weights by llama.cpp's converter, so nothing else is read. */
+static ember_status read_falcon_h1(em_hparams *hp, const gguf_ctx *g, const char *arch) {
+    ember_status st;
+    if ((st = get_int(g, arch, "ssm.conv_kernel", 0, 1, &hp->ssm_d_conv)) ||
+        (st = get_int(g, arch, "ssm.inner_size", 0, 1, &hp->ssm_d_inner)) ||
+        (st = get_int(g, arch, "ssm.state_size", 0, 1, &hp->ssm_d_state)) ||
+        (st = get_int(g, arch, "ssm.time_step_rank", 0, 1, &hp->ssm_n_head)) ||
+        (st = get_int(g, arch, "ssm.group_count", 0, 1, &hp->ssm_n_group)))
+        return st;
+    if (hp->ssm_d_conv < 1 || hp->ssm_d_conv > 64 || hp->ssm_d_inner <= 0 || hp->ssm_d_inner > (1 << 20) ||
+        hp->ssm_d_state <= 0 || hp->ssm_d_state > 4096 || hp->ssm_n_head <= 0 || hp->ssm_n_group <= 0 ||
+        hp->ssm_d_inner % hp->ssm_n_head || hp->ssm_n_head % hp->ssm_n_group || hp->ssm_d_inner % hp->ssm_n_group)
+        return em_fail(EMBER_E_FORMAT, "bad SSM hyper-parameters: conv_kernel %d, inner_size %d, state_size %d, "
+                       "time_step_rank %d, group_count %d", hp->ssm_d_conv, hp->ssm_d_inner, hp->ssm_d_state,
+                       hp->ssm_n_head, hp->ssm_n_group);
     return EMBER_OK;
 }
 
@@ -221,7 +246,8 @@ static ember_status read_hparams(struct ember_model *m, const gguf_ctx *g) {
     if ((st = read_rope_scaling(hp, g, arch))) return st;
     /* phi3: llama.cpp turns the sliding window off (attention.sliding_window is ignored) */
     return hp->arch == EM_ARCH_GEMMA3 ? read_gemma3(hp, g, arch)
-         : hp->arch == EM_ARCH_GEMMA2 ? read_gemma2(hp, g, arch) : EMBER_OK;
+         : hp->arch == EM_ARCH_GEMMA2 ? read_gemma2(hp, g, arch)
+         : hp->arch == EM_ARCH_FALCON_H1 ? read_falcon_h1(hp, g, arch) : EMBER_OK;
 }
 
 /* Binds tensor `name`, checking its shape (ne0, ne1); ne1 = 0 means a vector. Vectors must
@@ -292,6 +318,42 @@ static ember_status bind_fused(struct ember_model *m, int i, em_layer *L) {
     return EMBER_OK;
 }
 
+/* A bound tensor that must be F32 (read as floats, not through a matmul kernel). */
+static ember_status need_f32(const char *name, const em_weight *w) {
+    if (!w->data || w->type == EM_F32) return EMBER_OK;
+    return em_fail(EMBER_E_UNSUPPORTED, "tensor '%s' is %s; it must be f32", name, gguf_type_name(w->type));
+}
+
+/* falcon-h1: the Mamba-2 mixer's tensors under llama.cpp's names (ssm_a and ssm_d without
+ * a .weight suffix), and its FFN norm, which llama.cpp looks up as blk.N.ffn_norm while
+ * its converter writes blk.N.ffn_norm.weight: either is taken. Biases llama.cpp would
+ * add (attn_output, ffn_*) are refused rather than ignored. */
+static ember_status bind_ssm(struct ember_model *m, int i, em_layer *L) {
+    const em_hparams *hp = &m->hp;
+    const int64_t d = hp->n_embd, di = hp->ssm_d_inner, nh = hp->ssm_n_head, ng = hp->ssm_n_group;
+    const int64_t ch = di + 2 * ng * hp->ssm_d_state, proj = di + ch + nh;
+    static const char *const sfx[9] = { "ssm_in.weight", "ssm_conv1d.weight", "ssm_conv1d.bias", "ssm_dt.bias",
+                                        "ssm_a", "ssm_d", "ssm_norm.weight", "ssm_out.weight", "ffn_norm" };
+    char n[9][96];
+    for (int j = 0; j < 9; j++) snprintf(n[j], sizeof n[j], "blk.%d.%s", i, sfx[j]);
+    ember_status st;
+    if ((st = bind(m, n[0], d, proj, 1, &L->ssm_in)) || (st = bind(m, n[1], hp->ssm_d_conv, ch, 1, &L->ssm_conv1d)) ||
+        (st = bind(m, n[2], ch, 0, 0, &L->ssm_conv1d_b)) || (st = bind(m, n[3], nh, 0, 1, &L->ssm_dt_b)) ||
+        (st = bind(m, n[4], 1, nh, 1, &L->ssm_a)) || (st = bind(m, n[5], 1, nh, 1, &L->ssm_d)) ||
+        (st = bind(m, n[6], di / ng, ng, 0, &L->ssm_norm)) || (st = bind(m, n[7], di, d, 1, &L->ssm_out)) ||
+        (st = need_f32(n[1], &L->ssm_conv1d)) || (st = need_f32(n[4], &L->ssm_a)) ||
+        (st = need_f32(n[5], &L->ssm_d)) || (st = need_f32(n[6], &L->ssm_norm)) ||
+        (!L->ffn_norm.data && (st = bind(m, n[8], d, 0, 1, &L->ffn_norm))))
+        return st;
+    static const char *const bias[4] = { "attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias" };
+    for (int j = 0; j < 4; j++) {
+        snprintf(n[0], sizeof n[0], "blk.%d.%s", i, bias[j]);
+        if (gguf_find_tensor(m->gguf, n[0]))
+            return em_fail(EMBER_E_UNSUPPORTED, "tensor '%s': falcon-h1 biases outside q/k/v are not supported yet", n[0]);
+    }
+    return EMBER_OK;
+}
+
 static ember_status bind_layers(struct ember_model *m) {
     const em_hparams *hp = &m->hp;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
@@ -301,6 +363,7 @@ static ember_status bind_layers(struct ember_model *m) {
     const int64_t o = (int64_t)hp->n_head * hp->head_dim_v;
     const int bias = hp->arch == EM_ARCH_QWEN2, gemma = hp->arch == EM_ARCH_GEMMA3 || hp->arch == EM_ARCH_GEMMA2;
     const int qknorm = hp->arch == EM_ARCH_QWEN3 || hp->arch == EM_ARCH_GEMMA3, sep = hp->arch != EM_ARCH_PHI3;
+    const int fh1 = hp->arch == EM_ARCH_FALCON_H1;
     for (int i = 0; i < hp->n_layer; i++) {
         em_layer *L = &m->layers[i];
         char n[15][96];
@@ -318,7 +381,8 @@ static ember_status bind_layers(struct ember_model *m) {
             (st = bind(m, n[6], kv, 0, bias, &L->bk)) || (st = bind(m, n[7], vv, 0, bias, &L->bv)) ||
             (st = bind(m, n[8], hp->head_dim, 0, qknorm, &L->q_norm)) ||
             (st = bind(m, n[9], hp->head_dim, 0, qknorm, &L->k_norm)) ||
-            (st = bind(m, n[10], d, 0, 1, &L->ffn_norm)) || (st = bind(m, n[13], hp->n_ff, d, 1, &L->w_down)))
+            (st = bind(m, n[10], d, 0, !fh1, &L->ffn_norm)) || (st = bind(m, n[13], hp->n_ff, d, 1, &L->w_down)) ||
+            (fh1 && (st = bind_ssm(m, i, L))))
             return st;
         snprintf(n[0], sizeof n[0], "blk.%d.post_attention_norm.weight", i);
         snprintf(n[1], sizeof n[1], "blk.%d.post_ffw_norm.weight", i);
@@ -408,7 +472,13 @@ static void count_params(struct ember_model *m) {
         int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
         m->n_params += n;
         m->weight_bytes += t->size;
-        if (t->n_dims >= 2 && t->type < EM_TYPE_COUNT) by_type[t->type] += n;
+        if (t->n_dims >= 2 && t->type < EM_TYPE_COUNT) {
+            by_type[t->type] += n;
+            const em_type_info *ti = em_type_get(t->type);
+            const int vt = ti ? ti->vec_dot_type : -1;
+            if (vt == EM_Q8_0 || vt == EM_Q8_1 || vt == EM_Q8_K) m->int8_elems += n;
+            else m->float_elems += n;
+        }
     }
     m->ftype_main = EM_F32;
     for (int t = 0; t < EM_TYPE_COUNT; t++)

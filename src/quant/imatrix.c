@@ -90,6 +90,8 @@ ember_status ember_imatrix_collector_new(ember_context *ctx, int process_output,
     if (ctx->mm_hook) return em_fail(EMBER_E_INVALID, "ember_imatrix_collector_new: the context already has a collector");
     const gguf_ctx *g = ctx->m->gguf;
     if (!g) return em_fail(EMBER_E_UNSUPPORTED, "importance matrices need a GGUF model (its tensor names)");
+    if (ctx->stream)  /* streamed weights live in buffers, not at the mapped addresses the entries use */
+        return em_fail(EMBER_E_UNSUPPORTED, "importance matrices cannot be collected under a memory budget");
     ember_imatrix_collector *c = calloc(1, sizeof *c);
     const int64_t nt = gguf_n_tensors(g);
     if (!c || !(c->e = calloc((size_t)(nt ? nt : 1), sizeof *c->e))) {

@@ -1,8 +1,9 @@
 /* quant.c: the table of ggml type traits, and the scalar numerical specification for the
  * types ember computes with (see quant.h). The row functions live in one file per format
  * family: quant_float.c (f32, f16, bf16), quant_q.c (32-element blocks), quant_k.c
- * (k-quants), quant_iq.c (IQ4_NL, IQ4_XS), quant_tq.c (TQ1_0, TQ2_0); this file only
- * dispatches through the table.
+ * (k-quants), quant_iq.c (IQ4_NL, IQ4_XS), quant_tq.c (TQ1_0, TQ2_0), quant_seed.c (ember's
+ * own INT2..INT8 and BFP3..BFP7, which follow no ggml code); this file only dispatches
+ * through the table.
  *
  * Everything here follows ggml (ggml-quants.c and ggml-cpu/quants.c, generic paths) so
  * that GGUF weights are read in place and dot products reproduce llama.cpp's math:
@@ -67,12 +68,36 @@ static const em_type_info type_table[EM_TYPE_COUNT] = {
     [EM_TQ1_0] = { "tq1_0", QK_K, sizeof(block_tq1_0), EM_Q8_K, ROWS(tq1_0) },
     [EM_TQ2_0] = { "tq2_0", QK_K, sizeof(block_tq2_0), EM_Q8_K, ROWS(tq2_0) },
     [39] = { "mxfp4",   32,  17,  -1, NULL, NULL, NULL },
+    /* ember's own formats (quant_seed.c), GGUF ids EM_GGUF_SEED_BASE + (id - EM_SEED_FIRST) */
+    [EM_INT2] = { "int2", QK_INT, 20, EM_Q8_0, ROWS(int2) },
+    [EM_INT3] = { "int3", QK_INT, 28, EM_Q8_0, ROWS(int3) },
+    [EM_INT4] = { "int4", QK_INT, 36, EM_Q8_0, ROWS(int4) },
+    [EM_INT5] = { "int5", QK_INT, 44, EM_Q8_0, ROWS(int5) },
+    [EM_INT6] = { "int6", QK_INT, 52, EM_Q8_0, ROWS(int6) },
+    [EM_INT7] = { "int7", QK_INT, 60, EM_Q8_0, ROWS(int7) },
+    [EM_INT8] = { "int8", QK_INT, 68, EM_Q8_0, ROWS(int8) },
+    [EM_BFP3] = { "bfp3", QK_BFP, 13, EM_Q8_0, ROWS(bfp3) },
+    [EM_BFP4] = { "bfp4", QK_BFP, 17, EM_Q8_0, ROWS(bfp4) },
+    [EM_BFP5] = { "bfp5", QK_BFP, 21, EM_Q8_0, ROWS(bfp5) },
+    [EM_BFP6] = { "bfp6", QK_BFP, 25, EM_Q8_0, ROWS(bfp6) },
+    [EM_BFP7] = { "bfp7", QK_BFP, 29, EM_Q8_0, ROWS(bfp7) },
+    [EM_OVP4] = { "ovp4", QK_OVP, sizeof(block_ovp4), EM_Q8_0, ROWS(ovp4) },
 };
 #undef ROWS
 
 const em_type_info *em_type_traits(uint32_t type) {
     if (type >= EM_TYPE_COUNT || !type_table[type].name) return NULL;
     return &type_table[type];
+}
+
+uint32_t em_type_from_gguf(uint32_t id) {
+    if (id >= EM_GGUF_SEED_BASE && id - EM_GGUF_SEED_BASE < EM_SEED_END - EM_SEED_FIRST)
+        return id - EM_GGUF_SEED_BASE + EM_SEED_FIRST;
+    return id < EM_SEED_FIRST ? id : UINT32_MAX;
+}
+
+uint32_t em_type_to_gguf(uint32_t type) {
+    return type >= EM_SEED_FIRST && type < EM_SEED_END ? type - EM_SEED_FIRST + EM_GGUF_SEED_BASE : type;
 }
 
 const em_type_info *em_type_get(int type) {

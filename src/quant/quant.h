@@ -7,7 +7,8 @@
  * as llama.cpp does, so logits agree with it:
  *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0 -> Q8_0, Q4_0 / Q5_0 -> Q8_0,
  *   Q4_1 / Q5_1 -> Q8_1,
- *   Q2_K / Q3_K / Q4_K / Q5_K / Q6_K -> Q8_K, IQ4_NL -> Q8_0, IQ4_XS / TQ1_0 / TQ2_0 -> Q8_K. */
+ *   Q2_K / Q3_K / Q4_K / Q5_K / Q6_K -> Q8_K, IQ4_NL -> Q8_0, IQ4_XS / TQ1_0 / TQ2_0 -> Q8_K,
+ *   and ember's own INT2..INT8 / BFP3..BFP7 -> Q8_0. */
 #ifndef EMBER_QUANT_H
 #define EMBER_QUANT_H
 #include <stddef.h>
@@ -18,8 +19,50 @@ enum em_type {
     EM_Q8_0 = 8, EM_Q8_1 = 9,
     EM_Q2_K = 10, EM_Q3_K = 11, EM_Q4_K = 12, EM_Q5_K = 13, EM_Q6_K = 14, EM_Q8_K = 15, EM_BF16 = 30,
     EM_IQ4_NL = 20, EM_IQ4_XS = 23, EM_TQ1_0 = 34, EM_TQ2_0 = 35,
-    EM_TYPE_COUNT = 40,  /* ggml type ids 0..39 (mxfp4 = 39), computed or not */
+    /* ember's own weight formats (quant_seed.c; docs/techniques.md §3, §7). Inside ember
+     * they take the ids 64.. so the per-type tables stay small; in GGUF files they are
+     * EM_GGUF_SEED_BASE + (id - EM_SEED_FIRST), see em_type_from_gguf. */
+    EM_SEED_FIRST = 64,
+    EM_INT2 = 64, EM_INT3, EM_INT4, EM_INT5, EM_INT6, EM_INT7, EM_INT8,
+    EM_BFP3 = 71, EM_BFP4, EM_BFP5, EM_BFP6, EM_BFP7,
+    EM_OVP4 = 76,
+    EM_SEED_END = 77,    /* one past the last seed type */
+    EM_TYPE_COUNT = 80,  /* ggml type ids 0..39 (mxfp4 = 39), then the seed types */
 };
+
+/* GGUF type ids of the seed types: 4096 + (id - EM_SEED_FIRST), so INT2..INT8 are
+ * 4096..4102, BFP3..BFP7 4103..4107 and OVP4 4108. ggml numbers its types densely from 0 (43 ids in
+ * 2026) and sizes arrays by the count, so it will not reach this range; a file holding
+ * ids 64..79 (ember's internal numbers) is refused like any unknown type. */
+#define EM_GGUF_SEED_BASE 4096u
+/* File id -> ember id (UINT32_MAX for ids that name no ember type); ember id -> file id. */
+uint32_t em_type_from_gguf(uint32_t file_id);
+uint32_t em_type_to_gguf(uint32_t type);
+
+/* INTb (b = 2..8): groups of QK_INT = 64 weights, block = f16 d, f16 m, then the 64
+ * unsigned codes q (0..2^b-1) in 8b bytes; value = d*q + m. BFPm (m = 3..7): blocks of
+ * QK_BFP = 32, block = one exponent byte e, then 32 m-bit codes u in 4m bytes; value =
+ * (u - 2^(m-1)) * 2^(e-127) (e = 0: the block is zero; the quantizer writes e <= 254).
+ * Codes are stored as bit planes of 4, 2 and 1 bits (b = 8: one byte plane), lowest bits
+ * first, so a group is one contiguous run and each plane unpacks with whole-vector
+ * shifts: element j of n is, in the 4-bit plane, nibble j / (n/2) of byte j % (n/2); in
+ * the 2-bit plane, bits 2(j / (n/4)) of byte j % (n/4); in the 1-bit plane, bit j % 8 of
+ * byte j / 8. E.g. INT7 = planes 4+2+1 (bits 0-3, 4-5, 6), BFP5 = 4+1. */
+#define QK_INT 64
+#define QK_BFP 32
+/* OVP4 (OliVe outlier-victim pairs): groups of QK_OVP = 64 with an f16 scale d; byte j of
+ * qs holds element j (low nibble) and its pair partner j + 32 (high nibble). A nibble is a
+ * 4-bit two's-complement integer -7..7 (value d*v), or 8, which marks a victim (value 0)
+ * and makes the partner nibble an outlier code: sign bit 3, magnitude
+ * em_ovp_outlier[c & 7] (12..96, value d * +-magnitude). */
+#define QK_OVP 64
+typedef struct { uint16_t d; uint8_t qs[QK_OVP / 2]; } block_ovp4;
+_Static_assert(sizeof(block_ovp4) == 34, "ovp4 block");
+extern const int8_t em_ovp_outlier[8];
+static inline int em_int_bits(int type) { return type >= EM_INT2 && type <= EM_INT8 ? type - EM_INT2 + 2 : 0; }
+static inline int em_bfp_bits(int type) { return type >= EM_BFP3 && type <= EM_BFP7 ? type - EM_BFP3 + 3 : 0; }
+static inline size_t em_int_block_bytes(int bits) { return 4 + 8 * (size_t)bits; }
+static inline size_t em_bfp_block_bytes(int bits) { return 1 + 4 * (size_t)bits; }
 
 #define QK4_0 32
 #define QK4_1 32

@@ -1,5 +1,5 @@
 /* quant_impl.h: what the format-family files (quant_float.c, quant_q.c, quant_k.c,
- * quant_iq.c, quant_tq.c) share
+ * quant_iq.c, quant_tq.c, quant_seed.c) share
  * with quant.c, whose trait table points at their row functions. Not a public header.
  *
  * Row functions work on nb whole blocks (for f32/f16/bf16 a block is one element):
@@ -102,4 +102,20 @@ EM_ROW_FNS(tq1_0)
 EM_ROW_FNS(tq2_0)
 EM_QUANTIZE_FN(tq1_0)
 EM_QUANTIZE_FN(tq2_0)
+/* quant_seed.c: ember's INT2..INT8 and BFP3..BFP7 */
+#define EM_SEED_ROWS(T) EM_ROW_FNS(T) EM_QUANTIZE_FN(T)
+EM_SEED_ROWS(int2)
+EM_SEED_ROWS(int3)
+EM_SEED_ROWS(int4)
+EM_SEED_ROWS(int5)
+EM_SEED_ROWS(int6)
+EM_SEED_ROWS(int7)
+EM_SEED_ROWS(int8)
+EM_SEED_ROWS(bfp3)
+EM_SEED_ROWS(bfp4)
+EM_SEED_ROWS(bfp5)
+EM_SEED_ROWS(bfp6)
+EM_SEED_ROWS(bfp7)
+EM_SEED_ROWS(ovp4)
+#undef EM_SEED_ROWS
 #endif

@@ -11,7 +11,8 @@
  *   - the type: the file type's base type, changed by the _S/_M mix rules (unless pure),
  *     then the fallback for rows that are not a multiple of the block size (Q2_K, Q3_K ->
  *     Q4_0, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, IQ4_XS -> IQ4_NL, TQ1_0/TQ2_0 -> Q4_0;
- *     F16 when even 32 does not divide the row); Q2_K_S refuses to run without an
+ *     ember's own INT2 -> Q4_0, INT3..INT7 -> BFP3..BFP7, INT8 -> Q8_0, OVP4 -> BFP4; F16 when even 32
+ *     does not divide the row); Q2_K_S refuses to run without an
  *     importance matrix, as llama-quantize does. F32/F16/BF16
  *     file types take no mix and no fallback;
  *   - the output tensor (and token_embd when there is no output.weight: tied embeddings)
@@ -57,6 +58,13 @@ static const struct { int ftype; const char *name; int base; } ftypes[] = {
     { EMBER_FTYPE_MOSTLY_TQ1_0, "TQ1_0", EM_TQ1_0 },    { EMBER_FTYPE_MOSTLY_TQ2_0, "TQ2_0", EM_TQ2_0 },
     { EMBER_FTYPE_MOSTLY_F16, "F16", EM_F16 },        { EMBER_FTYPE_MOSTLY_BF16, "BF16", EM_BF16 },
     { EMBER_FTYPE_ALL_F32, "F32", EM_F32 },
+    { EMBER_FTYPE_MOSTLY_INT2, "INT2", EM_INT2 },     { EMBER_FTYPE_MOSTLY_INT3, "INT3", EM_INT3 },
+    { EMBER_FTYPE_MOSTLY_INT4, "INT4", EM_INT4 },     { EMBER_FTYPE_MOSTLY_INT5, "INT5", EM_INT5 },
+    { EMBER_FTYPE_MOSTLY_INT6, "INT6", EM_INT6 },     { EMBER_FTYPE_MOSTLY_INT7, "INT7", EM_INT7 },
+    { EMBER_FTYPE_MOSTLY_INT8, "INT8", EM_INT8 },
+    { EMBER_FTYPE_MOSTLY_BFP3, "BFP3", EM_BFP3 },     { EMBER_FTYPE_MOSTLY_BFP4, "BFP4", EM_BFP4 },
+    { EMBER_FTYPE_MOSTLY_BFP5, "BFP5", EM_BFP5 },     { EMBER_FTYPE_MOSTLY_BFP6, "BFP6", EM_BFP6 },
+    { EMBER_FTYPE_MOSTLY_BFP7, "BFP7", EM_BFP7 },    { EMBER_FTYPE_MOSTLY_OVP4, "OVP4", EM_OVP4 },
 };
 #define N_FTYPES (int)(sizeof ftypes / sizeof *ftypes)
 
@@ -516,6 +524,10 @@ static int fallback_type(qstate *qs, const gguf_tensor *t, int type) {
     case EM_Q6_K: r = EM_Q8_0; break;
     case EM_IQ4_XS: r = EM_IQ4_NL; break;
     case EM_TQ1_0: case EM_TQ2_0: r = EM_Q4_0; break;
+    case EM_INT2: r = EM_Q4_0; break;  /* ember's INT (64-groups): the BFP of the same width */
+    case EM_INT3: case EM_INT4: case EM_INT5: case EM_INT6: case EM_INT7: r = EM_BFP3 + (type - EM_INT3); break;
+    case EM_INT8: r = EM_Q8_0; break;
+    case EM_OVP4: r = EM_BFP4; break;
     default: break;  /* a 32-block type has nothing smaller: F16 below */
     }
     if (ncols % em_type_traits((uint32_t)r)->blck) r = EM_F16;

@@ -11,8 +11,21 @@
 
 /* ---- models ---- */
 ember_model_params ember_model_default_params(void) {
-    ember_model_params p = { 0, NULL };
+    ember_model_params p = { 0, NULL, 0, 1 };
     return p;
+}
+
+/* A memory budget (stream.h): GGUF weights only; the budget must hold the weights' part
+ * of the minimum here, and the context's part is checked when a context is made. */
+static ember_status model_budget(struct ember_model *m, const char *path, const ember_model_params *p) {
+    if (p->prefetch < 0 || p->prefetch > 64)
+        return em_fail(EMBER_E_INVALID, "prefetch must be in [0, 64], got %d", p->prefetch);
+    if (!m->gguf) return em_fail(EMBER_E_UNSUPPORTED, "a memory budget needs a GGUF file (%s is a llama2.c checkpoint)", path);
+    if (m->vocab_only) return EMBER_OK;
+    m->mem_budget = p->mem_budget;
+    m->prefetch = p->prefetch;
+    em_mem_plan plan;
+    return em_mem_plan_make(m, p->mem_budget, p->prefetch, 0, &plan);
 }
 
 ember_status ember_model_load(const char *path, const ember_model_params *params, ember_model **out) {
@@ -27,6 +40,8 @@ ember_status ember_model_load(const char *path, const ember_model_params *params
     if (!m) return em_fail(EMBER_E_NOMEM, "out of memory");
     st = em_is_l2c_checkpoint(path) ? em_model_load_l2c(m, path, p.tokenizer_path)
                                     : em_model_load_gguf(m, path, p.vocab_only);
+    if (!st && m->gguf && !(m->path = strdup(path))) st = em_fail(EMBER_E_NOMEM, "out of memory");
+    if (!st && p.mem_budget) st = model_budget(m, path, &p);
     if (st) { ember_model_free(m); return st; }
     *out = m;
     return EMBER_OK;
@@ -39,6 +54,7 @@ void ember_model_free(ember_model *m) {
     em_free_aligned(m->owned);
     em_vocab_free(m->vocab);
     free(m->chat_template);
+    free(m->path);
     free(m);
 }
 
@@ -52,7 +68,8 @@ const char *ember_model_chat_template(const ember_model *m) { return m ? m->chat
 
 static const char *arch_name(int arch) {
     return arch == EM_ARCH_QWEN2 ? "qwen2" : arch == EM_ARCH_QWEN3 ? "qwen3" : arch == EM_ARCH_GEMMA3 ? "gemma3"
-         : arch == EM_ARCH_PHI3 ? "phi3" : arch == EM_ARCH_GEMMA2 ? "gemma2" : "llama";
+         : arch == EM_ARCH_PHI3 ? "phi3" : arch == EM_ARCH_GEMMA2 ? "gemma2"
+         : arch == EM_ARCH_FALCON_H1 ? "falcon-h1" : "llama";
 }
 
 int ember_model_desc(const ember_model *m, char *buf, size_t len) {
@@ -180,8 +197,21 @@ int ember_token_to_piece(const ember_model *m, ember_token t, char *buf, int len
 
 /* ---- contexts ---- */
 ember_context_params ember_context_default_params(void) {
-    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, 0 };
+    ember_context_params p = { 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, 0, 0, 0, 0.0f };
     return p;
+}
+
+/* Bytes a context allocates up front: the KV cache and the activation scratch (one row of
+ * logits; decoding with logits for many tokens grows that array). */
+static uint64_t context_bytes(const em_hparams *hp, int n_ctx, int n_batch, int n_seq, int type_k, int type_v) {
+    const uint64_t kvdim = (uint64_t)hp->n_head_kv * hp->head_dim, qdim = (uint64_t)hp->n_head * hp->head_dim;
+    const uint64_t B = (uint64_t)n_batch, d = (uint64_t)hp->n_embd, ff = (uint64_t)hp->n_ff;
+    uint64_t maxw = d > qdim ? d : qdim;
+    if (ff > maxw) maxw = ff;
+    const uint64_t xq_col = (maxw * sizeof(float) + 63) & ~(uint64_t)63;
+    const uint64_t act = B * (d + (d > qdim ? d : qdim) + d + qdim + 2 * kvdim + 2 * ff) * sizeof(float);
+    return em_kv_bytes_per_token(hp, type_k, type_v) * (uint64_t)n_ctx * (uint64_t)n_seq + act + 3 * B * xq_col +
+           (uint64_t)hp->n_vocab * sizeof(float);
 }
 
 ember_status ember_context_new(ember_model *m, const ember_context_params *params, ember_context **out) {
@@ -190,10 +220,10 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     CHECK_ARG(m, "ember_context_new: model is NULL");
     if (m->vocab_only) return em_fail(EMBER_E_INVALID, "model was loaded vocab-only; it cannot decode");
     ember_context_params p = params ? *params : ember_context_default_params();
-    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_keep >= 0,
-              "ember_context_new: negative parameter");
+    CHECK_ARG(p.n_ctx >= 0 && p.n_threads >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_keep >= 0 &&
+              p.n_sink >= 0 && p.n_window >= 0, "ember_context_new: negative parameter");
     const int policy = em_kv_policy_parse(p.kv_policy);
-    CHECK_ARG(policy >= 0, "KV cache policy '%s' is not supported (full, shift)", p.kv_policy);
+    CHECK_ARG(policy >= 0, "KV cache policy '%s' is not supported (full, shift, sink, elastic)", p.kv_policy);
     CHECK_ARG(p.n_seq <= 4096, "ember_context_new: %d sequences is too many (at most 4096)", p.n_seq);
     const em_hparams *hp = &m->hp;
     struct ember_context *c = calloc(1, sizeof *c);
@@ -202,7 +232,7 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->kern = p.isa ? em_kernels_by_name(p.isa) : em_kernels_best();
     if (!c->kern) { free(c); return em_fail(EMBER_E_UNSUPPORTED, "ISA '%s' is not available on this CPU", p.isa); }
     c->n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
-    c->n_batch = p.n_batch ? p.n_batch : 64;
+    c->n_batch = p.n_batch ? p.n_batch : 64;  /* the sink and elastic policies may lower it */
     c->n_seq = p.n_seq ? p.n_seq : 1;
     const char *name_k = p.type_k ? p.type_k : p.kv_type, *name_v = p.type_v ? p.type_v : p.kv_type;
     const int type_k = em_kv_type_parse(name_k), type_v = em_kv_type_parse(name_v);
@@ -214,14 +244,19 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     int nt = p.n_threads ? p.n_threads : em_physical_cores();
     if (nt > 256) nt = 256;
     const size_t kvdim = (size_t)hp->n_head_kv * hp->head_dim, qdim = (size_t)hp->n_head * hp->head_dim;
+    ember_status st = em_kv_init(&c->kv, hp, c->n_seq, c->n_ctx, type_k, type_v);
+    if (st) { free(c); return st; }
+    if ((st = em_kv_set_policy(&c->kv, policy, p.n_keep, p.n_sink, p.n_window, p.kv_ratio, hp->n_ctx_train,
+                               &c->n_batch))) {
+        em_kv_free(&c->kv);
+        free(c);
+        return st;
+    }
     const size_t B = (size_t)c->n_batch, d = (size_t)hp->n_embd, ff = (size_t)hp->n_ff;
     size_t maxw = d > qdim ? d : qdim;
     if (ff > maxw) maxw = ff;
+    if ((size_t)hp->ssm_d_inner > maxw) maxw = (size_t)hp->ssm_d_inner;  /* falcon-h1's ssm_out input */
     c->xq_col = (maxw * sizeof(float) + 63) & ~(size_t)63;  /* f32 is the widest activation type */
-    ember_status st = em_kv_init(&c->kv, hp, c->n_seq, c->n_ctx, type_k, type_v);
-    if (st) { free(c); return st; }
-    c->kv.policy = policy;
-    c->kv.n_keep = p.n_keep;
     c->pool = em_pool_new(nt);
     c->x = em_alloc_aligned(B * d * sizeof(float));
     c->xb = em_alloc_aligned(B * (d > qdim ? d : qdim) * sizeof(float));
@@ -240,12 +275,26 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
     c->out_tok = malloc(B * sizeof *c->out_tok);
     c->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     c->n_logits_cap = 1;
+    int ssm_ok = 1;
+    if (hp->ssm_d_inner) {  /* falcon-h1's SSM branch (model/ssm.c) */
+        const size_t ch = (size_t)c->kv.ssm.conv_ch, proj = (size_t)hp->ssm_d_inner + ch + (size_t)hp->ssm_n_head;
+        c->ssm_zxbcdt = em_alloc_aligned(B * proj * sizeof(float));
+        c->ssm_y = em_alloc_aligned(B * (size_t)hp->ssm_d_inner * sizeof(float));
+        c->ssm_o = em_alloc_aligned(B * d * sizeof(float));
+        c->ssm_one = em_alloc_aligned(ch * sizeof(float));
+        ssm_ok = c->ssm_zxbcdt && c->ssm_y && c->ssm_o && c->ssm_one;
+        for (size_t i = 0; ssm_ok && i < ch; i++) c->ssm_one[i] = 1.0f;
+    }
     if (!c->pool || !c->x || !c->xb || !c->xb2 || !c->q || !c->k ||
         !c->v || !c->hg || !c->hu || !c->xq || !c->rope_cs || !c->logits || !c->seq_cnt ||
-        !c->tok_seq || !c->tok_cell || !c->tok_pos || !c->out_tok) {
+        !c->tok_seq || !c->tok_cell || !c->tok_pos || !c->out_tok || !ssm_ok) {
         const int n_ctx = c->n_ctx;
         ember_context_free(c);
         return em_fail(EMBER_E_NOMEM, "out of memory for a context of %d positions", n_ctx);
+    }
+    if ((st = em_stream_new(c, context_bytes(hp, c->n_ctx, c->n_batch, c->n_seq, type_k, type_v)))) {
+        ember_context_free(c);
+        return st;
     }
     *out = c;
     return EMBER_OK;
@@ -253,12 +302,14 @@ ember_status ember_context_new(ember_model *m, const ember_context_params *param
 
 void ember_context_free(ember_context *c) {
     if (!c) return;
+    em_stream_free(c->stream);
     em_pool_free(c->pool);
     em_kv_free(&c->kv);
     em_free_aligned(c->x); em_free_aligned(c->xb); em_free_aligned(c->xb2);
     em_free_aligned(c->q); em_free_aligned(c->k); em_free_aligned(c->v);
     em_free_aligned(c->hg); em_free_aligned(c->hu);
     em_free_aligned(c->xq); em_free_aligned(c->rope_cs);
+    em_free_aligned(c->ssm_zxbcdt); em_free_aligned(c->ssm_y); em_free_aligned(c->ssm_o); em_free_aligned(c->ssm_one);
     free(c->logits); free(c->logit_row);
     free(c->seq_cnt); free(c->tok_seq); free(c->tok_cell); free(c->tok_pos); free(c->out_tok);
     free(c);
@@ -282,7 +333,11 @@ int ember_seq_n_past(const ember_context *c, int seq) {
 ember_status ember_seq_truncate(ember_context *c, int seq, int n_past) {
     CHECK_ARG(c && seq >= 0 && seq < c->n_seq, "ember_seq_truncate: bad sequence %d", seq);
     CHECK_ARG(n_past >= 0 && n_past <= c->kv.n_cells[seq], "ember_seq_truncate: bad position %d", n_past);
-    c->kv.n_cells[seq] = n_past;
+    const int n = c->kv.n_cells[seq];
+    ember_status st = em_ssm_check_rm(&c->kv.ssm, seq, n, n_past, n);  /* a recurrent state: a checkpoint */
+    if (st) return st;
+    em_kv_seq_truncate(&c->kv, seq, n_past);
+    if (n_past < n) em_ssm_rm(&c->kv.ssm, seq, n_past);
     return EMBER_OK;
 }
 
@@ -292,6 +347,10 @@ ember_status ember_context_truncate(ember_context *c, int n_past) { return ember
 
 ember_status ember_seq_rm(ember_context *c, int seq, int p0, int p1) {
     CHECK_ARG(c && seq < c->n_seq, "ember_seq_rm: bad sequence %d", seq);
+    for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->n_seq : seq + 1); s++) {
+        ember_status st = em_kv_seq_rm_check(&c->kv, s, p0, p1);  /* what a recurrent state refuses */
+        if (st) return st;
+    }
     for (int s = seq < 0 ? 0 : seq; s < (seq < 0 ? c->n_seq : seq + 1); s++) em_kv_seq_rm(&c->kv, s, p0, p1);
     return EMBER_OK;
 }
@@ -305,6 +364,8 @@ ember_status ember_seq_keep(ember_context *c, int seq) {
 ember_status ember_seq_cp(ember_context *c, int src, int dst, int p0, int p1) {
     CHECK_SEQ(c, src, "ember_seq_cp");
     CHECK_SEQ(c, dst, "ember_seq_cp");
+    ember_status st = em_kv_seq_cp_check(&c->kv, src, p0, p1);
+    if (st) return st;
     em_kv_seq_cp(&c->kv, src, dst, p0, p1);
     return EMBER_OK;
 }
@@ -482,3 +543,63 @@ ember_status ember_sampler_restore(ember_sampler *s, const ember_sampler_state *
 void ember_sampler_accept(ember_sampler *s, ember_token t) { if (s) em_sampler_accept(s->s, t); }
 void ember_sampler_reset(ember_sampler *s) { if (s) em_sampler_reset(s->s); }
 uint64_t ember_sampler_seed(const ember_sampler *s) { return s ? em_sampler_seed(s->s) : 0; }
+
+/* ---- memory budgets (stream.c) ---- */
+static void plan_public(const em_mem_plan *p, uint64_t file, ember_mem_plan *out) {
+    memset(out, 0, sizeof *out);
+    out->budget = p->budget;
+    out->min_budget = p->min_budget;
+    out->fixed = p->fixed;
+    out->context = p->context;
+    out->pinned = p->pinned;
+    out->buffers = (uint64_t)p->n_slots * p->slot_bytes;
+    out->streamed = p->streamed;
+    out->file = file;
+    out->resident = p->all_resident ? file + p->context : p->fixed + p->pinned + out->buffers + p->context;
+    out->n_layer = p->n_layer;
+    out->n_pinned = p->n_pinned;
+    out->n_streamed = p->n_streamed;
+    out->n_buffers = p->n_slots;
+    out->prefetch = p->prefetch;
+    out->all_resident = p->all_resident;
+}
+
+ember_status ember_mem_plan_get(const ember_model *m, const ember_context_params *cp, uint64_t budget,
+                                int prefetch, ember_mem_plan *out) {
+    CHECK_ARG(m && out, "ember_mem_plan_get: NULL argument");
+    memset(out, 0, sizeof *out);
+    CHECK_ARG(prefetch >= 0 && prefetch <= 64, "prefetch must be in [0, 64], got %d", prefetch);
+    ember_context_params p = cp ? *cp : ember_context_default_params();
+    CHECK_ARG(p.n_ctx >= 0 && p.n_batch >= 0 && p.n_seq >= 0 && p.n_seq <= 4096, "ember_mem_plan_get: bad context parameters");
+    const em_hparams *hp = &m->hp;
+    const int n_ctx = p.n_ctx ? p.n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    const char *name_k = p.type_k ? p.type_k : p.kv_type, *name_v = p.type_v ? p.type_v : p.kv_type;
+    const int type_k = em_kv_type_parse(name_k), type_v = em_kv_type_parse(name_v);
+    if (type_k < 0 || type_v < 0)
+        return em_fail(EMBER_E_UNSUPPORTED, "KV cache type '%s' is not supported (%s)", type_k < 0 ? name_k : name_v,
+                       em_kv_type_names);
+    em_mem_plan plan;
+    ember_status st = em_mem_plan_make(m, budget, prefetch, context_bytes(hp, n_ctx, p.n_batch ? p.n_batch : 64,
+                                                                           p.n_seq ? p.n_seq : 1, type_k, type_v), &plan);
+    plan_public(&plan, m->file_bytes, out);
+    return st;
+}
+
+ember_status ember_context_mem_plan(const ember_context *c, ember_mem_plan *out) {
+    CHECK_ARG(c && out, "ember_context_mem_plan: NULL argument");
+    memset(out, 0, sizeof *out);
+    const em_mem_plan *p = em_stream_plan(c->stream);
+    if (p) plan_public(p, c->m->file_bytes, out);
+    else if (c->m->mem_budget) {  /* under a budget that the whole file fits in */
+        out->budget = c->m->mem_budget;
+        out->all_resident = 1;
+        out->file = c->m->file_bytes;
+        out->n_layer = out->n_pinned = c->m->hp.n_layer;
+    }
+    return EMBER_OK;
+}
+
+ember_status ember_model_disk_bandwidth(const ember_model *m, uint64_t bytes, double *gbps) {
+    CHECK_ARG(m && gbps, "ember_model_disk_bandwidth: NULL argument");
+    return em_file_read_bandwidth(m, bytes, gbps);
+}

@@ -1,6 +1,7 @@
-/* bandwidth.c: what `ember bench` needs to say how close decoding runs to the memory
- * roofline: a STREAM-like read-bandwidth probe, the bytes one decoded token reads, and the
- * default thread count.
+/* bandwidth.c: what `ember bench` needs to place a run on the roofline: for decoding, a
+ * STREAM-like read-bandwidth probe and the bytes one decoded token reads; for prompt
+ * processing, the multiply-add peak (kernels/peak.c runs the instructions) and the
+ * multiply-adds one token costs; and the default thread count.
  *
  * The probe allocates a buffer much larger than the last-level cache, writes it from the
  * threads that will read it (first touch places the pages near them), then each thread
@@ -10,7 +11,9 @@
  * and eight independent 64-bit add chains per thread already outrun one core's share of
  * DRAM bandwidth on every machine we know. */
 #include <stdlib.h>
+#include <string.h>
 #include "runtime/internal.h"
+#include "kernels/kernels.h"
 
 #define BW_ACC 8                      /* independent accumulators per thread */
 
@@ -100,6 +103,83 @@ uint64_t ember_context_bytes_per_token(const ember_context *ctx, int n_past) {
         bytes -= (uint64_t)(m->tok_embd.rows - 1) * m->tok_embd.row_bytes;
     const uint64_t per_pos = em_kv_bytes_per_token(hp, ctx->kv.type_k, ctx->kv.type_v);
     return bytes + per_pos * ((uint64_t)n_past + 1);
+}
+
+uint64_t ember_context_macs_per_token(const ember_context *ctx, uint64_t *int8, uint64_t *flt) {
+    if (int8) *int8 = 0;
+    if (flt) *flt = 0;
+    if (!ctx) return 0;
+    const struct ember_model *m = ctx->m;
+    int64_t i8 = m->int8_elems, fl = m->float_elems;
+    /* An untied token_embd is a lookup, not a product. */
+    if (!m->tied_output && m->tok_embd.rows > 1) {
+        const em_type_info *ti = em_type_get(m->tok_embd.type);
+        const int vt = ti ? ti->vec_dot_type : -1;
+        int64_t *cls = (vt == EM_Q8_0 || vt == EM_Q8_1 || vt == EM_Q8_K) ? &i8 : &fl;
+        const int64_t n = m->tok_embd.rows * m->tok_embd.cols;
+        *cls = *cls > n ? *cls - n : 0;
+    }
+    if (int8) *int8 = (uint64_t)i8;
+    if (flt) *flt = (uint64_t)fl;
+    return (uint64_t)(i8 + fl);
+}
+
+typedef struct peak_job {
+    const char *isa;
+    int f32;
+    int64_t iters;
+    int64_t macs[256];
+} peak_job;
+
+static void peak_run(void *arg, int ith, int nth) {
+    (void)nth;
+    peak_job *j = arg;
+    j->macs[ith] = em_peak_probe(j->isa, j->f32, j->iters);
+}
+
+ember_status ember_compute_peak(int n_threads, ember_peak_kind kind, const char *isa, double *gops) {
+    if (!gops) return em_fail(EMBER_E_INVALID, "ember_compute_peak: gops is NULL");
+    *gops = 0;
+    if (n_threads < 0) return em_fail(EMBER_E_INVALID, "ember_compute_peak: negative thread count");
+    if (kind != EMBER_PEAK_INT8 && kind != EMBER_PEAK_F32)
+        return em_fail(EMBER_E_INVALID, "ember_compute_peak: unknown kind %d", (int)kind);
+    const em_kernels *k = isa ? em_kernels_by_name(isa) : em_kernels_best();
+    if (!k) return em_fail(EMBER_E_INVALID, "ember_compute_peak: ISA '%s' is not available on this CPU", isa);
+    if (n_threads == 0) n_threads = em_physical_cores();
+    if (n_threads > 256) n_threads = 256;
+    peak_job *j = calloc(1, sizeof *j);
+    if (!j) return em_fail(EMBER_E_NOMEM, "out of memory");
+    j->isa = k->name;
+    j->f32 = kind == EMBER_PEAK_F32;
+    /* Calibrate on one thread: a pass should take about 20 ms. */
+    j->iters = 1 << 12;
+    for (;;) {
+        const double t0 = em_time_ms();
+        em_peak_probe(j->isa, j->f32, j->iters);
+        const double ms = em_time_ms() - t0;
+        if (ms >= 2 || j->iters >= (int64_t)1 << 34) {
+            const double scale = ms > 0 ? 20.0 / ms : 1;
+            j->iters = (int64_t)((double)j->iters * (scale < 1 ? 1 : scale));
+            break;
+        }
+        j->iters *= 4;
+    }
+    em_pool *pool = em_pool_new(n_threads);
+    if (!pool) { free(j); return em_fail(EMBER_E_NOMEM, "ember_compute_peak: no thread pool"); }
+    double best = 0;
+    for (int pass = 0; pass < 5; pass++) {
+        const double t0 = em_time_ms();
+        em_pool_run(pool, peak_run, j);
+        const double ms = em_time_ms() - t0;
+        double macs = 0;
+        for (int t = 0; t < n_threads; t++) macs += (double)j->macs[t];
+        const double g = ms > 0 ? 2 * macs / (ms * 1e6) : 0;
+        if (g > best) best = g;
+    }
+    em_pool_free(pool);
+    free(j);
+    *gops = best;
+    return EMBER_OK;
 }
 
 int ember_cpu_cores(void) { return em_physical_cores(); }

@@ -12,6 +12,7 @@
 #include "quant/quant.h"
 #include "text/tokenizer.h"
 #include "runtime/kv_cache.h"
+#include "runtime/stream.h"
 
 /* ---- util.c ---- */
 /* Records a printf-style message for ember_last_error() and returns status. */
@@ -35,7 +36,8 @@ double em_time_ms(void);              /* monotonic clock */
 int em_physical_cores(void);
 
 /* ---- architectures ---- */
-enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3, EM_ARCH_GEMMA3, EM_ARCH_PHI3, EM_ARCH_GEMMA2 };
+enum em_arch { EM_ARCH_LLAMA, EM_ARCH_QWEN2, EM_ARCH_QWEN3, EM_ARCH_GEMMA3, EM_ARCH_PHI3, EM_ARCH_GEMMA2,
+               EM_ARCH_FALCON_H1 };
 
 typedef struct em_hparams {
     int arch;           /* enum em_arch */
@@ -67,6 +69,12 @@ typedef struct em_hparams {
     float embd_scale;   /* token embeddings are multiplied by this (sqrt(n_embd)); 0: 1 */
     float attn_scale;   /* queries are multiplied by this before attention; 0: 1/sqrt(head_dim) */
     float logit_softcap;    /* final_logit_softcapping: logits = c*tanh(logits/c); 0 = off */
+    /* falcon-h1's Mamba-2 mixer (model/ssm.c); ssm_d_inner 0: no SSM */
+    int ssm_d_conv;     /* ssm.conv_kernel: taps of the causal depthwise convolution */
+    int ssm_d_inner;    /* ssm.inner_size: the SSM heads' total width */
+    int ssm_d_state;    /* ssm.state_size */
+    int ssm_n_head;     /* ssm.time_step_rank: SSM heads (one dt and one A each) */
+    int ssm_n_group;    /* ssm.group_count: B and C are shared by n_head/n_group heads */
 } em_hparams;
 
 /* A weight matrix (or vector) view into the mapped file: rows of `cols` elements. */
@@ -92,6 +100,13 @@ typedef struct em_layer {
     em_weight wqkv, w_gate_up;      /* phi3: the fused tensors (q+k+v, 2*n_ff rows) that wq/wk/wv
                                      * and w_gate/w_up are views of; NULL data elsewhere */
     int swa;                        /* sliding-window (local) layer: window, rope_base_swa */
+    /* falcon-h1's Mamba-2 mixer beside the attention (model/ssm.c); NULL data elsewhere */
+    em_weight ssm_in;               /* (2*d_inner + 2*n_group*d_state + n_head, n_embd): z, xBC, dt rows */
+    em_weight ssm_conv1d;           /* (d_inner + 2*n_group*d_state, d_conv) f32 */
+    em_weight ssm_conv1d_b;         /* (d_inner + 2*n_group*d_state) f32, optional */
+    em_weight ssm_dt_b, ssm_a, ssm_d;  /* (n_head) f32 each; ssm_a = -exp(A_log) */
+    em_weight ssm_norm;             /* (n_group, d_inner/n_group) f32: grouped gated RMSNorm, optional */
+    em_weight ssm_out;              /* (n_embd, d_inner) */
 } em_layer;
 
 struct ember_model {
@@ -114,7 +129,14 @@ struct ember_model {
     int ftype_main;                 /* most common matrix type (for descriptions) */
     uint64_t weight_bytes;
     int64_t n_params;
+    /* Elements of the matrices (2-D tensors, token_embd included), split by how their dot
+     * products run: int8 products (the quantized types, whose activations are Q8_0/Q8_1/Q8_K)
+     * or float ones; the multiply-adds one token costs (ember_context_macs_per_token). */
+    int64_t int8_elems, float_elems;
     uint64_t file_bytes;
+    char *path;                     /* the file, for streaming reads (GGUF files) */
+    uint64_t mem_budget;            /* ember_model_params.mem_budget; 0: none (stream.h) */
+    int prefetch;                   /* ember_model_params.prefetch */
 };
 
 /* model.c: hyper-parameters and weights from a GGUF file. */
@@ -167,6 +189,13 @@ struct ember_context {
     int last_n;                     /* tokens in the last decode */
     em_matmul_hook mm_hook;         /* NULL, or an observer of every matmul's input */
     void *mm_hook_user;
+    /* falcon-h1's SSM branch (model/ssm.c); NULL for models without one */
+    float *ssm_zxbcdt;              /* (n_batch, ssm_in rows) the input projection, then the conv output */
+    float *ssm_y;                   /* (n_batch, d_inner) the scan output, gated and normed */
+    float *ssm_o;                   /* (n_batch, n_embd) the branch's output */
+    float *ssm_one;                 /* (conv channels) ones: silu(x) as swiglu(x, 1) */
+    struct em_stream *stream;       /* layer streaming under the model's memory budget, or NULL
+                                     * (stream.h: em_weights_acquire/release per layer) */
 };
 
 /* The public sampler: the internal one (runtime/sampler.h) and its vocabulary size. */
@@ -178,6 +207,14 @@ struct ember_sampler { struct em_sampler *s; int n_vocab; };
  * token only). Validates everything before any state changes. */
 ember_status em_forward(struct ember_context *ctx, const ember_token *tokens, const int *seq,
                         const int8_t *want, int n);
+/* y[t] = w . x[t] for the T rows of x (ldx floats apart) over the thread pool, x quantized
+ * to w's vec_dot type first; for the forward pass's branches outside forward.c (ssm.c). */
+void em_matmul(struct ember_context *ctx, const em_weight *w, const float *x, int ldx, int T,
+               float *y, int ldy);
+/* ssm.c: falcon-h1's Mamba-2 branch of layer l for the chunk's T tokens: reads the normed
+ * input ctx->xb (T, n_embd), advances each token's sequence state in ctx->kv.rs and
+ * writes the branch output to ctx->ssm_o (T, n_embd). */
+void em_ssm_forward(struct ember_context *ctx, int l, int T);
 /* Rotates the n_head_kv heads of a K row (post-RoPE, layer l) further by delta positions,
  * with that layer's RoPE: how a shift of cached positions re-rotates their keys. */
 void em_rope_shift(const struct ember_model *m, int n_ctx, int l, float *row, int delta);

@@ -23,10 +23,24 @@
  *   4. truncates both contexts to h + last + the accepted drafts. The output (the accepted
  *      drafts and the final sampled token) is at least one token, and its last token is
  *      the next step's `last`.
+ * ember_spec_draft is step 1, ember_spec_accept steps 3 and 4; between them the caller
+ * runs step 2, alone (ember_spec_step) or inside a batch of its own with other sequences
+ * (a server), so the verification rows are read at the batch indices it says.
+ * The overlap (params.overlap, a draft model at temperature 0, ember_spec_step only; the
+ * Dovetail idea of docs/techniques.md §9 on one CPU): while the target verifies a block
+ * d_0..d_{k-1}, a worker thread decodes d_{k-1} in the draft context and drafts on as if
+ * the block were accepted: e_0 (its guess of the target's next token), then e_1..e_m. If
+ * the target accepts the whole block and its own next token is e_0, the next step's
+ * drafts are e_1..e_m, already made, and the worker starts on the block after them;
+ * otherwise the worker is told to stop and the next step drafts as usual. Joined before
+ * the step returns, the worker touches only the draft context, its sampler and its token
+ * list, and the output is the target's verification alone, so it is unchanged.
  * The draft sampler is the target's parameters with its own seed; its penalty history is
  * copied from the target's at each step (a checkpoint restore), so the drafts see the
  * history the target sees. */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "runtime/internal.h"
@@ -54,6 +68,18 @@ struct ember_spec {
     ember_token *batch;       /* (SPEC_DRAFT_CAP + 1) last and the drafts */
     int *bseq;                /* (SPEC_DRAFT_CAP + 1) all prm.seq */
     int8_t *bwant;            /* (SPEC_DRAFT_CAP + 1) all 1 */
+    int n_pend;               /* drafts in batch[1..] awaiting ember_spec_accept; -1: none */
+    int pend_model_q;         /* they were drawn from the draft model's q rows */
+    /* overlap: the worker drafts after wfull[0..wn) into pre while the target verifies */
+    pthread_t wk;
+    atomic_int wk_cancel;     /* the block was not accepted whole: stop drafting */
+    ember_token *wfull;       /* (target n_ctx + SPEC_DRAFT_CAP + 1) h + last + the block's drafts */
+    int wn, wk_m;             /* its length; the worker drafts e_0..e_wk_m */
+    ember_status wk_st;
+    ember_token pre[SPEC_DRAFT_CAP + 1];  /* e_0 (its guess of the target's next token), then
+                                             the drafts that follow it */
+    int n_pre;
+    int pre_valid, pre_base;  /* pre holds the drafts after hist[0..pre_base) + pre[0] */
     ember_spec_stats st;
 };
 
@@ -77,6 +103,7 @@ void ember_spec_free(ember_spec *sp) {
     free(sp->batch);
     free(sp->bseq);
     free(sp->bwant);
+    free(sp->wfull);
     free(sp);
 }
 
@@ -107,6 +134,9 @@ ember_status ember_spec_new(ember_context *tgt, const ember_spec_params *params,
             return em_fail(EMBER_E_INVALID, "sequence %d is out of range [0, %d) in the draft context", p.seq,
                            ember_context_n_seq(p.draft));
     }
+    /* a recurrent (SSM) state rolls back through checkpoints: one per token of a step */
+    ember_status cst = em_ssm_set_checkpoints(&tgt->kv.ssm, p.draft_max + 2);
+    if (cst || (p.draft && (cst = em_ssm_set_checkpoints(&p.draft->kv.ssm, p.draft_max + 2)))) return cst;
     ember_spec *sp = calloc(1, sizeof *sp);
     if (!sp) return em_fail(EMBER_E_NOMEM, "out of memory");
     sp->tgt = tgt;
@@ -114,13 +144,17 @@ ember_status ember_spec_new(ember_context *tgt, const ember_spec_params *params,
     sp->prm = p;
     sp->n_vocab = tgt->m->hp.n_vocab;
     sp->cur_max = p.draft_max;
+    sp->n_pend = -1;
     sp->hist = malloc(((size_t)ember_context_n_ctx(tgt) + 1) * sizeof *sp->hist);
     sp->p = malloc((size_t)sp->n_vocab * sizeof *sp->p);
     sp->batch = malloc((SPEC_DRAFT_CAP + 1) * sizeof *sp->batch);
     sp->bseq = malloc((SPEC_DRAFT_CAP + 1) * sizeof *sp->bseq);
     sp->bwant = malloc(SPEC_DRAFT_CAP + 1);
     if (p.draft) sp->dhist = malloc(((size_t)ember_context_n_ctx(p.draft) + 1) * sizeof *sp->dhist);
-    if (!sp->hist || !sp->p || !sp->batch || !sp->bseq || !sp->bwant || (p.draft && !sp->dhist)) {
+    if (p.draft && p.overlap)
+        sp->wfull = malloc(((size_t)ember_context_n_ctx(tgt) + SPEC_DRAFT_CAP + 1) * sizeof *sp->wfull);
+    if (!sp->hist || !sp->p || !sp->batch || !sp->bseq || !sp->bwant || (p.draft && !sp->dhist) ||
+        (p.draft && p.overlap && !sp->wfull)) {
         ember_spec_free(sp);
         return em_fail(EMBER_E_NOMEM, "out of memory");
     }
@@ -130,7 +164,7 @@ ember_status ember_spec_new(ember_context *tgt, const ember_spec_params *params,
 }
 
 ember_spec_stats ember_spec_get_stats(const ember_spec *sp) {
-    ember_spec_stats z = { 0, 0, 0, 0 };
+    ember_spec_stats z = { 0, 0, 0, 0, 0 };
     return sp ? sp->st : z;
 }
 
@@ -146,6 +180,7 @@ static ember_status draft_sync(ember_spec *sp, const ember_token *full, int n, i
     while (c < sp->n_dhist && c < n && sp->dhist[c] == full[c]) c++;
     if (c == n) c = n - 1;  /* its logits are gone: decode the last token again */
     ember_status st = ember_seq_truncate(d, seq, c);
+    if (st == EMBER_E_UNSUPPORTED) st = ember_seq_truncate(d, seq, c = 0);  /* a recurrent draft: no checkpoint */
     if (st) return st;
     sp->n_dhist = c;
     while (c < n) {
@@ -167,6 +202,8 @@ ember_status ember_spec_begin(ember_spec *sp, const ember_token *tokens, int n) 
                        ember_seq_n_past(sp->tgt, sp->prm.seq));
     memcpy(sp->hist, tokens, (size_t)n * sizeof *tokens);
     sp->n_hist = n;
+    sp->n_pend = -1;
+    sp->pre_valid = 0;
     sp->cur_max = sp->prm.draft_max;
     if (sp->dft && n > 0) {
         int skip;
@@ -282,25 +319,29 @@ static int draw_dense(const float *w, int n, double u) {
     return last;
 }
 
-ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last, ember_token *out, int max,
-                             int *n_out) {
-    if (n_out) *n_out = 0;
-    if (!sp || !s || !out || !n_out || max < 1) return em_fail(EMBER_E_INVALID, "ember_spec_step: bad argument");
+/* Checks the arguments a step shares. */
+static ember_status step_check(const ember_spec *sp, const ember_sampler *s, ember_token last) {
     if (s->n_vocab != sp->n_vocab)
         return em_fail(EMBER_E_INVALID, "the sampler is for %d tokens, the target model has %d", s->n_vocab, sp->n_vocab);
     if (last < 0 || last >= sp->n_vocab)
         return em_fail(EMBER_E_INVALID, "token %d is out of range [0, %d)", last, sp->n_vocab);
+    return EMBER_OK;
+}
+
+/* Step 1: the drafts after h + last into batch[1..], batch[0] = last; *k_out gets the
+ * length asked for. The overlap's drafts are taken when they follow exactly h + last. */
+static ember_status draft_block(ember_spec *sp, em_sampler *ts, ember_token last, int max, int *k_out) {
     ember_context *t = sp->tgt;
     const int seq = sp->prm.seq;
+    const int use_pre = sp->pre_valid && sp->pre_base == sp->n_hist && sp->pre[0] == last;
+    *k_out = 0;
+    sp->n_pend = -1;
+    sp->pre_valid = 0;
     if (ember_seq_n_past(t, seq) != sp->n_hist)
         return em_fail(EMBER_E_INVALID, "the target's sequence holds %d tokens, the speculative state %d "
                        "(call ember_spec_begin)", ember_seq_n_past(t, seq), sp->n_hist);
     const int room = ember_context_n_ctx(t) - sp->n_hist;
     if (room < 1) return em_fail(EMBER_E_CONTEXT_FULL, "the context is full (%d tokens)", ember_context_n_ctx(t));
-    em_sampler *ts = s->s;
-    const int greedy = em_sampler_greedy(ts);
-
-    /* 1. draft */
     int k = sp->prm.adaptive ? sp->cur_max : sp->prm.draft_max;
     if (k > max - 1) k = max - 1;
     if (k > room - 1) k = room - 1;
@@ -310,29 +351,73 @@ ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last,
     const int n_full = sp->n_hist + 1;
     ember_status st = EMBER_OK;
     if (k > 0) {
-        if (sp->dft) st = draft_model(sp, ts, sp->hist, n_full, k, drafts, &nd);
-        else if (sp->prm.lookup_ngram > 0) nd = draft_lookup(sp, sp->hist, n_full, k, drafts);
+        if (use_pre) {
+            nd = sp->n_pre - 1 < k ? sp->n_pre - 1 : k;
+            memcpy(drafts, sp->pre + 1, (size_t)nd * sizeof *drafts);
+            sp->st.n_overlapped++;
+        } else if (sp->dft) {
+            st = draft_model(sp, ts, sp->hist, n_full, k, drafts, &nd);
+        } else if (sp->prm.lookup_ngram > 0) {
+            nd = draft_lookup(sp, sp->hist, n_full, k, drafts);
+        }
         if (st) return st;
         if (nd < sp->prm.draft_min) nd = 0;
     }
-    const int model_q = sp->dft && !greedy;  /* q is the draft model's, else a point mass */
-
-    /* 2. verify in one batch */
     sp->batch[0] = last;
-    ember_batch b = { nd + 1, sp->batch, sp->bseq, sp->bwant };
-    if ((st = ember_decode_batch(t, &b))) return st;
+    sp->n_pend = nd;
+    /* q is the draft model's (the overlap drafts greedily only), else a point mass */
+    sp->pend_model_q = sp->dft && !em_sampler_greedy(ts);
+    *k_out = k;
+    return EMBER_OK;
+}
 
-    /* 3. accept */
+ember_status ember_spec_draft(ember_spec *sp, ember_sampler *s, ember_token last, int max,
+                              const ember_token **tokens, int *n_tokens) {
+    if (tokens) *tokens = NULL;
+    if (n_tokens) *n_tokens = 0;
+    if (!sp || !s || !tokens || !n_tokens || max < 1) return em_fail(EMBER_E_INVALID, "ember_spec_draft: bad argument");
+    ember_status st = step_check(sp, s, last);
+    if (st) return st;
+    sp->pre_valid = 0;
+    int k;
+    if ((st = draft_block(sp, s->s, last, max, &k))) return st;
+    *tokens = sp->batch;
+    *n_tokens = sp->n_pend + 1;
+    return EMBER_OK;
+}
+
+ember_status ember_spec_accept(ember_spec *sp, ember_sampler *s, int row, ember_token *out, int *n_out) {
+    if (n_out) *n_out = 0;
+    if (!sp || !s || !out || !n_out || row < 0) return em_fail(EMBER_E_INVALID, "ember_spec_accept: bad argument");
+    ember_status st = step_check(sp, s, 0);
+    if (st) return st;
+    const int nd = sp->n_pend;
+    if (nd < 0) return em_fail(EMBER_E_INVALID, "ember_spec_accept: no draft pending (call ember_spec_draft)");
+    ember_context *t = sp->tgt;
+    const int seq = sp->prm.seq;
+    const int n_full = sp->n_hist + 1;
+    if (ember_seq_n_past(t, seq) != n_full + nd)
+        return em_fail(EMBER_E_INVALID, "ember_spec_accept: the target's sequence holds %d tokens, %d expected "
+                       "(the %d drafted tokens decoded)", ember_seq_n_past(t, seq), n_full + nd, nd + 1);
+    for (int i = 0; i <= nd; i++)
+        if (!ember_get_logits(t, row + i))
+            return em_fail(EMBER_E_INVALID, "ember_spec_accept: no logits for batch token %d", row + i);
+    sp->n_pend = -1;
+    em_sampler *ts = s->s;
+    const int greedy = em_sampler_greedy(ts);
+    const int model_q = sp->pend_model_q && !greedy;
+    const ember_token *drafts = sp->batch + 1;
+
     int acc = 0, n = 0, stop = 0;
     for (int i = 0; i < nd && !stop; i++) {
-        const float *row = ember_get_logits(t, i);
+        const float *lg = ember_get_logits(t, row + i);
         const ember_token d = drafts[i];
         ember_token tok;
         if (greedy) {
-            tok = em_sampler_sample(ts, row);
+            tok = em_sampler_sample(ts, lg);
             stop = tok != d;
         } else {
-            em_sampler_probs(ts, row, sp->p);
+            em_sampler_probs(ts, lg, sp->p);
             const double r = em_sampler_uniform(ts);
             const float qd = model_q ? sp->q[(size_t)i * sp->n_vocab + d] : 1.0f;
             if (r * qd < sp->p[d]) {
@@ -346,7 +431,7 @@ ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last,
                     sp->p[d] = 0.0f;
                 }
                 int x = draw_dense(sp->p, sp->n_vocab, em_sampler_uniform(ts));
-                tok = x >= 0 ? x : em_sampler_sample(ts, row);  /* p == q up to rounding */
+                tok = x >= 0 ? x : em_sampler_sample(ts, lg);  /* p == q up to rounding */
                 stop = 1;
             }
         }
@@ -357,12 +442,12 @@ ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last,
         acc++;
     }
     if (!stop) {  /* every draft accepted: one more token from the last row */
-        ember_token tok = em_sampler_sample(ts, ember_get_logits(t, nd));
+        ember_token tok = em_sampler_sample(ts, ember_get_logits(t, row + nd));
         em_sampler_accept(ts, tok);
         out[n++] = tok;
     }
 
-    /* 4. roll back: the target keeps h + last + the accepted drafts that precede the
+    /* roll back: the target keeps h + last + the accepted drafts that precede the
      * output's last token (an accepted end-of-generation draft is that token) */
     const int kept = n - 1;
     if ((st = ember_seq_truncate(t, seq, n_full + kept))) return st;
@@ -379,4 +464,93 @@ ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last,
     sp->st.n_tokens += n;
     *n_out = n;
     return EMBER_OK;
+}
+
+/* The overlap's worker: brings the draft's sequence to wfull[0..wn) (decoding the block's
+ * last draft), then drafts e_0..e_wk_m greedily, decoding all but the last, until
+ * cancelled. Touches only the draft context, dsmp, dhist and pre. */
+static void *overlap_worker(void *arg) {
+    ember_spec *sp = arg;
+    int skip;
+    sp->n_pre = 0;
+    sp->wk_st = draft_sync(sp, sp->wfull, sp->wn, &skip);
+    if (sp->wk_st || skip) return NULL;
+    int m = sp->wk_m;
+    if (m > ember_context_n_ctx(sp->dft) - sp->wn) m = ember_context_n_ctx(sp->dft) - sp->wn;
+    for (int j = 0; j <= m && !atomic_load(&sp->wk_cancel); j++) {
+        const float *row = ember_get_logits(sp->dft, -1);
+        if (!row) break;
+        if (j > 0 && sp->prm.draft_p_min > 0.0f && top_prob(row, sp->n_vocab) < sp->prm.draft_p_min) break;
+        ember_token e = em_sampler_sample(sp->dsmp, row);
+        em_sampler_accept(sp->dsmp, e);
+        sp->pre[sp->n_pre++] = e;
+        if (j == m) break;
+        ember_batch b = { 1, &e, sp->bseq, NULL };
+        if ((sp->wk_st = ember_decode_batch(sp->dft, &b))) break;
+        sp->dhist[sp->n_dhist++] = e;
+    }
+    return NULL;
+}
+
+/* ember_spec_step with the overlap: the block's drafts come from the worker's last run when
+ * it guessed right (else from draft_model), and while the target verifies them the worker
+ * drafts the block after them. The output is the target's verification alone, so it is
+ * the sequential step's token for token. */
+static ember_status overlap_step(ember_spec *sp, ember_sampler *s, ember_token last, ember_token *out, int max,
+                                 int *n_out) {
+    em_sampler *ts = s->s;
+    int k;
+    ember_status st = draft_block(sp, ts, last, max, &k);
+    if (st) return st;
+    const int nd = sp->n_pend, n_full = sp->n_hist + 1;
+    const ember_token *drafts = sp->batch + 1;
+
+    /* the worker drafts after the whole block, from the history the target will have */
+    int launched = 0;
+    if (k > 0 && n_full + nd < ember_context_n_ctx(sp->dft) && !(st = draft_sampler_sync(sp, ts))) {
+        for (int i = 0; i < nd; i++) em_sampler_accept(sp->dsmp, drafts[i]);
+        memcpy(sp->wfull, sp->hist, (size_t)n_full * sizeof *sp->wfull);
+        memcpy(sp->wfull + n_full, drafts, (size_t)nd * sizeof *drafts);
+        sp->wn = n_full + nd;
+        sp->wk_m = sp->cur_max + 2 < sp->prm.draft_max ? sp->cur_max + 2 : sp->prm.draft_max;
+        sp->wk_st = EMBER_OK;
+        sp->n_pre = 0;
+        atomic_store(&sp->wk_cancel, 0);
+        launched = pthread_create(&sp->wk, NULL, overlap_worker, sp) == 0;
+    }
+    if (st) { sp->n_pend = -1; return st; }
+
+    ember_batch b = { nd + 1, sp->batch, sp->bseq, sp->bwant };
+    const int64_t acc0 = sp->st.n_accepted;
+    st = ember_decode_batch(sp->tgt, &b);
+    if (st) sp->n_pend = -1;
+    else st = ember_spec_accept(sp, s, 0, out, n_out);
+    /* the worker's block is the next one when every draft was accepted and the target's
+     * own next token is the worker's guess */
+    const int whole = !st && sp->st.n_accepted - acc0 == nd && *n_out == nd + 1;
+    if (launched) {
+        if (!whole) atomic_store(&sp->wk_cancel, 1);
+        pthread_join(sp->wk, NULL);
+        if (whole && !sp->wk_st && sp->n_pre > 0 && sp->pre[0] == out[nd]) {
+            sp->pre_valid = 1;
+            sp->pre_base = sp->n_hist;
+        }
+    }
+    return st;
+}
+
+ember_status ember_spec_step(ember_spec *sp, ember_sampler *s, ember_token last, ember_token *out, int max,
+                             int *n_out) {
+    if (n_out) *n_out = 0;
+    if (!sp || !s || !out || !n_out || max < 1) return em_fail(EMBER_E_INVALID, "ember_spec_step: bad argument");
+    ember_status st = step_check(sp, s, last);
+    if (st) return st;
+    if (sp->prm.overlap && sp->dft && em_sampler_greedy(s->s)) return overlap_step(sp, s, last, out, max, n_out);
+    sp->pre_valid = 0;
+    const ember_token *toks;
+    int nt;
+    if ((st = ember_spec_draft(sp, s, last, max, &toks, &nt))) return st;
+    ember_batch b = { nt, toks, sp->bseq, sp->bwant };
+    if ((st = ember_decode_batch(sp->tgt, &b))) { sp->n_pend = -1; return st; }
+    return ember_spec_accept(sp, s, 0, out, n_out);
 }

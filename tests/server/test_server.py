@@ -740,3 +740,174 @@ def test_sigterm_ends_every_stream(round):
         assert status in (200, 503), results[i]
         if status == 503:
             assert headers["content-type"] == "application/json" and json.loads(raw)["error"]["code"] == 503
+
+
+# ---- speculative decoding ------------------------------------------------------------------
+
+# Prompts whose continuations repeat what they already hold (code edits, lists), so prompt
+# lookup finds drafts, and others where it finds few.
+SPEC_PROMPTS = [
+    "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n",
+    "colors = ['red', 'green', 'blue']\nfor c in colors:\n    print(c)\nfor c in colors:\n",
+    "1, 2, 3, 4, 5, 6, 7, 8,",
+    "Write one sentence about the sea.",
+    "The quick brown fox jumps over the lazy dog. The quick brown fox",
+    "Once upon a time",
+]
+
+
+def completion(body, port=None):
+    """Non-streamed /v1/completions: (text, usage)."""
+    status, _, raw = request("POST", "/v1/completions", json.dumps(body).encode(), port=port or PORT,
+                             headers={"Content-Type": "application/json", "Authorization": "Bearer " + KEY},
+                             timeout=300)
+    assert status == 200, raw[:300]
+    r = json.loads(raw)
+    return r["choices"][0]["text"], r["usage"]
+
+
+def check_spec_usage(u, speculative=True):
+    """draft_n / draft_n_accepted: present exactly when the request speculated, and
+    consistent: accepted drafts are generated tokens, an end-of-generation token aside."""
+    if not speculative:
+        assert "draft_n" not in u and "draft_n_accepted" not in u, u
+        return
+    assert isinstance(u["draft_n"], int) and isinstance(u["draft_n_accepted"], int), u
+    assert 0 <= u["draft_n_accepted"] <= u["draft_n"], u
+    assert u["draft_n_accepted"] <= u["completion_tokens"] + 1, u
+
+
+def run_concurrently(fns):
+    got = [None] * len(fns)
+
+    def run(i):
+        got[i] = fns[i]()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    return got
+
+
+def test_speculative_lookup_same_greedy_text_concurrent():
+    """Each prompt plain and with prompt lookup (n-grams 3, 1; draft lengths 8, 2), all at
+    once on the 4 slots (slots that speculate beside slots that do not, queueing beyond
+    them): every text equals the prompt's solo plain run; usage counts add up."""
+    base = {"temperature": 0, "max_tokens": 40}
+    solo = [completion(dict(base, prompt=p)) for p in SPEC_PROMPTS]
+    for _, u in solo:
+        check_spec_usage(u, speculative=False)
+    variants = [{"lookup": True}, {"lookup": True, "ngram": 1, "n_max": 2}]
+    fns, want = [], []
+    for i, p in enumerate(SPEC_PROMPTS):
+        fns.append(lambda p=p: completion(dict(base, prompt=p)))
+        want.append((solo[i][0], False))
+        for v in variants:
+            fns.append(lambda p=p, v=v: completion(dict(base, prompt=p, speculative=v)))
+            want.append((solo[i][0], True))
+    got = run_concurrently(fns)
+    drafted = accepted = 0
+    for (text, u), (want_text, spec) in zip(got, want):
+        assert text == want_text
+        check_spec_usage(u, spec)
+        if spec:
+            drafted += u["draft_n"]
+            accepted += u["draft_n_accepted"]
+    assert drafted > 0 and accepted > 0, (drafted, accepted)
+
+
+def test_speculative_stream_and_chat():
+    """Streamed chat with lookup: the same text as without, usage in the last chunk."""
+    msgs = [{"role": "user", "content": "Repeat this list twice: apples, pears, plums, figs."}]
+    plain = stream_text({"messages": msgs, "temperature": 0, "max_tokens": 40})
+    spec = stream_text({"messages": msgs, "temperature": 0, "max_tokens": 40, "speculative": {"lookup": True}})
+    assert spec == plain
+    status, _, raw = post("/v1/chat/completions", {"messages": msgs, "temperature": 0, "max_tokens": 40,
+                                                   "speculative": True, "stream": True,
+                                                   "stream_options": {"include_usage": True}}, timeout=300)
+    u = json.loads(sse_events(raw)[-2])["usage"]
+    check_spec_usage(u)
+
+
+def test_speculative_stop_and_max_tokens():
+    """A stop string or max_tokens that falls inside an accepted draft ends the text exactly
+    where plain decoding ends it, and the slot serves the next request correctly."""
+    p = SPEC_PROMPTS[2]
+    full, _ = completion({"prompt": p, "temperature": 0, "max_tokens": 30})
+    stop = full[6:9]
+    for extra in ({"stop": [stop]}, {"max_tokens": 7}, {"max_tokens": 1}):
+        body = dict({"prompt": p, "temperature": 0, "max_tokens": 30}, **extra)
+        a, _ = completion(body)
+        b, u = completion(dict(body, speculative={"lookup": True, "ngram": 2}))
+        assert a == b, (extra, a, b)
+        check_spec_usage(u)
+    assert completion({"prompt": p, "temperature": 0, "max_tokens": 30})[0] == full
+
+
+def test_speculative_sampling_runs():
+    """Sampling with lookup drafts (the min(1, p/q) rule; its distribution is tested in
+    tests/test_speculative.c): a seeded request gives text and consistent counts."""
+    body = {"prompt": SPEC_PROMPTS[1], "temperature": 0.8, "seed": 5, "max_tokens": 30,
+            "repeat_penalty": 1.1, "speculative": {"lookup": True}}
+    text, u = completion(body)
+    assert text and u["completion_tokens"] > 0
+    check_spec_usage(u)
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ("yes", "'speculative' must be a boolean or an object"),
+    ({"n_max": 0}, "'n_max' is out of range"),
+    ({"n_max": 65}, "'n_max' is out of range"),
+    ({"ngram": 0}, "'ngram' is out of range"),
+    ({"p_min": 2}, "'p_min' is out of range"),
+    ({"lookup": 1}, "'lookup' must be a boolean"),
+    ({"n_min": 5, "n_max": 2}, "'speculative.n_min' must not exceed 'n_max'"),
+    ({"lookup": False}, "no draft model"),
+])
+def test_speculative_bad_fields(spec, msg):
+    status, _, raw = post("/v1/completions", {"prompt": "hi", "max_tokens": 2, "speculative": spec})
+    assert status == 400 and msg in json.loads(raw)["error"]["message"], raw
+    assert healthy()
+
+
+@pytest.fixture(scope="module")
+def draft_srv(tmp_path_factory):
+    """A server with a draft model: the default model requantized to Q4_0 (the same
+    vocabulary, slightly different predictions, so some drafts are rejected)."""
+    import subprocess
+    model = os.environ.get("EMBER_MODEL") or "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    draft = str(tmp_path_factory.mktemp("draft") / "draft-q4_0.gguf")
+    subprocess.run([os.environ.get("EMBER_BIN", "build/ember"), "quantize", "--allow-requantize", model, draft,
+                    "Q4_0"], check=True, capture_output=True)
+    srv = Server(["-np", "3", "-c", "512", "-md", draft, "--draft-max", "6"])
+    yield srv
+    assert srv.stop() == 0
+
+
+def test_speculative_draft_model_concurrent(draft_srv):
+    """-md: requests speculate with the draft model by default, beside requests that turn it
+    off and others that use lookup instead, 3 slots and a queue: every greedy text equals
+    the plain one; usage counts present exactly where drafting ran."""
+    base = {"temperature": 0, "max_tokens": 32}
+    prompts = SPEC_PROMPTS[:5]
+    plain = [completion(dict(base, prompt=p, speculative=False), port=draft_srv.port) for p in prompts]
+    modes = [None, False, {"lookup": True}, {"n_max": 3, "p_min": 0.3}]
+    fns, want = [], []
+    for i, p in enumerate(prompts):
+        for m in modes:
+            body = dict(base, prompt=p)
+            if m is not None:
+                body["speculative"] = m
+            fns.append(lambda body=body: completion(body, port=draft_srv.port))
+            want.append((plain[i][0], m is not False))
+    got = run_concurrently(fns)
+    drafted = accepted = 0
+    for (text, u), (want_text, spec) in zip(got, want):
+        assert text == want_text
+        check_spec_usage(u, spec)
+        if spec:
+            drafted += u["draft_n"]
+            accepted += u["draft_n_accepted"]
+    assert drafted > 0 and 0 < accepted < drafted, (drafted, accepted)
+    assert "speculative decoding by default: draft model" in draft_srv.log()
