@@ -30,28 +30,35 @@ def quantize(src, dst, ftype):
         sys.exit(f"llama_model_quantize({src} -> {dst}, ftype {ftype}) failed: {rc}")
 
 
-def logits(path, tokens, n_ctx, n_ubatch=None):
-    """float32 array (len(tokens), n_vocab): llama.cpp's logits with tokens as one batch
-    (split into ubatches of n_ubatch tokens when given: llama.cpp's CPU flash attention
-    takes a tiled path, which rounds differently, for ubatches of 64 or more tokens)."""
+def plain_llama(path, n_ctx, n_ubatch=None):
+    """llama_cpp.Llama for path on the plain ggml-cpu kernels (no AMX or repacked weight
+    layouts), one thread, flash attention on, logits of every position kept; batches of
+    n_ubatch tokens (default n_ctx)."""
     default_params = llama_c.llama_model_default_params
 
-    def params():  # plain ggml-cpu kernels: no AMX / repacked weight layouts
+    def params():
         p = default_params()
         p.use_extra_bufts = False
         return p
     llama_c.llama_model_default_params = params
     try:
         ub = n_ubatch or n_ctx
-        llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=ub, n_ubatch=ub,
-                              n_threads=1, n_threads_batch=1, logits_all=True,
-                              flash_attn=True, verbose=False)
-        llm.eval(tokens)
-        out = np.array(llm.scores[:len(tokens)], dtype=np.float32)
-        llm.close()
-        return out
+        return llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=ub, n_ubatch=ub,
+                               n_threads=1, n_threads_batch=1, logits_all=True,
+                               flash_attn=True, verbose=False)
     finally:
         llama_c.llama_model_default_params = default_params
+
+
+def logits(path, tokens, n_ctx, n_ubatch=None):
+    """float32 array (len(tokens), n_vocab): llama.cpp's logits with tokens as one batch
+    (split into ubatches of n_ubatch tokens when given: llama.cpp's CPU flash attention
+    takes a tiled path, which rounds differently, for ubatches of 64 or more tokens)."""
+    llm = plain_llama(path, n_ctx, n_ubatch)
+    llm.eval(tokens)
+    out = np.array(llm.scores[:len(tokens)], dtype=np.float32)
+    llm.close()
+    return out
 
 
 def golden_dirs():

@@ -58,8 +58,8 @@ except ImportError:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llama_cpp  # noqa: E402
-import llama_cpp.llama_cpp as llama_c  # noqa: E402
-from llamacpp_ref import quantize, logits as llamacpp_logits  # noqa: E402
+from llamacpp_ref import (add_byte_vocab, finish, golden_dirs, plain_llama, quantize,  # noqa: E402
+                          write_logits_golden)
 
 ARCH = "falcon-h1"
 D, N_LAYER, N_HEAD, N_KV, HD, FF, N_VOCAB = 256, 2, 4, 2, 64, 256, 512
@@ -74,14 +74,6 @@ MULT = {
     "embedding": 5.6, "lm_head": 0.3, "attention_in": 1.0, "attention_out": 0.9, "key": 0.4,
     "ssm_in": 1.2, "ssm_out": 0.5, "mlp": (0.9, 0.7), "ssm": (0.35, 0.25, 0.5, 0.7, 0.3),
 }
-
-
-def vocab():
-    normal = [f"\u2581w{i}" for i in range(N_VOCAB - 259)]
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + normal
-    scores = [0.0] * 259 + [-float(i) for i in range(len(normal))]
-    types = [2, 3, 3] + [6] * 256 + [1] * len(normal)
-    return tokens, scores, types
 
 
 def write_f32(path, seed=340):
@@ -105,17 +97,7 @@ def write_f32(path, seed=340):
     w.add_ssm_state_size(D_STATE)
     w.add_ssm_time_step_rank(N_SSM_HEAD)
     w.add_ssm_group_count(N_GROUP)
-    tokens, scores, types = vocab()
-    w.add_tokenizer_model("llama")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    add_byte_vocab(w, N_VOCAB, pre="default")
 
     def rnd(rows, cols):
         return rng.standard_normal((rows, cols)) / np.sqrt(cols)
@@ -160,58 +142,33 @@ def write_f32(path, seed=340):
         put(p + "ffn_down.weight", rnd(D, FF) * MULT["mlp"][1])
     put("output_norm.weight", norm(D))
     put("output.weight", rnd(N_VOCAB, D) * MULT["lm_head"] * 10.0)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    finish(w)
 
 
 def greedy(path, prompt, n_gen):
     """llama.cpp's greedy run: prompt as one batch, then one token per decode."""
-    default_params = llama_c.llama_model_default_params
-
-    def params():
-        p = default_params()
-        p.use_extra_bufts = False
-        return p
-    llama_c.llama_model_default_params = params
-    try:
-        llm = llama_cpp.Llama(model_path=path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX,
-                              n_threads=1, n_threads_batch=1, logits_all=True,
-                              flash_attn=True, verbose=False)
-        llm.eval(prompt)
-        ids, margins = [], []
-        for _ in range(n_gen):
-            row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-            top = np.argsort(row)[::-1]
-            ids.append(int(top[0]))
-            margins.append(float(row[top[0]] - row[top[1]]))
-            llm.eval([int(top[0])])
-        llm.close()
-        return ids, margins
-    finally:
-        llama_c.llama_model_default_params = default_params
+    llm = plain_llama(path, N_CTX)
+    llm.eval(prompt)
+    ids, margins = [], []
+    for _ in range(n_gen):
+        row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        top = np.argsort(row)[::-1]
+        ids.append(int(top[0]))
+        margins.append(float(row[top[0]] - row[top[1]]))
+        llm.eval([int(top[0])])
+    llm.close()
+    return ids, margins
 
 
 def main():
-    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    models = os.path.join(root, "tests", "models", "synthetic")
-    golden = os.path.join(root, "tests", "golden", "synthetic")
-    os.makedirs(models, exist_ok=True)
-    os.makedirs(golden, exist_ok=True)
-    from importlib import metadata
-    print(f"llama-cpp-python {llama_cpp.__version__}, gguf {metadata.version('gguf')}")
+    root, models, golden = golden_dirs()
     path = {n: os.path.join(models, f"falcon-h1-{n}.gguf") for n in ("f32", "q8_0")}
     write_f32(path["f32"])
     quantize(path["f32"], path["q8_0"], 7)
     for name, p in path.items():
-        types = {}
-        for t in gguf.GGUFReader(p).tensors:
-            types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        lg = llamacpp_logits(p, TOKENS, N_CTX)
-        assert lg.shape == (len(TOKENS), N_VOCAB)
         out = os.path.join(golden, f"falcon-h1-{name}.llamacpp_logits_{len(TOKENS)}x{N_VOCAB}.f32")
-        lg.astype("<f4").tofile(out)
+        lg = write_logits_golden(root, p, TOKENS, N_CTX, out)
+        assert lg.shape == (len(TOKENS), N_VOCAB)
         ids, margins = greedy(p, TOKENS, N_GEN)
         gout = os.path.join(golden, f"falcon-h1-{name}.greedy.txt")
         with open(gout, "w") as f:
@@ -220,9 +177,7 @@ def main():
             f.write("prompt: " + " ".join(map(str, TOKENS)) + "\n")
             f.write("gen_ids: " + " ".join(map(str, ids)) + "\n")
             f.write("margins: " + " ".join(f"{m:.4f}" for m in margins) + "\n")
-        print(f"{os.path.relpath(p, root)}: {os.path.getsize(p)} bytes, tensors {types}; "
-              f"logit rms {np.sqrt((lg.astype(np.float64) ** 2).mean()):.3f} -> {os.path.relpath(out, root)}; "
-              f"greedy {ids[:8]}... min margin {min(margins):.4f}")
+        print(f"  greedy {ids[:8]}... min margin {min(margins):.4f} -> {os.path.relpath(gout, root)}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ llama.cpp's numbers side by side, with and without an importance matrix.
 Rerun (from the repository root, after `make`; needs `pip install gguf`, the Debian package
 golang-1.19-src for the texts, and llama-perplexity / llama-imatrix built from the llama.cpp
 vendored in llama-cpp-python 0.3.36, folder in $LLAMA_BIN, default /tmp/lcpbuild/bin):
-    python3 scripts/quality.py [--models smollm2,qwen-0.5b] [--types Q4_0,Q8_0] [--chunks 4]
+    python3 scripts/quality.py [--models smollm2,qwen-0.5b] [--types Q4_0,Q8_0] [--agreement smollm2]
 Every measurement is cached as JSON in $QUALITY_DIR (default /tmp/ember-quality), so an
 interrupted run resumes, and a run with more TYPES adds rows; the tables between the
 markers in QUALITY.md are rewritten from everything cached for the models and types asked.
@@ -49,14 +49,17 @@ MODELS = {
     "qwen-0.5b": ("Qwen2.5-Coder-0.5B-Instruct (shipped Q4_K_M)", "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf"),
     "qwen-1.5b": ("Qwen2.5-Coder-1.5B-Instruct (shipped Q4_K_M)", "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"),
 }
-# Every llama.cpp type ember runs and writes; add Q2_K, Q3_K_S/M/L, IQ4_NL, IQ4_XS here (and
-# rerun) once `ember quantize` writes them.
-TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "F16"]
+# Every llama.cpp type ember runs and writes, except the ternary TQ1_0/TQ2_0: they are meant
+# for models trained ternary, and requantizing trained weights to them destroys the model.
+TYPES = ["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_NL", "IQ4_XS", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
+         "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "F16"]
 NO_IMATRIX = {"F16", "BF16", "F32", "Q8_0"}  # llama-quantize ignores the matrix for these
 CTX = 512
 # scored text: CHUNKS[model] * CTX tokens of the book, the second halves scored (the machine
 # is slow: llama-perplexity takes about a minute per 2048 tokens of SmolLM2 on 2 loaded cores)
-CHUNKS = {"smollm2": 2, "qwen-0.5b": 2, "qwen-1.5b": 2}
+CHUNKS = {"smollm2": 8, "qwen-0.5b": 2, "qwen-1.5b": 2}
+# engine agreement: the shipped file alone, both engines, on a longer stretch of the book
+AGREE_CHUNKS = {"smollm2": 64, "qwen-0.5b": 32, "qwen-1.5b": 8}
 IMATRIX_CHUNKS = 4    # calibration: IMATRIX_CHUNKS * CTX tokens of the code sample
 THREADS = 2
 
@@ -128,10 +131,52 @@ def ppl_args(model, key):
     return ["-m", model, "-c", str(CTX), "--chunks", str(CHUNKS[key]), "-t", str(THREADS)]
 
 
+def model_dir(key):
+    """The cache of one model at its chunk count (a different count is a different run)."""
+    return os.path.join(QDIR, "%s-c%d" % (key, CHUNKS[key]))
+
+
+def agreement(key):
+    """ember perplexity and llama-perplexity on the shipped file over AGREE_CHUNKS[key] chunks."""
+    src = os.path.join(MODELS_DIR, MODELS[key][1])
+    d = os.path.join(QDIR, "%s-agree-c%d" % (key, AGREE_CHUNKS[key]))
+    os.makedirs(d, exist_ok=True)
+    args = ["-m", src, "-c", str(CTX), "--chunks", str(AGREE_CHUNKS[key]), "-t", str(THREADS), "-f", BOOK[1]]
+
+    def both():
+        pat = r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)"
+        r = {}
+        for eng, cmd in (("ember", [EMBER, "perplexity"]), ("llama", [llama("llama-perplexity")])):
+            out = run(cmd + args, os.path.join(d, "%s.log" % eng))
+            m = re.search(pat, out)
+            if not m:
+                sys.exit("no final estimate in %s output" % eng)
+            r[eng] = [float(m.group(1)), float(m.group(2))]
+        return r
+    return cached(os.path.join(d, "agree.json"), both)
+
+
+def agreement_table():
+    out = ["### Perplexity of the shipped files, ember against llama-perplexity", "",
+           "The same file, the same stretch of the book, `-c %d`; the difference relative to llama.cpp's value." % CTX,
+           "", "| model | chunks | tokens scored | PPL ember | PPL llama.cpp | difference |", "|---|---:|---:|---:|---:|---:|"]
+    for key in MODELS:
+        f = os.path.join(QDIR, "%s-agree-c%d" % (key, AGREE_CHUNKS[key]), "agree.json")
+        if not os.path.exists(f):
+            continue
+        with open(f) as fh:
+            r = json.load(fh)
+        e, lc = r["ember"], r["llama"]
+        out.append("| %s | %d | %d | %.4f +/- %.4f | %.4f +/- %.4f | %+.2f%% |" % (
+            MODELS[key][0], AGREE_CHUNKS[key], AGREE_CHUNKS[key] * (CTX - 1 - CTX // 2), e[0], e[1], lc[0], lc[1],
+            100.0 * (e[0] - lc[0]) / lc[0]))
+    return out + [""]
+
+
 def measure_model(key, types, compare_imatrix):
     name, fname = MODELS[key]
     src = os.path.join(MODELS_DIR, fname)
-    d = os.path.join(QDIR, key)
+    d = model_dir(key)
     os.makedirs(d, exist_ok=True)
     print("== %s" % name, flush=True)
     base_e, base_l = os.path.join(d, "base.ember.kld"), os.path.join(d, "base.llama.kld")
@@ -218,23 +263,27 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="smollm2,qwen-0.5b,qwen-1.5b")
     ap.add_argument("--types", default=",".join(TYPES))
-    ap.add_argument("--types-1.5b", dest="types15", default="Q4_0,Q8_0,Q4_K_M",
+    ap.add_argument("--types-1.5b", dest="types15", default="Q2_K,Q3_K_M,IQ4_XS,Q4_0,Q4_K_M,Q8_0",
                     help="the (slow) 1.5B model's types")
     ap.add_argument("--compare-imatrix", default="smollm2,qwen-0.5b",
                     help="models on which llama-imatrix runs too")
     ap.add_argument("--table-only", action="store_true", help="rewrite QUALITY.md from the cache only")
+    ap.add_argument("--agreement", default="", help="models whose shipped file both engines score on AGREE_CHUNKS")
+    ap.add_argument("--no-types", action="store_true", help="skip the per-type rows (e.g. with --agreement)")
     a = ap.parse_args()
     for pkg, path, want in (BOOK, CODE):
         if not os.path.exists(path):
             sys.exit("%s missing: apt-get install %s" % (path, pkg))
         if sha256(path) != want:
             sys.exit("%s: sha256 differs from %s" % (path, want))
-    for key in ([] if a.table_only else a.models.split(",")):
+    for key in ([] if a.table_only else [k for k in a.agreement.split(",") if k]):
+        agreement(key)
+    for key in ([] if a.table_only or a.no_types else a.models.split(",")):
         types = (a.types15 if key == "qwen-1.5b" else a.types).split(",")
         measure_model(key, types, key in a.compare_imatrix.split(","))
-    lines = []
+    lines = agreement_table()
     for key in MODELS:  # every model measured so far, from the cache
-        d = os.path.join(QDIR, key)
+        d = model_dir(key)
         if not os.path.exists(os.path.join(d, "base.json")):
             continue
         res = {}

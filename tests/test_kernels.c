@@ -13,7 +13,9 @@
  *                 the two float summation orders, so only order differences are tolerated.
  *                 Outputs start as NaN; rows outside [r0, r1), the ldy padding and a canary
  *                 after the last column must stay untouched. Each column computed alone,
- *                 and the rows split in two calls, must give the same bits as the batch.
+ *                 and the rows split in two calls, must give the same bits as the batch;
+ *                 K-quants also at every ncols against odd row counts and at inner sizes
+ *                 around the AVX-512 kernels' chunk and pass edges.
  *   attn          random q/K/V, n_kv 1..300, hd in {5, 8, 12, 16, 64, 80, 100, 128}, K/V rows
  *                 strided. Tolerance 1e-5 * max|v| for f32 (only q.k's double summation
  *                 order differs), 4e-3 * max|v| for f16 (an ulp of s could flip an f16
@@ -293,6 +295,28 @@ TEST(matmul_long_rows) {
         mm_one(EM_INT3, 64 * 259, 3, 0, 3, nc);
         mm_one(EM_BFP5, 32 * 515, 3, 1, 3, nc);
         mm_one(EM_OVP4, 64 * 259, 3, 0, 3, nc);
+    }
+}
+
+/* K-quant tiles: every ncols 1..8 against odd row counts (some starting past row 0), at
+ * inner sizes around the edges of the AVX-512 kernels' 16-block float chunks and their
+ * passes of packed columns (128 column-blocks: 128 blocks for one column, 32 for three,
+ * 16 for eight). mm_check holds each case to ref and requires every column alone and every
+ * row split to give the batch's bits. */
+TEST(matmul_kquant_tiles) {
+    static const int kt[] = { EM_Q4_K, EM_Q5_K, EM_Q6_K, EM_Q2_K, EM_Q3_K };
+    static const int64_t nbs[] = { 1, 2, 15, 16, 17, 33 };
+    for (size_t ti = 0; ti < sizeof kt / sizeof kt[0]; ti++) {
+        int fails = 0;
+        for (size_t in = 0; in < sizeof nbs / sizeof nbs[0]; in++)
+            for (int nc = 1; nc <= 8; nc++) {
+                const int rows = 1 + 2 * (int)(rnd() % 9);
+                const int r0 = rows > 2 ? (int)(rnd() % 2) : 0;
+                fails += mm_one(kt[ti], 256 * nbs[in], rows, r0, rows, nc);
+                if (fails > 4) return;
+            }
+        for (int nc = 1; nc <= 8; nc += 2) fails += mm_one(kt[ti], 256 * 130, 3, 1, 3, nc);
+        if (fails) return;
     }
 }
 
@@ -717,6 +741,7 @@ int main(void) {
         RUN(matmul_sizes);
         RUN(matmul_rows);
         RUN(matmul_long_rows);
+        RUN(matmul_kquant_tiles);
         RUN(attn_vs_ref);
         RUN(attn_kv_vs_ref);
         RUN(rmsnorm_vs_ref);

@@ -25,6 +25,13 @@
 
 /* Twelve statements of one accumulator update, so the chains stay in registers. */
 #define PEAK_X12(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11)
+/* A probe's body, from the variant's DECL(k) (chain k's accumulator, each chain starting
+ * from a different value so that none can be merged with another), STEP(k) (one
+ * multiply-add instruction group of chain k) and SINK(k) (its result into *sink). */
+#define PEAK_BODY(iters)                                      \
+    PEAK_X12(DECL)                                            \
+    for (int64_t i = 0; i < (iters); i++) { PEAK_X12(STEP) }  \
+    PEAK_X12(SINK)
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -32,12 +39,10 @@
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static int64_t peak_i8_avx512(int64_t iters, volatile int32_t *sink) {
     const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(-1);
-#define DECL(k) __m512i c##k = _mm512_set1_epi32(k); /* distinct, so no two chains merge */
+#define DECL(k) __m512i c##k = _mm512_set1_epi32(k);
 #define STEP(k) c##k = _mm512_dpbusd_epi32(c##k, a, b);
 #define SINK(k) *sink += _mm512_reduce_add_epi32(c##k);
-    PEAK_X12(DECL)
-    for (int64_t i = 0; i < iters; i++) { PEAK_X12(STEP) }
-    PEAK_X12(SINK)
+    PEAK_BODY(iters)
 #undef DECL
 #undef STEP
 #undef SINK
@@ -50,9 +55,7 @@ static int64_t peak_f32_avx512(int64_t iters, volatile float *sink) {
 #define DECL(k) __m512 c##k = _mm512_set1_ps((float)k);
 #define STEP(k) c##k = _mm512_fmadd_ps(a, b, c##k);
 #define SINK(k) *sink += _mm512_reduce_add_ps(c##k);
-    PEAK_X12(DECL)
-    for (int64_t i = 0; i < iters; i++) { PEAK_X12(STEP) }
-    PEAK_X12(SINK)
+    PEAK_BODY(iters)
 #undef DECL
 #undef STEP
 #undef SINK
@@ -66,9 +69,7 @@ static int64_t peak_i8_avx2(int64_t iters, volatile int32_t *sink) {
 #define DECL(k) __m256i c##k = _mm256_set1_epi32(k);
 #define STEP(k) c##k = _mm256_add_epi32(c##k, _mm256_madd_epi16(_mm256_maddubs_epi16(a, c##k), ones));
 #define SINK(k) *sink += _mm256_extract_epi32(c##k, 0);
-    PEAK_X12(DECL)
-    for (int64_t i = 0; i < iters; i++) { PEAK_X12(STEP) }
-    PEAK_X12(SINK)
+    PEAK_BODY(iters)
 #undef DECL
 #undef STEP
 #undef SINK
@@ -81,9 +82,7 @@ static int64_t peak_f32_avx2(int64_t iters, volatile float *sink) {
 #define DECL(k) __m256 c##k = _mm256_set1_ps((float)k);
 #define STEP(k) c##k = _mm256_fmadd_ps(a, b, c##k);
 #define SINK(k) *sink += _mm256_cvtss_f32(c##k);
-    PEAK_X12(DECL)
-    for (int64_t i = 0; i < iters; i++) { PEAK_X12(STEP) }
-    PEAK_X12(SINK)
+    PEAK_BODY(iters)
 #undef DECL
 #undef STEP
 #undef SINK
@@ -101,9 +100,7 @@ static int64_t peak_i8_neon(int64_t iters, volatile int32_t *sink) {
 #define STEP(k) { const int8x16_t x = vreinterpretq_s8_s32(c##k); \
         c##k = vpadalq_s16(c##k, vmlal_high_s8(vmull_s8(vget_low_s8(x), vget_low_s8(b)), x, b)); }
 #define SINK(k) *sink += vaddvq_s32(c##k);
-    PEAK_X12(DECL)
-    for (int64_t i = 0; i < iters; i++) { PEAK_X12(STEP) }
-    PEAK_X12(SINK)
+    PEAK_BODY(iters)
 #undef DECL
 #undef STEP
 #undef SINK
@@ -115,9 +112,7 @@ static int64_t peak_f32_neon(int64_t iters, volatile float *sink) {
 #define DECL(k) float32x4_t c##k = vdupq_n_f32((float)k);
 #define STEP(k) c##k = vfmaq_f32(c##k, a, b);
 #define SINK(k) *sink += vaddvq_f32(c##k);
-    PEAK_X12(DECL)
-    for (int64_t i = 0; i < iters; i++) { PEAK_X12(STEP) }
-    PEAK_X12(SINK)
+    PEAK_BODY(iters)
 #undef DECL
 #undef STEP
 #undef SINK
