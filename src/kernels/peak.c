@@ -37,11 +37,11 @@
 #include <immintrin.h>
 
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
-static int64_t peak_i8_avx512(int64_t iters, volatile int32_t *sink) {
+static int64_t peak_i8_avx512(int64_t iters, volatile uint32_t *sink) {
     const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(-1);
 #define DECL(k) __m512i c##k = _mm512_set1_epi32(k);
 #define STEP(k) c##k = _mm512_dpbusd_epi32(c##k, a, b);
-#define SINK(k) *sink += _mm512_reduce_add_epi32(c##k);
+#define SINK(k) *sink += (uint32_t)_mm512_reduce_add_epi32(c##k);
     PEAK_BODY(iters)
 #undef DECL
 #undef STEP
@@ -63,12 +63,12 @@ static int64_t peak_f32_avx512(int64_t iters, volatile float *sink) {
 }
 
 __attribute__((target("avx2")))
-static int64_t peak_i8_avx2(int64_t iters, volatile int32_t *sink) {
+static int64_t peak_i8_avx2(int64_t iters, volatile uint32_t *sink) {
     /* the accumulator is also the signed operand, so no product can be hoisted */
     const __m256i a = _mm256_set1_epi8(1), ones = _mm256_set1_epi16(1);
 #define DECL(k) __m256i c##k = _mm256_set1_epi32(k);
 #define STEP(k) c##k = _mm256_add_epi32(c##k, _mm256_madd_epi16(_mm256_maddubs_epi16(a, c##k), ones));
-#define SINK(k) *sink += _mm256_extract_epi32(c##k, 0);
+#define SINK(k) *sink += (uint32_t)_mm256_extract_epi32(c##k, 0);
     PEAK_BODY(iters)
 #undef DECL
 #undef STEP
@@ -93,13 +93,13 @@ static int64_t peak_f32_avx2(int64_t iters, volatile float *sink) {
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
-static int64_t peak_i8_neon(int64_t iters, volatile int32_t *sink) {
+static int64_t peak_i8_neon(int64_t iters, volatile uint32_t *sink) {
     /* the accumulator is also one operand, so no product can be hoisted */
     const int8x16_t b = vdupq_n_s8(-1);
 #define DECL(k) int32x4_t c##k = vdupq_n_s32(k);
 #define STEP(k) { const int8x16_t x = vreinterpretq_s8_s32(c##k); \
         c##k = vpadalq_s16(c##k, vmlal_high_s8(vmull_s8(vget_low_s8(x), vget_low_s8(b)), x, b)); }
-#define SINK(k) *sink += vaddvq_s32(c##k);
+#define SINK(k) *sink += (uint32_t)vaddvq_s32(c##k);
     PEAK_BODY(iters)
 #undef DECL
 #undef STEP
@@ -120,12 +120,12 @@ static int64_t peak_f32_neon(int64_t iters, volatile float *sink) {
 }
 #endif
 
-static int64_t peak_i8_ref(int64_t iters, volatile int32_t *sink) {
-    int32_t c[PEAK_CHAINS];
+static int64_t peak_i8_ref(int64_t iters, volatile uint32_t *sink) {
+    uint32_t c[PEAK_CHAINS];  /* unsigned: the sums wrap, as the SIMD lanes do */
     const int32_t b = (int8_t)(*sink - 1);  /* -1, unknown to the compiler */
-    for (int k = 0; k < PEAK_CHAINS; k++) c[k] = k;
+    for (int k = 0; k < PEAK_CHAINS; k++) c[k] = (uint32_t)k;
     for (int64_t i = 0; i < iters; i++)
-        for (int k = 0; k < PEAK_CHAINS; k++) c[k] += (int32_t)(uint8_t)c[k] * b;
+        for (int k = 0; k < PEAK_CHAINS; k++) c[k] += (uint32_t)((int32_t)(uint8_t)c[k] * b);
     for (int k = 0; k < PEAK_CHAINS; k++) *sink += c[k];
     return iters * PEAK_CHAINS;
 }
@@ -141,7 +141,7 @@ static int64_t peak_f32_ref(int64_t iters, volatile float *sink) {
 }
 
 int64_t em_peak_probe(const char *isa, int f32, int64_t iters) {
-    volatile int32_t isink = 0;
+    volatile uint32_t isink = 0;
     volatile float fsink = 0;
 #if defined(__x86_64__)
     if (!strcmp(isa, "avx512")) return f32 ? peak_f32_avx512(iters, &fsink) : peak_i8_avx512(iters, &isink);
