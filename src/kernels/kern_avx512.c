@@ -2,8 +2,8 @@
  *
  * Design
  *   - Quantized matmuls keep integer block sums exact (VNNI vpdpbusd for 32-element
- *     blocks and k-quant groups, where the per-sub-block scale is applied in integer) and
- *     then accumulate in float vectors. The float order differs from ref
+ *     blocks, vpmaddubsw + vpdpwssd for k-quants, where the per-sub-block scale is applied
+ *     in integer) and then accumulate in float vectors. The float order differs from ref
  *     (tests hold it to a tolerance) but every output is computed by the same sequence of
  *     lane operations whatever r0/r1/ncols are: each (row, column) has its own
  *     accumulator, tiles only decide which pairs run side by side and share the unpacked
@@ -23,12 +23,12 @@
  *   - Q4_1, Q5_1 and Q5_0 instead repeat llama.cpp's x86 float order exactly (see their
  *     section): such models amplify last-bit differences, and tests hold them to
  *     llama.cpp's logits.
- *   - K-quants (Q2_K..Q6_K) work in group layout (see their section): int32 lane l stands
- *     for elements 16l..16l+15 of a block, the activation columns are repacked to it once
- *     per call and each weight block once per row, so vpdpbusd sums a 16-element group
- *     exactly in one lane and the sub-block scale is applied once per group in integer;
- *     one unpacked weight block serves all columns of the call. Mins and the offsets of
- *     Q6_K (-32) and Q3_K (-4) go through the q8_K bsums.
+ *   - K-quants read the q8_K activation blocks directly (qs are contiguous). The weights
+ *     are unpacked to u8 (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63), multiplied with vpmaddubsw
+ *     (pairs cannot saturate: 2*63*128 < 32768) and the sub-block scales applied with
+ *     vpdpwssd. Q4_K/Q5_K mins and Q6_K's -32 offset go through the q8_K bsums; Q2_K
+ *     (0..3, mins as Q4_K's) and Q3_K (0..7 standing for -4..3, the -4 as Q6_K's -32) use
+ *     the same block form.
  *   - IQ4_NL (one block per ymm, vpdpbusd), IQ4_XS (two sub-blocks per zmm, vpmaddubsw +
  *     vpdpwssd with the sub-block scales), TQ1_0 / TQ2_0 (codes 0..2 through vpdpbusd,
  *     sum(a) off through the bsums): IQ4 values come from a vpshufb table lookup; see
@@ -647,157 +647,192 @@ EM_MM_WRAP(mm_q5_0, mm_q41x, EM_Q5_0)
 
 /* ---------------------------------------------------------------- K-quant matmul */
 
-/* K-quants in group layout (Q4_K, Q5_K, Q6_K here; Q2_K, Q3_K below). Int32 lane l of
- * every vector stands for the 16-element group l of a 256-element block (elements
- * 16l..16l+15): the span of q8_K's bsum l, the sub-block l of Q6_K, Q3_K and Q2_K, and
- * half of Q4_K/Q5_K's sub-block l/2. The activations are
- * packed once per call (kx_pack: vector x[t] lane l = bytes 16l+4t..16l+4t+3), the
- * weights once per block and row (kw_q45, kw_q6: the same bytes as u8 0..15/31/63), so
- * one vpdpbusd per 64 multiply-adds sums a group exactly in its own lane over the four
- * steps t, P_l. The scale is then applied per lane in integer:
- *   Q4_K: S_l = sc_{l/2} * P_l by vpdpwssd (|P_l| <= 16*15*127 fits int16, the high word
- *         of each int32 lane meets a zero), M_l = m_{l/2} * bsum_l the same way;
- *   Q5_K: S_l = sc * P_l by vpmulld (P_l can reach 16*31*127), M_l as Q4_K;
- *   Q6_K: S_l = sc_l * P_l - 32 * sc_l * bsum_l (vpmulld, then vpdpwssd), no M.
- * Per (row, column) the float arithmetic is fixed by n alone: 16 float lanes, per block
- * lane l = fma(S_l, d*xd, lane l) then lane l = fma(-M_l, dmin*xd, lane l); every
- * KQ_CHUNK blocks (and at the end) the lanes are summed (_mm512_reduce_add_ps) into y,
- * which the first chunk sets and later ones add to. Tiles only choose which (row, column)
- * pairs run side by side, so a column alone, in a batch of 8 or under any row split
- * gives the same bits. */
-#define KQ_CHUNK 16  /* blocks per float partial sum */
-#define KQ_XBUF 128  /* packed column-blocks per pass (40 KiB on the stack) */
+/* One 256-element weight block unpacked: q[k] = u8 weights of elements 64k..64k+63,
+ * sc[k] = the int16 scale of each maddubs pair, mb = int16 multipliers of the 16 q8_K
+ * bsums (Q4_K/Q5_K: the sub-block mins, Q6_K: -32 * scale), d/dmin the fp16 factors. */
+typedef struct { __m512i q[4], sc[4]; __m256i mb; float d, dmin; } kblk;
 
-typedef struct { __m512i x[4], bs; } kx;      /* one column's q8_K block, group layout */
-typedef struct { __m512i w[4], sc, mn; float d, dmin; } kw;  /* one row's block */
-
-AI __m512i iota16(const int32_t *v) { return _mm512_loadu_si512(v); }
-
-/* x[t] lane l = dword 4l + t of qs: lanes 0..7 from qs[0..127], 8..15 from qs[128..255]. */
-static const int32_t IDX_KX[16] = {0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28};
-
-AI void kx_pack(const block_q8_K *b, kx *o) {
-    const __m512i z0 = _mm512_loadu_si512(b->qs), z1 = _mm512_loadu_si512(b->qs + 64);
-    const __m512i z2 = _mm512_loadu_si512(b->qs + 128), z3 = _mm512_loadu_si512(b->qs + 192);
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-        const __m512i ix = _mm512_add_epi32(iota16(IDX_KX), _mm512_set1_epi32(t));
-        o->x[t] = _mm512_mask_blend_epi32(0xFF00, _mm512_permutex2var_epi32(z0, ix, z1),
-                                          _mm512_permutex2var_epi32(z2, ix, z3));
-    }
-    o->bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)b->bsums));
-}
-
-/* Q4_K/Q5_K: element 16l + 4t is in qs dword 8(l/4) + 4(l%2) + t, in the high nibble
- * when (l/2) is odd; Q5_K's fifth bit is bit l/2 of qh bytes 16(l%2) + 4t.. (dword
- * 4(l%2) + t), moved to bit 4 by a rotate (it stays inside its byte). */
-static const int32_t IDX_W45[16] = {0, 4, 0, 4, 8, 12, 8, 12, 16, 20, 16, 20, 24, 28, 24, 28};
-static const int32_t IDX_H5[16] = {0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4};
-static const int32_t BIT_H5[16] = {0x01010101, 0x01010101, 0x02020202, 0x02020202, 0x04040404, 0x04040404,
-                                   0x08080808, 0x08080808, 0x10101010, 0x10101010, 0x20202020, 0x20202020,
-                                   0x40404040, 0x40404040, (int32_t)0x80808080, (int32_t)0x80808080};
-static const int32_t ROT_H5[16] = {4, 4, 3, 3, 2, 2, 1, 1, 0, 0, 31, 31, 30, 30, 29, 29};
-/* scale (lanes 0..7 of the unpacked bytes) and min (8..15) of sub-block l/2 */
-static const int32_t IDX_SC45[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7};
-static const int32_t IDX_MN45[16] = {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15};
-
-AI void kw_q45(const uint8_t *blk_scales, const uint8_t *qs, const uint8_t *qh, kw *o) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i A = _mm512_loadu_si512(qs), B = _mm512_loadu_si512(qs + 64);
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-        __m512i p = _mm512_permutex2var_epi32(A, _mm512_add_epi32(iota16(IDX_W45), _mm512_set1_epi32(t)), B);
-        p = _mm512_mask_srli_epi32(p, 0xCCCC, p, 4);
-        o->w[t] = _mm512_and_si512(p, m4);
-    }
-    if (qh) {
-        const __m512i H = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)qh));
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-            __m512i h = _mm512_permutexvar_epi32(_mm512_add_epi32(iota16(IDX_H5), _mm512_set1_epi32(t)), H);
-            h = _mm512_rolv_epi32(_mm512_and_si512(h, iota16(BIT_H5)), iota16(ROT_H5));
-            o->w[t] = _mm512_or_si512(o->w[t], h);
-        }
-    }
-    /* get_scale_min_k4 for all 8 sub-blocks: bytes sc0..sc7, m0..m7 */
+/* Q4_K/Q5_K 6-bit scales and mins (quant.c's get_scale_min_k4) as 16 int16:
+ * sc0..sc7, m0..m7. */
+AI __m256i k4_scales(const uint8_t *s) {
     uint32_t u0, u1, u2;
-    memcpy(&u0, blk_scales, 4);
-    memcpy(&u1, blk_scales + 4, 4);
-    memcpy(&u2, blk_scales + 8, 4);
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
     const uint32_t sc_lo = u0 & 0x3f3f3f3f, m_lo = u1 & 0x3f3f3f3f;
     const uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4;
     const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4;
-    const __m512i s32 = _mm512_cvtepu8_epi32(_mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo));
-    o->sc = _mm512_permutexvar_epi32(iota16(IDX_SC45), s32);
-    o->mn = _mm512_permutexvar_epi32(iota16(IDX_MN45), s32);
+    const __m128i v = _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+    return _mm256_cvtepu8_epi16(v);
 }
 
-/* Q6_K: element 16l + 4t is in ql dword 16(l/8) + 4(l%4) + t (high nibble when l%8 >= 4)
- * and its top two bits in qh dword 8(l/8) + 4(l%2) + t, bits 2k, 2k+1 with k = (l%8)/2,
- * rotated to bits 4, 5 (inside their byte). */
-static const int32_t IDX_L6[16] = {0, 4, 8, 12, 0, 4, 8, 12, 16, 20, 24, 28, 16, 20, 24, 28};
-static const int32_t IDX_H6[16] = {0, 4, 0, 4, 0, 4, 0, 4, 8, 12, 8, 12, 8, 12, 8, 12};
-static const int32_t ROT_H6[16] = {4, 4, 2, 2, 0, 0, 30, 30, 4, 4, 2, 2, 0, 0, 30, 30};
+/* For q[k] = sub-blocks 2k, 2k+1: scale 2k on int16 lanes 0..15, 2k+1 on 16..31. */
+static const uint16_t IDX_K4_SC[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5},
+    {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7},
+};
+/* Each min twice: bsums 2j, 2j+1 cover sub-block j. */
+static const uint16_t IDX_K4_MIN[16] = {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15};
+/* Q6_K: q[k] covers scales 4k..4k+3, each on 8 int16 lanes. */
+static const uint16_t IDX_K6_SC[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
 
-AI void kw_q6(const block_q6_K *x, kw *o) {
+/* Q4_K and Q5_K (qh != NULL): 32 bytes of qs hold sub-block 2c in the low nibbles and 2c+1
+ * in the high ones; regroup so q[k] = [sub 2k | sub 2k+1]. Q5_K's qh[l] bit 2k (2k+1) is
+ * bit 4 of element l of sub-block 2k (2k+1). */
+AI void unpack_k45(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, kblk *b) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int h = 0; h < 2; h++) {
+        const __m512i v = _mm512_loadu_si512(qs + 64 * h);
+        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        b->q[2 * h] = _mm512_shuffle_i64x2(lo, hi, 0x44);
+        b->q[2 * h + 1] = _mm512_shuffle_i64x2(lo, hi, 0xEE);
+    }
+    if (qh) {
+        const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+        for (int k = 0; k < 4; k++) {
+            const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * k))),
+                                                   _mm256_set1_epi8((char)(2 << (2 * k))), 1);
+            const __mmask64 bit = _mm512_test_epi8_mask(hb, sel);
+            b->q[k] = _mm512_mask_add_epi8(b->q[k], bit, b->q[k], _mm512_set1_epi8(16));
+        }
+    }
+    const __m512i sm = _mm512_castsi256_si512(k4_scales(scales));
+    for (int k = 0; k < 4; k++) b->sc[k] = _mm512_permutexvar_epi16(idx(IDX_K4_SC[k]), sm);
+    b->mb = _mm256_permutexvar_epi16(_mm256_loadu_si256((const __m256i *)IDX_K4_MIN),
+                                     _mm512_castsi512_si256(sm));
+}
+
+/* Q6_K: per 128-element half, ql[0..63] low nibbles are elements 0..63, high nibbles
+ * 64..127; the 2-bit tops come from qh[l] bits (0,1) (2,3) (4,5) (6,7) for the four runs
+ * of 32. Shifting 16-bit words never mixes bytes here: bits 4,5 of each byte after the
+ * shift come from the same byte. */
+AI void unpack_k6(const block_q6_K *x, kblk *b) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    const __m512i A = _mm512_loadu_si512(x->ql), B = _mm512_loadu_si512(x->ql + 64);
-    const __m512i H = _mm512_loadu_si512(x->qh);
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-        const __m512i vt = _mm512_set1_epi32(t);
-        __m512i p = _mm512_permutex2var_epi32(A, _mm512_add_epi32(iota16(IDX_L6), vt), B);
-        p = _mm512_mask_srli_epi32(p, 0xF0F0, p, 4);
-        __m512i h = _mm512_permutexvar_epi32(_mm512_add_epi32(iota16(IDX_H6), vt), H);
-        h = _mm512_and_si512(_mm512_rolv_epi32(h, iota16(ROT_H6)), m30);
-        o->w[t] = _mm512_ternarylogic_epi32(p, h, m4, 0xEC);  /* (p & m4) | h */
+    const __m512i sl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i sr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    for (int h = 0; h < 2; h++) {
+        const __m512i l = _mm512_loadu_si512(x->ql + 64 * h);
+        const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * h)));
+        b->q[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(_mm512_sllv_epi16(hb, sl), m30));
+        b->q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                          _mm512_and_si512(_mm512_srlv_epi16(hb, sr), m30));
     }
-    o->sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
-    /* -32 * sc as the low int16 of each lane, high int16 zero */
-    o->mn = _mm512_and_si512(_mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(o->sc, 5)),
-                             _mm512_set1_epi32(0xFFFF));
-    o->d = h2f(x->d);
-    o->dmin = 0.0f;
+    const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    for (int k = 0; k < 4; k++) b->sc[k] = _mm512_permutexvar_epi16(idx(IDX_K6_SC[k]), _mm512_castsi256_si512(s16));
+    b->mb = _mm256_mullo_epi16(s16, _mm256_set1_epi16(-32));
+    b->d = h2f(x->d);
+    b->dmin = 0.0f;
 }
 
-/* Q2_K and Q3_K in the same group layout: their 16 sub-blocks of 16 are the lanes. Both
- * hold 2-bit planes: per 128-element half h, element 128h + 32p + i is bits 2p of
- * qs[32h + i], so lane l (h = l/8, p = (l%8)/2) at step t reads qs dword
- * 8(l/8) + 4(l%2) + t shifted right by 2p.
- *   Q2_K: weights 0..3, scale = low nibble, min = high nibble: S_l and M_l as Q4_K's.
- *   Q3_K: weight = plane | hmask bit << 2 (0..7) stands for value - 4; the hmask bit is
- *         bit l/2 of hmask dword 4(l%2) + t (as Q5_K's qh), rotated to bit 2. The signed
- *         6-bit scales sc_l (|P_l| <= 16*7*127 fits int16): S_l = sc_l * P_l - 4 * sc_l *
- *         bsum_l, both by vpdpwssd, no M. */
-static const int32_t SHR_K2[16] = {0, 0, 2, 2, 4, 4, 6, 6, 0, 0, 2, 2, 4, 4, 6, 6};
-static const int32_t ROT_H3[16] = {2, 2, 1, 1, 0, 0, 31, 31, 30, 30, 29, 29, 28, 28, 27, 27};
-
-AI void kw_planes(const uint8_t *qs, kw *o) {
-    const __m512i Q = _mm512_loadu_si512(qs), m3 = _mm512_set1_epi8(3);
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-        const __m512i p = _mm512_permutexvar_epi32(_mm512_add_epi32(iota16(IDX_H6), _mm512_set1_epi32(t)), Q);
-        o->w[t] = _mm512_and_si512(_mm512_srlv_epi32(p, iota16(SHR_K2)), m3);
+AI void unpack_kblk(int t, const void *blk, kblk *b) {
+    if (t == EM_Q6_K) {
+        unpack_k6(blk, b);
+    } else if (t == EM_Q4_K) {
+        const block_q4_K *x = blk;
+        unpack_k45(x->scales, x->qs, NULL, b);
+        b->d = h2f(x->d);
+        b->dmin = h2f(x->dmin);
+    } else {
+        const block_q5_K *x = blk;
+        unpack_k45(x->scales, x->qs, x->qh, b);
+        b->d = h2f(x->d);
+        b->dmin = h2f(x->dmin);
     }
 }
 
-AI void kw_q2(const block_q2_K *x, kw *o) {
-    kw_planes(x->qs, o);
-    const __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)x->scales));
-    o->sc = _mm512_and_si512(s, _mm512_set1_epi32(0xF));
-    o->mn = _mm512_srli_epi32(s, 4);
-    o->d = h2f(x->d);
-    o->dmin = h2f(x->dmin);
+/* acc += one block's contribution for one q8_K column. The bsums term is in integer with
+ * the main sum for Q6_K (same factor d), separate for the Q4_K/Q5_K mins (factor dmin). */
+AI __m512 kblk_dot(int t, const kblk *b, const block_q8_K *x, __m512 acc) {
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)x->bsums);
+    const __m256i mt = _mm256_dpwssd_epi32(_mm256_setzero_si256(), bs, b->mb);
+    __m512i s = t == EM_Q6_K ? _mm512_zextsi256_si512(mt) : _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++) {
+        const __m512i p = _mm512_maddubs_epi16(b->q[k], _mm512_loadu_si512(x->qs + 64 * k));
+        s = _mm512_dpwssd_epi32(s, p, b->sc[k]);
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(b->d * x->d), acc);
+    if (t != EM_Q6_K)
+        acc = _mm512_fnmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(mt)), _mm512_set1_ps(b->dmin * x->d), acc);
+    return acc;
 }
 
-AI void kw_q3(const block_q3_K *x, kw *o) {
-    kw_planes(x->qs, o);
-    const __m512i H = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x->hmask));
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) {
-        __m512i h = _mm512_permutexvar_epi32(_mm512_add_epi32(iota16(IDX_H5), _mm512_set1_epi32(t)), H);
-        h = _mm512_rolv_epi32(_mm512_and_si512(h, iota16(BIT_H5)), iota16(ROT_H3));
-        o->w[t] = _mm512_or_si512(o->w[t], h);
+AI void kq_rows(int t, const int C, int64_t nb, const char *w, size_t wrow, int r0, int r1,
+                const char *x, size_t xcol, float *y, int ldy) {
+    const size_t bsz = t == EM_Q4_K ? sizeof(block_q4_K) : t == EM_Q5_K ? sizeof(block_q5_K) : sizeof(block_q6_K);
+    for (int r = r0; r < r1; r++) {
+        const char *wr = w + (size_t)r * wrow;
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            kblk b;
+            for (size_t l = 0; l < bsz; l += 64) pf(wr + (size_t)i * bsz + l, PF_DIST);
+            unpack_kblk(t, wr + (size_t)i * bsz, &b);
+#pragma GCC unroll 8
+            for (int c = 0; c < C; c++)
+                acc[c] = kblk_dot(t, &b, (const block_q8_K *)(x + (size_t)c * xcol) + i, acc[c]);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum(acc[c]);
+    }
+}
+
+AI void mm_kq(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+              size_t xcol, int ncols, float *y, int ldy) {
+    const int64_t nb = n / QK_K;
+#define TILE(C) kq_rows(t, C, nb, w, wrow, r0, r1, x, xcol, y, ldy)
+    EM_COLS_1_8_ONLY(ncols, TILE);
+#undef TILE
+}
+
+EM_MM_WRAP(mm_q4_K, mm_kq, EM_Q4_K)
+EM_MM_WRAP(mm_q5_K, mm_kq, EM_Q5_K)
+EM_MM_WRAP(mm_q6_K, mm_kq, EM_Q6_K)
+
+/* Q2_K and Q3_K (in kblk form, reusing kblk_dot). Both hold 2-bit planes: per 128-element
+ * half, element e (0..127) is bits 2*(e/32) of qs[32h + e%32], so q[k] (elements 64k..)
+ * takes planes 2(k%2) (low 256 bits) and 2(k%2)+1 (high) of the half's 32 bytes. Their
+ * 16 sub-blocks of 16 line up with the 16 q8_K bsums and with IDX_K6_SC.
+ *   Q2_K: weights 0..3, scale = low nibble, min = high nibble (the Q4_K form: mins times
+ *         bsums, factor dmin).
+ *   Q3_K: weight = plane | hmask bit << 2 (0..7) stands for value - 4, so the -4 goes
+ *         through the bsums with the main factor d (the Q6_K form, mb = -4 * scale); hmask
+ *         bit e/32 of byte e%32 is tested like Q5_K's qh. */
+AI void unpack_k23_planes(const uint8_t *qs, kblk *b) {
+    const __m512i m3 = _mm512_set1_epi8(3);
+    for (int h = 0; h < 2; h++) {
+        const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * h)));
+        const __m512i s0 = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+        const __m512i s1 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+        b->q[2 * h] = _mm512_and_si512(_mm512_srlv_epi16(v, s0), m3);
+        b->q[2 * h + 1] = _mm512_and_si512(_mm512_srlv_epi16(v, s1), m3);
+    }
+}
+
+AI void unpack_k2(const block_q2_K *x, kblk *b) {
+    unpack_k23_planes(x->qs, b);
+    const __m256i s8 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    const __m256i sc = _mm256_and_si256(s8, _mm256_set1_epi16(0xF));
+    for (int k = 0; k < 4; k++) b->sc[k] = _mm512_permutexvar_epi16(idx(IDX_K6_SC[k]), _mm512_castsi256_si512(sc));
+    b->mb = _mm256_srli_epi16(s8, 4);
+    b->d = h2f(x->d);
+    b->dmin = h2f(x->dmin);
+}
+
+AI void unpack_k3(const block_q3_K *x, kblk *b) {
+    unpack_k23_planes(x->qs, b);
+    const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->hmask));
+    for (int k = 0; k < 4; k++) {
+        const __m512i sel = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * k))),
+                                               _mm256_set1_epi8((char)(2 << (2 * k))), 1);
+        b->q[k] = _mm512_mask_add_epi8(b->q[k], _mm512_test_epi8_mask(hb, sel), b->q[k], _mm512_set1_epi8(4));
     }
     uint32_t a[3], u[4];
     memcpy(a, x->scales, 12);
@@ -805,129 +840,48 @@ AI void kw_q3(const block_q3_K *x, kw *o) {
     u[1] = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
     u[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
     u[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
-    const __m512i s = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0])),
-                                       _mm512_set1_epi32(32));
-    const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
-    o->sc = _mm512_and_si512(s, lo16);
-    o->mn = _mm512_and_si512(_mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, 2)), lo16);
-    o->d = h2f(x->d);
-    o->dmin = 0.0f;
+    const __m256i s16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0])), _mm256_set1_epi16(32));
+    for (int k = 0; k < 4; k++) b->sc[k] = _mm512_permutexvar_epi16(idx(IDX_K6_SC[k]), _mm512_castsi256_si512(s16));
+    b->mb = _mm256_mullo_epi16(s16, _mm256_set1_epi16(-4));
+    b->d = h2f(x->d);
+    b->dmin = 0.0f;
 }
 
-AI void kw_unpack(const int t, const char *blk, kw *o) {
-    if (t == EM_Q6_K) {
-        kw_q6((const block_q6_K *)blk, o);
-    } else if (t == EM_Q2_K) {
-        kw_q2((const block_q2_K *)blk, o);
-    } else if (t == EM_Q3_K) {
-        kw_q3((const block_q3_K *)blk, o);
-    } else if (t == EM_Q4_K) {
-        const block_q4_K *b = (const block_q4_K *)blk;
-        kw_q45(b->scales, b->qs, NULL, o);
-        o->d = h2f(b->d);
-        o->dmin = h2f(b->dmin);
-    } else {
-        const block_q5_K *b = (const block_q5_K *)blk;
-        kw_q45(b->scales, b->qs, b->qh, o);
-        o->d = h2f(b->d);
-        o->dmin = h2f(b->dmin);
-    }
-}
-
-/* acc += one block of one row against one packed column; dx = d * the column's q8_K d,
- * dmx = dmin * it. */
-AI __m512 kw_dot(const int t, const kw *w, const kx *x, float dx, float dmx, __m512 acc) {
-    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->w[0], x->x[0]);
-    p = _mm512_dpbusd_epi32(p, w->w[1], x->x[1]);
-    p = _mm512_dpbusd_epi32(p, w->w[2], x->x[2]);
-    p = _mm512_dpbusd_epi32(p, w->w[3], x->x[3]);
-    if (t == EM_Q6_K || t == EM_Q3_K) {
-        const __m512i sp = t == EM_Q6_K ? _mm512_mullo_epi32(p, w->sc) : _mm512_dpwssd_epi32(_mm512_setzero_si512(), p, w->sc);
-        const __m512i s = _mm512_dpwssd_epi32(sp, x->bs, w->mn);
-        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx), acc);
-    }
-    const __m512i s = t == EM_Q5_K ? _mm512_mullo_epi32(p, w->sc) : _mm512_dpwssd_epi32(_mm512_setzero_si512(), p, w->sc);
-    const __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), x->bs, w->mn);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dx), acc);
-    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_set1_ps(dmx), acc);
-}
-
-AI size_t kq_bytes(const int t) {
-    return t == EM_Q4_K ? sizeof(block_q4_K) : t == EM_Q5_K ? sizeof(block_q5_K) :
-           t == EM_Q6_K ? sizeof(block_q6_K) : t == EM_Q2_K ? sizeof(block_q2_K) : sizeof(block_q3_K);
-}
-
-/* Rows [r0, r1) times C packed columns over blocks [p0, p1) (a pass: whole chunks, or the
- * row's end); xb[c * np + i - p0] is column c's block i, xd[8 * (i - p0) + c] its d. */
-AI void kq_rows(const int t, const int C, const char *w, size_t wrow, int r0, int r1, int64_t p0,
-                int64_t p1, const kx *xb, const float *xd, int64_t np, float *y, int ldy) {
-    const size_t bsz = kq_bytes(t);
+AI void k23_rows(int t, const int C, int64_t nb, const char *w, size_t wrow, int r0, int r1,
+                 const char *x, size_t xcol, float *y, int ldy) {
+    const size_t bsz = t == EM_Q2_K ? sizeof(block_q2_K) : sizeof(block_q3_K);
+    const int form = t == EM_Q2_K ? EM_Q4_K : EM_Q6_K;  /* how kblk_dot applies mb */
     for (int r = r0; r < r1; r++) {
         const char *wr = w + (size_t)r * wrow;
-        for (int64_t c0 = p0; c0 < p1; c0 += KQ_CHUNK) {
-            const int64_t c1 = c0 + KQ_CHUNK < p1 ? c0 + KQ_CHUNK : p1;
-            __m512 acc[8];
+        __m512 acc[8];
 #pragma GCC unroll 8
-            for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
-            for (int64_t i = c0; i < c1; i++) {
-                const char *blk = wr + (size_t)i * bsz;
-                for (size_t l = 0; l < bsz; l += 64) pf(blk + l, PF_DIST);
-                kw u;
-                kw_unpack(t, blk, &u);
-                /* d and dmin times every column's d, in one multiply each for wider calls
-                 * (the same float products as one at a time), read back as broadcasts */
-                float dx[8], dmx[8];
-                if (C == 1) {
-                    dx[0] = u.d * xd[8 * (i - p0)];
-                    dmx[0] = u.dmin * xd[8 * (i - p0)];
-                } else {
-                    const __m256 xdv = _mm256_loadu_ps(xd + 8 * (i - p0));
-                    _mm256_storeu_ps(dx, _mm256_mul_ps(_mm256_set1_ps(u.d), xdv));
-                    _mm256_storeu_ps(dmx, _mm256_mul_ps(_mm256_set1_ps(u.dmin), xdv));
-                }
+        for (int c = 0; c < C; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            kblk b;
+            const char *blk = wr + (size_t)i * bsz;
+            pf(blk, PF_DIST);
+            pf(blk + 64, PF_DIST);
+            if (t == EM_Q2_K) unpack_k2((const block_q2_K *)blk, &b);
+            else unpack_k3((const block_q3_K *)blk, &b);
 #pragma GCC unroll 8
-                for (int c = 0; c < C; c++)
-                    acc[c] = kw_dot(t, &u, &xb[c * np + (i - p0)], dx[c], dmx[c], acc[c]);
-            }
-#pragma GCC unroll 8
-            for (int c = 0; c < C; c++) {
-                const float v = hsum(acc[c]);
-                y[(size_t)c * ldy + r] = c0 == 0 ? v : y[(size_t)c * ldy + r] + v;
-            }
+            for (int c = 0; c < C; c++)
+                acc[c] = kblk_dot(form, &b, (const block_q8_K *)(x + (size_t)c * xcol) + i, acc[c]);
         }
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) y[(size_t)c * ldy + r] = hsum(acc[c]);
     }
 }
 
-AI void mm_kq(const int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
-              size_t xcol, int ncols, float *y, int ldy) {
+AI void mm_k23(int t, int64_t n, const void *w, size_t wrow, int r0, int r1, const void *x,
+               size_t xcol, int ncols, float *y, int ldy) {
     const int64_t nb = n / QK_K;
-    if (ncols < 1 || ncols > 8 || r0 >= r1) return;
-    kx xb[KQ_XBUF];
-    float xd[8 * KQ_XBUF] = { 0 };  /* [block][column]: lanes past ncols stay 0 */
-    /* a pass is whole chunks (so chunk edges depend on n only) whose packed columns fit */
-    int64_t np = (KQ_XBUF / ncols) / KQ_CHUNK * KQ_CHUNK;
-    if (np > nb) np = nb;
-    for (int64_t p0 = 0; p0 < nb; p0 += np) {
-        const int64_t p1 = p0 + np < nb ? p0 + np : nb;
-        for (int c = 0; c < ncols; c++) {
-            const block_q8_K *xc = (const block_q8_K *)((const char *)x + (size_t)c * xcol);
-            for (int64_t i = p0; i < p1; i++) {
-                kx_pack(xc + i, &xb[c * np + (i - p0)]);
-                xd[8 * (i - p0) + c] = xc[i].d;
-            }
-        }
-#define TILE(C) kq_rows(t, C, w, wrow, r0, r1, p0, p1, xb, xd, np, y, ldy)
-        EM_COLS_1_8_ONLY(ncols, TILE);
+#define TILE(C) k23_rows(t, C, nb, w, wrow, r0, r1, x, xcol, y, ldy)
+    EM_COLS_1_8_ONLY(ncols, TILE);
 #undef TILE
-    }
 }
 
-EM_MM_WRAP(mm_q4_K, mm_kq, EM_Q4_K)
-EM_MM_WRAP(mm_q5_K, mm_kq, EM_Q5_K)
-EM_MM_WRAP(mm_q6_K, mm_kq, EM_Q6_K)
-EM_MM_WRAP(mm_q2_K, mm_kq, EM_Q2_K)
-EM_MM_WRAP(mm_q3_K, mm_kq, EM_Q3_K)
-
+EM_MM_WRAP(mm_q2_K, mm_k23, EM_Q2_K)
+EM_MM_WRAP(mm_q3_K, mm_k23, EM_Q3_K)
 
 /* ---------------------------------------------------------------- norms and activations */
 
